@@ -1,0 +1,121 @@
+//! Load-time errors: what was wrong, where (file, field path, line) and what would be right.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::source::{FieldPath, Location};
+
+/// A policy that cannot be loaded. Printed as
+/// `policy.yaml:12:9: endpoints[0]...min_version: TLS 1.1 is not supported; use "1.2" or "1.3"`.
+#[derive(Debug, Clone)]
+pub struct ConfigError {
+    /// The policy file, or `None` for a policy given inline (the proxy-wasm plugin config).
+    pub file: Option<PathBuf>,
+    pub path: FieldPath,
+    pub location: Option<Location>,
+    pub kind: Box<ConfigErrorKind>,
+}
+
+impl ConfigError {
+    pub(crate) fn new(path: FieldPath, kind: ConfigErrorKind) -> Self {
+        Self {
+            file: None,
+            path,
+            location: None,
+            kind: Box::new(kind),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.file {
+            Some(file) => write!(f, "{}", file.display())?,
+            None => f.write_str("<policy>")?,
+        }
+        if let Some(location) = self.location {
+            write!(f, ":{location}")?;
+        }
+        if !self.path.is_root() {
+            write!(f, ": {}", self.path)?;
+        }
+        write!(f, ": {}", self.kind)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Every way a policy can be wrong. Messages end with what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigErrorKind {
+    /// The text is not YAML or JSON.
+    #[error("{0}")]
+    Syntax(String),
+    /// The document does not have the policy's shape (unknown field, wrong type, missing field).
+    #[error("{0}")]
+    Shape(String),
+    #[error("cannot read {path}: {reason}")]
+    Unreadable { path: PathBuf, reason: String },
+    #[error("{0}")]
+    InvalidValue(String),
+    #[error(
+        "TLS {0} is not supported: versions below 1.2 are insecure and no longer accepted \
+         (ngrok dropped them in 2025); use \"1.2\" or \"1.3\""
+    )]
+    ObsoleteTlsVersion(String),
+    #[error(
+        "min_version {min} is above max_version {max}; lower min_version or raise max_version"
+    )]
+    VersionRange { min: String, max: String },
+    #[error("{what} holds no PEM `{label}` block{hint}")]
+    NoPem {
+        what: &'static str,
+        label: &'static str,
+        hint: &'static str,
+    },
+    #[error("{what} is not valid PEM: {reason}")]
+    BadPem { what: &'static str, reason: String },
+    #[error("certificate #{index} in {what} cannot be parsed: {reason}")]
+    BadCertificate {
+        what: &'static str,
+        index: usize,
+        reason: String,
+    },
+    #[error(
+        "the private key does not match the certificate {subject}: \
+         use the key that was generated with this certificate's request ({reason})"
+    )]
+    KeyMismatch { subject: String, reason: String },
+    #[error(
+        "{subject} is not a CA certificate (basicConstraints CA=true is missing): \
+         list the certificate of the authority that issued your clients, not a client certificate"
+    )]
+    NotACa { subject: String },
+    #[error("{present} is set but {missing} is not: set both or neither")]
+    Incomplete {
+        present: &'static str,
+        missing: &'static str,
+    },
+    #[error(
+        "{host} on {bind} is already served by endpoints[{other}]: \
+         give each endpoint its own host or bind address"
+    )]
+    DuplicateHost {
+        host: String,
+        bind: String,
+        other: usize,
+    },
+    #[error("unknown action type `{found}` in {phase}; {phase} accepts {allowed}")]
+    UnknownAction {
+        found: String,
+        phase: &'static str,
+        allowed: &'static str,
+    },
+    #[error("expression `{expression}`: {reason}")]
+    Expression { expression: String, reason: String },
+}
+
+pub(crate) fn invalid(message: impl Into<String>) -> ConfigErrorKind {
+    ConfigErrorKind::InvalidValue(message.into())
+}

@@ -1,0 +1,721 @@
+//! CEL rule expressions and `${…}` header templates.
+//!
+//! Expressions are compiled once at load. The `cel` crate has no type checker, so the loader
+//! does two things a checker would: it walks the syntax tree and refuses any `conn.…`/`req.…`
+//! path that is not a known variable, and it evaluates the expression against representative
+//! facts (with and without a client certificate, with a request when the phase has one) to catch
+//! type errors such as `conn.tls.version > 2` and results that are not booleans.
+//!
+//! At run time an expression that fails to evaluate counts as a match of a deny and as a
+//! failure of everything else: the policy fails closed (see [`crate::policy`]).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use cel::common::ast::Expr;
+use cel::objects::{Key, Map};
+use cel::{Context, ExecutionError, IdedExpr, Program, Value};
+
+use crate::facts::{ClientCert, ClientCertFacts, DistinguishedName, TlsFacts};
+use crate::policy::Request;
+
+/// Where in a connection's life an expression runs; decides which variables exist.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    TcpConnect,
+    HttpRequest,
+}
+
+impl Phase {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::TcpConnect => "on_tcp_connect",
+            Self::HttpRequest => "on_http_request",
+        }
+    }
+}
+
+/// The variables a policy may name. `Leaf` has no fields; `Map` allows any key (headers).
+enum Shape {
+    Leaf,
+    Map,
+    Object(&'static [(&'static str, Shape)]),
+}
+
+const NAME: Shape = Shape::Object(&[
+    ("common_name", Shape::Leaf),
+    ("organization", Shape::Leaf),
+    ("organizational_unit", Shape::Leaf),
+    ("country", Shape::Leaf),
+    ("locality", Shape::Leaf),
+    ("province", Shape::Leaf),
+]);
+
+const CLIENT: Shape = Shape::Object(&[
+    ("subject", NAME),
+    ("issuer", NAME),
+    (
+        "san",
+        Shape::Object(&[
+            ("dns_names", Shape::Leaf),
+            ("email_addresses", Shape::Leaf),
+            ("ip_addresses", Shape::Leaf),
+            ("uris", Shape::Leaf),
+        ]),
+    ),
+    ("serial_number", Shape::Leaf),
+    ("signature_algorithm", Shape::Leaf),
+    (
+        "validity",
+        Shape::Object(&[("not_before", Shape::Leaf), ("not_after", Shape::Leaf)]),
+    ),
+    ("extensions", Shape::Leaf),
+    ("fingerprint", Shape::Object(&[("sha256", Shape::Leaf)])),
+    ("pem", Shape::Leaf),
+]);
+
+const CONN: Shape = Shape::Object(&[
+    ("client_ip", Shape::Leaf),
+    (
+        "tls",
+        Shape::Object(&[
+            ("version", Shape::Leaf),
+            ("cipher_suite", Shape::Leaf),
+            ("sni", Shape::Leaf),
+            ("negotiated_alpn", Shape::Leaf),
+            ("client", CLIENT),
+        ]),
+    ),
+]);
+
+const REQ: Shape = Shape::Object(&[
+    ("method", Shape::Leaf),
+    ("host", Shape::Leaf),
+    ("path", Shape::Leaf),
+    ("url", Shape::Leaf),
+    ("headers", Shape::Map),
+]);
+
+/// A compiled boolean rule expression.
+#[derive(Clone)]
+pub struct Expression {
+    source: Arc<str>,
+    program: Arc<Program>,
+}
+
+impl std::fmt::Debug for Expression {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Expression").field(&self.source).finish()
+    }
+}
+
+impl Expression {
+    /// Compiles and checks a boolean expression for `phase`.
+    pub fn compile(source: &str, phase: Phase) -> Result<Self, String> {
+        let program = compile_checked(source, phase)?;
+        for sample in samples(phase) {
+            match sample.eval(&program) {
+                Ok(Value::Bool(_)) => {}
+                Ok(other) => {
+                    return Err(format!(
+                        "evaluates to {}, but a rule expression must be true or false",
+                        type_name(&other)
+                    ))
+                }
+                Err(e) if is_type_error(&e) => return Err(format!("type error: {e}")),
+                Err(_) => {}
+            }
+        }
+        Ok(Self {
+            source: source.into(),
+            program: Arc::new(program),
+        })
+    }
+
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Evaluates against a prepared context. `Err` carries a reason for logs.
+    pub fn matches(&self, vars: &Variables) -> Result<bool, String> {
+        match vars.eval(&self.program) {
+            Ok(Value::Bool(b)) => Ok(b),
+            Ok(other) => Err(format!("`{}` gave {}", self.source, type_name(&other))),
+            Err(e) => Err(format!("`{}` failed: {e}", self.source)),
+        }
+    }
+}
+
+/// A header value with `${expression}` parts, as in ngrok's `add-headers`.
+#[derive(Clone, Debug)]
+pub struct Template {
+    parts: Vec<Part>,
+}
+
+#[derive(Clone)]
+enum Part {
+    Text(String),
+    Expr(Arc<str>, Arc<Program>),
+}
+
+impl std::fmt::Debug for Part {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Text(t) => f.debug_tuple("Text").field(t).finish(),
+            Self::Expr(s, _) => f.debug_tuple("Expr").field(s).finish(),
+        }
+    }
+}
+
+impl Template {
+    pub fn compile(text: &str, phase: Phase) -> Result<Self, String> {
+        let mut parts = Vec::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("${") {
+            if start > 0 {
+                parts.push(Part::Text(rest[..start].to_owned()));
+            }
+            let after = &rest[start + 2..];
+            let end = after
+                .find('}')
+                .ok_or_else(|| format!("`${{` without a closing `}}` in `{text}`"))?;
+            let source = after[..end].trim();
+            if source.is_empty() {
+                return Err(format!("empty `${{}}` in `{text}`"));
+            }
+            let program = compile_checked(source, phase)?;
+            for sample in samples(phase) {
+                if let Err(e) = sample.eval(&program) {
+                    if is_type_error(&e) {
+                        return Err(format!("type error in `${{{source}}}`: {e}"));
+                    }
+                }
+            }
+            parts.push(Part::Expr(source.into(), Arc::new(program)));
+            rest = &after[end + 1..];
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Text(rest.to_owned()));
+        }
+        Ok(Self { parts })
+    }
+
+    /// Whether the template is plain text (no expressions), so it can be used as is.
+    pub fn as_literal(&self) -> Option<&str> {
+        match self.parts.as_slice() {
+            [] => Some(""),
+            [Part::Text(t)] => Some(t),
+            _ => None,
+        }
+    }
+
+    pub fn render(&self, vars: &Variables) -> Result<String, String> {
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Text(t) => out.push_str(t),
+                Part::Expr(source, program) => match vars.eval(program) {
+                    Ok(value) => render_value(&value, &mut out),
+                    Err(e) => return Err(format!("`${{{source}}}` failed: {e}")),
+                },
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn render_value(value: &Value, out: &mut String) {
+    match value {
+        Value::String(s) => out.push_str(s),
+        Value::Int(i) => out.push_str(&i.to_string()),
+        Value::UInt(u) => out.push_str(&u.to_string()),
+        Value::Float(f) => out.push_str(&f.to_string()),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Timestamp(t) => out.push_str(&t.to_rfc3339()),
+        Value::List(items) => {
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                render_value(item, out);
+            }
+        }
+        Value::Null => {}
+        other => out.push_str(&format!("{other:?}")),
+    }
+}
+
+fn compile_checked(source: &str, phase: Phase) -> Result<Program, String> {
+    let program = Program::compile(source).map_err(|e| format!("does not parse: {e}"))?;
+    check_references(program.expression(), phase, &mut Vec::new())?;
+    Ok(program)
+}
+
+/// Walks the syntax tree; every select chain rooted at a free identifier must be a known
+/// variable for the phase. Comprehension variables (`x` in `list.exists(x, …)`) are bound.
+fn check_references(e: &IdedExpr, phase: Phase, bound: &mut Vec<String>) -> Result<(), String> {
+    match &e.expr {
+        Expr::Ident(name) => check_path(&[name.as_str()], phase, bound),
+        Expr::Select(_) => {
+            let mut path = Vec::new();
+            let mut cur = e;
+            loop {
+                match &cur.expr {
+                    Expr::Select(select) => {
+                        path.push(select.field.as_str());
+                        cur = &select.operand;
+                    }
+                    Expr::Ident(name) => {
+                        path.push(name.as_str());
+                        path.reverse();
+                        return check_path(&path, phase, bound);
+                    }
+                    _ => return check_references(cur, phase, bound),
+                }
+            }
+        }
+        Expr::Call(call) => {
+            if let Some(target) = &call.target {
+                check_references(target, phase, bound)?;
+            }
+            for arg in &call.args {
+                check_references(arg, phase, bound)?;
+            }
+            Ok(())
+        }
+        Expr::Comprehension(c) => {
+            check_references(&c.iter_range, phase, bound)?;
+            check_references(&c.accu_init, phase, bound)?;
+            let before = bound.len();
+            bound.push(c.iter_var.clone());
+            bound.push(c.accu_var.clone());
+            bound.extend(c.iter_var2.clone());
+            let result = check_references(&c.loop_cond, phase, bound)
+                .and_then(|()| check_references(&c.loop_step, phase, bound))
+                .and_then(|()| check_references(&c.result, phase, bound));
+            bound.truncate(before);
+            result
+        }
+        Expr::List(list) => list
+            .elements
+            .iter()
+            .try_for_each(|el| check_references(el, phase, bound)),
+        Expr::Map(map) => map.entries.iter().try_for_each(|entry| match &entry.expr {
+            cel::common::ast::EntryExpr::MapEntry(m) => {
+                check_references(&m.key, phase, bound)?;
+                check_references(&m.value, phase, bound)
+            }
+            cel::common::ast::EntryExpr::StructField(f) => check_references(&f.value, phase, bound),
+        }),
+        Expr::Struct(_) => Err("message construction is not supported".into()),
+        Expr::Literal(_) | Expr::Unspecified => Ok(()),
+    }
+}
+
+fn check_path(path: &[&str], phase: Phase, bound: &[String]) -> Result<(), String> {
+    let Some((root, fields)) = path.split_first() else {
+        return Ok(());
+    };
+    if bound.iter().any(|b| b == root) {
+        return Ok(());
+    }
+    let shape = match *root {
+        "conn" => &CONN,
+        "req" if phase == Phase::HttpRequest => &REQ,
+        "req" => {
+            return Err(format!(
+                "`req` does not exist in {}: the connection has no request yet \
+                 (move the rule to on_http_request)",
+                phase.name()
+            ))
+        }
+        other => {
+            return Err(format!(
+                "unknown variable `{other}`; variables start with `conn.`{}",
+                if phase == Phase::HttpRequest {
+                    " or `req.`"
+                } else {
+                    ""
+                }
+            ))
+        }
+    };
+    let mut shape = shape;
+    let mut walked = (*root).to_owned();
+    for field in fields {
+        match shape {
+            Shape::Object(children) => match children.iter().find(|(n, _)| n == field) {
+                Some((_, child)) => shape = child,
+                None => {
+                    let known: Vec<&str> = children.iter().map(|(n, _)| *n).collect();
+                    return Err(format!(
+                        "unknown variable `{walked}.{field}`; `{walked}` has {}",
+                        known.join(", ")
+                    ));
+                }
+            },
+            Shape::Map => return Ok(()),
+            Shape::Leaf => {
+                return Err(format!("`{walked}` has no field `{field}`"));
+            }
+        }
+        walked.push('.');
+        walked.push_str(field);
+    }
+    Ok(())
+}
+
+fn is_type_error(e: &ExecutionError) -> bool {
+    matches!(
+        e,
+        ExecutionError::NoSuchOverload(_)
+            | ExecutionError::UnsupportedBinaryOperator(..)
+            | ExecutionError::ValuesNotComparable(..)
+            | ExecutionError::UnsupportedIndex(..)
+            | ExecutionError::UnsupportedKeyType(_)
+            | ExecutionError::UndeclaredReference(_)
+            | ExecutionError::InvalidArgumentCount { .. }
+    )
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::List(_) => "a list",
+        Value::Map(_) => "a map",
+        Value::Int(_) | Value::UInt(_) => "an integer",
+        Value::Float(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Bytes(_) => "bytes",
+        Value::Bool(_) => "a boolean",
+        Value::Null => "null",
+        Value::Timestamp(_) => "a timestamp",
+        Value::Duration(_) => "a duration",
+        _ => "a value",
+    }
+}
+
+/// The CEL variables of one connection (and, for requests, one request).
+///
+/// `conn` is built once per connection and shared by every request on it.
+#[derive(Clone, Debug)]
+pub struct Variables {
+    conn: Value,
+    req: Option<Value>,
+}
+
+impl Variables {
+    pub fn for_connection(facts: &TlsFacts) -> Self {
+        Self {
+            conn: conn_value(facts),
+            req: None,
+        }
+    }
+
+    #[must_use]
+    pub fn with_request(&self, req: &Request<'_>) -> Self {
+        Self {
+            conn: self.conn.clone(),
+            req: Some(req_value(req)),
+        }
+    }
+
+    fn eval(&self, program: &Program) -> Result<Value, ExecutionError> {
+        let mut ctx = Context::default();
+        ctx.add_variable_from_value("conn", self.conn.clone());
+        if let Some(req) = &self.req {
+            ctx.add_variable_from_value("req", req.clone());
+        }
+        program.execute(&ctx)
+    }
+}
+
+fn map(entries: Vec<(&'static str, Value)>) -> Value {
+    let map: HashMap<Key, Value> = entries
+        .into_iter()
+        .map(|(k, v)| (Key::String(Arc::new(k.to_owned())), v))
+        .collect();
+    Value::Map(Map { map: Arc::new(map) })
+}
+
+fn strings(items: &[String]) -> Value {
+    Value::List(Arc::new(
+        items.iter().map(|s| Value::from(s.as_str())).collect(),
+    ))
+}
+
+fn timestamp(secs: i64) -> Value {
+    use cel::objects::Value as V;
+    match chrono::DateTime::from_timestamp(secs, 0) {
+        Some(t) => V::Timestamp(t.fixed_offset()),
+        None => V::Null,
+    }
+}
+
+fn name_value(dn: &DistinguishedName) -> Value {
+    map(vec![
+        ("common_name", Value::from(dn.common_name.as_str())),
+        ("organization", strings(&dn.organization)),
+        ("organizational_unit", strings(&dn.organizational_unit)),
+        ("country", strings(&dn.country)),
+        ("locality", strings(&dn.locality)),
+        ("province", strings(&dn.province)),
+    ])
+}
+
+fn client_value(cert: Option<&ClientCertFacts>) -> Value {
+    // Without a certificate every field is present and empty, so `cn != 'x'` is simply true
+    // and a rule written for mTLS denies anonymous clients instead of erroring.
+    let empty = ClientCertFacts {
+        subject: DistinguishedName::default(),
+        issuer: DistinguishedName::default(),
+        san: Default::default(),
+        serial_number: String::new(),
+        signature_algorithm: String::new(),
+        not_before: 0,
+        not_after: 0,
+        extensions: Vec::new(),
+        fingerprint_sha256: String::new(),
+        is_ca: false,
+        client_auth: crate::facts::ClientAuthUsage::NotAllowed,
+        der: Vec::new(),
+    };
+    let c = cert.unwrap_or(&empty);
+    let extensions = Value::List(Arc::new(
+        c.extensions
+            .iter()
+            .map(|e| {
+                map(vec![
+                    ("id", Value::from(e.id.as_str())),
+                    ("critical", Value::Bool(e.critical)),
+                ])
+            })
+            .collect(),
+    ));
+    map(vec![
+        ("subject", name_value(&c.subject)),
+        ("issuer", name_value(&c.issuer)),
+        (
+            "san",
+            map(vec![
+                ("dns_names", strings(&c.san.dns_names)),
+                ("email_addresses", strings(&c.san.email_addresses)),
+                ("ip_addresses", strings(&c.san.ip_addresses)),
+                ("uris", strings(&c.san.uris)),
+            ]),
+        ),
+        ("serial_number", Value::from(c.serial_number.as_str())),
+        (
+            "signature_algorithm",
+            Value::from(c.signature_algorithm.as_str()),
+        ),
+        (
+            "validity",
+            map(vec![
+                ("not_before", timestamp(c.not_before)),
+                ("not_after", timestamp(c.not_after)),
+            ]),
+        ),
+        ("extensions", extensions),
+        (
+            "fingerprint",
+            map(vec![("sha256", Value::from(c.fingerprint_sha256.as_str()))]),
+        ),
+        (
+            "pem",
+            Value::from(if cert.is_some() {
+                c.pem()
+            } else {
+                String::new()
+            }),
+        ),
+    ])
+}
+
+fn conn_value(facts: &TlsFacts) -> Value {
+    let cert = match &facts.client_cert {
+        ClientCert::Verified(c) | ClientCert::Unverified(c, _) => Some(c.as_ref()),
+        ClientCert::Absent => None,
+    };
+    map(vec![
+        ("client_ip", Value::from(facts.client_ip.to_string())),
+        (
+            "tls",
+            map(vec![
+                ("version", Value::from(facts.version.as_str())),
+                ("cipher_suite", Value::from(facts.cipher_suite.as_str())),
+                ("sni", Value::from(facts.sni.clone().unwrap_or_default())),
+                (
+                    "negotiated_alpn",
+                    Value::from(facts.alpn.clone().unwrap_or_default()),
+                ),
+                ("client", client_value(cert)),
+            ]),
+        ),
+    ])
+}
+
+fn req_value(req: &Request<'_>) -> Value {
+    let mut headers: HashMap<Key, Vec<Value>> = HashMap::new();
+    for (name, value) in req.headers {
+        headers
+            .entry(Key::String(Arc::new(name.to_ascii_lowercase())))
+            .or_default()
+            .push(Value::from(*value));
+    }
+    let headers: HashMap<Key, Value> = headers
+        .into_iter()
+        .map(|(k, v)| (k, Value::List(Arc::new(v))))
+        .collect();
+    map(vec![
+        ("method", Value::from(req.method)),
+        ("host", Value::from(req.host)),
+        ("path", Value::from(req.path)),
+        ("url", Value::from(req.url)),
+        (
+            "headers",
+            Value::Map(Map {
+                map: Arc::new(headers),
+            }),
+        ),
+    ])
+}
+
+/// Facts that exercise every variable, for load-time type checking.
+fn samples(phase: Phase) -> Vec<Variables> {
+    let absent = TlsFacts {
+        version: crate::facts::TlsVersion::Tls13,
+        cipher_suite: "TLS_AES_128_GCM_SHA256".into(),
+        sni: Some("example.com".into()),
+        alpn: Some("h2".into()),
+        client_ip: std::net::IpAddr::from([127, 0, 0, 1]),
+        client_cert: ClientCert::Absent,
+    };
+    let sample_cert = ClientCertFacts {
+        subject: DistinguishedName {
+            common_name: "client".into(),
+            organization: vec!["Example".into()],
+            rfc4514: "CN=client,O=Example".into(),
+            ..DistinguishedName::default()
+        },
+        issuer: DistinguishedName {
+            common_name: "ca".into(),
+            rfc4514: "CN=ca".into(),
+            ..DistinguishedName::default()
+        },
+        san: crate::facts::SubjectAltNames {
+            dns_names: vec!["client.example.com".into()],
+            uris: vec!["spiffe://example.com/client".into()],
+            ..Default::default()
+        },
+        serial_number: "01".into(),
+        signature_algorithm: "ECDSA-SHA256".into(),
+        not_before: 0,
+        not_after: 4_102_444_800,
+        extensions: vec![crate::facts::ExtensionFact {
+            id: "2.5.29.37".into(),
+            critical: false,
+        }],
+        fingerprint_sha256: "00".into(),
+        is_ca: false,
+        client_auth: crate::facts::ClientAuthUsage::Allowed,
+        der: Vec::new(),
+    };
+    let present = TlsFacts {
+        client_cert: ClientCert::Verified(Box::new(sample_cert)),
+        ..absent.clone()
+    };
+    let with_cert = Variables::for_connection(&present);
+    let mut out = vec![Variables::for_connection(&absent), with_cert];
+    if phase == Phase::HttpRequest {
+        let headers = [("user-agent", "sample")];
+        let req = Request {
+            method: "GET",
+            host: "example.com",
+            path: "/",
+            url: "https://example.com/",
+            headers: &headers,
+        };
+        out = out.iter().map(|v| v.with_request(&req)).collect();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_known_variables() {
+        for e in [
+            "conn.tls.client.subject.common_name == 'ExampleClient'",
+            "'Org' in conn.tls.client.subject.organization",
+            "conn.tls.client.san.dns_names.exists(d, d.endsWith('.example.com'))",
+            "conn.tls.version == '1.3' && conn.tls.sni != ''",
+            "conn.tls.client.validity.not_after > timestamp('2020-01-01T00:00:00Z')",
+            "size(conn.tls.client.extensions) >= 0",
+        ] {
+            Expression::compile(e, Phase::TcpConnect).unwrap_or_else(|err| panic!("{e}: {err}"));
+        }
+        Expression::compile(
+            "req.method == 'GET' && 'x-a' in req.headers && req.path.startsWith('/')",
+            Phase::HttpRequest,
+        )
+        .expect("compiles");
+    }
+
+    #[test]
+    fn refuses_unknown_variables_with_the_known_ones() {
+        let err = Expression::compile("conn.tls.client.subject.cn == 'x'", Phase::TcpConnect)
+            .expect_err("unknown field");
+        assert!(err.contains("conn.tls.client.subject.cn"), "{err}");
+        assert!(err.contains("common_name"), "{err}");
+        let err = Expression::compile("foo == 1", Phase::TcpConnect).expect_err("unknown root");
+        assert!(err.contains("unknown variable `foo`"), "{err}");
+    }
+
+    #[test]
+    fn refuses_requests_in_tcp_phase() {
+        let err =
+            Expression::compile("req.method == 'GET'", Phase::TcpConnect).expect_err("no req");
+        assert!(err.contains("on_http_request"), "{err}");
+    }
+
+    #[test]
+    fn refuses_type_errors_and_non_booleans() {
+        let err = Expression::compile("conn.tls.version > 2", Phase::TcpConnect).expect_err("type");
+        assert!(err.contains("type error"), "{err}");
+        let err = Expression::compile("conn.tls.version", Phase::TcpConnect).expect_err("string");
+        assert!(err.contains("true or false"), "{err}");
+        assert!(Expression::compile("conn.tls.version ==", Phase::TcpConnect).is_err());
+    }
+
+    #[test]
+    fn templates_interpolate() {
+        let t = Template::compile(
+            "cn=${conn.tls.client.subject.common_name};v=${conn.tls.version}",
+            Phase::HttpRequest,
+        )
+        .expect("compiles");
+        let facts = TlsFacts {
+            version: crate::facts::TlsVersion::Tls12,
+            cipher_suite: "x".into(),
+            sni: None,
+            alpn: None,
+            client_ip: std::net::IpAddr::from([127, 0, 0, 1]),
+            client_cert: ClientCert::Absent,
+        };
+        assert_eq!(
+            t.render(&Variables::for_connection(&facts))
+                .expect("renders"),
+            "cn=;v=1.2"
+        );
+        assert!(Template::compile("${conn.nope}", Phase::HttpRequest).is_err());
+        assert!(Template::compile("${conn.tls.version", Phase::HttpRequest).is_err());
+        assert_eq!(
+            Template::compile("plain", Phase::HttpRequest)
+                .expect("ok")
+                .as_literal(),
+            Some("plain")
+        );
+    }
+}

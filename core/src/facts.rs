@@ -1,0 +1,375 @@
+//! What a host knows about a connection once its handshake is over.
+//!
+//! Hosts translate their own view (rustls' `ServerConnection`, Envoy's `connection.*`
+//! attributes) into these types; the policy decides on nothing else. A client certificate is an
+//! enum that says *why* it is what it is, never an `Option` plus flags.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use sha2::{Digest, Sha256};
+use x509_parser::certificate::X509Certificate;
+use x509_parser::extensions::{GeneralName, ParsedExtension};
+use x509_parser::oid_registry;
+use x509_parser::prelude::FromDer;
+use x509_parser::x509::X509Name;
+
+/// A TLS protocol version tlsgate speaks. Older versions are refused at load time and by both
+/// hosts' handshakes; there is no variant for them on purpose.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TlsVersion {
+    Tls12,
+    Tls13,
+}
+
+impl TlsVersion {
+    /// ngrok's spelling, used in policies and in `conn.tls.version`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Tls12 => "1.2",
+            Self::Tls13 => "1.3",
+        }
+    }
+
+    /// Envoy's `connection.tls_version` spelling (`TLSv1.3`).
+    pub fn from_envoy(s: &str) -> Option<Self> {
+        match s {
+            "TLSv1.2" => Some(Self::Tls12),
+            "TLSv1.3" => Some(Self::Tls13),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for TlsVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Everything the policy may look at for one connection.
+#[derive(Clone, Debug)]
+pub struct TlsFacts {
+    pub version: TlsVersion,
+    /// IANA name, e.g. `TLS_AES_128_GCM_SHA256`.
+    pub cipher_suite: String,
+    /// Lowercased server name the client asked for, if it sent one.
+    pub sni: Option<String>,
+    pub alpn: Option<String>,
+    pub client_ip: IpAddr,
+    pub client_cert: ClientCert,
+}
+
+/// The client certificate as the host's handshake left it.
+#[derive(Clone, Debug)]
+pub enum ClientCert {
+    /// The client presented a certificate that chains to the endpoint's CAs and proved it holds
+    /// the key.
+    Verified(Box<ClientCertFacts>),
+    /// The client presented a certificate and proved it holds the key, but the chain was not
+    /// (or could not be) verified. Only `require-any` and `request` admit these.
+    Unverified(Box<ClientCertFacts>, Unverified),
+    /// No certificate was presented.
+    Absent,
+}
+
+/// Why a presented certificate is not [`ClientCert::Verified`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unverified {
+    /// The endpoint asked for a certificate without checking its chain (`require-any`,
+    /// `request`), so nobody tried.
+    NotChecked,
+    /// The chain was checked and did not lead to a configured CA.
+    UntrustedIssuer,
+}
+
+impl ClientCert {
+    pub fn facts(&self) -> Option<&ClientCertFacts> {
+        match self {
+            Self::Verified(facts) | Self::Unverified(facts, _) => Some(facts),
+            Self::Absent => None,
+        }
+    }
+}
+
+/// A distinguished name broken into the attributes ngrok exposes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DistinguishedName {
+    pub common_name: String,
+    pub organization: Vec<String>,
+    pub organizational_unit: Vec<String>,
+    pub country: Vec<String>,
+    pub locality: Vec<String>,
+    pub province: Vec<String>,
+    /// RFC 4514 form, most specific attribute first (`CN=client,O=Example`), as Envoy prints it.
+    pub rfc4514: String,
+}
+
+/// Subject alternative names by kind.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SubjectAltNames {
+    pub dns_names: Vec<String>,
+    pub email_addresses: Vec<String>,
+    pub ip_addresses: Vec<String>,
+    pub uris: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExtensionFact {
+    /// Dotted OID.
+    pub id: String,
+    pub critical: bool,
+}
+
+/// Whether a certificate may be used for TLS client authentication.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientAuthUsage {
+    /// An extendedKeyUsage extension lists clientAuth (or anyExtendedKeyUsage).
+    Allowed,
+    /// There is no extendedKeyUsage extension, which RFC 5280 reads as "any usage".
+    Unrestricted,
+    /// An extendedKeyUsage extension is present and does not list clientAuth.
+    NotAllowed,
+}
+
+/// The fields of a client certificate, read once per connection from its DER.
+#[derive(Clone, Debug)]
+pub struct ClientCertFacts {
+    pub subject: DistinguishedName,
+    pub issuer: DistinguishedName,
+    pub san: SubjectAltNames,
+    /// Lowercase hex without separators.
+    pub serial_number: String,
+    /// Go's names (`SHA256-RSA`, `ECDSA-SHA256`), as ngrok reports them.
+    pub signature_algorithm: String,
+    /// Seconds since the Unix epoch.
+    pub not_before: i64,
+    pub not_after: i64,
+    pub extensions: Vec<ExtensionFact>,
+    /// Lowercase hex SHA-256 of the DER.
+    pub fingerprint_sha256: String,
+    pub is_ca: bool,
+    pub client_auth: ClientAuthUsage,
+    pub der: Vec<u8>,
+}
+
+/// The certificate bytes are not a certificate x509-parser can read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a valid X.509 certificate: {0}")]
+pub struct CertificateParseError(pub String);
+
+impl ClientCertFacts {
+    pub fn from_der(der: &[u8]) -> Result<Self, CertificateParseError> {
+        let (rest, cert) =
+            X509Certificate::from_der(der).map_err(|e| CertificateParseError(e.to_string()))?;
+        if !rest.is_empty() {
+            return Err(CertificateParseError(
+                "trailing bytes after the certificate".into(),
+            ));
+        }
+        let mut san = SubjectAltNames::default();
+        let mut extensions = Vec::new();
+        let mut is_ca = false;
+        let mut client_auth = ClientAuthUsage::Unrestricted;
+        for ext in cert.extensions() {
+            extensions.push(ExtensionFact {
+                id: ext.oid.to_id_string(),
+                critical: ext.critical,
+            });
+            match ext.parsed_extension() {
+                ParsedExtension::SubjectAlternativeName(names) => {
+                    for name in &names.general_names {
+                        match name {
+                            GeneralName::DNSName(d) => san.dns_names.push((*d).to_owned()),
+                            GeneralName::RFC822Name(e) => san.email_addresses.push((*e).to_owned()),
+                            GeneralName::URI(u) => san.uris.push((*u).to_owned()),
+                            GeneralName::IPAddress(bytes) => {
+                                if let Some(ip) = ip_from_bytes(bytes) {
+                                    san.ip_addresses.push(ip.to_string());
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                ParsedExtension::BasicConstraints(bc) => is_ca = bc.ca,
+                ParsedExtension::ExtendedKeyUsage(eku) => {
+                    client_auth = if eku.client_auth || eku.any {
+                        ClientAuthUsage::Allowed
+                    } else {
+                        ClientAuthUsage::NotAllowed
+                    };
+                }
+                _ => {}
+            }
+        }
+        Ok(Self {
+            subject: distinguished_name(cert.subject()),
+            issuer: distinguished_name(cert.issuer()),
+            san,
+            serial_number: hex(cert.raw_serial()).trim_start_matches("00").to_owned(),
+            signature_algorithm: signature_algorithm_name(
+                &cert.signature_algorithm.algorithm.to_id_string(),
+            ),
+            not_before: cert.validity().not_before.timestamp(),
+            not_after: cert.validity().not_after.timestamp(),
+            extensions,
+            fingerprint_sha256: hex(&Sha256::digest(der)),
+            is_ca,
+            client_auth,
+            der: der.to_vec(),
+        })
+    }
+
+    /// The certificate as PEM text.
+    pub fn pem(&self) -> String {
+        crate::pem::encode("CERTIFICATE", &self.der)
+    }
+}
+
+fn ip_from_bytes(bytes: &[u8]) -> Option<IpAddr> {
+    match bytes.len() {
+        4 => <[u8; 4]>::try_from(bytes).ok().map(IpAddr::from),
+        16 => <[u8; 16]>::try_from(bytes).ok().map(IpAddr::from),
+        _ => None,
+    }
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use fmt::Write;
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+fn distinguished_name(name: &X509Name<'_>) -> DistinguishedName {
+    let mut dn = DistinguishedName::default();
+    let mut parts = Vec::new();
+    for rdn in name.iter() {
+        for attr in rdn.iter() {
+            let value = match attr.as_str() {
+                Ok(s) => s.to_owned(),
+                Err(_) => hex(attr.as_slice()),
+            };
+            let oid = attr.attr_type();
+            let label = if *oid == oid_registry::OID_X509_COMMON_NAME {
+                if dn.common_name.is_empty() {
+                    dn.common_name = value.clone();
+                }
+                "CN".to_owned()
+            } else if *oid == oid_registry::OID_X509_ORGANIZATION_NAME {
+                dn.organization.push(value.clone());
+                "O".to_owned()
+            } else if *oid == oid_registry::OID_X509_ORGANIZATIONAL_UNIT {
+                dn.organizational_unit.push(value.clone());
+                "OU".to_owned()
+            } else if *oid == oid_registry::OID_X509_COUNTRY_NAME {
+                dn.country.push(value.clone());
+                "C".to_owned()
+            } else if *oid == oid_registry::OID_X509_LOCALITY_NAME {
+                dn.locality.push(value.clone());
+                "L".to_owned()
+            } else if *oid == oid_registry::OID_X509_STATE_OR_PROVINCE_NAME {
+                dn.province.push(value.clone());
+                "ST".to_owned()
+            } else if *oid == oid_registry::OID_PKCS9_EMAIL_ADDRESS {
+                "emailAddress".to_owned()
+            } else {
+                oid.to_id_string()
+            };
+            parts.push(format!("{label}={}", escape_rfc4514(&value)));
+        }
+    }
+    parts.reverse();
+    dn.rfc4514 = parts.join(",");
+    dn
+}
+
+fn escape_rfc4514(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let last = value.chars().count().saturating_sub(1);
+    for (i, c) in value.chars().enumerate() {
+        let needs = matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';')
+            || (i == 0 && matches!(c, '#' | ' '))
+            || (i == last && c == ' ');
+        if needs {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn signature_algorithm_name(oid: &str) -> String {
+    match oid {
+        "1.2.840.113549.1.1.5" => "SHA1-RSA",
+        "1.2.840.113549.1.1.11" => "SHA256-RSA",
+        "1.2.840.113549.1.1.12" => "SHA384-RSA",
+        "1.2.840.113549.1.1.13" => "SHA512-RSA",
+        "1.2.840.113549.1.1.10" => "RSA-PSS",
+        "1.2.840.10045.4.3.2" => "ECDSA-SHA256",
+        "1.2.840.10045.4.3.3" => "ECDSA-SHA384",
+        "1.2.840.10045.4.3.4" => "ECDSA-SHA512",
+        "1.3.101.112" => "Ed25519",
+        other => other,
+    }
+    .to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tlsgate_test_support::{Authority, LeafSpec};
+
+    #[test]
+    fn reads_subject_issuer_and_sans() {
+        let ca = Authority::root("Example Root");
+        let spec = LeafSpec::client("alice")
+            .organization("Example Org")
+            .dns_name("alice.example.com")
+            .uri("spiffe://example.com/alice")
+            .email("alice@example.com");
+        let issued = ca.issue(&spec);
+        let facts = ClientCertFacts::from_der(&issued.cert_der).expect("parses");
+        assert_eq!(facts.subject.common_name, "alice");
+        assert_eq!(facts.subject.organization, vec!["Example Org".to_owned()]);
+        assert_eq!(facts.subject.rfc4514, "CN=alice,O=Example Org");
+        assert_eq!(facts.issuer.common_name, "Example Root");
+        assert_eq!(facts.san.dns_names, vec!["alice.example.com".to_owned()]);
+        assert_eq!(
+            facts.san.uris,
+            vec!["spiffe://example.com/alice".to_owned()]
+        );
+        assert_eq!(
+            facts.san.email_addresses,
+            vec!["alice@example.com".to_owned()]
+        );
+        assert_eq!(facts.client_auth, ClientAuthUsage::Allowed);
+        assert_eq!(facts.signature_algorithm, "ECDSA-SHA256");
+        assert_eq!(facts.fingerprint_sha256.len(), 64);
+        assert!(facts.not_before < facts.not_after);
+        assert!(!facts.is_ca);
+        assert!(facts.pem().starts_with("-----BEGIN CERTIFICATE-----\n"));
+    }
+
+    #[test]
+    fn server_only_usage_is_not_client_auth() {
+        let ca = Authority::root("Example Root");
+        let facts =
+            ClientCertFacts::from_der(&ca.server(&["a.example.com"]).cert_der).expect("parses");
+        assert_eq!(facts.client_auth, ClientAuthUsage::NotAllowed);
+    }
+
+    #[test]
+    fn refuses_garbage() {
+        assert!(ClientCertFacts::from_der(b"not a certificate").is_err());
+    }
+
+    #[test]
+    fn escapes_special_characters() {
+        assert_eq!(escape_rfc4514("a,b"), "a\\,b");
+        assert_eq!(escape_rfc4514(" x "), "\\ x\\ ");
+    }
+}

