@@ -867,7 +867,7 @@ fn tcp_rule(
                 let config = action_config::<RawTerminateTls>(action, &action_path)?;
                 *tls = Some((
                     terminate_tls(config, &action_path.key("config"), options)?,
-                    action_path,
+                    action_path.key("config"),
                 ));
             }
             "deny" => {

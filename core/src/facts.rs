@@ -327,15 +327,16 @@ mod tests {
     fn reads_subject_issuer_and_sans() {
         let ca = Authority::root("Example Root");
         let spec = LeafSpec::client("alice")
-            .organization("Example Org")
-            .dns_name("alice.example.com")
-            .uri("spiffe://example.com/alice")
-            .email("alice@example.com");
+            .with_organization("Example Org")
+            .with_dns_name("alice.example.com")
+            .with_uri("spiffe://example.com/alice")
+            .with_email("alice@example.com");
         let issued = ca.issue(&spec);
         let facts = ClientCertFacts::from_der(&issued.cert_der).expect("parses");
         assert_eq!(facts.subject.common_name, "alice");
         assert_eq!(facts.subject.organization, vec!["Example Org".to_owned()]);
-        assert_eq!(facts.subject.rfc4514, "CN=alice,O=Example Org");
+        // RFC 4514 prints the last encoded attribute first; rcgen encodes CN before O.
+        assert_eq!(facts.subject.rfc4514, "O=Example Org,CN=alice");
         assert_eq!(facts.issuer.common_name, "Example Root");
         assert_eq!(facts.san.dns_names, vec!["alice.example.com".to_owned()]);
         assert_eq!(

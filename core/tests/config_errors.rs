@@ -1,0 +1,371 @@
+//! Every load-time error names the file, the field path and the line, and says what to do.
+
+mod support;
+
+use support::{policy, Fixture};
+
+const HOST: &str = "app.example.com";
+
+fn tls(lines: &[&str]) -> String {
+    lines
+        .iter()
+        .map(|l| format!("                {l}\n"))
+        .collect()
+}
+
+#[test]
+fn loads_a_valid_policy_and_summarizes_it() {
+    let f = Fixture::new(HOST);
+    let config = f
+        .load(&policy(
+            HOST,
+            &tls(&[
+                "min_version: \"1.3\"",
+                "mutual_tls_certificate_authorities: [ca.crt]",
+            ]),
+            "",
+        ))
+        .expect("loads");
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+    assert_eq!(
+        config.endpoints[0].to_string(),
+        "app.example.com on 127.0.0.1:8443: TLS 1.3, client certificates require-and-verify \
+         (1 CA), 0 rules -> http://127.0.0.1:8080"
+    );
+}
+
+#[test]
+fn unknown_field_names_path_and_line() {
+    let f = Fixture::new(HOST);
+    let e = f.error(&policy(HOST, &tls(&["min_verison: \"1.3\""]), ""));
+    assert!(e.starts_with("policy.yaml:13:"), "{e}");
+    assert!(
+        e.contains("endpoints[0].traffic_policy.on_tcp_connect[0].actions[0].config.min_verison"),
+        "{e}"
+    );
+    assert!(e.contains("expected one of `min_version`"), "{e}");
+}
+
+#[test]
+fn unknown_top_level_field_is_refused() {
+    let f = Fixture::new(HOST);
+    let e = f.error(&format!("{}extra: 1\n", policy(HOST, "", "")));
+    assert!(e.contains("unknown field `extra`"), "{e}");
+}
+
+#[test]
+fn obsolete_tls_versions_are_refused_with_a_reason() {
+    let f = Fixture::new(HOST);
+    for v in ["1.0", "1.1"] {
+        let e = f.error(&policy(HOST, &tls(&[&format!("min_version: \"{v}\"")]), ""));
+        assert!(e.contains("config.min_version"), "{e}");
+        assert!(e.contains(&format!("TLS {v} is not supported")), "{e}");
+        assert!(e.contains("use \"1.2\" or \"1.3\""), "{e}");
+    }
+}
+
+#[test]
+fn unquoted_version_gets_a_quoting_hint() {
+    let f = Fixture::new(HOST);
+    let e = f.error(&policy(HOST, &tls(&["max_version: 1.3"]), ""));
+    assert!(e.contains("config.max_version"), "{e}");
+    assert!(e.contains("quoted string, \"1.3\""), "{e}");
+}
+
+#[test]
+fn min_above_max_is_refused() {
+    let f = Fixture::new(HOST);
+    let e = f.error(&policy(
+        HOST,
+        &tls(&["min_version: \"1.3\"", "max_version: \"1.2\""]),
+        "",
+    ));
+    assert!(
+        e.contains("config.min_version: min_version 1.3 is above max_version 1.2"),
+        "{e}"
+    );
+    assert!(e.starts_with("policy.yaml:13:"), "{e}");
+}
+
+#[test]
+fn mismatched_key_is_refused_at_load() {
+    let f = Fixture::new(HOST);
+    let yaml = policy(HOST, "", "").replace(
+        "server_private_key: server.key",
+        "server_private_key: client.key",
+    );
+    let e = f.error(&yaml);
+    assert!(e.contains("config.server_private_key"), "{e}");
+    assert!(
+        e.contains("does not match the certificate CN=app.example.com"),
+        "{e}"
+    );
+}
+
+#[test]
+fn certificate_without_key_is_refused() {
+    let f = Fixture::new(HOST);
+    let yaml = policy(HOST, "", "").replace("                server_private_key: server.key\n", "");
+    let e = f.error(&yaml);
+    assert!(
+        e.contains(
+            "config.server_private_key: server_certificate is set but server_private_key is not"
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn endpoint_without_terminate_tls_is_refused() {
+    let f = Fixture::new(HOST);
+    let yaml = "endpoints:\n  - url: https://a.example.com\n    bind: 127.0.0.1:1\n    upstream: {url: http://127.0.0.1:2}\n";
+    let e = f.error(yaml);
+    assert!(
+        e.contains("endpoints[0].traffic_policy.on_tcp_connect: no terminate-tls action"),
+        "{e}"
+    );
+}
+
+#[test]
+fn bad_pem_and_missing_files_are_refused() {
+    let f = Fixture::new(HOST);
+    std::fs::write(f.path().join("garbage.crt"), "hello").expect("write");
+    let e = f.error(&policy(HOST, "", "").replace(
+        "server_certificate: server.crt",
+        "server_certificate: garbage.crt",
+    ));
+    assert!(
+        e.contains(
+            "config.server_certificate: server_certificate holds no PEM `CERTIFICATE` block"
+        ),
+        "{e}"
+    );
+    let e = f.error(&policy(HOST, "", "").replace(
+        "server_certificate: server.crt",
+        "server_certificate: missing.crt",
+    ));
+    assert!(
+        e.contains("config.server_certificate: cannot read missing.crt"),
+        "{e}"
+    );
+    let broken = "-----BEGIN CERTIFICATE-----\nnot base64!!\n-----END CERTIFICATE-----\n";
+    std::fs::write(f.path().join("broken.crt"), broken).expect("write");
+    let e = f.error(&policy(HOST, "", "").replace(
+        "server_certificate: server.crt",
+        "server_certificate: broken.crt",
+    ));
+    assert!(e.contains("config.server_certificate"), "{e}");
+}
+
+#[test]
+fn a_client_certificate_is_not_a_ca() {
+    let f = Fixture::new(HOST);
+    let e = f.error(&policy(
+        HOST,
+        &tls(&["mutual_tls_certificate_authorities: [ca.crt, client.crt]"]),
+        "",
+    ));
+    assert!(
+        e.contains(
+            "config.mutual_tls_certificate_authorities[1]: CN=alice is not a CA certificate"
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn unknown_strategy_and_strategy_without_cas_are_refused() {
+    let f = Fixture::new(HOST);
+    let e = f.error(&policy(
+        HOST,
+        &tls(&[
+            "mutual_tls_certificate_authorities: [ca.crt]",
+            "mutual_tls_verification_strategy: verify",
+        ]),
+        "",
+    ));
+    assert!(
+        e.contains("config.mutual_tls_verification_strategy: unknown strategy `verify`"),
+        "{e}"
+    );
+    let e = f.error(&policy(
+        HOST,
+        &tls(&["mutual_tls_verification_strategy: request"]),
+        "",
+    ));
+    assert!(
+        e.contains("without mutual_tls_certificate_authorities"),
+        "{e}"
+    );
+}
+
+#[test]
+fn certificate_not_covering_the_host_is_a_warning() {
+    let f = Fixture::new("other.example.com");
+    let config = f.load(&policy(HOST, "", "")).expect("loads");
+    let w = config.warnings[0].to_string();
+    assert!(w.contains("config.server_certificate"), "{w}");
+    assert!(
+        w.contains("names other.example.com but the endpoint serves app.example.com"),
+        "{w}"
+    );
+}
+
+#[test]
+fn two_endpoints_may_not_claim_one_host_on_one_bind() {
+    let f = Fixture::new(HOST);
+    let one = policy(HOST, "", "");
+    let endpoint = one.strip_prefix("endpoints:\n").expect("prefix");
+    let e = f.error(&format!("{one}{endpoint}"));
+    assert!(
+        e.contains(
+            "endpoints[1].url: app.example.com on 127.0.0.1:8443 is already served by endpoints[0]"
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn unknown_action_names_the_phase_and_the_alternatives() {
+    let f = Fixture::new(HOST);
+    let e = f.error(&policy(HOST, "", "        - actions: [{type: redirect}]\n"));
+    assert!(
+        e.contains(
+            "on_tcp_connect[1].actions[0].type: unknown action type `redirect` in on_tcp_connect"
+        ),
+        "{e}"
+    );
+    assert!(e.contains("terminate-tls, deny, restrict-ips"), "{e}");
+}
+
+#[test]
+fn http_only_action_in_tcp_phase_is_refused() {
+    let f = Fixture::new(HOST);
+    let e = f.error(&policy(
+        HOST,
+        "",
+        "        - actions: [{type: add-headers, config: {headers: {a: b}}}]\n",
+    ));
+    assert!(
+        e.contains("unknown action type `add-headers` in on_tcp_connect"),
+        "{e}"
+    );
+}
+
+#[test]
+fn cel_errors_point_at_the_expression() {
+    let f = Fixture::new(HOST);
+    let e = f.error(&policy(
+        HOST,
+        "",
+        "        - expressions: [\"conn.tls.client.subject.cn == 'x'\"]\n          actions: [{type: deny}]\n",
+    ));
+    assert!(e.starts_with("policy.yaml:13:"), "{e}");
+    assert!(e.contains("on_tcp_connect[1].expressions[0]: expression `conn.tls.client.subject.cn == 'x'`: unknown variable"), "{e}");
+    let e = f.error(&policy(
+        HOST,
+        "",
+        "        - expressions: [\"conn.tls.version > 1\"]\n          actions: [{type: deny}]\n",
+    ));
+    assert!(e.contains("type error"), "{e}");
+}
+
+#[test]
+fn terminate_tls_behind_an_expression_is_refused() {
+    let f = Fixture::new(HOST);
+    let yaml = policy(HOST, "", "").replace(
+        "        - actions:\n            - type: terminate-tls",
+        "        - expressions: [\"conn.tls.sni == 'a'\"]\n          actions:\n            - type: terminate-tls",
+    );
+    let e = f.error(&yaml);
+    assert!(
+        e.contains("terminate-tls cannot depend on expressions"),
+        "{e}"
+    );
+}
+
+#[test]
+fn bad_urls_binds_and_upstreams_are_refused() {
+    let f = Fixture::new(HOST);
+    let e = f.error(&policy(HOST, "", "").replace("bind: 127.0.0.1:8443", "bind: localhost"));
+    assert!(
+        e.contains("endpoints[0].bind: `localhost` is not an address to listen on"),
+        "{e}"
+    );
+    let e = f.error(&policy(HOST, "", "").replace(
+        "url: https://app.example.com",
+        "url: http://app.example.com",
+    ));
+    assert!(e.contains("endpoints[0].url:"), "{e}");
+    let e = f.error(
+        &policy(HOST, "", "").replace("url: http://127.0.0.1:8080", "url: tcp://127.0.0.1:8080"),
+    );
+    assert!(
+        e.contains("endpoints[0].upstream.url: an https endpoint proxies HTTP"),
+        "{e}"
+    );
+    let e = f.error(&policy(HOST, "", "").replace(
+        "url: http://127.0.0.1:8080",
+        "url: http://127.0.0.1:8080\n      tls: {server_name: x}",
+    ));
+    assert!(e.contains("endpoints[0].upstream.tls:"), "{e}");
+}
+
+#[test]
+fn restrict_ips_needs_valid_cidrs() {
+    let f = Fixture::new(HOST);
+    let e = f.error(&policy(
+        HOST,
+        "",
+        "        - actions: [{type: restrict-ips, config: {allow: [10.0.0.0/33]}}]\n",
+    ));
+    assert!(
+        e.contains("on_tcp_connect[1].actions[0].config.allow[0]: `10.0.0.0/33` is not a CIDR"),
+        "{e}"
+    );
+}
+
+#[test]
+fn duplicate_yaml_keys_are_refused() {
+    let f = Fixture::new(HOST);
+    let yaml = policy(HOST, "", "").replace(
+        "    bind: 127.0.0.1:8443\n",
+        "    bind: 127.0.0.1:8443\n    bind: 127.0.0.1:9443\n",
+    );
+    let e = f.error(&yaml);
+    assert!(e.contains("policy.yaml:4:"), "{e}");
+    assert!(e.contains("`bind` appears twice"), "{e}");
+}
+
+#[test]
+fn json_policies_load_with_positions() {
+    let f = Fixture::new(HOST);
+    let json = r#"{"endpoints": [{"url": "https://app.example.com", "bind": "127.0.0.1:8443",
+ "upstream": {"url": "http://127.0.0.1:8080"},
+ "traffic_policy": {"on_tcp_connect": [{"actions": [{"type": "terminate-tls",
+   "config": {"server_certificate": "server.crt", "server_private_key": "server.key",
+   "min_version": "1.0"}}]}]}}]}"#;
+    let e = f.error(json);
+    assert!(e.starts_with("policy.yaml:5:"), "{e}");
+    assert!(
+        e.contains("config.min_version: TLS 1.0 is not supported"),
+        "{e}"
+    );
+}
+
+#[test]
+fn garbage_never_panics() {
+    let f = Fixture::new(HOST);
+    for input in [
+        "",
+        "[",
+        "{]",
+        "endpoints: 5",
+        "endpoints: [1]",
+        "\u{0}\u{1}",
+        "- a\n- b",
+        "a: *nope",
+    ] {
+        assert!(f.load(input).is_err(), "{input:?}");
+    }
+}

@@ -1,0 +1,468 @@
+//! Decisions come in pairs: for each rule, a client it admits and one it refuses.
+
+mod support;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use support::{policy, Fixture};
+use tlsgate_core::facts::Unverified;
+use tlsgate_core::policy::DenyReason;
+use tlsgate_core::{
+    ClientCert, ClientCertFacts, Policy, Request, RequestVerdict, Session, TlsFacts, TlsVersion,
+    Verdict,
+};
+use tlsgate_test_support::{Authority, Eku, LeafSpec};
+
+const HOST: &str = "app.example.com";
+
+fn mtls(strategy: &str) -> String {
+    format!(
+        "                mutual_tls_certificate_authorities: [ca.crt]\n                mutual_tls_verification_strategy: {strategy}\n"
+    )
+}
+
+fn session(f: &Fixture, yaml: &str, cert: ClientCert) -> Session {
+    session_from(f, yaml, cert, "127.0.0.1")
+}
+
+fn session_from(f: &Fixture, yaml: &str, cert: ClientCert, ip: &str) -> Session {
+    let config = f.load(yaml).expect("policy loads");
+    let policy = Policy::new(config);
+    let endpoint = Arc::clone(policy.endpoint(0).expect("endpoint"));
+    let facts = TlsFacts {
+        version: TlsVersion::Tls13,
+        cipher_suite: "TLS_AES_128_GCM_SHA256".into(),
+        sni: Some(HOST.into()),
+        alpn: Some("h2".into()),
+        client_ip: ip.parse::<IpAddr>().expect("ip"),
+        client_cert: cert,
+    };
+    Session::new(endpoint, facts)
+}
+
+fn facts(der: &[u8]) -> Box<ClientCertFacts> {
+    Box::new(ClientCertFacts::from_der(der).expect("parses"))
+}
+
+fn get(host: &str) -> Request<'_> {
+    Request {
+        method: "GET",
+        host,
+        path: "/",
+        url: "https://app.example.com/",
+        headers: &[],
+    }
+}
+
+fn deny(reason: DenyReason) -> Verdict {
+    Verdict::Deny(reason)
+}
+
+// --- verification strategies -------------------------------------------------------------
+
+#[test]
+fn require_and_verify_allows_a_verified_certificate() {
+    let f = Fixture::new(HOST);
+    let s = session(
+        &f,
+        &policy(HOST, &mtls("require-and-verify"), ""),
+        ClientCert::Verified(facts(&f.client.cert_der)),
+    );
+    assert_eq!(s.on_tcp_connect(), Verdict::Continue);
+}
+
+#[test]
+fn require_and_verify_denies_unverified_and_absent_certificates() {
+    let f = Fixture::new(HOST);
+    let yaml = policy(HOST, &mtls("require-and-verify"), "");
+    let s = session(
+        &f,
+        &yaml,
+        ClientCert::Unverified(facts(&f.client.cert_der), Unverified::UntrustedIssuer),
+    );
+    assert_eq!(
+        s.on_tcp_connect(),
+        deny(DenyReason::ClientCertificateUntrusted)
+    );
+    let s = session(&f, &yaml, ClientCert::Absent);
+    assert_eq!(
+        s.on_tcp_connect(),
+        deny(DenyReason::ClientCertificateRequired)
+    );
+}
+
+#[test]
+fn require_any_allows_an_unverified_certificate() {
+    let f = Fixture::new(HOST);
+    let other = Authority::root("Other CA").client("mallory");
+    let s = session(
+        &f,
+        &policy(HOST, &mtls("require-any"), ""),
+        ClientCert::Unverified(facts(&other.cert_der), Unverified::NotChecked),
+    );
+    assert_eq!(s.on_tcp_connect(), Verdict::Continue);
+}
+
+#[test]
+fn require_any_denies_no_certificate() {
+    let f = Fixture::new(HOST);
+    let s = session(
+        &f,
+        &policy(HOST, &mtls("require-any"), ""),
+        ClientCert::Absent,
+    );
+    assert_eq!(
+        s.on_tcp_connect(),
+        deny(DenyReason::ClientCertificateRequired)
+    );
+}
+
+#[test]
+fn request_allows_no_certificate_and_any_certificate() {
+    let f = Fixture::new(HOST);
+    let yaml = policy(HOST, &mtls("request"), "");
+    assert_eq!(
+        session(&f, &yaml, ClientCert::Absent).on_tcp_connect(),
+        Verdict::Continue
+    );
+    let other = Authority::root("Other CA").client("mallory");
+    let s = session(
+        &f,
+        &yaml,
+        ClientCert::Unverified(facts(&other.cert_der), Unverified::NotChecked),
+    );
+    assert_eq!(s.on_tcp_connect(), Verdict::Continue);
+}
+
+#[test]
+fn without_cas_client_certificates_are_not_considered() {
+    let f = Fixture::new(HOST);
+    assert_eq!(
+        session(&f, &policy(HOST, "", ""), ClientCert::Absent).on_tcp_connect(),
+        Verdict::Continue
+    );
+}
+
+#[test]
+fn a_verified_certificate_without_client_auth_usage_is_denied() {
+    let f = Fixture::new(HOST);
+    let server_only =
+        f.ca.issue(&LeafSpec::client("svc").with_eku([Eku::ServerAuth]));
+    let s = session(
+        &f,
+        &policy(HOST, &mtls("require-and-verify"), ""),
+        ClientCert::Verified(facts(&server_only.cert_der)),
+    );
+    assert_eq!(
+        s.on_tcp_connect(),
+        deny(DenyReason::ClientCertificateWrongUsage)
+    );
+}
+
+// --- on_tcp_connect rules ----------------------------------------------------------------
+
+const DENY_NOT_ALICE: &str =
+    "        - expressions: [\"conn.tls.client.subject.common_name != 'alice'\"]\n          actions: [{type: deny}]\n";
+
+#[test]
+fn cel_rule_allows_the_named_client() {
+    let f = Fixture::new(HOST);
+    let s = session(
+        &f,
+        &policy(HOST, &mtls("require-and-verify"), DENY_NOT_ALICE),
+        ClientCert::Verified(facts(&f.client.cert_der)),
+    );
+    assert_eq!(s.on_tcp_connect(), Verdict::Continue);
+}
+
+#[test]
+fn cel_rule_denies_another_client() {
+    let f = Fixture::new(HOST);
+    let bob = f.ca.client("bob");
+    let s = session(
+        &f,
+        &policy(HOST, &mtls("require-and-verify"), DENY_NOT_ALICE),
+        ClientCert::Verified(facts(&bob.cert_der)),
+    );
+    assert_eq!(s.on_tcp_connect(), deny(DenyReason::Policy { rule: 0 }));
+}
+
+#[test]
+fn cel_rule_denies_an_anonymous_client_under_request() {
+    // Without a certificate the fields are empty, so `cn != 'alice'` holds and the rule denies.
+    let f = Fixture::new(HOST);
+    let s = session(
+        &f,
+        &policy(HOST, &mtls("request"), DENY_NOT_ALICE),
+        ClientCert::Absent,
+    );
+    assert_eq!(s.on_tcp_connect(), deny(DenyReason::Policy { rule: 0 }));
+}
+
+#[test]
+fn san_and_organization_rules_pair() {
+    let f = Fixture::new(HOST);
+    let rule = "        - expressions: [\"!conn.tls.client.san.uris.exists(u, u.startsWith('spiffe://example.com/'))\"]\n          actions: [{type: deny}]\n        - expressions: [\"!('Payments' in conn.tls.client.subject.organization)\"]\n          actions: [{type: deny}]\n";
+    let yaml = policy(HOST, &mtls("require-and-verify"), rule);
+    let good = f.ca.issue(
+        &LeafSpec::client("svc")
+            .with_uri("spiffe://example.com/svc")
+            .with_organization("Payments"),
+    );
+    assert_eq!(
+        session(&f, &yaml, ClientCert::Verified(facts(&good.cert_der))).on_tcp_connect(),
+        Verdict::Continue
+    );
+    let wrong_org = f.ca.issue(
+        &LeafSpec::client("svc")
+            .with_uri("spiffe://example.com/svc")
+            .with_organization("Marketing"),
+    );
+    assert_eq!(
+        session(&f, &yaml, ClientCert::Verified(facts(&wrong_org.cert_der))).on_tcp_connect(),
+        deny(DenyReason::Policy { rule: 1 })
+    );
+    let wrong_uri = f.ca.issue(
+        &LeafSpec::client("svc")
+            .with_uri("spiffe://evil.com/svc")
+            .with_organization("Payments"),
+    );
+    assert_eq!(
+        session(&f, &yaml, ClientCert::Verified(facts(&wrong_uri.cert_der))).on_tcp_connect(),
+        deny(DenyReason::Policy { rule: 0 })
+    );
+}
+
+const RESTRICT: &str = "        - actions: [{type: restrict-ips, config: {allow: [127.0.0.0/8], deny: [127.0.0.66]}}]\n";
+
+#[test]
+fn restrict_ips_allows_listed_addresses() {
+    let f = Fixture::new(HOST);
+    let s = session_from(
+        &f,
+        &policy(HOST, "", RESTRICT),
+        ClientCert::Absent,
+        "127.0.0.1",
+    );
+    assert_eq!(s.on_tcp_connect(), Verdict::Continue);
+    let s = session_from(
+        &f,
+        &policy(HOST, "", RESTRICT),
+        ClientCert::Absent,
+        "::ffff:127.0.0.1",
+    );
+    assert_eq!(s.on_tcp_connect(), Verdict::Continue);
+}
+
+#[test]
+fn restrict_ips_denies_unlisted_and_denied_addresses() {
+    let f = Fixture::new(HOST);
+    let s = session_from(
+        &f,
+        &policy(HOST, "", RESTRICT),
+        ClientCert::Absent,
+        "10.1.2.3",
+    );
+    assert_eq!(
+        s.on_tcp_connect(),
+        deny(DenyReason::IpRestricted { rule: 0 })
+    );
+    let s = session_from(
+        &f,
+        &policy(HOST, "", RESTRICT),
+        ClientCert::Absent,
+        "127.0.0.66",
+    );
+    assert_eq!(
+        s.on_tcp_connect(),
+        deny(DenyReason::IpRestricted { rule: 0 })
+    );
+}
+
+// --- on_http_request -------------------------------------------------------------------------
+
+fn http(rules: &str) -> String {
+    policy(
+        HOST,
+        &mtls("require-and-verify"),
+        &format!("      on_http_request:\n{rules}"),
+    )
+}
+
+fn forwarded(v: RequestVerdict) -> Vec<(String, String)> {
+    match v {
+        RequestVerdict::Forward { add_headers } => add_headers,
+        RequestVerdict::Respond(r) => panic!("expected forward, got {r:?}"),
+    }
+}
+
+fn responded(v: RequestVerdict) -> tlsgate_core::policy::LocalResponse {
+    match v {
+        RequestVerdict::Respond(r) => r,
+        RequestVerdict::Forward { .. } => panic!("expected a local response"),
+    }
+}
+
+#[test]
+fn requests_for_the_connection_host_are_forwarded() {
+    let f = Fixture::new(HOST);
+    let s = session(
+        &f,
+        &http(""),
+        ClientCert::Verified(facts(&f.client.cert_der)),
+    );
+    forwarded(s.on_http_request(&get("app.example.com")));
+    forwarded(s.on_http_request(&get("APP.example.com:8443")));
+}
+
+#[test]
+fn requests_for_another_host_are_misdirected() {
+    let f = Fixture::new(HOST);
+    let s = session(
+        &f,
+        &http(""),
+        ClientCert::Verified(facts(&f.client.cert_der)),
+    );
+    let r = responded(s.on_http_request(&get("other.example.com")));
+    assert_eq!((r.status, r.reason), (421, Some(DenyReason::Misdirected)));
+}
+
+const DENY_ADMIN: &str = "        - expressions: [\"req.path.startsWith('/admin')\"]\n          actions: [{type: deny, config: {status_code: 404}}]\n";
+
+#[test]
+fn http_deny_rule_allows_other_paths() {
+    let f = Fixture::new(HOST);
+    let s = session(
+        &f,
+        &http(DENY_ADMIN),
+        ClientCert::Verified(facts(&f.client.cert_der)),
+    );
+    forwarded(s.on_http_request(&get(HOST)));
+}
+
+#[test]
+fn http_deny_rule_denies_matching_paths_with_its_status() {
+    let f = Fixture::new(HOST);
+    let s = session(
+        &f,
+        &http(DENY_ADMIN),
+        ClientCert::Verified(facts(&f.client.cert_der)),
+    );
+    let req = Request {
+        path: "/admin/users",
+        ..get(HOST)
+    };
+    let r = responded(s.on_http_request(&req));
+    assert_eq!(
+        (r.status, r.reason),
+        (404, Some(DenyReason::Policy { rule: 0 }))
+    );
+}
+
+#[test]
+fn custom_response_answers_locally() {
+    let f = Fixture::new(HOST);
+    let rule = "        - expressions: [\"req.method == 'POST'\"]\n          actions: [{type: custom-response, config: {status_code: 418, body: teapot, headers: {x-why: tea}}}]\n";
+    let s = session(
+        &f,
+        &http(rule),
+        ClientCert::Verified(facts(&f.client.cert_der)),
+    );
+    forwarded(s.on_http_request(&get(HOST)));
+    let r = responded(s.on_http_request(&Request {
+        method: "POST",
+        ..get(HOST)
+    }));
+    assert_eq!(r.status, 418);
+    assert_eq!(r.body, "teapot");
+    assert_eq!(r.headers, vec![("x-why".to_owned(), "tea".to_owned())]);
+}
+
+#[test]
+fn add_headers_interpolates_certificate_fields_and_sets_xfcc() {
+    let f = Fixture::new(HOST);
+    let rule = "        - actions: [{type: add-headers, config: {headers: {x-client-cn: \"${conn.tls.client.subject.common_name}\", x-tls: \"v${conn.tls.version}\"}}}]\n";
+    let s = session(
+        &f,
+        &http(rule),
+        ClientCert::Verified(facts(&f.client.cert_der)),
+    );
+    let headers = forwarded(s.on_http_request(&get(HOST)));
+    let get_h = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+    assert_eq!(get_h("x-client-cn").as_deref(), Some("alice"));
+    assert_eq!(get_h("x-tls").as_deref(), Some("v1.3"));
+    let xfcc = get_h("x-forwarded-client-cert").expect("xfcc");
+    assert!(xfcc.starts_with("Hash="), "{xfcc}");
+    assert!(xfcc.contains(";Subject=\"CN=alice\""), "{xfcc}");
+    assert!(
+        xfcc.contains(";Cert=\"-----BEGIN%20CERTIFICATE-----%0A"),
+        "{xfcc}"
+    );
+}
+
+#[test]
+fn xfcc_is_not_set_for_unverified_certificates() {
+    let f = Fixture::new(HOST);
+    let yaml = policy(HOST, &mtls("require-any"), "");
+    let s = session(
+        &f,
+        &yaml,
+        ClientCert::Unverified(facts(&f.client.cert_der), Unverified::NotChecked),
+    );
+    assert!(forwarded(s.on_http_request(&get(HOST))).is_empty());
+}
+
+#[test]
+fn rfc9440_client_cert_is_a_byte_sequence() {
+    let f = Fixture::new(HOST);
+    let yaml = policy(HOST, &mtls("require-and-verify"), "").replace(
+        "    bind: 127.0.0.1:8443\n",
+        "    bind: 127.0.0.1:8443\n    forward_client_cert: client-cert\n",
+    );
+    let s = session(&f, &yaml, ClientCert::Verified(facts(&f.client.cert_der)));
+    let headers = forwarded(s.on_http_request(&get(HOST)));
+    assert_eq!(headers.len(), 1);
+    assert_eq!(headers[0].0, "client-cert");
+    assert!(headers[0].1.starts_with(':') && headers[0].1.ends_with(':'));
+}
+
+#[test]
+fn header_rules_match_present_headers() {
+    let f = Fixture::new(HOST);
+    let rule = "        - expressions: [\"!('x-api-key' in req.headers)\"]\n          actions: [{type: deny, config: {status_code: 401}}]\n";
+    let s = session(
+        &f,
+        &http(rule),
+        ClientCert::Verified(facts(&f.client.cert_der)),
+    );
+    let headers = [("X-Api-Key", "k")];
+    forwarded(s.on_http_request(&Request {
+        headers: &headers,
+        ..get(HOST)
+    }));
+    assert_eq!(responded(s.on_http_request(&get(HOST))).status, 401);
+}
+
+#[test]
+fn an_expression_that_fails_at_run_time_denies() {
+    // Indexing a header that is absent is an evaluation error; the policy fails closed.
+    let f = Fixture::new(HOST);
+    let rule = "        - expressions: [\"req.headers['x-role'][0] == 'admin'\"]\n          actions: [{type: add-headers, config: {headers: {x-admin: 'yes'}}}]\n";
+    let s = session(
+        &f,
+        &http(rule),
+        ClientCert::Verified(facts(&f.client.cert_der)),
+    );
+    let headers = [("x-role", "admin")];
+    let added = forwarded(s.on_http_request(&Request {
+        headers: &headers,
+        ..get(HOST)
+    }));
+    assert!(added.iter().any(|(k, v)| k == "x-admin" && v == "yes"));
+    let r = responded(s.on_http_request(&get(HOST)));
+    assert_eq!(
+        (r.status, r.reason),
+        (403, Some(DenyReason::ExpressionFailed { rule: 0 }))
+    );
+}
