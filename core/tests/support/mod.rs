@@ -1,5 +1,6 @@
 //! Helpers shared by core's integration tests.
-#![allow(dead_code)]
+// Test helpers fail the test by panicking; that is their job.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
 
