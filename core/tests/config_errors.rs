@@ -1,5 +1,8 @@
 //! Every load-time error names the file, the field path and the line, and says what to do.
 
+// Helpers outside #[test] functions fail the test by panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use support::{policy, Fixture};

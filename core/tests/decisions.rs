@@ -1,5 +1,8 @@
 //! Decisions come in pairs: for each rule, a client it admits and one it refuses.
 
+// Helpers outside #[test] functions fail the test by panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use std::net::IpAddr;

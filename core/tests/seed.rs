@@ -1,6 +1,9 @@
 //! The seed document's own policy block, with certificates made by its eight openssl
 //! commands, loads and summarizes as the seed describes.
 
+// Helpers outside #[test] functions fail the test by panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use tlsgate_core::config::{ClientAuth, VerificationStrategy};
