@@ -1,0 +1,313 @@
+//! An HTTP/1.1 upstream that tells the test what it received.
+
+use std::fmt;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Map, Value};
+
+use crate::net::localhost;
+
+/// How long a connection may sit idle before the upstream closes it. Longer than any test
+/// request, short enough that a leaked connection thread ends on its own.
+const IDLE: Duration = Duration::from_secs(30);
+const MAX_LINE: usize = 16 * 1024;
+const MAX_HEADERS: usize = 128;
+const MAX_BODY: usize = 16 * 1024 * 1024;
+
+/// One request as the upstream received it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EchoedRequest {
+    /// e.g. `GET`
+    pub method: String,
+    /// The request target as sent, query included.
+    pub path: String,
+    /// Header fields in arrival order, names lowercased.
+    pub headers: Vec<(String, String)>,
+    /// The body, de-chunked.
+    pub body: Vec<u8>,
+}
+
+impl EchoedRequest {
+    /// The values of header `name` joined with `", "` as HTTP allows, or `None` if absent.
+    pub fn header(&self, name: &str) -> Option<String> {
+        let name = name.to_ascii_lowercase();
+        let values: Vec<&str> = self
+            .headers
+            .iter()
+            .filter(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+            .collect();
+        (!values.is_empty()).then(|| values.join(", "))
+    }
+
+    /// The JSON document the upstream answers with:
+    /// `{"method": .., "path": .., "headers": {name: value, ..}, "body": ..}`.
+    pub fn to_json(&self) -> Value {
+        let mut headers = Map::new();
+        for (name, _) in &self.headers {
+            if !headers.contains_key(name) {
+                headers.insert(name.clone(), Value::from(self.header(name)));
+            }
+        }
+        json!({
+            "method": self.method,
+            "path": self.path,
+            "headers": headers,
+            "body": String::from_utf8_lossy(&self.body),
+        })
+    }
+}
+
+/// A running echo upstream; it stops accepting connections when dropped.
+pub struct EchoUpstream {
+    addr: SocketAddr,
+    seen: Arc<Mutex<Vec<EchoedRequest>>>,
+    stopping: Arc<AtomicBool>,
+}
+
+impl fmt::Debug for EchoUpstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EchoUpstream")
+            .field("addr", &self.addr)
+            .field("requests", &self.requests().len())
+            .finish()
+    }
+}
+
+/// Starts an HTTP/1.1 server on a free port of 127.0.0.1 that answers every request with
+/// `200 OK` and a JSON body describing it (see [`EchoedRequest::to_json`]), so a test can
+/// assert exactly what tlsgate forwarded, e.g. the client-certificate headers it added.
+///
+/// Connections are kept alive as HTTP/1.1 allows, because proxies pool upstream connections.
+/// The server runs on plain threads, one per connection, and needs no async runtime.
+pub fn echo_upstream() -> EchoUpstream {
+    let listener = TcpListener::bind(localhost(0))
+        .unwrap_or_else(|e| panic!("binding the echo upstream to 127.0.0.1: {e}"));
+    let addr = listener
+        .local_addr()
+        .unwrap_or_else(|e| panic!("reading the echo upstream's address: {e}"));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let stopping = Arc::new(AtomicBool::new(false));
+    let (accept_seen, accept_stopping) = (Arc::clone(&seen), Arc::clone(&stopping));
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            if accept_stopping.load(Ordering::SeqCst) {
+                break;
+            }
+            let Ok(stream) = stream else { continue };
+            let seen = Arc::clone(&accept_seen);
+            thread::spawn(move || {
+                // A broken connection only matters to the test through what the client saw.
+                let _ = serve(stream, &seen);
+            });
+        }
+    });
+    EchoUpstream {
+        addr,
+        seen,
+        stopping,
+    }
+}
+
+impl EchoUpstream {
+    /// `127.0.0.1:<port>`
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// `http://127.0.0.1:<port>`, for an upstream URL in a config.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Every request received so far, in order of completion.
+    pub fn requests(&self) -> Vec<EchoedRequest> {
+        self.seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Waits until at least `count` requests have been received and returns them all.
+    pub fn wait_for_requests(
+        &self,
+        count: usize,
+        timeout: Duration,
+    ) -> Result<Vec<EchoedRequest>, String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let requests = self.requests();
+            if requests.len() >= count {
+                return Ok(requests);
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "the echo upstream on {} received {} of {count} requests within {timeout:?}: {requests:#?}",
+                    self.addr,
+                    requests.len()
+                ));
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for EchoUpstream {
+    fn drop(&mut self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        // Wake the accept loop so it sees the flag; if this fails the loop is already gone.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+    }
+}
+
+fn serve(stream: TcpStream, seen: &Mutex<Vec<EchoedRequest>>) -> io::Result<()> {
+    stream.set_read_timeout(Some(IDLE))?;
+    stream.set_write_timeout(Some(IDLE))?;
+    let mut writer = stream.try_clone()?;
+    let mut reader = BufReader::new(stream);
+    while let Some((request, keep_alive)) = read_request(&mut reader, &mut writer)? {
+        let body = request.to_json().to_string();
+        seen.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(request);
+        let connection = if keep_alive { "keep-alive" } else { "close" };
+        write!(
+            writer,
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+             connection: {connection}\r\n\r\n{body}",
+            body.len()
+        )?;
+        writer.flush()?;
+        if !keep_alive {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Reads one request; `None` when the peer closed the connection between requests.
+fn read_request(
+    reader: &mut impl BufRead,
+    writer: &mut impl Write,
+) -> io::Result<Option<(EchoedRequest, bool)>> {
+    let Some(request_line) = read_line(reader)? else {
+        return Ok(None);
+    };
+    let mut parts = request_line.split_whitespace();
+    let (Some(method), Some(path), Some(version)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return Err(invalid(format!("bad request line {request_line:?}")));
+    };
+
+    let mut headers = Vec::new();
+    loop {
+        let line = read_line(reader)?.ok_or_else(|| invalid("connection closed in headers"))?;
+        if line.is_empty() {
+            break;
+        }
+        if headers.len() == MAX_HEADERS {
+            return Err(invalid("too many headers"));
+        }
+        let (name, value) = line
+            .split_once(':')
+            .ok_or_else(|| invalid(format!("bad header line {line:?}")))?;
+        headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
+    }
+
+    let mut request = EchoedRequest {
+        method: method.to_owned(),
+        path: path.to_owned(),
+        headers,
+        body: Vec::new(),
+    };
+    let has_token = |name: &str, token: &str| {
+        request
+            .header(name)
+            .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    };
+    let keep_alive = if version == "HTTP/1.0" {
+        has_token("connection", "keep-alive")
+    } else {
+        !has_token("connection", "close")
+    };
+    if has_token("expect", "100-continue") {
+        writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+        writer.flush()?;
+    }
+    let body = if has_token("transfer-encoding", "chunked") {
+        read_chunked(reader)?
+    } else if let Some(length) = request.header("content-length") {
+        let length: usize = length
+            .parse()
+            .map_err(|_| invalid(format!("bad content-length {length:?}")))?;
+        read_exact(reader, length)?
+    } else {
+        Vec::new()
+    };
+    request.body = body;
+    Ok(Some((request, keep_alive)))
+}
+
+fn read_chunked(reader: &mut impl BufRead) -> io::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let line = read_line(reader)?.ok_or_else(|| invalid("connection closed in chunk"))?;
+        let size = line.split(';').next().unwrap_or_default().trim();
+        let size = usize::from_str_radix(size, 16)
+            .map_err(|_| invalid(format!("bad chunk size {line:?}")))?;
+        if size == 0 {
+            // Trailer fields, up to the blank line that ends the message.
+            while read_line(reader)?.is_some_and(|l| !l.is_empty()) {}
+            return Ok(body);
+        }
+        body.extend(read_exact(reader, size)?);
+        read_line(reader)?;
+        if body.len() > MAX_BODY {
+            return Err(invalid("body too large"));
+        }
+    }
+}
+
+fn read_exact(reader: &mut impl Read, length: usize) -> io::Result<Vec<u8>> {
+    if length > MAX_BODY {
+        return Err(invalid("body too large"));
+    }
+    let mut buf = vec![0; length];
+    reader.read_exact(&mut buf)?;
+    Ok(buf)
+}
+
+/// One CRLF- (or LF-) terminated line without its terminator; `None` at end of stream.
+fn read_line(reader: &mut impl BufRead) -> io::Result<Option<String>> {
+    let mut line = Vec::new();
+    let read = reader
+        .take(MAX_LINE as u64 + 1)
+        .read_until(b'\n', &mut line)?;
+    if read == 0 {
+        return Ok(None);
+    }
+    if line.last() != Some(&b'\n') {
+        return Err(invalid("line too long or truncated"));
+    }
+    line.pop();
+    if line.last() == Some(&b'\r') {
+        line.pop();
+    }
+    String::from_utf8(line)
+        .map(Some)
+        .map_err(|_| invalid("line is not UTF-8"))
+}
+
+fn invalid(message: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message.into())
+}
