@@ -233,6 +233,7 @@ impl Config {
             endpoints: Vec::new(),
             warnings: Vec::new(),
         };
+        let mut documents = Vec::with_capacity(paths.len());
         for path in paths {
             let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
                 file: Some(path.clone()),
@@ -250,17 +251,31 @@ impl Config {
                 reader: &reader,
                 keys,
             };
-            let part = Self::load_str(&text, Some(path), &options, config.endpoints.len())?;
+            let (part, doc) =
+                Self::load_document(&text, Some(path), &options, config.endpoints.len())?;
             config.endpoints.extend(part.endpoints);
             config.warnings.extend(part.warnings);
+            documents.push(doc);
         }
         // Each file was checked alone; hosts may still collide across files.
-        check_unique_hosts(&config.endpoints).map_err(|(i, mut e)| {
-            if let Some(ep) = config.endpoints.get(i) {
-                e.file.clone_from(&ep.file);
-                e.path = relative_path(&e.path, i - local_index(&config.endpoints, i));
+        check_unique_hosts(&config.endpoints).map_err(|(i, e)| {
+            // Files were loaded in order, so the endpoints before this file's are the others'.
+            let first_of_file = config.endpoints[..i]
+                .iter()
+                .filter(|ep| ep.file != config.endpoints[i].file)
+                .count();
+            let path = relative_path(&e.path, first_of_file);
+            let file = config.endpoints[i].file.clone();
+            let doc = paths
+                .iter()
+                .position(|p| Some(p) == file.as_ref())
+                .and_then(|n| documents.get(n));
+            ConfigError {
+                location: doc.and_then(|d| d.locate(&path)),
+                file,
+                path,
+                kind: e.kind,
             }
-            e
         })?;
         Ok(config)
     }
@@ -273,6 +288,15 @@ impl Config {
         options: &LoadOptions<'_>,
         first_index: usize,
     ) -> Result<Self, ConfigError> {
+        Self::load_document(text, file, options, first_index).map(|(config, _)| config)
+    }
+
+    fn load_document(
+        text: &str,
+        file: Option<&Path>,
+        options: &LoadOptions<'_>,
+        first_index: usize,
+    ) -> Result<(Self, Document), ConfigError> {
         let with_file = |mut e: ConfigError, doc: Option<&Document>| {
             e.file = file.map(Path::to_path_buf);
             if e.location.is_none() {
@@ -321,19 +345,14 @@ impl Config {
         for e in &mut endpoints {
             e.file = file.map(Path::to_path_buf);
         }
-        Ok(Config {
-            endpoints,
-            warnings,
-        })
+        Ok((
+            Config {
+                endpoints,
+                warnings,
+            },
+            doc,
+        ))
     }
-}
-
-/// The index of endpoint `i` within its own file.
-fn local_index(endpoints: &[Endpoint], i: usize) -> usize {
-    endpoints[..i]
-        .iter()
-        .filter(|e| e.file == endpoints[i].file)
-        .count()
 }
 
 /// Rewrites `endpoints[N]…` to `endpoints[first]…` numbering.
@@ -356,10 +375,14 @@ fn check_unique_hosts(endpoints: &[Endpoint]) -> Result<(), (usize, ConfigError)
         for b in &endpoints[..i] {
             let at = |key: &str| FieldPath::root().key("endpoints").index(i).key(key);
             if a.bind == b.bind && a.host == b.host {
+                let other = match (&b.file, a.file == b.file) {
+                    (Some(file), false) => format!("{} in {}", b.url, file.display()),
+                    _ => format!("endpoints[{}]", b.index - endpoints[0].index),
+                };
                 let kind = ConfigErrorKind::DuplicateHost {
                     host: a.host.to_string(),
                     bind: a.bind.to_string(),
-                    other: b.index,
+                    other,
                 };
                 return Err((i, ConfigError::new(at("url"), kind)));
             }

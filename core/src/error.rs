@@ -98,13 +98,14 @@ pub enum ConfigErrorKind {
         missing: &'static str,
     },
     #[error(
-        "{host} on {bind} is already served by endpoints[{other}]: \
+        "{host} on {bind} is already served by {other}: \
          give each endpoint its own host or bind address"
     )]
     DuplicateHost {
         host: String,
         bind: String,
-        other: usize,
+        /// The endpoint that claimed it first, e.g. `endpoints[0]` or `endpoints[0] in a.yaml`.
+        other: String,
     },
     #[error("unknown action type `{found}` in {phase}; {phase} accepts {allowed}")]
     UnknownAction {
