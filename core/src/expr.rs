@@ -13,6 +13,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use cel::common::ast::Expr;
+use cel::common::value::{CowVal, Val};
+use cel::context::VariableResolver;
 use cel::objects::{Key, Map};
 use cel::{Context, ExecutionError, IdedExpr, Program, Value};
 
@@ -396,17 +398,20 @@ fn type_name(v: &Value) -> &'static str {
 
 /// The CEL variables of one connection (and, for requests, one request).
 ///
-/// `conn` is built once per connection and shared by every request on it.
+/// `conn` is converted to CEL's runtime form once per connection and lent to every evaluation
+/// through a resolver; binding it with `add_variable_from_value` would deep-copy the whole map
+/// on each evaluation. A value that fails to convert is left out, so expressions naming it fail
+/// and the policy denies.
 #[derive(Clone, Debug)]
 pub struct Variables {
-    conn: Value,
-    req: Option<Value>,
+    conn: Option<Arc<dyn Val>>,
+    req: Option<Arc<dyn Val>>,
 }
 
 impl Variables {
     pub fn for_connection(facts: &TlsFacts) -> Self {
         Self {
-            conn: conn_value(facts),
+            conn: to_val(conn_value(facts)),
             req: None,
         }
     }
@@ -415,18 +420,38 @@ impl Variables {
     pub fn with_request(&self, req: &Request<'_>) -> Self {
         Self {
             conn: self.conn.clone(),
-            req: Some(req_value(req)),
+            req: to_val(req_value(req)),
         }
     }
 
     fn eval(&self, program: &Program) -> Result<Value, ExecutionError> {
-        let mut ctx = Context::default();
-        ctx.add_variable_from_value("conn", self.conn.clone());
-        if let Some(req) = &self.req {
-            ctx.add_variable_from_value("req", req.clone());
-        }
+        let mut ctx = Context::with_env(Arc::clone(stdlib()));
+        ctx.set_variable_resolver(self);
         program.execute(&ctx)
     }
+}
+
+impl VariableResolver for Variables {
+    fn resolve<'b>(&'b self, variable: &str) -> Option<CowVal<'b, 'b>> {
+        let val = match variable {
+            "conn" => self.conn.as_deref()?,
+            "req" => self.req.as_deref()?,
+            _ => return None,
+        };
+        Some(CowVal::Borrowed(val))
+    }
+}
+
+fn to_val(value: Value) -> Option<Arc<dyn Val>> {
+    let boxed: Box<dyn Val> = value.try_into().ok()?;
+    Some(Arc::from(boxed))
+}
+
+/// The CEL standard environment, built once: `Context::default()` would rebuild its function
+/// table on every evaluation, which dominated the per-request cost.
+fn stdlib() -> &'static Arc<cel::Env> {
+    static ENV: std::sync::OnceLock<Arc<cel::Env>> = std::sync::OnceLock::new();
+    ENV.get_or_init(|| Arc::new(cel::Env::stdlib()))
 }
 
 fn map(entries: Vec<(&'static str, Value)>) -> Value {

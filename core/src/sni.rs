@@ -9,6 +9,7 @@
 //! the handshake (alert `unrecognized_name`). There is no default endpoint, because serving the
 //! first tenant's certificate to a stranger leaks which tenants share the listener.
 
+use std::collections::HashMap;
 use std::fmt;
 
 /// A host an endpoint answers for: `api.example.com` or `*.example.com`.
@@ -71,14 +72,6 @@ impl HostPattern {
         }
     }
 
-    /// Higher is more specific; exact names beat every wildcard.
-    fn specificity(&self) -> (u8, usize) {
-        match self {
-            Self::Exact(host) => (1, host.len()),
-            Self::Wildcard(suffix) => (0, suffix.len()),
-        }
-    }
-
     /// Whether a certificate name (SAN DNS entry or CN, possibly a wildcard) covers this
     /// pattern. A wildcard pattern is covered only by the same wildcard.
     pub fn covered_by(&self, cert_name: &str) -> bool {
@@ -109,38 +102,63 @@ pub fn normalize(name: &str) -> String {
 }
 
 /// Picks among patterns by server name; `T` is whatever the host attaches (an endpoint index).
+///
+/// Two hash lookups per name whatever the number of tenants: the exact name, then the suffix
+/// after its first label (the only wildcard that can cover it, since a wildcard spans one label).
 #[derive(Clone, Debug)]
 pub struct SniRouter<T> {
-    /// Sorted most specific first, so the first match is the answer.
-    routes: Vec<(HostPattern, T)>,
+    exact: HashMap<String, T>,
+    wildcard: HashMap<String, T>,
+    patterns: Vec<HostPattern>,
 }
 
 impl<T> SniRouter<T> {
-    pub fn new(mut routes: Vec<(HostPattern, T)>) -> Self {
-        routes.sort_by_key(|r| std::cmp::Reverse(r.0.specificity()));
-        Self { routes }
+    /// Builds the router. A pattern given twice keeps its first value (the config loader
+    /// refuses duplicates before this point).
+    pub fn new(routes: Vec<(HostPattern, T)>) -> Self {
+        let mut exact = HashMap::new();
+        let mut wildcard = HashMap::new();
+        let mut patterns = Vec::with_capacity(routes.len());
+        for (pattern, value) in routes {
+            match &pattern {
+                HostPattern::Exact(host) => {
+                    exact.entry(host.clone()).or_insert(value);
+                }
+                HostPattern::Wildcard(suffix) => {
+                    wildcard.entry(suffix.clone()).or_insert(value);
+                }
+            }
+            patterns.push(pattern);
+        }
+        Self {
+            exact,
+            wildcard,
+            patterns,
+        }
     }
 
     /// The route for a server name as sent by a client; `None` when no pattern covers it.
     pub fn route(&self, name: &str) -> Option<&T> {
         let needs_normalizing = name.ends_with('.') || name.bytes().any(|b| b.is_ascii_uppercase());
         if needs_normalizing {
-            let name = normalize(name);
-            self.find(&name)
+            self.find(&normalize(name))
         } else {
             self.find(name)
         }
     }
 
     fn find(&self, name: &str) -> Option<&T> {
-        self.routes
-            .iter()
-            .find(|(pattern, _)| pattern.matches(name))
-            .map(|(_, value)| value)
+        if let Some(value) = self.exact.get(name) {
+            return Some(value);
+        }
+        match name.split_once('.') {
+            Some((first, rest)) if !first.is_empty() => self.wildcard.get(rest),
+            _ => None,
+        }
     }
 
     pub fn patterns(&self) -> impl Iterator<Item = &HostPattern> {
-        self.routes.iter().map(|(p, _)| p)
+        self.patterns.iter()
     }
 }
 
