@@ -1,0 +1,279 @@
+//! Plays a scenario's client against a host and classifies what happened.
+
+use std::fmt;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tlsgate_e2e::{curl, run_bounded, tool};
+
+use crate::hosts::{Host, HANDSHAKE_TIMEOUT_SECS};
+use crate::table::{Client, Expect};
+
+/// What a client saw. The strings are client output, read through `Debug` in failure reports.
+#[derive(Debug, Clone)]
+#[allow(dead_code)]
+pub enum Observed {
+    /// An HTTP response; `upstream` is the echo's account of the request when it got one.
+    Status { code: u16, body: String, upstream: Option<Value> },
+    /// The TLS handshake failed (alert, or the server hung up during it).
+    Refused(String),
+    /// The handshake completed and the connection closed without a response.
+    Closed(String),
+    /// An openssl client completed the handshake.
+    Handshake,
+    /// The client refused the server's certificate (curl exit 60).
+    ServerUntrusted,
+    /// The server kept a connection open past the deadline it should enforce.
+    Hung,
+    /// The client could not run as intended (a harness problem, not a host outcome).
+    Broken(String),
+}
+
+impl Observed {
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Status { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Observed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Status { code, .. } => write!(f, "{code}"),
+            Self::Refused(_) => f.write_str("refused"),
+            Self::Closed(_) => f.write_str("closed"),
+            Self::Handshake => f.write_str("handshake"),
+            Self::ServerUntrusted => f.write_str("server-untrusted"),
+            Self::Hung => f.write_str("hung"),
+            Self::Broken(why) => write!(f, "broken ({why})"),
+        }
+    }
+}
+
+impl Expect {
+    /// Whether `observed` is what this expects, and if not, why.
+    pub fn check(&self, observed: &Observed) -> (bool, String) {
+        let fail = |why: String| (false, why);
+        match (self, observed) {
+            (Expect::Class(c), o) if *c == o.to_string() => (true, String::new()),
+            (Expect::Status(s), Observed::Status { code, .. }) if s == code => (true, String::new()),
+            (Expect::Detailed { status, upstream, body }, Observed::Status { code, upstream: seen, body: got }) => {
+                if status != code {
+                    return fail(format!("expected {status}, got {code}"));
+                }
+                if let Some(b) = body {
+                    if !got.contains(b.as_str()) {
+                        return fail(format!("body does not contain {b:?}: {got:?}"));
+                    }
+                }
+                for (name, want) in upstream {
+                    let have = seen
+                        .as_ref()
+                        .and_then(|v| v["headers"].get(name.as_str()))
+                        .and_then(Value::as_str);
+                    let ok = match (want, have) {
+                        (Value::Null, None) => true,
+                        (Value::Null, Some(_)) => false,
+                        (Value::String(w), Some(h)) if w == "*" => !h.is_empty(),
+                        (Value::String(w), Some(h)) => match w.strip_prefix('~') {
+                            Some(part) => h.contains(part),
+                            None => h == w,
+                        },
+                        _ => false,
+                    };
+                    if !ok {
+                        return fail(format!("upstream header {name}: wanted {want}, saw {have:?}"));
+                    }
+                }
+                (true, String::new())
+            }
+            (e, o) => fail(format!("expected {}, got {o}", e.summary())),
+        }
+    }
+}
+
+pub fn play(client: &Client, host: &Host, dir: &Path) -> Observed {
+    if let Some(send) = &client.send {
+        return raw(send, host.port);
+    }
+    let openssl = matches!(client.tls.as_deref(), Some("1.0" | "1.1"))
+        || client.sni.as_deref() == Some("none");
+    if openssl {
+        s_client(client, host.port, dir)
+    } else {
+        with_curl(client, host.port, dir)
+    }
+}
+
+fn file(dir: &Path, name: &str, ext: &str) -> String {
+    dir.join(format!("{name}.{ext}")).display().to_string()
+}
+
+fn with_curl(client: &Client, port: u16, dir: &Path) -> Observed {
+    let sni = client.sni.clone().unwrap_or_else(|| "app.test".into());
+    let path = client.path.clone().unwrap_or_else(|| "/".into());
+    let mut args: Vec<String> = vec![
+        "--resolve".into(),
+        format!("{sni}:{port}:127.0.0.1"),
+        "--cacert".into(),
+        file(dir, client.trust.as_deref().unwrap_or("ca"), "crt"),
+    ];
+    if let Some(cert) = &client.cert {
+        args.push("--cert".into());
+        args.push(file(dir, cert, if client.chain { "chain.crt" } else { "crt" }));
+        args.push("--key".into());
+        args.push(file(dir, client.key.as_deref().unwrap_or(cert), "key"));
+    }
+    match client.tls.as_deref() {
+        Some("1.2") => args.extend(["--tlsv1.2".into(), "--tls-max".into(), "1.2".into()]),
+        Some("1.3") => args.push("--tlsv1.3".into()),
+        None => {}
+        Some(other) => return Observed::Broken(format!("tls {other}")),
+    }
+    if let Some(host) = &client.host {
+        args.push("-H".into());
+        args.push(format!("Host: {host}"));
+    }
+    for (k, v) in &client.headers {
+        args.push("-H".into());
+        args.push(format!("{k}: {v}"));
+    }
+    if let Some(m) = &client.method {
+        args.push("-X".into());
+        args.push(m.clone());
+    }
+    if let Some(from) = &client.from {
+        args.push("--interface".into());
+        args.push(from.clone());
+    }
+    args.push(format!("https://{sni}:{port}{path}"));
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let res = curl(&argv);
+    match (res.exit_code, res.status) {
+        (0, Some(code)) => Observed::Status {
+            code,
+            upstream: serde_json::from_str::<Value>(&res.body)
+                .ok()
+                .filter(|v| v.get("headers").is_some()),
+            body: res.body,
+        },
+        (35, _) => Observed::Refused(res.stderr),
+        (60, _) => Observed::ServerUntrusted,
+        // 52 empty reply, 55/56 send/recv failure, 16/92 HTTP/2 framing, 18 HTTP/2 stream cut.
+        (52 | 55 | 56 | 16 | 18 | 92, _) => {
+            let alert = res.stderr.contains("alert") && !res.stderr.contains("close notify");
+            if alert {
+                Observed::Refused(res.stderr)
+            } else {
+                Observed::Closed(res.stderr)
+            }
+        }
+        (code, _) => Observed::Broken(format!("curl exit {code}: {}", res.stderr.trim())),
+    }
+}
+
+fn s_client(client: &Client, port: u16, dir: &Path) -> Observed {
+    let mut cmd = Command::new(tool("openssl"));
+    cmd.arg("s_client")
+        .arg("-connect")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("-CAfile")
+        .arg(file(dir, client.trust.as_deref().unwrap_or("ca"), "crt"));
+    match client.sni.as_deref() {
+        Some("none") => {
+            cmd.arg("-noservername");
+        }
+        sni => {
+            cmd.arg("-servername").arg(sni.unwrap_or("app.test"));
+        }
+    }
+    match client.tls.as_deref() {
+        // OpenSSL 3 keeps TLS 1.0/1.1 behind security level 0; the point is to offer them.
+        Some("1.0") => {
+            cmd.args(["-tls1", "-cipher", "DEFAULT@SECLEVEL=0"]);
+        }
+        Some("1.1") => {
+            cmd.args(["-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0"]);
+        }
+        Some("1.2") => {
+            cmd.arg("-tls1_2");
+        }
+        Some("1.3") => {
+            cmd.arg("-tls1_3");
+        }
+        _ => {}
+    }
+    if let Some(cert) = &client.cert {
+        cmd.arg("-cert").arg(file(dir, cert, "crt"));
+        cmd.arg("-key").arg(file(dir, client.key.as_deref().unwrap_or(cert), "key"));
+    }
+    let run = run_bounded(cmd, b"Q\n", Duration::from_secs(15));
+    if run.stderr.contains("no protocols available") {
+        return Observed::Broken("this openssl cannot offer the requested version".into());
+    }
+    if run.exit_code == 0 && run.stdout.contains("Cipher is") && !run.stdout.contains("Cipher is (NONE)") {
+        Observed::Handshake
+    } else {
+        Observed::Refused(run.stderr)
+    }
+}
+
+/// Raw bytes at the TLS port. The host must hang up (after an alert, or at its handshake
+/// deadline) and keep serving everyone else.
+fn raw(kind: &str, port: u16) -> Observed {
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let mut stream = match TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
+        Ok(s) => s,
+        Err(e) => return Observed::Broken(e.to_string()),
+    };
+    let payload: Vec<u8> = match kind {
+        "plain-http" => b"GET / HTTP/1.1\r\nHost: app.test\r\n\r\n".to_vec(),
+        "random" => {
+            let mut x: u32 = 0x9e37_79b9;
+            (0..1024)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    (x >> 8) as u8
+                })
+                .collect()
+        }
+        // A handshake record that announces 512 bytes and delivers the first 60 of a
+        // ClientHello: the server must wait for the rest, then give up at its deadline.
+        "half-hello" => {
+            let mut v = vec![0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03];
+            v.extend(std::iter::repeat_n(0x2a, 49));
+            v
+        }
+        "idle" => Vec::new(),
+        other => return Observed::Broken(format!("unknown raw input `{other}`")),
+    };
+    if stream.write_all(&payload).is_err() {
+        return Observed::Refused("reset while sending".into());
+    }
+    let deadline = Duration::from_secs(HANDSHAKE_TIMEOUT_SECS + 5);
+    let _ = stream.set_read_timeout(Some(deadline));
+    let start = Instant::now();
+    let mut buf = [0u8; 4096];
+    let mut received = 0usize;
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return Observed::Refused(format!("closed after {received} bytes")),
+            Ok(n) => received += n,
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                return Observed::Hung
+            }
+            Err(e) => return Observed::Refused(format!("{e} after {received} bytes")),
+        }
+        if start.elapsed() > deadline {
+            return Observed::Hung;
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! The two hosts under test and the upstreams behind them.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use tlsgate_e2e::{
+    echo_upstream, filter_wasm, free_port, run_bounded, tlsgate_bin, tool, wait_port, EchoUpstream,
+    Proc,
+};
+
+use crate::table::Policy;
+
+/// Handshake deadline both hosts are given, so `idle` and `half-hello` end in seconds.
+pub const HANDSHAKE_TIMEOUT_SECS: u64 = 3;
+const START_TIMEOUT: Duration = Duration::from_secs(90);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostKind {
+    Native,
+    Envoy,
+}
+
+impl HostKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Native => "native",
+            Self::Envoy => "envoy",
+        }
+    }
+}
+
+/// Shared by both hosts: a plain echo upstream, an upstream that requires a client certificate
+/// (a native tlsgate terminating TLS with `upstream-server` and verifying clients against `ca`,
+/// in front of the echo), and a port nothing listens on.
+pub struct Upstreams {
+    pub echo: EchoUpstream,
+    pub mtls_port: u16,
+    pub seed_port: u16,
+    pub dead_port: u16,
+    _mtls: Proc,
+    _seed: Proc,
+}
+
+impl Upstreams {
+    pub fn start(dir: &Path) -> Upstreams {
+        let echo = echo_upstream();
+        let (mtls_port, mtls) = mtls_upstream(
+            dir,
+            "mtls-upstream",
+            "upstream.test",
+            ("upstream-server.crt", "upstream-server.key", "ca.crt"),
+            &echo,
+        );
+        // Seed 000: the upstream terminates TLS with the seed's server.crt/server.key and checks
+        // client certificates against the seed's ca.crt.
+        let (seed_port, seed) = mtls_upstream(
+            dir,
+            "seed-upstream",
+            "terminate-tls-example.ngrok.app",
+            ("seed/server.crt", "seed/server.key", "seed/ca.crt"),
+            &echo,
+        );
+        Upstreams {
+            echo,
+            mtls_port,
+            seed_port,
+            dead_port: free_port(),
+            _mtls: mtls,
+            _seed: seed,
+        }
+    }
+}
+
+/// A native tlsgate that requires a client certificate and tells the echo behind it, in
+/// `x-forwarded-client-cert`, which one it got.
+fn mtls_upstream(
+    dir: &Path,
+    name: &str,
+    host: &str,
+    (cert, key, ca): (&str, &str, &str),
+    echo: &EchoUpstream,
+) -> (u16, Proc) {
+    let port = free_port();
+    let policy = format!(
+        "endpoints:
+  - url: https://{host}
+    bind: 127.0.0.1:{port}
+    upstream: {{url: '{}'}}
+    traffic_policy:
+      on_tcp_connect:
+        - actions:
+            - type: terminate-tls
+              config:
+                server_certificate: {cert}
+                server_private_key: {key}
+                mutual_tls_certificate_authorities: [{ca}]
+",
+        echo.url()
+    );
+    let path = dir.join(format!("{name}.yaml"));
+    std::fs::write(&path, policy).unwrap();
+    let mut cmd = Command::new(tlsgate_bin());
+    cmd.arg("run").arg("-c").arg(&path);
+    let proc = Proc::spawn(name, cmd);
+    proc.wait_for_log("listening on", START_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{name} did not start: {e}"));
+    (port, proc)
+}
+
+/// A running host with one policy.
+pub struct Host {
+    pub port: u16,
+    proc: Proc,
+}
+
+impl Host {
+    pub fn start(
+        kind: HostKind,
+        name: &str,
+        policy: &Policy,
+        upstreams: &Upstreams,
+        dir: &Path,
+    ) -> Result<Host, String> {
+        let port = free_port();
+        let text = policy
+            .text
+            .replace("{port}", &port.to_string())
+            .replace("{echo}", &upstreams.echo.url())
+            .replace("{mtls_upstream}", &format!("https://127.0.0.1:{}", upstreams.mtls_port))
+            .replace("{seed_upstream}", &format!("https://127.0.0.1:{}", upstreams.seed_port))
+            .replace("{dead}", &format!("http://127.0.0.1:{}", upstreams.dead_port));
+        let path = dir.join(format!("{}-{name}.yaml", kind.name()));
+        std::fs::write(&path, text).map_err(|e| e.to_string())?;
+        let proc = match kind {
+            HostKind::Native => {
+                let mut cmd = Command::new(tlsgate_bin());
+                cmd.arg("run")
+                    .arg("-c")
+                    .arg(&path)
+                    .arg("--handshake-timeout")
+                    .arg(format!("{HANDSHAKE_TIMEOUT_SECS}s"));
+                let proc = Proc::spawn(&format!("native-{name}"), cmd);
+                proc.wait_for_log("listening on", START_TIMEOUT)?;
+                proc
+            }
+            HostKind::Envoy => {
+                let admin = free_port();
+                let out = dir.join(format!("envoy-{name}.out.yaml"));
+                let mut cmd = Command::new(tlsgate_bin());
+                cmd.arg("envoy-config")
+                    .arg("-c")
+                    .arg(&path)
+                    .arg("--wasm")
+                    .arg(filter_wasm())
+                    .arg("-o")
+                    .arg(&out)
+                    .arg("--admin")
+                    .arg(format!("127.0.0.1:{admin}"))
+                    .arg("--handshake-timeout")
+                    .arg(format!("{HANDSHAKE_TIMEOUT_SECS}s"));
+                let run = run_bounded(cmd, b"", Duration::from_secs(60));
+                if run.exit_code != 0 {
+                    return Err(format!("tlsgate envoy-config failed: {}{}", run.stdout, run.stderr));
+                }
+                let mut cmd = Command::new(tool("envoy"));
+                cmd.args(["--use-dynamic-base-id", "--concurrency", "1", "-l", "warning", "-c"])
+                    .arg(&out);
+                let proc = Proc::spawn(&format!("envoy-{name}"), cmd);
+                wait_port(([127, 0, 0, 1], admin).into(), START_TIMEOUT)
+                    .map_err(|e| format!("{e}\n{}", proc.log()))?;
+                proc
+            }
+        };
+        wait_port(([127, 0, 0, 1], port).into(), START_TIMEOUT)
+            .map_err(|e| format!("{e}\n{}", proc.log()))?;
+        Ok(Host { port, proc })
+    }
+
+    pub fn log_tail(&self) -> String {
+        let log = self.proc.log();
+        let start = log.len().saturating_sub(3000);
+        let start = (start..log.len()).find(|i| log.is_char_boundary(*i)).unwrap_or(log.len());
+        log[start..].to_owned()
+    }
+}

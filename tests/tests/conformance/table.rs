@@ -1,0 +1,163 @@
+//! The scenario table's shape. Read with tlsgate's own YAML loader, so a typo in the table is
+//! an error with a line number, like in a policy.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Table {
+    pub certificates: BTreeMap<String, CertSpec>,
+    pub policies: BTreeMap<String, Policy>,
+    pub scenarios: Vec<Scenario>,
+}
+
+impl Table {
+    pub fn load(path: &Path) -> Table {
+        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let doc = tlsgate_core::source::parse(&text)
+            .unwrap_or_else(|e| panic!("{}: {:?}: {}", path.display(), e.location, e.message));
+        let table: Table = serde_path_to_error::deserialize(&doc.value).unwrap_or_else(|e| {
+            panic!("{}: {}: {}", path.display(), e.path(), e.inner())
+        });
+        for s in &table.scenarios {
+            assert!(
+                table.policies.contains_key(&s.policy),
+                "scenario `{}` names unknown policy `{}`",
+                s.name,
+                s.policy
+            );
+        }
+        let mut names = std::collections::HashSet::new();
+        for s in &table.scenarios {
+            assert!(names.insert(&s.name), "scenario name `{}` is used twice", s.name);
+        }
+        table
+    }
+}
+
+/// A certificate to make. Exactly one of `authority`, `client`, `server`, `self_signed`, or
+/// `seed` (the seed document's openssl-made set) says what it is.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CertSpec {
+    /// A CA with this common name; with `issuer`, an intermediate.
+    pub authority: Option<String>,
+    /// A leaf for TLS clients with this common name (EKU clientAuth unless `eku` says otherwise).
+    pub client: Option<String>,
+    /// A leaf for TLS servers with these DNS names.
+    pub server: Option<Vec<String>>,
+    /// A self-signed client certificate with this common name.
+    pub self_signed: Option<String>,
+    /// The CA (another entry) that signs this one.
+    pub issuer: Option<String>,
+    /// A CA that is not a CA (basicConstraints CA=false) but signs anyway.
+    #[serde(default)]
+    pub not_a_ca: bool,
+    pub organization: Option<String>,
+    #[serde(default)]
+    pub dns: Vec<String>,
+    #[serde(default)]
+    pub uri: Vec<String>,
+    /// `current` (default), `expired`, `not-yet-valid`, or a fixed window.
+    pub validity: Option<ValiditySpec>,
+    /// `client-auth`, `server-auth`; `[]` = no EKU extension.
+    pub eku: Option<Vec<String>>,
+    pub serial: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum ValiditySpec {
+    Named(String),
+    /// Seconds since the Unix epoch; for rules that compare dates, which must not move with
+    /// the day the suite runs.
+    Window { not_before: u64, not_after: u64 },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// The policy file, with `{port}`, `{echo}`, `{mtls_upstream}` and `{dead}` placeholders.
+    pub text: String,
+    /// A request that must succeed; played after every raw-input scenario.
+    pub health: Option<Client>,
+}
+
+#[derive(Debug, Deserialize, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Client {
+    /// Certificate entry to present (its `.crt` and `.key`).
+    pub cert: Option<String>,
+    /// Present the leaf with its intermediates (default: the leaf alone).
+    #[serde(default)]
+    pub chain: bool,
+    /// Key file to use instead of the certificate's own.
+    pub key: Option<String>,
+    /// CA file the client trusts (default `ca`).
+    pub trust: Option<String>,
+    /// `"1.2"` or `"1.3"`: the only version the client offers. `"1.0"`/`"1.1"` use openssl.
+    pub tls: Option<String>,
+    /// Server name to send; `none` sends no SNI (openssl).
+    pub sni: Option<String>,
+    /// `Host` header, when it differs from the SNI.
+    pub host: Option<String>,
+    pub path: Option<String>,
+    pub method: Option<String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Raw input instead of a TLS client: `plain-http`, `random`, `half-hello`, `idle`.
+    pub send: Option<String>,
+    /// Connect from this loopback address (restrict-ips).
+    pub from: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    pub policy: String,
+    pub client: Client,
+    pub expect: Expect,
+    /// A documented difference: what Envoy does instead, and why.
+    pub envoy: Option<Difference>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Difference {
+    pub expect: Expect,
+    pub reason: String,
+}
+
+/// `refused`, `closed`, `handshake`, a status number, or `{status, upstream: {header: matcher}}`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Expect {
+    Status(u16),
+    Class(String),
+    Detailed {
+        status: u16,
+        #[serde(default)]
+        upstream: BTreeMap<String, Value>,
+        #[serde(default)]
+        body: Option<String>,
+    },
+}
+
+impl Expect {
+    pub fn summary(&self) -> String {
+        match self {
+            Self::Status(s) => s.to_string(),
+            Self::Class(c) => c.clone(),
+            Self::Detailed { status, upstream, .. } if upstream.is_empty() => status.to_string(),
+            Self::Detailed { status, upstream, .. } => format!(
+                "{status}, upstream: {}",
+                upstream.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        }
+    }
+}
