@@ -33,6 +33,10 @@ test: build ## every test: unit, end to end (real tlsgate, Envoy, curl, openssl)
 demo: ## the seed's mTLS walk-through on the native host
 	@scripts/demo.sh
 
+conformance: build ## play every scenario against both hosts; print the matrix, write docs/conformance.md
+	$(CARGO) test -p tlsgate-e2e --test conformance -- --nocapture; status=$$?; \
+	  cp target/conformance.md docs/conformance.md && echo "wrote docs/conformance.md"; exit $$status
+
 bench: ## benchmarks (policy decisions, handshakes, proxied requests)
 	$(CARGO) bench -p tlsgate-core
 

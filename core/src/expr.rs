@@ -103,6 +103,7 @@ const REQ: Shape = Shape::Object(&[
 pub struct Expression {
     source: Arc<str>,
     program: Arc<Program>,
+    reads_headers: bool,
 }
 
 impl std::fmt::Debug for Expression {
@@ -114,7 +115,7 @@ impl std::fmt::Debug for Expression {
 impl Expression {
     /// Compiles and checks a boolean expression for `phase`.
     pub fn compile(source: &str, phase: Phase) -> Result<Self, String> {
-        let program = compile_checked(source, phase)?;
+        let (program, reads_headers) = compile_checked(source, phase)?;
         for sample in samples(phase) {
             match sample.eval(&program) {
                 Ok(Value::Bool(_)) => {}
@@ -131,11 +132,17 @@ impl Expression {
         Ok(Self {
             source: source.into(),
             program: Arc::new(program),
+            reads_headers,
         })
     }
 
     pub fn source(&self) -> &str {
         &self.source
+    }
+
+    /// Whether the expression reads `req.headers` (hosts collect headers only then).
+    pub fn reads_request_headers(&self) -> bool {
+        self.reads_headers
     }
 
     /// Evaluates against a prepared context. `Err` carries a reason for logs.
@@ -152,6 +159,7 @@ impl Expression {
 #[derive(Clone, Debug)]
 pub struct Template {
     parts: Vec<Part>,
+    reads_headers: bool,
 }
 
 #[derive(Clone)]
@@ -172,6 +180,7 @@ impl std::fmt::Debug for Part {
 impl Template {
     pub fn compile(text: &str, phase: Phase) -> Result<Self, String> {
         let mut parts = Vec::new();
+        let mut reads_headers = false;
         let mut rest = text;
         while let Some(start) = rest.find("${") {
             if start > 0 {
@@ -185,7 +194,8 @@ impl Template {
             if source.is_empty() {
                 return Err(format!("empty `${{}}` in `{text}`"));
             }
-            let program = compile_checked(source, phase)?;
+            let (program, reads) = compile_checked(source, phase)?;
+            reads_headers |= reads;
             for sample in samples(phase) {
                 if let Err(e) = sample.eval(&program) {
                     if is_type_error(&e) {
@@ -199,7 +209,15 @@ impl Template {
         if !rest.is_empty() {
             parts.push(Part::Text(rest.to_owned()));
         }
-        Ok(Self { parts })
+        Ok(Self {
+            parts,
+            reads_headers,
+        })
+    }
+
+    /// Whether an interpolation reads `req.headers`.
+    pub fn reads_request_headers(&self) -> bool {
+        self.reads_headers
     }
 
     /// Whether the template is plain text (no expressions), so it can be used as is.
@@ -247,17 +265,35 @@ fn render_value(value: &Value, out: &mut String) {
     }
 }
 
-fn compile_checked(source: &str, phase: Phase) -> Result<Program, String> {
+/// Parses and checks an expression; also says whether it reads `req.headers`.
+fn compile_checked(source: &str, phase: Phase) -> Result<(Program, bool), String> {
     let program = Program::compile(source).map_err(|e| format!("does not parse: {e}"))?;
-    check_references(program.expression(), phase, &mut Vec::new())?;
-    Ok(program)
+    let mut walk = Walk {
+        phase,
+        bound: Vec::new(),
+        reads_headers: false,
+    };
+    walk.expr(program.expression())?;
+    Ok((program, walk.reads_headers))
 }
 
 /// Walks the syntax tree; every select chain rooted at a free identifier must be a known
 /// variable for the phase. Comprehension variables (`x` in `list.exists(x, …)`) are bound.
-fn check_references(e: &IdedExpr, phase: Phase, bound: &mut Vec<String>) -> Result<(), String> {
+struct Walk {
+    phase: Phase,
+    bound: Vec<String>,
+    reads_headers: bool,
+}
+
+impl Walk {
+    fn expr(&mut self, e: &IdedExpr) -> Result<(), String> {
+        check_references(e, self)
+    }
+}
+
+fn check_references(e: &IdedExpr, w: &mut Walk) -> Result<(), String> {
     match &e.expr {
-        Expr::Ident(name) => check_path(&[name.as_str()], phase, bound),
+        Expr::Ident(name) => w.path(&[name.as_str()]),
         Expr::Select(_) => {
             let mut path = Vec::new();
             let mut cur = e;
@@ -270,47 +306,60 @@ fn check_references(e: &IdedExpr, phase: Phase, bound: &mut Vec<String>) -> Resu
                     Expr::Ident(name) => {
                         path.push(name.as_str());
                         path.reverse();
-                        return check_path(&path, phase, bound);
+                        return w.path(&path);
                     }
-                    _ => return check_references(cur, phase, bound),
+                    _ => return check_references(cur, w),
                 }
             }
         }
         Expr::Call(call) => {
             if let Some(target) = &call.target {
-                check_references(target, phase, bound)?;
+                check_references(target, w)?;
             }
             for arg in &call.args {
-                check_references(arg, phase, bound)?;
+                check_references(arg, w)?;
             }
             Ok(())
         }
         Expr::Comprehension(c) => {
-            check_references(&c.iter_range, phase, bound)?;
-            check_references(&c.accu_init, phase, bound)?;
-            let before = bound.len();
-            bound.push(c.iter_var.clone());
-            bound.push(c.accu_var.clone());
-            bound.extend(c.iter_var2.clone());
-            let result = check_references(&c.loop_cond, phase, bound)
-                .and_then(|()| check_references(&c.loop_step, phase, bound))
-                .and_then(|()| check_references(&c.result, phase, bound));
-            bound.truncate(before);
+            check_references(&c.iter_range, w)?;
+            check_references(&c.accu_init, w)?;
+            let before = w.bound.len();
+            w.bound.push(c.iter_var.clone());
+            w.bound.push(c.accu_var.clone());
+            w.bound.extend(c.iter_var2.clone());
+            let result = check_references(&c.loop_cond, w)
+                .and_then(|()| check_references(&c.loop_step, w))
+                .and_then(|()| check_references(&c.result, w));
+            w.bound.truncate(before);
             result
         }
         Expr::List(list) => list
             .elements
             .iter()
-            .try_for_each(|el| check_references(el, phase, bound)),
+            .try_for_each(|el| check_references(el, w)),
         Expr::Map(map) => map.entries.iter().try_for_each(|entry| match &entry.expr {
             cel::common::ast::EntryExpr::MapEntry(m) => {
-                check_references(&m.key, phase, bound)?;
-                check_references(&m.value, phase, bound)
+                check_references(&m.key, w)?;
+                check_references(&m.value, w)
             }
-            cel::common::ast::EntryExpr::StructField(f) => check_references(&f.value, phase, bound),
+            cel::common::ast::EntryExpr::StructField(f) => check_references(&f.value, w),
         }),
         Expr::Struct(_) => Err("message construction is not supported".into()),
         Expr::Literal(_) | Expr::Unspecified => Ok(()),
+    }
+}
+
+impl Walk {
+    fn path(&mut self, path: &[&str]) -> Result<(), String> {
+        let (phase, bound) = (self.phase, &self.bound);
+        if path.first() == Some(&"req")
+            && path.get(1) == Some(&"headers")
+            && !bound.iter().any(|b| b == "req")
+        {
+            self.reads_headers = true;
+        }
+        check_path(path, phase, bound)
     }
 }
 

@@ -185,10 +185,15 @@ impl Endpoint {
     /// Whether an `on_http_request` rule reads `req.headers` (hosts skip collecting them
     /// otherwise).
     pub fn reads_request_headers(&self) -> bool {
-        self.http_rules
-            .iter()
-            .flat_map(|r| &r.expressions)
-            .any(|e| e.source().contains("headers"))
+        self.http_rules.iter().any(|rule| {
+            rule.expressions.iter().any(|e| e.reads_request_headers())
+                || rule.actions.iter().any(|a| match a {
+                    HttpAction::AddHeaders(headers) => {
+                        headers.iter().any(|(_, t)| t.reads_request_headers())
+                    }
+                    _ => false,
+                })
+        })
     }
 
     /// Whether `host` (a Host header or `:authority`, maybe with a port) is served by this

@@ -469,3 +469,17 @@ fn an_expression_that_fails_at_run_time_denies() {
         (403, Some(DenyReason::ExpressionFailed { rule: 0 }))
     );
 }
+
+#[test]
+fn endpoints_say_whether_they_read_request_headers() {
+    let f = Fixture::new(HOST);
+    let load = |rules: &str| f.load(&http(rules)).expect("loads").endpoints.remove(0);
+    assert!(!load(DENY_ADMIN).reads_request_headers());
+    assert!(load(
+        "        - expressions: [\"'x-a' in req.headers\"]\n          actions: [{type: deny}]\n"
+    )
+    .reads_request_headers());
+    assert!(load("        - actions: [{type: add-headers, config: {headers: {x-b: \"${req.headers['x-a'][0]}\"}}}]\n").reads_request_headers());
+    // A comprehension variable named `req` is not the request.
+    assert!(!load("        - expressions: [\"['a'].exists(req, req == 'a')\"]\n          actions: [{type: deny}]\n").reads_request_headers());
+}
