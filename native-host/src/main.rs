@@ -2,9 +2,14 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use tlsgate::certs::{CertsOptions, KeyType};
 use tlsgate::keys::RustlsKeyCheck;
+use tlsgate::limits::{parse_duration, Limits};
+use tlsgate::logging::LogFormat;
+use tlsgate::server::RunOptions;
 use tlsgate_core::{Config, KeyMode};
 
 #[derive(Parser, Debug)]
@@ -20,6 +25,60 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run the native edge: terminate TLS, enforce the policy, proxy to the upstreams.
+    ///
+    /// SIGTERM drains and exits 0; SIGHUP (or a change to any referenced file) reloads.
+    Run {
+        /// Policy file (YAML or JSON); repeat for several.
+        #[arg(short = 'c', long = "config", required = true)]
+        config: Vec<PathBuf>,
+        /// Serve Prometheus metrics at http://ADDR/metrics (keep it on a private address).
+        #[arg(long)]
+        metrics: Option<std::net::SocketAddr>,
+        #[arg(long, value_enum, default_value = "text")]
+        log_format: LogFormat,
+        /// Deadline for the ClientHello and the TLS handshake together.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        handshake_timeout: Duration,
+        /// Deadline for an HTTP/1 request's headers.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        header_timeout: Duration,
+        /// Close a connection after this long without traffic.
+        #[arg(long, default_value = "60s", value_parser = parse_duration)]
+        idle_timeout: Duration,
+        /// Deadline for connecting (TCP + TLS) to an upstream; past it the client gets 504.
+        #[arg(long, default_value = "5s", value_parser = parse_duration)]
+        connect_timeout: Duration,
+        /// Deadline for an upstream's response head; past it the client gets 504.
+        #[arg(long, default_value = "60s", value_parser = parse_duration)]
+        upstream_timeout: Duration,
+        /// How long SIGTERM waits for in-flight work before exiting.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        drain_timeout: Duration,
+        /// Client connections served at once; further ones wait to be accepted.
+        #[arg(long, default_value_t = 10_000)]
+        max_connections: usize,
+    },
+    /// Make ca.crt/key, server.crt/key and client.crt/key (clientAuth EKU) in a directory.
+    Certs {
+        /// Directory to write into (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// Host name or IP address for the server certificate; repeat for several.
+        #[arg(long = "name", default_value = "localhost")]
+        names: Vec<String>,
+        #[arg(long, value_enum, default_value = "ecdsa-p256")]
+        key_type: KeyType,
+        /// Common name of the CA.
+        #[arg(long, default_value = "ExampleCA")]
+        ca_name: String,
+        /// Common name of the client certificate.
+        #[arg(long, default_value = "ExampleClient")]
+        client_name: String,
+        /// Validity in days.
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+    },
     /// Validate policy files and print one line per endpoint.
     Check {
         /// Policy file (YAML or JSON); repeat for several.
@@ -47,6 +106,49 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Run {
+            config,
+            metrics,
+            log_format,
+            handshake_timeout,
+            header_timeout,
+            idle_timeout,
+            connect_timeout,
+            upstream_timeout,
+            drain_timeout,
+            max_connections,
+        } => {
+            tlsgate::logging::init(log_format);
+            let limits = Limits {
+                handshake: handshake_timeout,
+                request_headers: header_timeout,
+                idle: idle_timeout,
+                upstream_connect: connect_timeout,
+                upstream_response: upstream_timeout,
+                drain: drain_timeout,
+                max_connections,
+            };
+            run(RunOptions {
+                files: config,
+                limits,
+                metrics,
+            })
+        }
+        Command::Certs {
+            out,
+            names,
+            key_type,
+            ca_name,
+            client_name,
+            days,
+        } => certs(&CertsOptions {
+            out,
+            names,
+            key_type,
+            ca_name,
+            client_name,
+            days,
+        }),
         Command::Check { config } => check(&config),
         Command::EnvoyConfig {
             config,
@@ -54,6 +156,45 @@ fn main() -> ExitCode {
             output,
             admin,
         } => envoy_config(&config, wasm, output, admin),
+    }
+}
+
+fn run(options: RunOptions) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(tlsgate::server::run(options));
+    // Connections still open after the drain deadline are dropped here, not waited for.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            eprintln!("error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn certs(options: &CertsOptions) -> ExitCode {
+    match tlsgate::certs::generate(options) {
+        Ok(paths) => {
+            for path in paths {
+                println!("wrote {}", path.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(2)
+        }
     }
 }
 

@@ -1,0 +1,432 @@
+//! https endpoints: HTTP/1.1 and HTTP/2 from the client, each request decided by core and
+//! answered locally or streamed to the upstream.
+//!
+//! What the upstream receives:
+//!
+//! - the client's method, path, query, headers and body (streamed, never buffered whole);
+//! - minus hop-by-hop headers (`connection` and what it names, `keep-alive`, `te`, `trailer`,
+//!   `transfer-encoding`, `upgrade`, `proxy-*`) and, always, the identity headers a client could
+//!   forge (`x-forwarded-client-cert`, `client-cert`, `client-cert-chain`);
+//! - plus the policy's `add-headers` and, after a verified client certificate, the identity
+//!   header in the endpoint's format (core computes both);
+//! - `x-forwarded-for` (the client address, replacing any the client sent: this is the edge),
+//!   `x-forwarded-proto: https` and `x-forwarded-host` (the Host the client asked for);
+//! - `Host`/`:authority` set to the upstream's name: its TLS `server_name` for TLS upstreams,
+//!   else the host of its URL (with the port when not the default).
+//!
+//! Upstream failures answer 502 (refused, unreachable, TLS failure, broken response) or 504
+//! (connect or response deadline), each logged with its reason.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{self, HeaderName, HeaderValue};
+use http::{HeaderMap, Request, Response, StatusCode, Uri, Version};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tlsgate_core::config::UpstreamProtocol;
+use tlsgate_core::policy::{LocalResponse, IDENTITY_HEADERS};
+use tlsgate_core::{RequestVerdict, Session};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::sync::CancellationToken;
+
+use crate::io::{Activity, Tracked};
+use crate::limits::Limits;
+use crate::metrics::{Metrics, VerdictLabels};
+use crate::runtime::EndpointRuntime;
+use crate::upstream::{connect_error, ConnectError};
+
+pub type ProxyBody = Either<Incoming, Full<Bytes>>;
+
+/// One client connection on an https endpoint.
+#[derive(Debug)]
+pub struct HttpConnection {
+    pub endpoint: Arc<EndpointRuntime>,
+    pub session: Session,
+    pub peer: SocketAddr,
+    pub limits: Limits,
+    pub metrics: Arc<Metrics>,
+    /// Client certificate subject for access lines, computed once.
+    pub client: String,
+    pub activity: Arc<Activity>,
+    forwarded_for: HeaderValue,
+}
+
+impl HttpConnection {
+    pub fn new(
+        endpoint: Arc<EndpointRuntime>,
+        session: Session,
+        peer: SocketAddr,
+        limits: Limits,
+        metrics: Arc<Metrics>,
+        client: String,
+    ) -> Self {
+        let forwarded_for = HeaderValue::from_str(&peer.ip().to_string())
+            .unwrap_or(HeaderValue::from_static("unknown"));
+        Self {
+            endpoint,
+            session,
+            peer,
+            limits,
+            metrics,
+            client,
+            activity: Activity::new(),
+            forwarded_for,
+        }
+    }
+
+    /// Serves the connection until the client leaves, it idles out, or shutdown drains it.
+    pub async fn serve<IO>(self: Arc<Self>, io: IO, shutdown: CancellationToken)
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let io = TokioIo::new(Tracked::new(io, self.activity.clone()));
+        let this = self.clone();
+        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+            let this = this.clone();
+            async move { Ok::<_, Infallible>(this.handle(req).await) }
+        });
+        let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.limits.request_headers)
+            .keep_alive(true);
+        builder.http2().timer(TokioTimer::new());
+        let conn = builder.serve_connection(io, service);
+        tokio::pin!(conn);
+        let mut closing: Option<tokio::time::Instant> = None;
+        loop {
+            let deadline =
+                closing.unwrap_or_else(|| tokio::time::Instant::now() + self.limits.drain);
+            tokio::select! {
+                result = conn.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(peer = %self.peer, endpoint = %self.endpoint.label(), "connection ended: {e}");
+                    }
+                    return;
+                }
+                _ = shutdown.cancelled(), if closing.is_none() => {
+                    conn.as_mut().graceful_shutdown();
+                    closing = Some(tokio::time::Instant::now() + self.limits.drain);
+                }
+                _ = self.activity.idle(self.limits.idle), if closing.is_none() => {
+                    tracing::debug!(peer = %self.peer, endpoint = %self.endpoint.label(), "closing idle connection");
+                    conn.as_mut().graceful_shutdown();
+                    closing = Some(tokio::time::Instant::now() + self.limits.request_headers);
+                }
+                _ = tokio::time::sleep_until(deadline), if closing.is_some() => return,
+            }
+        }
+    }
+
+    async fn handle(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+        let started = Instant::now();
+        let _waiting = self.activity.request();
+        let host = request_host(&req).to_owned();
+        let method = req.method().clone();
+        let path_and_query = req
+            .uri()
+            .path_and_query()
+            .map_or("/", |pq| pq.as_str())
+            .to_owned();
+        let verdict = {
+            let url = format!("https://{host}{path_and_query}");
+            let header_pairs: Vec<(&str, &str)> = if self.endpoint.reads_request_headers {
+                req.headers()
+                    .iter()
+                    .filter_map(|(n, v)| Some((n.as_str(), v.to_str().ok()?)))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            self.session.on_http_request(&tlsgate_core::Request {
+                method: method.as_str(),
+                host: &host,
+                path: req.uri().path(),
+                url: &url,
+                headers: &header_pairs,
+            })
+        };
+        let log = AccessLine {
+            conn: self,
+            method: method.as_str(),
+            path: &path_and_query,
+            started,
+        };
+        match verdict {
+            RequestVerdict::Respond(local) => {
+                let (verdict, reason) = match &local.reason {
+                    Some(reason) => ("deny", reason.as_str()),
+                    None => ("respond", "custom_response"),
+                };
+                self.count(verdict, reason);
+                log.emit(verdict, reason, local.status, None);
+                local_response(&local)
+            }
+            RequestVerdict::Forward { add_headers } => {
+                self.count("forward", "");
+                self.forward(req, &host, &path_and_query, add_headers, log)
+                    .await
+            }
+        }
+    }
+
+    fn count(&self, verdict: &'static str, reason: &'static str) {
+        self.metrics
+            .requests
+            .get_or_create(&VerdictLabels {
+                endpoint: self.endpoint.label().to_owned(),
+                verdict,
+                reason,
+            })
+            .inc();
+    }
+
+    async fn forward(
+        &self,
+        req: Request<Incoming>,
+        host: &str,
+        path_and_query: &str,
+        add_headers: Vec<(String, String)>,
+        log: AccessLine<'_>,
+    ) -> Response<ProxyBody> {
+        let Some(client) = &self.endpoint.http else {
+            return error_response(StatusCode::BAD_GATEWAY, "no HTTP upstream\n");
+        };
+        let (mut parts, body) = req.into_parts();
+        let h2 = self.endpoint.endpoint.upstream.protocol == UpstreamProtocol::Http2;
+        strip_hop_by_hop(&mut parts.headers, h2);
+        for name in IDENTITY_HEADERS {
+            parts.headers.remove(name);
+        }
+        parts.headers.remove(header::HOST);
+        for (name, value) in add_headers {
+            match (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(&value),
+            ) {
+                (Ok(name), Ok(value)) => {
+                    parts.headers.append(name, value);
+                }
+                // Core validated names and refuses CR/LF; anything else is not worth a 500.
+                _ => {
+                    tracing::warn!(endpoint = %self.endpoint.label(), header = %name, "dropping a header value HTTP cannot carry")
+                }
+            }
+        }
+        parts
+            .headers
+            .insert(X_FORWARDED_FOR, self.forwarded_for.clone());
+        parts
+            .headers
+            .insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+        if let Ok(value) = HeaderValue::from_str(host) {
+            parts.headers.insert(X_FORWARDED_HOST, value);
+        }
+        let uri = format!(
+            "{}://{}{}",
+            self.endpoint.upstream_scheme, self.endpoint.upstream_authority, path_and_query
+        );
+        parts.uri = match uri.parse::<Uri>() {
+            Ok(uri) => uri,
+            Err(_) => {
+                log.emit("forward", "bad_request_target", 400, None);
+                return error_response(StatusCode::BAD_REQUEST, "bad request target\n");
+            }
+        };
+        parts.version = if h2 {
+            Version::HTTP_2
+        } else {
+            Version::HTTP_11
+        };
+        let upstream_req = Request::from_parts(parts, body);
+        let outcome =
+            tokio::time::timeout(self.limits.upstream_response, client.request(upstream_req)).await;
+        match outcome {
+            Ok(Ok(mut response)) => {
+                strip_hop_by_hop(response.headers_mut(), false);
+                let status = response.status().as_u16();
+                log.emit("forward", "", status, Some(status));
+                response.map(Either::Left)
+            }
+            Ok(Err(error)) => {
+                let (status, reason) = match connect_error(&error) {
+                    Some(e @ ConnectError::Timeout { .. }) => {
+                        (StatusCode::GATEWAY_TIMEOUT, e.as_str())
+                    }
+                    Some(e) => (StatusCode::BAD_GATEWAY, e.as_str()),
+                    None => (StatusCode::BAD_GATEWAY, "upstream_request_failed"),
+                };
+                let detail = match connect_error(&error) {
+                    Some(e) => e.to_string(),
+                    None => error_chain(&error),
+                };
+                tracing::warn!(
+                    endpoint = %self.endpoint.label(),
+                    upstream = %self.endpoint.dialer.addr(),
+                    reason,
+                    "upstream error: {detail}"
+                );
+                self.metrics.upstream_error(self.endpoint.label(), reason);
+                log.emit("forward", reason, status.as_u16(), None);
+                error_response(status, upstream_message(status))
+            }
+            Err(_) => {
+                let reason = "upstream_response_timeout";
+                tracing::warn!(
+                    endpoint = %self.endpoint.label(),
+                    upstream = %self.endpoint.dialer.addr(),
+                    reason,
+                    "upstream error: no response within {:?}",
+                    self.limits.upstream_response
+                );
+                self.metrics.upstream_error(self.endpoint.label(), reason);
+                log.emit("forward", reason, 504, None);
+                error_response(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    upstream_message(StatusCode::GATEWAY_TIMEOUT),
+                )
+            }
+        }
+    }
+}
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// `:authority` (HTTP/2, absolute-form) or `Host`.
+fn request_host(req: &Request<Incoming>) -> &str {
+    req.uri()
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+        })
+        .unwrap_or("")
+}
+
+/// Removes hop-by-hop headers: the fixed list and whatever `Connection` names. `te: trailers`
+/// survives towards an HTTP/2 upstream, where gRPC needs it.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_te_trailers: bool) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    let te_trailers = keep_te_trailers
+        && headers
+            .get(header::TE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("trailers"));
+    for name in [
+        header::CONNECTION,
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+        header::UPGRADE,
+        header::PROXY_AUTHENTICATE,
+        header::PROXY_AUTHORIZATION,
+        HeaderName::from_static("keep-alive"),
+        HeaderName::from_static("proxy-connection"),
+    ] {
+        headers.remove(name);
+    }
+    if te_trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+}
+
+fn local_response(local: &LocalResponse) -> Response<ProxyBody> {
+    let mut response = Response::new(Either::Right(Full::new(Bytes::from(local.body.clone()))));
+    *response.status_mut() = StatusCode::from_u16(local.status).unwrap_or(StatusCode::FORBIDDEN);
+    let headers = response.headers_mut();
+    for (name, value) in &local.headers {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            headers.append(name, value);
+        }
+    }
+    if !headers.contains_key(header::CONTENT_TYPE) {
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+    }
+    response
+}
+
+fn error_response(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
+    let mut response = Response::new(Either::Right(Full::new(Bytes::from_static(
+        body.as_bytes(),
+    ))));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+fn upstream_message(status: StatusCode) -> &'static str {
+    if status == StatusCode::GATEWAY_TIMEOUT {
+        "upstream timed out\n"
+    } else {
+        "upstream unavailable\n"
+    }
+}
+
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        out.push_str(": ");
+        out.push_str(&e.to_string());
+        source = e.source();
+    }
+    out
+}
+
+/// The access line of one request.
+struct AccessLine<'a> {
+    conn: &'a HttpConnection,
+    method: &'a str,
+    path: &'a str,
+    started: Instant,
+}
+
+impl AccessLine<'_> {
+    fn emit(&self, verdict: &str, reason: &str, status: u16, upstream_status: Option<u16>) {
+        let facts = self.conn.session.facts();
+        tracing::info!(
+            target: "tlsgate::access",
+            endpoint = %self.conn.endpoint.label(),
+            peer = %self.conn.peer,
+            sni = facts.sni.as_deref().unwrap_or("-"),
+            tls = facts.version.as_str(),
+            client = %self.conn.client,
+            method = self.method,
+            path = self.path,
+            verdict,
+            reason = if reason.is_empty() { "-" } else { reason },
+            status,
+            upstream_status = upstream_status.map_or_else(|| "-".to_owned(), |s| s.to_string()),
+            duration_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "request"
+        );
+    }
+}

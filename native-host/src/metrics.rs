@@ -1,0 +1,172 @@
+//! Prometheus metrics (`--metrics ADDR`, text format at `/metrics`).
+//!
+//! Label values are bounded: endpoints come from the policy, outcomes and reasons are the
+//! stable `as_str` labels of core and of this host, never client-supplied text.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HandshakeLabels {
+    pub endpoint: String,
+    pub outcome: &'static str,
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerdictLabels {
+    pub endpoint: String,
+    pub verdict: &'static str,
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamErrorLabels {
+    pub endpoint: String,
+    pub reason: &'static str,
+}
+
+/// Every metric the native host exports.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub handshakes: Family<HandshakeLabels, Counter>,
+    pub connections: Family<VerdictLabels, Counter>,
+    pub requests: Family<VerdictLabels, Counter>,
+    pub upstream_errors: Family<UpstreamErrorLabels, Counter>,
+    pub active_connections: Gauge,
+    pub reloads: Family<ReloadLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    pub outcome: &'static str,
+}
+
+impl Metrics {
+    pub fn registry(self: &Arc<Self>) -> Registry {
+        let mut registry = Registry::with_prefix("tlsgate");
+        registry.register(
+            "tls_handshakes",
+            "TLS handshakes by endpoint, outcome and reason",
+            self.handshakes.clone(),
+        );
+        registry.register(
+            "connections",
+            "Connections after the handshake by on_tcp_connect verdict",
+            self.connections.clone(),
+        );
+        registry.register(
+            "http_requests",
+            "HTTP requests by on_http_request verdict",
+            self.requests.clone(),
+        );
+        registry.register(
+            "upstream_errors",
+            "Failures reaching or talking to the upstream",
+            self.upstream_errors.clone(),
+        );
+        registry.register(
+            "active_connections",
+            "Client connections open now",
+            self.active_connections.clone(),
+        );
+        registry.register(
+            "config_reloads",
+            "Configuration reloads by outcome",
+            self.reloads.clone(),
+        );
+        registry
+    }
+
+    pub fn handshake(&self, endpoint: &str, outcome: &'static str, reason: &'static str) {
+        self.handshakes
+            .get_or_create(&HandshakeLabels {
+                endpoint: endpoint.to_owned(),
+                outcome,
+                reason,
+            })
+            .inc();
+    }
+
+    pub fn upstream_error(&self, endpoint: &str, reason: &'static str) {
+        self.upstream_errors
+            .get_or_create(&UpstreamErrorLabels {
+                endpoint: endpoint.to_owned(),
+                reason,
+            })
+            .inc();
+    }
+}
+
+/// Serves `/metrics` on `listener` until `stop` is cancelled.
+pub async fn serve(listener: TcpListener, registry: Arc<Registry>, stop: CancellationToken) {
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = stop.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!("metrics listener: accept failed: {e}");
+                    continue;
+                }
+            },
+        };
+        let registry = registry.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let registry = registry.clone();
+                async move { Ok::<_, Infallible>(answer(&req, &registry)) }
+            });
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            // A scraper that hangs up early is not worth a log line.
+            let _ = tokio::time::timeout(
+                std::time::Duration::from_secs(30),
+                builder.serve_connection(TokioIo::new(stream), service),
+            )
+            .await;
+        });
+    }
+}
+
+fn answer(req: &Request<Incoming>, registry: &Registry) -> Response<Full<Bytes>> {
+    let mut builder = Response::builder();
+    if req.uri().path() != "/metrics" {
+        builder = builder.status(StatusCode::NOT_FOUND);
+        return builder
+            .body(Full::new(Bytes::from_static(b"see /metrics\n")))
+            .unwrap_or_default();
+    }
+    let mut text = String::new();
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut text, registry) {
+        return Response::builder()
+            .status(StatusCode::INTERNAL_SERVER_ERROR)
+            .body(Full::new(Bytes::from(format!("encoding metrics: {e}\n"))))
+            .unwrap_or_default();
+    }
+    builder
+        .header(
+            http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )
+        .body(Full::new(Bytes::from(text)))
+        .unwrap_or_default()
+}
+
+/// Binds the metrics address.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}

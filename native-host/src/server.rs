@@ -1,0 +1,477 @@
+//! `tlsgate run`: listeners, the per-connection pipeline, reloads and graceful shutdown.
+//!
+//! ```text
+//! accept (bounded by --max-connections) ─▶ ClientHello (LazyConfigAcceptor) ─▶ route by SNI
+//!   ─▶ handshake with the endpoint's prebuilt ServerConfig ─▶ TlsFacts ─▶ on_tcp_connect
+//!   ─▶ https: hyper (HTTP/1.1 + HTTP/2) ─▶ on_http_request ─▶ pooled upstream client
+//!   ─▶ tls:   bytes both ways to the upstream
+//! ```
+//!
+//! One deadline covers the ClientHello and the handshake. The current [`Runtime`] is read once
+//! per connection, so a reload changes what new connections get and nothing else.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use rustls::crypto::CryptoProvider;
+use rustls::server::Acceptor;
+use tlsgate_core::config::Scheme;
+use tlsgate_core::{Session, Verdict};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_rustls::LazyConfigAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::http::HttpConnection;
+use crate::limits::{Limits, WATCH_INTERVAL};
+use crate::metrics::{self, Metrics, ReloadLabels, VerdictLabels};
+use crate::runtime::{fingerprint, Runtime};
+use crate::upstream::tls_error;
+use crate::{tcp, tls};
+
+/// What `tlsgate run` was asked to do.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub files: Vec<PathBuf>,
+    pub limits: Limits,
+    pub metrics: Option<SocketAddr>,
+}
+
+/// State shared by every task of the process.
+#[derive(Debug)]
+struct Shared {
+    state: RwLock<Arc<Runtime>>,
+    files: Vec<PathBuf>,
+    limits: Limits,
+    provider: Arc<CryptoProvider>,
+    metrics: Arc<Metrics>,
+    permits: Arc<Semaphore>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+impl Shared {
+    fn current(&self) -> Arc<Runtime> {
+        self.state
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn replace(&self, runtime: Runtime) {
+        *self.state.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(runtime);
+    }
+}
+
+/// Runs until SIGTERM or SIGINT, then drains. An error means the first configuration could not
+/// be loaded or an address could not be bound.
+pub async fn run(options: RunOptions) -> anyhow::Result<()> {
+    let provider = tls::provider();
+    let runtime = load(&options.files, options.limits, &provider).await?;
+    let metrics = Arc::new(Metrics::default());
+    let shared = Arc::new(Shared {
+        state: RwLock::new(Arc::new(runtime)),
+        files: options.files.clone(),
+        limits: options.limits,
+        provider,
+        metrics: metrics.clone(),
+        permits: Arc::new(Semaphore::new(options.limits.max_connections.max(1))),
+        tracker: TaskTracker::new(),
+        shutdown: CancellationToken::new(),
+    });
+
+    let mut term = signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut int = signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let mut hup = signal(tokio::signal::unix::SignalKind::hangup())?;
+
+    if let Some(addr) = options.metrics {
+        let listener = metrics::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))?;
+        let local = listener.local_addr()?;
+        tracing::info!("metrics on http://{local}/metrics");
+        tokio::spawn(metrics::serve(
+            listener,
+            Arc::new(metrics.registry()),
+            shared.shutdown.clone(),
+        ));
+    }
+
+    let mut listeners: HashMap<SocketAddr, CancellationToken> = HashMap::new();
+    let binds: Vec<(SocketAddr, Scheme)> = shared
+        .current()
+        .policy
+        .listeners()
+        .iter()
+        .map(|l| (l.bind, l.scheme))
+        .collect();
+    for (bind, _) in &binds {
+        let listener = TcpListener::bind(bind)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {bind}: {e}"))?;
+        listeners.insert(*bind, spawn_listener(&shared, *bind, listener)?);
+    }
+    tracing::info!(
+        "serving {} endpoint(s) on {} listener(s)",
+        shared.current().endpoints.len(),
+        listeners.len()
+    );
+
+    let mut seen = fingerprint(&shared.current().watched);
+    let mut tick = tokio::time::interval(WATCH_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM: no longer accepting; draining"); break; }
+            _ = int.recv() => { tracing::info!("SIGINT: no longer accepting; draining"); break; }
+            _ = hup.recv() => {
+                reload(&shared, &mut listeners, "SIGHUP").await;
+                seen = fingerprint(&shared.current().watched);
+            }
+            _ = tick.tick() => {
+                let now = fingerprint(&shared.current().watched);
+                if now != seen {
+                    reload(&shared, &mut listeners, "a referenced file changed").await;
+                    seen = fingerprint(&shared.current().watched);
+                }
+            }
+        }
+    }
+
+    shared.shutdown.cancel();
+    shared.tracker.close();
+    let open = shared.tracker.len();
+    if tokio::time::timeout(shared.limits.drain, shared.tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "{} connection(s) still open after {:?} of draining; closing them",
+            shared.tracker.len(),
+            shared.limits.drain
+        );
+    } else {
+        tracing::info!("drained {open} connection(s); exiting");
+    }
+    Ok(())
+}
+
+fn signal(kind: tokio::signal::unix::SignalKind) -> anyhow::Result<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(kind)
+        .map_err(|e| anyhow::anyhow!("cannot install a signal handler: {e}"))
+}
+
+async fn load(
+    files: &[PathBuf],
+    limits: Limits,
+    provider: &Arc<CryptoProvider>,
+) -> anyhow::Result<Runtime> {
+    let files = files.to_vec();
+    let provider = provider.clone();
+    let runtime = tokio::task::spawn_blocking(move || Runtime::load(&files, &limits, &provider))
+        .await
+        .map_err(|e| anyhow::anyhow!("loading the configuration: {e}"))??;
+    Ok(runtime)
+}
+
+/// Loads the files again. On success new connections get the new runtime (and listeners are
+/// added or removed to match); on failure the error is logged and nothing changes.
+async fn reload(
+    shared: &Arc<Shared>,
+    listeners: &mut HashMap<SocketAddr, CancellationToken>,
+    trigger: &str,
+) {
+    let count = |outcome: &'static str| {
+        shared
+            .metrics
+            .reloads
+            .get_or_create(&ReloadLabels { outcome })
+            .inc();
+    };
+    let runtime = match load(&shared.files, shared.limits, &shared.provider).await {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            tracing::error!(
+                "reload ({trigger}) failed; still serving the previous configuration: {e}"
+            );
+            count("failed");
+            return;
+        }
+    };
+    let wanted: Vec<SocketAddr> = runtime.policy.listeners().iter().map(|l| l.bind).collect();
+    let mut added = Vec::new();
+    for bind in wanted.iter().filter(|b| !listeners.contains_key(b)) {
+        match TcpListener::bind(bind).await {
+            Ok(listener) => added.push((*bind, listener)),
+            Err(e) => {
+                tracing::error!(
+                    "reload ({trigger}) failed: cannot listen on {bind}: {e}; still serving \
+                     the previous configuration"
+                );
+                count("failed");
+                return;
+            }
+        }
+    }
+    let endpoints = runtime.endpoints.len();
+    shared.replace(runtime);
+    for (bind, listener) in added {
+        match spawn_listener(shared, bind, listener) {
+            Ok(stop) => {
+                listeners.insert(bind, stop);
+            }
+            Err(e) => tracing::error!("listening on {bind}: {e}"),
+        }
+    }
+    listeners.retain(|bind, stop| {
+        let keep = wanted.contains(bind);
+        if !keep {
+            stop.cancel();
+            tracing::info!("stopped listening on {bind}");
+        }
+        keep
+    });
+    count("ok");
+    tracing::info!("reloaded configuration ({trigger}): {endpoints} endpoint(s)");
+}
+
+fn spawn_listener(
+    shared: &Arc<Shared>,
+    bind: SocketAddr,
+    listener: TcpListener,
+) -> io::Result<CancellationToken> {
+    let local = listener.local_addr()?;
+    tracing::info!("listening on {local}");
+    let stop = shared.shutdown.child_token();
+    tokio::spawn(accept_loop(shared.clone(), bind, listener, stop.clone()));
+    Ok(stop)
+}
+
+async fn accept_loop(
+    shared: Arc<Shared>,
+    bind: SocketAddr,
+    listener: TcpListener,
+    stop: CancellationToken,
+) {
+    loop {
+        // Backpressure: while every permit is taken, connections wait in the accept queue.
+        let permit = tokio::select! {
+            _ = stop.cancelled() => return,
+            permit = shared.permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            _ = stop.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Usually out of file descriptors: wait rather than spin.
+                    tracing::warn!("accept on {bind} failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let runtime = shared.current();
+        let task_shared = shared.clone();
+        shared.tracker.spawn(async move {
+            connection(task_shared, runtime, bind, stream, peer, permit).await;
+        });
+    }
+}
+
+/// Counts an open connection in the gauge for as long as it lives.
+struct ActiveGuard(Arc<Metrics>);
+
+impl ActiveGuard {
+    fn new(metrics: &Arc<Metrics>) -> Self {
+        metrics.active_connections.inc();
+        Self(metrics.clone())
+    }
+}
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.active_connections.dec();
+    }
+}
+
+/// A fatal `unrecognized_name` alert as a TLS record: rustls has no API to refuse a ClientHello
+/// once it has been read, and a clear alert beats a bare reset.
+const UNRECOGNIZED_NAME_ALERT: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x70];
+
+async fn connection(
+    shared: Arc<Shared>,
+    runtime: Arc<Runtime>,
+    bind: SocketAddr,
+    stream: TcpStream,
+    peer: SocketAddr,
+    _permit: OwnedSemaphorePermit,
+) {
+    let _active = ActiveGuard::new(&shared.metrics);
+    let limits = shared.limits;
+    let metrics = &shared.metrics;
+    let deadline = tokio::time::Instant::now() + limits.handshake;
+
+    let acceptor = LazyConfigAcceptor::new(Acceptor::default(), stream);
+    let mut start = match tokio::time::timeout_at(deadline, acceptor).await {
+        Ok(Ok(start)) => start,
+        Ok(Err(e)) => {
+            let reason = handshake_reason(&e);
+            tracing::info!(%peer, reason, "handshake failed before ClientHello: {e}");
+            metrics.handshake("-", "failed", reason);
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%peer, reason = "handshake_timeout", "no ClientHello within {:?}; closing", limits.handshake);
+            metrics.handshake("-", "failed", "handshake_timeout");
+            return;
+        }
+    };
+    let sni = start
+        .client_hello()
+        .server_name()
+        .map(tlsgate_core::sni::normalize);
+    let routed = runtime
+        .policy
+        .listeners()
+        .iter()
+        .find(|l| l.bind == bind)
+        .and_then(|l| l.route(sni.as_deref()))
+        .and_then(|i| runtime.endpoints.get(i));
+    let Some(endpoint) = routed else {
+        tracing::info!(
+            %peer,
+            sni = sni.as_deref().unwrap_or("-"),
+            reason = "unknown_server_name",
+            "handshake refused: no endpoint on {bind} serves this server name"
+        );
+        metrics.handshake("-", "refused", "unknown_server_name");
+        let _ = tokio::time::timeout_at(deadline, async {
+            let _ = start.io.write_all(&UNRECOGNIZED_NAME_ALERT).await;
+            let _ = start.io.shutdown().await;
+        })
+        .await;
+        return;
+    };
+    let endpoint = endpoint.clone();
+    let handshake = start.into_stream(endpoint.server_tls.config.clone());
+    let tls = match tokio::time::timeout_at(deadline, handshake).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            let reason = handshake_reason(&e);
+            tracing::info!(
+                %peer,
+                endpoint = %endpoint.label(),
+                sni = sni.as_deref().unwrap_or("-"),
+                reason,
+                "handshake failed: {e}"
+            );
+            metrics.handshake(endpoint.label(), "failed", reason);
+            return;
+        }
+        Err(_) => {
+            tracing::info!(
+                %peer,
+                endpoint = %endpoint.label(),
+                reason = "handshake_timeout",
+                "handshake not finished within {:?}; closing",
+                limits.handshake
+            );
+            metrics.handshake(endpoint.label(), "failed", "handshake_timeout");
+            return;
+        }
+    };
+    metrics.handshake(endpoint.label(), "ok", "-");
+
+    let facts = endpoint.server_tls.facts(tls.get_ref().1, peer.ip());
+    let client = facts
+        .client_cert
+        .facts()
+        .map_or_else(|| "-".to_owned(), |f| f.subject.rfc4514.clone());
+    let session = Session::new(endpoint.endpoint.clone(), facts);
+    let count = |verdict: &'static str, reason: &'static str| {
+        metrics
+            .connections
+            .get_or_create(&VerdictLabels {
+                endpoint: endpoint.label().to_owned(),
+                verdict,
+                reason,
+            })
+            .inc();
+    };
+    if let Verdict::Deny(reason) = session.on_tcp_connect() {
+        let facts = session.facts();
+        tracing::info!(
+            target: "tlsgate::access",
+            endpoint = %endpoint.label(),
+            %peer,
+            sni = facts.sni.as_deref().unwrap_or("-"),
+            tls = facts.version.as_str(),
+            client = %client,
+            verdict = "deny",
+            reason = %reason,
+            "connection denied"
+        );
+        count("deny", reason.as_str());
+        let mut tls = tls;
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), tls.shutdown()).await;
+        return;
+    }
+    count("continue", "-");
+
+    match endpoint.endpoint.scheme {
+        Scheme::Https => {
+            let conn = Arc::new(HttpConnection::new(
+                endpoint,
+                session,
+                peer,
+                limits,
+                shared.metrics.clone(),
+                client,
+            ));
+            conn.serve(tls, shared.shutdown.clone()).await;
+        }
+        Scheme::Tls => {
+            tcp::proxy(
+                tls,
+                endpoint,
+                session,
+                client,
+                limits,
+                shared.metrics.clone(),
+            )
+            .await;
+        }
+    }
+}
+
+/// A stable label for why a handshake failed.
+fn handshake_reason(error: &io::Error) -> &'static str {
+    use rustls::CertificateError as C;
+    match tls_error(error) {
+        Some(rustls::Error::PeerIncompatible(_)) => "peer_incompatible",
+        Some(rustls::Error::NoCertificatesPresented) => "client_certificate_required",
+        Some(rustls::Error::InvalidCertificate(c)) => match c {
+            C::Expired | C::ExpiredContext { .. } => "client_certificate_expired",
+            C::NotValidYet | C::NotValidYetContext { .. } => "client_certificate_not_yet_valid",
+            C::UnknownIssuer => "client_certificate_untrusted",
+            C::InvalidPurpose | C::InvalidPurposeContext { .. } => "client_certificate_wrong_usage",
+            C::BadSignature => "client_certificate_bad_signature",
+            _ => "client_certificate_invalid",
+        },
+        Some(rustls::Error::AlertReceived(_)) => "alert_received",
+        Some(rustls::Error::InvalidMessage(_)) => "invalid_message",
+        Some(_) => "tls_error",
+        None if error.kind() == io::ErrorKind::UnexpectedEof => "eof",
+        None => "io_error",
+    }
+}

@@ -1,0 +1,362 @@
+//! Terminating TLS: the rustls `ServerConfig` of each endpoint, the client-certificate verifiers
+//! of the three strategies, and the [`TlsFacts`] a finished handshake yields.
+//!
+//! Everything here is built once per endpoint when a policy is loaded, never per connection.
+//!
+//! | strategy | rustls verifier | certificate accepted when |
+//! | --- | --- | --- |
+//! | `require-and-verify` | [`WebPkiClientVerifier`] over the endpoint's CAs | it chains to a CA, is valid now and allows clientAuth |
+//! | `require-any` | [`AnyClientCert`] (mandatory) | any certificate, chain unchecked |
+//! | `request` | [`AnyClientCert`] (optional) | none, or any certificate |
+//!
+//! In every case the client proves it holds the certificate's key: the handshake signature is
+//! verified by [`verify_handshake_signature`], also for X.509 v1 certificates webpki cannot
+//! parse. For `require-any` and `request` the presented chain is checked against the CAs after
+//! the handshake, so a good certificate is [`ClientCert::Verified`] (and its identity forwarded)
+//! while any other is [`ClientCert::Unverified`]; core's strategy check then decides.
+
+use std::sync::Arc;
+
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::pki_types::{CertificateDer, SubjectPublicKeyInfoDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::{ServerConnection, WebPkiClientVerifier};
+use rustls::sign::{CertifiedKey, SingleCertAndKey};
+use rustls::{
+    CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig,
+    SignatureScheme, SupportedProtocolVersion,
+};
+use tlsgate_core::config::{ClientAuth, Scheme, TerminateTls, VerificationStrategy};
+use tlsgate_core::facts::Unverified;
+use tlsgate_core::{ClientCert, ClientCertFacts, Endpoint, TlsFacts, TlsVersion};
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+/// Why an endpoint's TLS configuration could not be built. Core validated the policy, so these
+/// are material rustls refuses (a key type it cannot sign with, a CA webpki cannot parse).
+#[derive(Debug, thiserror::Error)]
+pub enum TlsSetupError {
+    #[error("{endpoint}: terminate-tls has no server certificate and key")]
+    MissingCertificate { endpoint: String },
+    #[error("{endpoint}: {what}: {reason}")]
+    Rejected {
+        endpoint: String,
+        what: &'static str,
+        reason: String,
+    },
+}
+
+/// The one crypto provider of the process: ring, with rustls' default (safe) suites and groups.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The protocol versions between `min` and `max`, inclusive.
+pub fn versions(min: TlsVersion, max: TlsVersion) -> Vec<&'static SupportedProtocolVersion> {
+    let mut out = Vec::with_capacity(2);
+    if min <= TlsVersion::Tls13 && TlsVersion::Tls13 <= max {
+        out.push(&rustls::version::TLS13);
+    }
+    if min <= TlsVersion::Tls12 && TlsVersion::Tls12 <= max {
+        out.push(&rustls::version::TLS12);
+    }
+    out
+}
+
+/// How a finished handshake's client certificate is classified.
+#[derive(Debug, Clone)]
+enum PostHandshake {
+    /// No CAs configured: certificates are not asked for.
+    Off,
+    /// rustls already verified the chain (`require-and-verify`).
+    VerifiedByHandshake,
+    /// rustls checked possession only; the chain is checked here (`require-any`, `request`).
+    CheckChain(Arc<dyn ClientCertVerifier>),
+}
+
+/// An endpoint's terminating side: its rustls config and how to read a client certificate.
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    pub config: Arc<ServerConfig>,
+    post: PostHandshake,
+}
+
+impl ServerTls {
+    /// Builds the endpoint's `ServerConfig`: certificate chain and key, version bounds, client
+    /// verifier per strategy, and ALPN `h2`/`http/1.1` for https endpoints.
+    pub fn new(endpoint: &Endpoint, provider: &Arc<CryptoProvider>) -> Result<Self, TlsSetupError> {
+        let TerminateTls {
+            min_version,
+            max_version,
+            certificate,
+            private_key,
+            client_auth,
+        } = &endpoint.tls;
+        let rejected = |what: &'static str, reason: String| TlsSetupError::Rejected {
+            endpoint: endpoint.url.clone(),
+            what,
+            reason,
+        };
+        let (Some(chain), Some(key)) = (certificate, private_key) else {
+            return Err(TlsSetupError::MissingCertificate {
+                endpoint: endpoint.url.clone(),
+            });
+        };
+        let signing_key = provider
+            .key_provider
+            .load_private_key(key.der().clone_key())
+            .map_err(|e| rejected("server_private_key", e.to_string()))?;
+        // Core checked that the key matches the certificate (by SPKI, which works for X.509 v1
+        // leaves too); `with_single_cert` would re-check with webpki and refuse a v1 leaf.
+        let certified = CertifiedKey::new(chain.certs.clone(), signing_key);
+
+        let (verifier, post) = match client_auth {
+            ClientAuth::Off => (None, PostHandshake::Off),
+            ClientAuth::On {
+                authorities,
+                strategy,
+            } => {
+                let mut roots = RootCertStore::empty();
+                for (i, ca) in authorities.certs.iter().enumerate() {
+                    roots.add(ca.clone()).map_err(|e| {
+                        rejected(
+                            "mutual_tls_certificate_authorities",
+                            format!(
+                                "CA {} ({}) is not usable as a trust anchor: {e}",
+                                i,
+                                authorities.subjects.get(i).map_or("?", String::as_str)
+                            ),
+                        )
+                    })?;
+                }
+                let roots = Arc::new(roots);
+                let webpki =
+                    WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
+                        .build()
+                        .map_err(|e| {
+                            rejected("mutual_tls_certificate_authorities", e.to_string())
+                        })?;
+                match strategy {
+                    VerificationStrategy::RequireAndVerify => {
+                        (Some(webpki), PostHandshake::VerifiedByHandshake)
+                    }
+                    VerificationStrategy::RequireAny | VerificationStrategy::Request => {
+                        let any: Arc<dyn ClientCertVerifier> = Arc::new(AnyClientCert {
+                            mandatory: *strategy == VerificationStrategy::RequireAny,
+                            hints: webpki.root_hint_subjects().to_vec(),
+                            algorithms: provider.signature_verification_algorithms,
+                        });
+                        (Some(any), PostHandshake::CheckChain(webpki))
+                    }
+                }
+            }
+        };
+
+        let builder = ServerConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&versions(*min_version, *max_version))
+            .map_err(|e| rejected("min_version/max_version", e.to_string()))?;
+        let builder = match verifier {
+            Some(v) => builder.with_client_cert_verifier(v),
+            None => builder.with_no_client_auth(),
+        };
+        let mut config = builder.with_cert_resolver(Arc::new(SingleCertAndKey::from(certified)));
+        if endpoint.scheme == Scheme::Https {
+            config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        }
+        Ok(Self {
+            config: Arc::new(config),
+            post,
+        })
+    }
+
+    /// What the finished handshake tells the policy.
+    pub fn facts(&self, conn: &ServerConnection, client_ip: std::net::IpAddr) -> TlsFacts {
+        let version = match conn.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_2) => TlsVersion::Tls12,
+            _ => TlsVersion::Tls13,
+        };
+        let cipher_suite = conn
+            .negotiated_cipher_suite()
+            .map(|s| iana_cipher_name(s.suite()))
+            .unwrap_or_default();
+        TlsFacts {
+            version,
+            cipher_suite,
+            sni: conn.server_name().map(tlsgate_core::sni::normalize),
+            alpn: conn
+                .alpn_protocol()
+                .map(|p| String::from_utf8_lossy(p).into_owned()),
+            client_ip,
+            client_cert: self.client_cert(conn),
+        }
+    }
+
+    fn client_cert(&self, conn: &ServerConnection) -> ClientCert {
+        let Some((leaf, intermediates)) = conn.peer_certificates().and_then(|c| c.split_first())
+        else {
+            return ClientCert::Absent;
+        };
+        let Ok(facts) = ClientCertFacts::from_der(leaf.as_ref()) else {
+            // rustls accepted bytes x509-parser cannot read; nothing about them can be trusted
+            // or matched on, so they count as no certificate.
+            return ClientCert::Absent;
+        };
+        let facts = Box::new(facts);
+        match &self.post {
+            PostHandshake::Off => ClientCert::Unverified(facts, Unverified::NotChecked),
+            PostHandshake::VerifiedByHandshake => ClientCert::Verified(facts),
+            PostHandshake::CheckChain(webpki) => {
+                match webpki.verify_client_cert(leaf, intermediates, UnixTime::now()) {
+                    Ok(_) => ClientCert::Verified(facts),
+                    Err(_) => ClientCert::Unverified(facts, Unverified::UntrustedIssuer),
+                }
+            }
+        }
+    }
+}
+
+/// The IANA name of a cipher suite (`TLS_AES_128_GCM_SHA256`); rustls spells TLS 1.3 suites
+/// `TLS13_…`.
+pub fn iana_cipher_name(suite: rustls::CipherSuite) -> String {
+    match suite.as_str() {
+        Some(name) => match name.strip_prefix("TLS13_") {
+            Some(rest) => format!("TLS_{rest}"),
+            None => name.to_owned(),
+        },
+        None => format!("0x{:04X}", u16::from(suite)),
+    }
+}
+
+/// The client verifier of `require-any` and `request`: any certificate chain is admitted here,
+/// but the handshake signature is verified as always, so the client must hold the key.
+#[derive(Debug)]
+pub struct AnyClientCert {
+    mandatory: bool,
+    hints: Vec<DistinguishedName>,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ClientCertVerifier for AnyClientCert {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.mandatory
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &self.hints
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        // The chain is not judged, but it must at least be a certificate.
+        match X509Certificate::from_der(end_entity.as_ref()) {
+            Ok(_) => Ok(ClientCertVerified::assertion()),
+            Err(_) => Err(rustls::Error::InvalidCertificate(
+                CertificateError::BadEncoding,
+            )),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_handshake_signature(false, message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_handshake_signature(true, message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// Verifies a handshake signature (proof of possession of the certificate's key).
+///
+/// webpki's own functions parse the certificate first and refuse X.509 v1; for those, and only
+/// those, the signature is checked against the certificate's SubjectPublicKeyInfo directly,
+/// with the same algorithms.
+pub(crate) fn verify_handshake_signature(
+    tls13: bool,
+    message: &[u8],
+    cert: &CertificateDer<'_>,
+    dss: &DigitallySignedStruct,
+    algorithms: &WebPkiSupportedAlgorithms,
+) -> Result<HandshakeSignatureValid, rustls::Error> {
+    if webpki::EndEntityCert::try_from(cert).is_ok() {
+        return if tls13 {
+            rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
+        } else {
+            rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
+        };
+    }
+    let (_, parsed) = X509Certificate::from_der(cert.as_ref())
+        .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+    let spki = SubjectPublicKeyInfoDer::from(parsed.tbs_certificate.subject_pki.raw);
+    if tls13 {
+        return rustls::crypto::verify_tls13_signature_with_raw_key(
+            message, &spki, dss, algorithms,
+        );
+    }
+    let key = webpki::RawPublicKeyEntity::try_from(&spki)
+        .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+    let candidates = algorithms
+        .mapping
+        .iter()
+        .find(|(scheme, _)| *scheme == dss.scheme)
+        .map(|(_, algs)| *algs)
+        .ok_or(rustls::Error::PeerMisbehaved(
+            rustls::PeerMisbehaved::SignedHandshakeWithUnadvertisedSigScheme,
+        ))?;
+    for alg in candidates {
+        if key.verify_signature(*alg, message, dss.signature()).is_ok() {
+            return Ok(HandshakeSignatureValid::assertion());
+        }
+    }
+    Err(rustls::Error::InvalidCertificate(
+        CertificateError::BadSignature,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_cipher_suites_as_iana_does() {
+        assert_eq!(
+            iana_cipher_name(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256),
+            "TLS_AES_128_GCM_SHA256"
+        );
+        assert_eq!(
+            iana_cipher_name(rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256),
+            "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"
+        );
+    }
+
+    #[test]
+    fn version_bounds_select_protocols() {
+        assert_eq!(versions(TlsVersion::Tls13, TlsVersion::Tls13).len(), 1);
+        assert_eq!(versions(TlsVersion::Tls12, TlsVersion::Tls13).len(), 2);
+        assert_eq!(
+            versions(TlsVersion::Tls12, TlsVersion::Tls12)[0].version,
+            rustls::ProtocolVersion::TLSv1_2
+        );
+    }
+}

@@ -1,0 +1,263 @@
+//! Connections to an endpoint's upstream: plain TCP or TLS (with tlsgate's client certificate),
+//! under the connect deadline, and the pooled HTTP client built on them.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::{Connected, Connection};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls::pki_types::ServerName;
+use rustls::ClientConfig;
+use tlsgate_core::config::{Upstream, UpstreamProtocol};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+
+use crate::limits::UPSTREAM_POOL_IDLE;
+
+/// Why the upstream could not be reached. `as_str` labels logs and metrics.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("connecting to {addr} timed out after {after:?}")]
+    Timeout { addr: String, after: Duration },
+    #[error("connecting to {addr}: {source}")]
+    Io { addr: String, source: io::Error },
+    #[error("TLS handshake with {addr} failed: {source}")]
+    Tls { addr: String, source: io::Error },
+}
+
+impl ConnectError {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Timeout { .. } => "connect_timeout",
+            Self::Io { source, .. } if source.kind() == io::ErrorKind::ConnectionRefused => {
+                "connection_refused"
+            }
+            Self::Io { .. } => "connect_failed",
+            Self::Tls { source, .. } => match tls_error(source) {
+                Some(rustls::Error::InvalidCertificate(_)) => "upstream_certificate_invalid",
+                Some(rustls::Error::AlertReceived(_)) => "upstream_tls_alert",
+                _ => "upstream_tls_failed",
+            },
+        }
+    }
+}
+
+/// The rustls error inside an I/O error from tokio-rustls, if that is what it is.
+pub fn tls_error(error: &io::Error) -> Option<&rustls::Error> {
+    error
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>())
+}
+
+/// A connection to the upstream.
+#[derive(Debug)]
+pub enum UpstreamStream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+/// Where and how to connect; cheap to clone (the TLS config is shared).
+#[derive(Clone, Debug)]
+pub struct Dialer {
+    inner: Arc<DialerInner>,
+}
+
+struct DialerInner {
+    host: String,
+    port: u16,
+    /// `host:port` for messages.
+    addr: String,
+    tls: Option<(TlsConnector, ServerName<'static>)>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for DialerInner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dialer")
+            .field("addr", &self.addr)
+            .field("tls", &self.tls.as_ref().map(|(_, name)| name))
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl Dialer {
+    pub fn new(
+        upstream: &Upstream,
+        tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
+        timeout: Duration,
+    ) -> Self {
+        let addr = if upstream.host.contains(':') {
+            format!("[{}]:{}", upstream.host, upstream.port)
+        } else {
+            format!("{}:{}", upstream.host, upstream.port)
+        };
+        Self {
+            inner: Arc::new(DialerInner {
+                host: upstream.host.clone(),
+                port: upstream.port,
+                addr,
+                tls: tls.map(|(config, name)| (TlsConnector::from(config), name)),
+                timeout,
+            }),
+        }
+    }
+
+    /// `host:port` of the upstream.
+    pub fn addr(&self) -> &str {
+        &self.inner.addr
+    }
+
+    /// TCP connect and, for TLS upstreams, the handshake, all within the connect deadline.
+    pub async fn connect(&self) -> Result<UpstreamStream, ConnectError> {
+        let inner = &self.inner;
+        let attempt = async {
+            let tcp = TcpStream::connect((inner.host.as_str(), inner.port))
+                .await
+                .map_err(|source| ConnectError::Io {
+                    addr: inner.addr.clone(),
+                    source,
+                })?;
+            // Latency matters more than packet count for proxied requests.
+            let _ = tcp.set_nodelay(true);
+            match &inner.tls {
+                None => Ok(UpstreamStream::Plain(tcp)),
+                Some((connector, name)) => connector
+                    .connect(name.clone(), tcp)
+                    .await
+                    .map(|s| UpstreamStream::Tls(Box::new(s)))
+                    .map_err(|source| ConnectError::Tls {
+                        addr: inner.addr.clone(),
+                        source,
+                    }),
+            }
+        };
+        match tokio::time::timeout(inner.timeout, attempt).await {
+            Ok(result) => result,
+            Err(_) => Err(ConnectError::Timeout {
+                addr: inner.addr.clone(),
+                after: inner.timeout,
+            }),
+        }
+    }
+}
+
+impl tower_service::Service<http::Uri> for Dialer {
+    type Response = TokioIo<UpstreamStream>;
+    type Error = ConnectError;
+    type Future =
+        Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send + 'static>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    /// The URI only keys the pool: an endpoint has exactly one upstream.
+    fn call(&mut self, _uri: http::Uri) -> Self::Future {
+        let dialer = self.clone();
+        Box::pin(async move { dialer.connect().await.map(TokioIo::new) })
+    }
+}
+
+impl Connection for UpstreamStream {
+    fn connected(&self) -> Connected {
+        let connected = Connected::new();
+        match self {
+            Self::Tls(tls) if tls.get_ref().1.alpn_protocol() == Some(b"h2") => {
+                connected.negotiated_h2()
+            }
+            _ => connected,
+        }
+    }
+}
+
+impl AsyncRead for UpstreamStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for UpstreamStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Self::Plain(s) => s.is_write_vectored(),
+            Self::Tls(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_flush(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// The pooled HTTP client of one endpoint.
+pub type HttpClient = Client<Dialer, Incoming>;
+
+pub fn http_client(dialer: Dialer, protocol: UpstreamProtocol) -> HttpClient {
+    let mut builder = Client::builder(TokioExecutor::new());
+    builder
+        .pool_idle_timeout(UPSTREAM_POOL_IDLE)
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new())
+        .http2_only(protocol == UpstreamProtocol::Http2);
+    builder.build(dialer)
+}
+
+/// The [`ConnectError`] behind a client error, if connecting is what failed.
+pub fn connect_error<'a>(error: &'a (dyn std::error::Error + 'static)) -> Option<&'a ConnectError> {
+    let mut current: Option<&'a (dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = current {
+        if let Some(found) = e.downcast_ref::<ConnectError>() {
+            return Some(found);
+        }
+        current = e.source();
+    }
+    None
+}

@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# The seed walk-throughs on the native host, end to end, on loopback:
+#   certificates from the seed's eight openssl commands (verbatim) ─▶ an upstream that requires a
+#   client certificate (seed 000) ─▶ tlsgate in front of it (examples/native/seed-mtls.yaml)
+#   ─▶ the seed's `curl --cert client.crt --key client.key --cacert ca.crt https://…`,
+# then the cases that must fail. Everything started here is stopped on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$PWD"
+OUT="$ROOT/demo-out"
+HOST=terminate-tls-example.ngrok.app
+
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+for tool in curl openssl python3; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    echo "demo: $tool is missing; running scripts/setup.sh" >&2
+    scripts/setup.sh
+    break
+  fi
+done
+
+say "building tlsgate"
+cargo build -q -p tlsgate --bin tlsgate
+TLSGATE="$(cargo metadata --format-version 1 --no-deps --offline \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug/tlsgate"
+
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+}
+trap cleanup EXIT INT TERM
+
+rm -rf "$OUT"
+mkdir -p "$OUT"
+cd "$OUT"
+
+say "certificates: the seed's openssl commands, verbatim"
+cat > seed-openssl.sh <<'SEED'
+openssl genpkey -algorithm RSA -out ca.key -pkeyopt rsa_keygen_bits:2048
+openssl req -x509 -new -nodes -key ca.key -sha256 -days 365 -out ca.crt -subj "/CN=ExampleCA"
+openssl genpkey -algorithm RSA -out server.key -pkeyopt rsa_keygen_bits:2048
+openssl req -new -key server.key -out server.csr -subj "/CN=terminate-tls-example.ngrok.app"
+openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 365 -sha256
+openssl genpkey -algorithm RSA -out client.key -pkeyopt rsa_keygen_bits:2048
+openssl req -new -key client.key -out client.csr -subj "/CN=ExampleClient"
+openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out client.crt -days 365 -sha256 -extfile <(printf "extendedKeyUsage = clientAuth")
+SEED
+sed 's/^/  $ /' seed-openssl.sh
+bash -euo pipefail seed-openssl.sh 2> openssl.log || { cat openssl.log >&2; exit 1; }
+echo "server.crt is X.509 $(openssl x509 -in server.crt -noout -text | grep -o 'Version: [0-9]*') (no subjectAltName)"
+
+# A client certificate from a CA nobody trusts, for the failing case.
+mkdir -p other
+openssl req -x509 -new -nodes -newkey rsa:2048 -keyout other/ca.key -out other/ca.crt \
+  -days 30 -subj "/CN=OtherCA" 2>/dev/null
+openssl req -new -nodes -newkey rsa:2048 -keyout other/client.key -out other/client.csr \
+  -subj "/CN=ExampleClient" 2>/dev/null
+openssl x509 -req -in other/client.csr -CA other/ca.crt -CAkey other/ca.key -CAcreateserial \
+  -out other/client.crt -days 30 -sha256 -extfile <(printf "extendedKeyUsage = clientAuth") 2>/dev/null
+
+read -r FRONT UP ECHO < <(python3 - <<'PY'
+import socket
+socks = [socket.socket() for _ in range(3)]
+for s in socks: s.bind(("127.0.0.1", 0))
+print(*[s.getsockname()[1] for s in socks])
+PY
+)
+for f in seed-mtls seed-upstream; do
+  sed -e "s/127.0.0.1:8443/127.0.0.1:$FRONT/" -e "s/127.0.0.1:9443/127.0.0.1:$UP/" \
+      -e "s/127.0.0.1:9080/127.0.0.1:$ECHO/" "$ROOT/examples/native/$f.yaml" > "$f.yaml"
+done
+
+say "starting the echo service on 127.0.0.1:$ECHO (answers with the headers it received)"
+python3 - "$ECHO" > echo.log 2>&1 <<'PY' &
+import http.server, json, sys
+class Echo(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        body = json.dumps({"path": self.path, "headers": dict(self.headers)}, indent=2).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Echo).serve_forever()
+PY
+PIDS+=($!)
+
+wait_log() { # file, text: bounded wait for a process to log a line
+  for _ in $(seq 1 100); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
+  echo "demo: timed out waiting for '$2' in $1:" >&2; cat "$1" >&2; exit 1
+}
+
+say "starting the upstream (seed 000): TLS with server.crt, client certificates checked against ca.crt"
+"$TLSGATE" run -c seed-upstream.yaml > upstream.log 2>&1 &
+PIDS+=($!)
+wait_log upstream.log "listening on 127.0.0.1:$UP"
+
+say "starting tlsgate with examples/native/seed-mtls.yaml (upstream over mTLS with client.crt)"
+"$TLSGATE" run -c seed-mtls.yaml > tlsgate.log 2>&1 &
+PIDS+=($!)
+wait_log tlsgate.log "listening on 127.0.0.1:$FRONT"
+
+RESOLVE=(--resolve "$HOST:$FRONT:127.0.0.1")
+URL="https://$HOST:$FRONT/hello"
+show() { # label, curl args...: run curl and print what came back
+  local label=$1; shift
+  printf '\n\033[1m-- %s\033[0m\n$ curl %s\n' "$label" "$*"
+  set +e
+  curl -sS --max-time 10 -w '\n[HTTP %{http_code}]\n' "$@" 2>&1
+  echo "[curl exit $?]"
+  set -e
+}
+
+say "the seed's call: curl --cert client.crt --key client.key --cacert ca.crt https://…"
+show "valid client certificate" --cert client.crt --key client.key --cacert ca.crt "${RESOLVE[@]}" "$URL"
+echo "(x-upstream-verified-client is the identity the upstream verified from tlsgate's client certificate;"
+echo " x-client-cn and x-forwarded-client-cert carry the identity of the curl client)"
+grep -q "accepting X.509 v1 upstream certificate" tlsgate.log &&
+  echo "tlsgate log: $(grep -o 'accepting X.509 v1 upstream certificate[^"]*' tlsgate.log | head -1)"
+
+say "cases that must fail"
+show "no client certificate" --cacert ca.crt "${RESOLVE[@]}" "$URL"
+show "a client certificate from another CA" --cert other/client.crt --key other/client.key --cacert ca.crt "${RESOLVE[@]}" "$URL"
+show "TLS 1.2 against min_version 1.3" --tls-max 1.2 --cert client.crt --key client.key --cacert ca.crt "${RESOLVE[@]}" "$URL"
+show "the upstream directly, without a client certificate" --cacert ca.crt \
+  --resolve "$HOST:$UP:127.0.0.1" "https://$HOST:$UP/hello"
+
+say "what tlsgate logged"
+grep -E "access|handshake|accepting" tlsgate.log | sed 's/^/  /'
+echo
+echo "files and logs are in demo-out/; everything started by the demo is being stopped"

@@ -1,0 +1,332 @@
+//! Operating the native host: deadlines, reloads with rotated certificates, a bad reload, and
+//! a graceful SIGTERM.
+
+// Helpers outside #[test] functions fail the test that called them by panicking.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod native_common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use native_common::{http_upstream, https_endpoint, path, resolve, start_gate, tls_config};
+use tlsgate_e2e::{curl, echo_upstream, free_port, tool, Signal};
+use tlsgate_test_support::Authority;
+
+#[test]
+fn a_client_that_sends_nothing_is_cut_at_the_handshake_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Authority::root("CA");
+    let (crt, key) = ca.server(&["idle.test"]).write(dir.path(), "server");
+    let upstream = echo_upstream();
+    let port = free_port();
+    let policy = format!(
+        "endpoints:\n{}",
+        https_endpoint(
+            "idle.test",
+            port,
+            &http_upstream(&upstream.url()),
+            &tls_config(&[
+                ("server_certificate", &path(&crt)),
+                ("server_private_key", &path(&key))
+            ]),
+            ""
+        )
+    );
+    let gate = start_gate(
+        dir.path(),
+        "deadline",
+        &policy,
+        &["--handshake-timeout", "1s"],
+    );
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(8)))
+        .unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 64];
+    // EOF or a reset, either way the server hung up; a timeout here would be the failure.
+    let result = stream.read(&mut buf);
+    let elapsed = started.elapsed();
+    assert!(
+        matches!(result, Ok(0))
+            || matches!(&result, Err(e) if e.kind() != std::io::ErrorKind::WouldBlock && e.kind() != std::io::ErrorKind::TimedOut),
+        "{result:?} after {elapsed:?}"
+    );
+    assert!(
+        elapsed >= Duration::from_millis(900),
+        "cut too early: {elapsed:?}"
+    );
+    assert!(
+        elapsed < Duration::from_secs(4),
+        "cut too late: {elapsed:?}"
+    );
+    gate.wait_for_log("handshake_timeout", Duration::from_secs(5))
+        .unwrap();
+}
+
+/// `openssl s_client` holding one connection open, fed from the test.
+struct HeldConnection {
+    child: std::process::Child,
+    output: Arc<Mutex<String>>,
+}
+
+impl HeldConnection {
+    fn open(port: u16, host: &str, ca: &std::path::Path) -> Self {
+        let mut child = Command::new(tool("openssl"))
+            .args([
+                "s_client",
+                "-connect",
+                &format!("127.0.0.1:{port}"),
+                "-servername",
+                host,
+            ])
+            .arg("-CAfile")
+            .arg(ca)
+            .args(["-ign_eof", "-alpn", "http/1.1"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let output = Arc::new(Mutex::new(String::new()));
+        let sink = output.clone();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let mut out = sink.lock().unwrap();
+                out.push_str(&line);
+                out.push('\n');
+            }
+        });
+        let held = Self { child, output };
+        held.wait_for("Verify return code");
+        held
+    }
+
+    fn wait_for(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = self.output.lock().unwrap().clone();
+            if out.contains(needle) {
+                return out;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "s_client never printed {needle:?}:\n{out}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        let stdin = self.child.stdin.as_mut().unwrap();
+        stdin.write_all(bytes).unwrap();
+        stdin.flush().unwrap();
+    }
+}
+
+impl Drop for HeldConnection {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn sighup_serves_a_rotated_certificate_to_new_connections_while_an_open_one_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (old_ca, new_ca) = (Authority::root("Old CA"), Authority::root("New CA"));
+    let (old_ca_crt, _) = old_ca.write(dir.path(), "old-ca");
+    let (new_ca_crt, _) = new_ca.write(dir.path(), "new-ca");
+    let (crt, key) = old_ca.server(&["rot.test"]).write(dir.path(), "server");
+    let upstream = echo_upstream();
+    let port = free_port();
+    let policy = format!(
+        "endpoints:\n{}",
+        https_endpoint(
+            "rot.test",
+            port,
+            &http_upstream(&upstream.url()),
+            &tls_config(&[
+                ("server_certificate", "server.crt"),
+                ("server_private_key", "server.key")
+            ]),
+            ""
+        )
+    );
+    let gate = start_gate(dir.path(), "rotate", &policy, &[]);
+    let get = |ca: &std::path::Path| {
+        curl(&[
+            "--resolve",
+            &resolve("rot.test", port),
+            "--cacert",
+            &ca.display().to_string(),
+            &format!("https://rot.test:{port}/"),
+        ])
+    };
+    assert_eq!(get(&old_ca_crt).status, Some(200));
+    let mut held = HeldConnection::open(port, "rot.test", &old_ca_crt);
+
+    // Rotate: a certificate from another CA, then SIGHUP.
+    let offset = gate.log_len();
+    let rotated = new_ca.server(&["rot.test"]);
+    std::fs::write(&key, &rotated.key_pem).unwrap();
+    std::fs::write(&crt, &rotated.chain_pem).unwrap();
+    gate.signal(Signal::Hup).unwrap();
+    gate.wait_for_log_after(offset, "reloaded configuration", Duration::from_secs(10))
+        .unwrap();
+
+    let fresh = get(&new_ca_crt);
+    assert_eq!(fresh.status, Some(200), "{fresh:?}\n{}", gate.log());
+    let stale = get(&old_ca_crt);
+    assert_eq!(
+        stale.status, None,
+        "new connections still get the old certificate: {stale:?}"
+    );
+
+    // The connection opened before the reload still works, on the old certificate.
+    held.send(b"GET /held HTTP/1.1\r\nHost: rot.test\r\nConnection: close\r\n\r\n");
+    let out = held.wait_for("HTTP/1.1 200");
+    assert!(out.contains("Old CA"), "{out}");
+    assert!(upstream.requests().iter().any(|r| r.path == "/held"));
+}
+
+#[test]
+fn a_bad_reload_is_logged_and_the_previous_configuration_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Authority::root("CA");
+    let (ca_crt, _) = ca.write(dir.path(), "ca");
+    let (crt, key) = ca.server(&["keep.test"]).write(dir.path(), "server");
+    let upstream = echo_upstream();
+    let port = free_port();
+    let policy = format!(
+        "endpoints:\n{}",
+        https_endpoint(
+            "keep.test",
+            port,
+            &http_upstream(&upstream.url()),
+            &tls_config(&[
+                ("server_certificate", &path(&crt)),
+                ("server_private_key", &path(&key))
+            ]),
+            ""
+        )
+    );
+    let gate = start_gate(dir.path(), "keep", &policy, &[]);
+    let offset = gate.log_len();
+    std::fs::write(
+        dir.path().join("keep.yaml"),
+        policy.replace("server_private_key", "server_privat_key"),
+    )
+    .unwrap();
+    gate.signal(Signal::Hup).unwrap();
+    gate.wait_for_log_after(
+        offset,
+        "still serving the previous configuration",
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    assert!(
+        gate.log()[offset..].contains("server_privat_key"),
+        "{}",
+        gate.log()
+    );
+    let res = curl(&[
+        "--resolve",
+        &resolve("keep.test", port),
+        "--cacert",
+        &ca_crt.display().to_string(),
+        &format!("https://keep.test:{port}/"),
+    ]);
+    assert_eq!(res.status, Some(200), "{res:?}");
+}
+
+/// An upstream that holds each request for `delay`, and says when one arrived.
+fn slow_upstream(delay: Duration) -> (u16, mpsc::Receiver<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                while reader.read_line(&mut line).unwrap_or(0) > 0 {
+                    if line == "\r\n" {
+                        break;
+                    }
+                    line.clear();
+                }
+                let _ = tx.send(());
+                std::thread::sleep(delay);
+                let mut stream = stream;
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\nconnection: close\r\n\r\nslow",
+                );
+            });
+        }
+    });
+    (port, rx)
+}
+
+#[test]
+fn sigterm_drains_an_in_flight_request_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Authority::root("CA");
+    let (ca_crt, _) = ca.write(dir.path(), "ca");
+    let (crt, key) = ca.server(&["drain.test"]).write(dir.path(), "server");
+    let (upstream_port, arrived) = slow_upstream(Duration::from_millis(1500));
+    let port = free_port();
+    let policy = format!(
+        "endpoints:\n{}",
+        https_endpoint(
+            "drain.test",
+            port,
+            &http_upstream(&format!("http://127.0.0.1:{upstream_port}")),
+            &tls_config(&[
+                ("server_certificate", &path(&crt)),
+                ("server_private_key", &path(&key))
+            ]),
+            ""
+        )
+    );
+    let mut gate = start_gate(dir.path(), "drain", &policy, &["--log-format", "json"]);
+    // JSON logs: one object per line.
+    let first = gate.log().lines().next().unwrap_or_default().to_owned();
+    let parsed: serde_json::Value =
+        serde_json::from_str(&first).unwrap_or_else(|e| panic!("{e}: {first}"));
+    assert!(
+        parsed["message"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("listening on"),
+        "{first}"
+    );
+
+    let ca_arg = ca_crt.display().to_string();
+    let request = std::thread::spawn(move || {
+        curl(&[
+            "--resolve",
+            &resolve("drain.test", port),
+            "--cacert",
+            &ca_arg,
+            &format!("https://drain.test:{port}/"),
+        ])
+    });
+    arrived.recv_timeout(Duration::from_secs(10)).unwrap();
+    gate.signal(Signal::Term).unwrap();
+    let res = request.join().unwrap();
+    assert_eq!(res.status, Some(200), "{res:?}\n{}", gate.log());
+    assert_eq!(res.body, "slow");
+    let status = gate
+        .wait_exit(Duration::from_secs(10))
+        .expect("tlsgate did not exit after SIGTERM");
+    assert_eq!(status.code(), Some(0), "{}", gate.log());
+    // Once draining, nothing new is accepted.
+    assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
+}
