@@ -363,10 +363,12 @@ async fn connection(
         return;
     };
     let endpoint = endpoint.clone();
-    let handshake = start.into_stream(endpoint.server_tls.config.clone());
+    let handshake = start
+        .into_stream(endpoint.server_tls.config.clone())
+        .into_fallible();
     let tls = match tokio::time::timeout_at(deadline, handshake).await {
         Ok(Ok(tls)) => tls,
-        Ok(Err(e)) => {
+        Ok(Err((e, mut io))) => {
             let reason = handshake_reason(&e);
             tracing::info!(
                 %peer,
@@ -376,6 +378,8 @@ async fn connection(
                 "handshake failed: {e}"
             );
             metrics.handshake(endpoint.label(), "failed", reason);
+            // rustls has queued and written its alert; make sure the client can read it.
+            linger(&mut io).await;
             return;
         }
         Err(_) => {
@@ -423,7 +427,8 @@ async fn connection(
         );
         count("deny", reason.as_str());
         let mut tls = tls;
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), tls.shutdown()).await;
+        let _ = tokio::time::timeout(LINGER, tls.shutdown()).await;
+        linger(&mut tls.get_mut().0).await;
         return;
     }
     count("continue", "-");
@@ -452,6 +457,33 @@ async fn connection(
             .await;
         }
     }
+}
+
+/// How long a refused connection is drained before it is dropped.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Closes a refused connection so the client reads the alert (or close_notify) we sent.
+///
+/// In TLS 1.3 a client certificate is judged after the client has finished its handshake, so
+/// the client is usually already sending its request. Dropping a socket with unread data makes
+/// the kernel answer with a reset, and a reset can destroy the alert before the client reads
+/// it: the client then sees "connection reset" instead of "certificate required". Sending FIN
+/// and reading (and discarding) what the client still sends, for at most [`LINGER`] and 64 KiB,
+/// lets the alert arrive intact. It costs a timer, not a thread.
+async fn linger(io: &mut TcpStream) {
+    use tokio::io::AsyncReadExt;
+    let _ = io.shutdown().await;
+    let _ = tokio::time::timeout(LINGER, async {
+        let mut buf = [0u8; 4096];
+        let mut drained = 0usize;
+        while drained < 64 * 1024 {
+            match io.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => drained += n,
+            }
+        }
+    })
+    .await;
 }
 
 /// A stable label for why a handshake failed.

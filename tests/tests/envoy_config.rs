@@ -1,0 +1,166 @@
+//! The generated configuration itself: every shape of policy yields a bootstrap Envoy
+//! accepts, and a broken plugin configuration makes Envoy refuse to start, saying why.
+
+#![allow(clippy::panic, clippy::expect_used)]
+
+mod envoy_harness;
+
+use std::process::Command;
+use std::time::Duration;
+
+use envoy_harness::{generate, ports, validate};
+use tlsgate_e2e::{free_port, tool, Proc};
+use tlsgate_test_support::Authority;
+
+fn indent(pem: &str, by: usize) -> String {
+    pem.lines()
+        .map(|l| format!("{}{l}\n", " ".repeat(by)))
+        .collect()
+}
+
+#[test]
+fn envoy_accepts_every_shape_of_generated_configuration() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let ca = Authority::root("Example Root");
+    ca.write(d, "ca");
+    let wildcard = ca.server(&["*.apps.example.com"]);
+    ca.server(&["tcp.example.com"]).write(d, "tcp");
+    ca.client("edge").write(d, "edge");
+    let (https, admin) = ports();
+    let tls = free_port();
+    let policy = format!(
+        r#"endpoints:
+  - url: https://*.apps.example.com
+    bind: 127.0.0.1:{https}
+    upstream:
+      url: https://example.com
+      protocol: http2
+    traffic_policy:
+      on_tcp_connect:
+        - actions:
+            - type: terminate-tls
+              config:
+                min_version: "1.2"
+                server_certificate: |
+{cert}                server_private_key: |
+{key}                mutual_tls_certificate_authorities:
+                  - |
+{ca_pem}                mutual_tls_verification_strategy: request
+  - url: tls://tcp.example.com
+    bind: 127.0.0.1:{tls}
+    upstream:
+      url: tls://localhost:9443
+      tls:
+        client_certificate: {{ certificate: edge.crt, private_key: edge.key }}
+        certificate_authorities: [ca.crt]
+    traffic_policy:
+      on_tcp_connect:
+        - actions:
+            - type: terminate-tls
+              config:
+                server_certificate: tcp.crt
+                server_private_key: tcp.key
+                mutual_tls_certificate_authorities: [ca.crt]
+                mutual_tls_verification_strategy: require-any
+        - expressions: ["conn.tls.client.subject.common_name == 'blocked'"]
+          actions: [{{ type: deny }}]
+"#,
+        cert = indent(&wildcard.cert_pem, 18),
+        key = indent(&wildcard.key_pem, 18),
+        ca_pem = indent(&ca.cert_pem(), 20),
+    );
+    let config = generate(d, &policy, admin);
+    validate(&config);
+    let yaml = std::fs::read_to_string(&config).expect("envoy.yaml");
+    // Inline PEM went to files beside the bootstrap, the key readable by its owner only.
+    for name in [
+        "tlsgate-endpoint0-server.crt",
+        "tlsgate-endpoint0-server.key",
+        "tlsgate-endpoint0-client-ca.crt",
+    ] {
+        let path = d.join(name);
+        assert!(
+            yaml.contains(&path.display().to_string()),
+            "{name}:\n{yaml}"
+        );
+        assert!(path.is_file(), "{name} was not written");
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(d.join("tlsgate-endpoint0-server.key"))
+        .expect("key file")
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o077,
+        0,
+        "the key file is readable by others: {mode:o}"
+    );
+    // Files named in the policy are referenced where they are.
+    assert!(yaml.contains(&d.join("tcp.crt").display().to_string()));
+    assert!(yaml.contains("*.apps.example.com"));
+    assert!(yaml.contains("http2_protocol_options"));
+    assert!(yaml.contains("envoy.filters.network.tcp_proxy"));
+    assert!(
+        !yaml.contains("PRIVATE KEY"),
+        "a private key leaked into envoy.yaml"
+    );
+}
+
+#[test]
+fn envoy_refuses_a_malformed_plugin_configuration_and_says_why() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let ca = Authority::root("Example Root");
+    ca.server(&["api.example.com"]).write(d, "server");
+    let (port, admin) = ports();
+    let policy = format!(
+        r#"endpoints:
+  - url: https://api.example.com
+    bind: 127.0.0.1:{port}
+    upstream:
+      url: http://127.0.0.1:{upstream}
+    traffic_policy:
+      on_tcp_connect:
+        - actions:
+            - type: terminate-tls
+              config:
+                min_version: "1.3"
+                server_certificate: server.crt
+                server_private_key: server.key
+"#,
+        upstream = free_port()
+    );
+    let config = generate(d, &policy, admin);
+    // Someone edits the embedded policy by hand: TLS 1.1 is not allowed.
+    let yaml = std::fs::read_to_string(&config).expect("envoy.yaml");
+    let broken = yaml.replace(r#""min_version": "1.3""#, r#""min_version": "1.1""#);
+    assert_ne!(
+        broken, yaml,
+        "the embedded policy was not found in:\n{yaml}"
+    );
+    std::fs::write(&config, broken).expect("writing the broken config");
+
+    let mut cmd = Command::new(tool("envoy"));
+    cmd.args([
+        "--use-dynamic-base-id",
+        "--concurrency",
+        "1",
+        "-l",
+        "warning",
+        "-c",
+    ])
+    .arg(&config);
+    let mut envoy = Proc::spawn("envoy", cmd);
+    let status = envoy
+        .wait_exit(Duration::from_secs(60))
+        .unwrap_or_else(|| panic!("envoy kept running:\n{}", envoy.log()));
+    assert!(!status.success(), "envoy started:\n{}", envoy.log());
+    let log = envoy.log();
+    assert!(
+        log.contains("refusing the plugin configuration")
+            && log.contains("min_version")
+            && log.contains("TLS 1.1 is not supported"),
+        "{log}"
+    );
+}

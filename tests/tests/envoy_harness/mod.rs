@@ -1,0 +1,161 @@
+//! Shared by the `envoy_*` end-to-end tests: generate a bootstrap with the real
+//! `tlsgate envoy-config`, check it with `envoy --mode validate`, run Envoy with the built
+//! filter, and talk to it with curl.
+
+#![allow(clippy::panic, clippy::expect_used, dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use tlsgate_e2e::{
+    curl, filter_wasm, free_port, run_bounded, tlsgate_bin, tool, wait_port, CurlResult, Proc,
+};
+
+/// Envoy compiles the filter with V8 on start; on a loaded 2-core machine that takes seconds.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Writes `policy` as `<dir>/policy.yaml` and generates `<dir>/envoy.yaml` from it.
+pub fn generate(dir: &Path, policy: &str, admin: u16) -> PathBuf {
+    let policy_path = dir.join("policy.yaml");
+    std::fs::write(&policy_path, policy).expect("writing policy.yaml");
+    let out = dir.join("envoy.yaml");
+    let mut cmd = Command::new(tlsgate_bin());
+    cmd.arg("envoy-config")
+        .arg("-c")
+        .arg(&policy_path)
+        .arg("--wasm")
+        .arg(filter_wasm())
+        .arg("-o")
+        .arg(&out)
+        .arg("--admin")
+        .arg(format!("127.0.0.1:{admin}"));
+    let run = run_bounded(cmd, &[], COMMAND_TIMEOUT);
+    assert_eq!(
+        run.exit_code, 0,
+        "tlsgate envoy-config failed:\n{}{}",
+        run.stdout, run.stderr
+    );
+    out
+}
+
+/// `envoy --mode validate -c config`, which must succeed.
+pub fn validate(config: &Path) {
+    let mut cmd = Command::new(tool("envoy"));
+    cmd.args([
+        "--mode",
+        "validate",
+        "--use-dynamic-base-id",
+        "-l",
+        "warning",
+        "-c",
+    ])
+    .arg(config);
+    let run = run_bounded(cmd, &[], COMMAND_TIMEOUT);
+    assert!(
+        run.exit_code == 0 && run.stdout.contains("OK"),
+        "envoy --mode validate refused {}:\n{}{}\n--- config ---\n{}",
+        config.display(),
+        run.stdout,
+        run.stderr,
+        std::fs::read_to_string(config).unwrap_or_default()
+    );
+}
+
+/// A running Envoy.
+pub struct Envoy {
+    pub proc: Proc,
+    pub admin: u16,
+}
+
+impl Envoy {
+    /// Starts Envoy on `config` and waits until every port in `listeners` accepts connections
+    /// and both filter roles have loaded the policy.
+    pub fn start(config: &Path, admin: u16, listeners: &[u16]) -> Envoy {
+        let mut cmd = Command::new(tool("envoy"));
+        cmd.args([
+            "--use-dynamic-base-id",
+            "--concurrency",
+            "1",
+            "-l",
+            "warning",
+            "--component-log-level",
+            "wasm:info",
+            "-c",
+        ])
+        .arg(config);
+        let proc = Proc::spawn("envoy", cmd);
+        proc.wait_for_log("network filter loaded the policy", START_TIMEOUT)
+            .unwrap_or_else(|e| panic!("{e}"));
+        for port in listeners.iter().chain([&admin]) {
+            wait_port(([127, 0, 0, 1], *port).into(), START_TIMEOUT)
+                .unwrap_or_else(|e| panic!("{e}\n{}", proc.log()));
+        }
+        Envoy { proc, admin }
+    }
+
+    /// Envoy's `/stats` (text), e.g. to find the filter's `wasmcustom.tlsgate.*` counters.
+    pub fn stats(&self) -> String {
+        let res = curl(&[&format!("http://127.0.0.1:{}/stats", self.admin)]);
+        assert_eq!(res.status, Some(200), "{res:?}");
+        res.body
+    }
+
+    /// The value of one counter, 0 when absent.
+    pub fn counter(&self, name: &str) -> u64 {
+        let stats = self.stats();
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+/// Two free ports: (listener, admin).
+pub fn ports() -> (u16, u16) {
+    (free_port(), free_port())
+}
+
+/// A client identity for curl.
+pub struct Client<'a> {
+    pub cert: &'a Path,
+    pub key: &'a Path,
+}
+
+/// `curl https://host:port/path`, resolving `host` to 127.0.0.1 and trusting `ca`.
+pub fn get(
+    host: &str,
+    port: u16,
+    path: &str,
+    ca: &Path,
+    client: Option<&Client<'_>>,
+    extra: &[&str],
+) -> CurlResult {
+    let resolve = format!("{host}:{port}:127.0.0.1");
+    let url = format!("https://{host}:{port}{path}");
+    let mut args: Vec<String> = vec![
+        "--resolve".into(),
+        resolve,
+        "--cacert".into(),
+        ca.display().to_string(),
+    ];
+    if let Some(c) = client {
+        args.extend([
+            "--cert".into(),
+            c.cert.display().to_string(),
+            "--key".into(),
+            c.key.display().to_string(),
+        ]);
+    }
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    args.push(url);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    curl(&refs)
+}
+
+/// The JSON the echo upstream answered with: what it received.
+pub fn echoed_header(res: &CurlResult, name: &str) -> Option<String> {
+    res.json()["headers"][name].as_str().map(str::to_owned)
+}

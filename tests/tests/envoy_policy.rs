@@ -1,0 +1,254 @@
+//! Traffic-policy rules on real Envoy: CEL on client-certificate fields, HTTP actions, header
+//! hygiene, and the verification strategies Envoy's TLS context cannot express alone.
+
+#![allow(clippy::panic, clippy::expect_used)]
+
+mod envoy_harness;
+
+use envoy_harness::{echoed_header, generate, get, ports, validate, Client, Envoy};
+use tlsgate_e2e::echo_upstream;
+use tlsgate_test_support::{Authority, LeafSpec};
+
+#[test]
+fn envoy_rules_on_certificate_fields_admit_one_client_and_deny_another() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let ca = Authority::root("Example Root");
+    ca.write(d, "ca");
+    ca.server(&["api.example.com"]).write(d, "server");
+    let issue = |cn: &str, ou: &str| {
+        let (cert, key) = ca
+            .issue(&LeafSpec::client(cn).with_organizational_unit(ou))
+            .write(d, cn);
+        (cert, key)
+    };
+    let (alice_crt, alice_key) = issue("alice", "Engineering");
+    let (bob_crt, bob_key) = issue("bob", "Engineering");
+    let (mallory_crt, mallory_key) = issue("mallory", "Sales");
+    let upstream = echo_upstream();
+    let (port, admin) = ports();
+    let policy = format!(
+        r#"endpoints:
+  - url: https://api.example.com
+    bind: 127.0.0.1:{port}
+    upstream:
+      url: {upstream}
+    traffic_policy:
+      on_tcp_connect:
+        - actions:
+            - type: terminate-tls
+              config:
+                server_certificate: server.crt
+                server_private_key: server.key
+                mutual_tls_certificate_authorities: [ca.crt]
+        - name: engineering only
+          expressions: ["!('Engineering' in conn.tls.client.subject.organizational_unit)"]
+          actions: [{{ type: deny }}]
+      on_http_request:
+        - expressions: ["req.path.startsWith('/admin') && conn.tls.client.subject.common_name != 'alice'"]
+          actions: [{{ type: deny, config: {{ status_code: 403 }} }}]
+        - expressions: ["req.path == '/teapot'"]
+          actions:
+            - type: custom-response
+              config: {{ status_code: 418, body: "short and stout", headers: {{ x-kind: teapot }} }}
+        - actions:
+            - type: add-headers
+              config:
+                headers:
+                  x-client-cn: "${{conn.tls.client.subject.common_name}}"
+                  x-client-serial: "${{conn.tls.client.serial_number}}"
+"#,
+        upstream = upstream.url()
+    );
+    let config = generate(d, &policy, admin);
+    validate(&config);
+    let envoy = Envoy::start(&config, admin, &[port]);
+    let ca_crt = d.join("ca.crt");
+    let alice = Client {
+        cert: &alice_crt,
+        key: &alice_key,
+    };
+    let bob = Client {
+        cert: &bob_crt,
+        key: &bob_key,
+    };
+    let mallory = Client {
+        cert: &mallory_crt,
+        key: &mallory_key,
+    };
+    let host = "api.example.com";
+
+    // on_tcp_connect: the OU rule closes mallory's connection before any request.
+    let denied = get(host, port, "/", &ca_crt, Some(&mallory), &[]);
+    assert_eq!(denied.status, None, "{denied:?}");
+    let admitted = get(host, port, "/", &ca_crt, Some(&bob), &[]);
+    assert_eq!(admitted.status, Some(200), "{admitted:?}");
+
+    // on_http_request: a path rule on the certificate's CN.
+    let alice_admin = get(host, port, "/admin", &ca_crt, Some(&alice), &[]);
+    assert_eq!(alice_admin.status, Some(200), "{alice_admin:?}");
+    let bob_admin = get(host, port, "/admin", &ca_crt, Some(&bob), &[]);
+    assert_eq!(bob_admin.status, Some(403), "{bob_admin:?}");
+    assert!(bob_admin.body.contains("policy_deny"), "{bob_admin:?}");
+
+    let teapot = get(host, port, "/teapot", &ca_crt, Some(&bob), &[]);
+    assert_eq!(teapot.status, Some(418), "{teapot:?}");
+    assert_eq!(teapot.body, "short and stout");
+    assert_eq!(teapot.header("x-kind"), Some("teapot"));
+
+    // add-headers reach the upstream; identity headers a client sends do not.
+    let spoofed = get(
+        host,
+        port,
+        "/hello",
+        &ca_crt,
+        Some(&alice),
+        &[
+            "-H",
+            "x-forwarded-client-cert: Hash=evil;Subject=\"CN=admin\"",
+            "-H",
+            "client-cert: :ZXZpbA==:",
+            "-H",
+            "client-cert-chain: :ZXZpbA==:",
+            "-H",
+            "x-tlsgate-endpoint: evil.example.com",
+        ],
+    );
+    assert_eq!(spoofed.status, Some(200), "{spoofed:?}");
+    assert_eq!(
+        echoed_header(&spoofed, "x-client-cn").as_deref(),
+        Some("alice")
+    );
+    assert!(echoed_header(&spoofed, "x-client-serial").is_some_and(|s| !s.is_empty()));
+    let xfcc = echoed_header(&spoofed, "x-forwarded-client-cert").expect("xfcc");
+    assert!(
+        xfcc.contains("Subject=\"OU=Engineering,CN=alice\""),
+        "{xfcc}"
+    );
+    assert!(!xfcc.contains("evil"), "{xfcc}");
+    assert_eq!(echoed_header(&spoofed, "client-cert"), None, "{spoofed:?}");
+    assert_eq!(
+        echoed_header(&spoofed, "client-cert-chain"),
+        None,
+        "{spoofed:?}"
+    );
+    assert_eq!(
+        echoed_header(&spoofed, "x-tlsgate-endpoint").as_deref(),
+        Some("api.example.com")
+    );
+
+    // Nothing denied reached the upstream: bob's "/", alice's "/admin", alice's "/hello".
+    let paths: Vec<String> = upstream.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(paths, ["/", "/admin", "/hello"]);
+
+    assert_eq!(
+        envoy.counter("wasmcustom.tlsgate.endpoint_0.tcp_connect.deny.policy_deny"),
+        1,
+        "{}",
+        envoy.stats()
+    );
+    assert_eq!(
+        envoy.counter("wasmcustom.tlsgate.endpoint_0.http_request.respond.policy_deny"),
+        1
+    );
+    assert_eq!(
+        envoy.counter("wasmcustom.tlsgate.endpoint_0.http_request.respond.custom_response"),
+        1
+    );
+}
+
+#[test]
+fn envoy_enforces_require_any_and_request_strategies() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let ca = Authority::root("Example Root");
+    ca.write(d, "ca");
+    ca.server(&["any.example.com", "optional.example.com"])
+        .write(d, "server");
+    let (good_crt, good_key) = ca.client("trusted").write(d, "trusted");
+    let (odd_crt, odd_key) = Authority::root("Elsewhere")
+        .client("stranger")
+        .write(d, "stranger");
+    let upstream = echo_upstream();
+    let (port, admin) = ports();
+    let endpoint = |host: &str, strategy: &str| {
+        format!(
+            r#"  - url: https://{host}
+    bind: 127.0.0.1:{port}
+    upstream:
+      url: {upstream}
+    traffic_policy:
+      on_tcp_connect:
+        - actions:
+            - type: terminate-tls
+              config:
+                server_certificate: server.crt
+                server_private_key: server.key
+                mutual_tls_certificate_authorities: [ca.crt]
+                mutual_tls_verification_strategy: {strategy}
+      on_http_request:
+        - actions:
+            - type: add-headers
+              config: {{ headers: {{ x-client-cn: "${{conn.tls.client.subject.common_name}}" }} }}
+"#,
+            upstream = upstream.url()
+        )
+    };
+    let policy = format!(
+        "endpoints:\n{}{}",
+        endpoint("any.example.com", "require-any"),
+        endpoint("optional.example.com", "request")
+    );
+    let config = generate(d, &policy, admin);
+    validate(&config);
+    let _envoy = Envoy::start(&config, admin, &[port]);
+    let ca_crt = d.join("ca.crt");
+    let trusted = Client {
+        cert: &good_crt,
+        key: &good_key,
+    };
+    let stranger = Client {
+        cert: &odd_crt,
+        key: &odd_key,
+    };
+
+    // require-any: a certificate is required, any issuer is accepted, only a verified one
+    // becomes an identity header.
+    let none = get("any.example.com", port, "/", &ca_crt, None, &[]);
+    assert_eq!(none.status, None, "{none:?}");
+    let odd = get("any.example.com", port, "/", &ca_crt, Some(&stranger), &[]);
+    assert_eq!(odd.status, Some(200), "{odd:?}");
+    assert_eq!(
+        echoed_header(&odd, "x-client-cn").as_deref(),
+        Some("stranger")
+    );
+    assert_eq!(
+        echoed_header(&odd, "x-forwarded-client-cert"),
+        None,
+        "{odd:?}"
+    );
+    let good = get("any.example.com", port, "/", &ca_crt, Some(&trusted), &[]);
+    assert_eq!(good.status, Some(200), "{good:?}");
+    assert!(
+        echoed_header(&good, "x-forwarded-client-cert").is_some_and(|x| x.contains("CN=trusted"))
+    );
+
+    // request: a certificate is optional.
+    let none = get("optional.example.com", port, "/", &ca_crt, None, &[]);
+    assert_eq!(none.status, Some(200), "{none:?}");
+    assert_eq!(echoed_header(&none, "x-client-cn").as_deref(), Some(""));
+    let odd = get(
+        "optional.example.com",
+        port,
+        "/",
+        &ca_crt,
+        Some(&stranger),
+        &[],
+    );
+    assert_eq!(odd.status, Some(200), "{odd:?}");
+    assert_eq!(
+        echoed_header(&odd, "x-forwarded-client-cert"),
+        None,
+        "{odd:?}"
+    );
+}

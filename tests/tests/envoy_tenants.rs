@@ -1,0 +1,112 @@
+//! Two tenants behind one Envoy listener: each gets its own server certificate and its own
+//! client CA, chosen by SNI; a request fronted to the other tenant's host gets 421.
+
+#![allow(clippy::panic, clippy::expect_used)]
+
+mod envoy_harness;
+
+use envoy_harness::{echoed_header, generate, get, ports, validate, Client, Envoy};
+use tlsgate_e2e::echo_upstream;
+use tlsgate_test_support::Authority;
+
+#[test]
+fn envoy_serves_two_tenants_on_one_listener() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    // Separate server CAs prove which certificate each name got; separate client CAs prove
+    // each tenant trusts only its own clients.
+    let server_ca_a = Authority::root("Tenant A Server CA");
+    let server_ca_b = Authority::root("Tenant B Server CA");
+    let client_ca_a = Authority::root("Tenant A Client CA");
+    let client_ca_b = Authority::root("Tenant B Client CA");
+    server_ca_a.write(d, "server-ca-a");
+    server_ca_b.write(d, "server-ca-b");
+    client_ca_a.write(d, "client-ca-a");
+    client_ca_b.write(d, "client-ca-b");
+    server_ca_a.server(&["a.example.com"]).write(d, "a");
+    server_ca_b.server(&["*.b.example.com"]).write(d, "b");
+    let (alice_crt, alice_key) = client_ca_a.client("alice").write(d, "alice");
+    let (bob_crt, bob_key) = client_ca_b.client("bob").write(d, "bob");
+    let upstream_a = echo_upstream();
+    let upstream_b = echo_upstream();
+    let (port, admin) = ports();
+    let tenant = |host: &str, stem: &str, upstream: &str| {
+        format!(
+            r#"  - url: https://{host}
+    bind: 127.0.0.1:{port}
+    upstream:
+      url: {upstream}
+    traffic_policy:
+      on_tcp_connect:
+        - actions:
+            - type: terminate-tls
+              config:
+                server_certificate: {stem}.crt
+                server_private_key: {stem}.key
+                mutual_tls_certificate_authorities: [client-ca-{stem}.crt]
+"#
+        )
+    };
+    let policy = format!(
+        "endpoints:\n{}{}",
+        tenant("a.example.com", "a", &upstream_a.url()),
+        tenant("*.b.example.com", "b", &upstream_b.url())
+    );
+    let config = generate(d, &policy, admin);
+    validate(&config);
+    let envoy = Envoy::start(&config, admin, &[port]);
+    let alice = Client {
+        cert: &alice_crt,
+        key: &alice_key,
+    };
+    let bob = Client {
+        cert: &bob_crt,
+        key: &bob_key,
+    };
+    let (ca_a, ca_b) = (d.join("server-ca-a.crt"), d.join("server-ca-b.crt"));
+
+    // Each tenant: its own certificate (verified against its own server CA), its own client.
+    let a = get("a.example.com", port, "/", &ca_a, Some(&alice), &[]);
+    assert_eq!(a.status, Some(200), "{a:?}");
+    let b = get("x.b.example.com", port, "/", &ca_b, Some(&bob), &[]);
+    assert_eq!(b.status, Some(200), "{b:?}");
+    assert_eq!(
+        echoed_header(&b, "x-tlsgate-endpoint").as_deref(),
+        Some("*.b.example.com")
+    );
+    // Tenant A's certificate is not B's: a client trusting only B's server CA refuses A.
+    let wrong_server = get("a.example.com", port, "/", &ca_b, Some(&alice), &[]);
+    assert_eq!(wrong_server.status, None, "{wrong_server:?}");
+
+    // The other tenant's client certificate is refused at the handshake.
+    let crossed = get("a.example.com", port, "/", &ca_a, Some(&bob), &[]);
+    assert_eq!(crossed.status, None, "{crossed:?}");
+
+    // An unknown server name matches no filter chain.
+    let unknown = get("c.example.com", port, "/", &ca_a, Some(&alice), &[]);
+    assert_eq!(unknown.status, None, "{unknown:?}");
+
+    // Domain fronting: SNI a.example.com, Host x.b.example.com.
+    let fronted = get(
+        "a.example.com",
+        port,
+        "/",
+        &ca_a,
+        Some(&alice),
+        &["-H", "Host: x.b.example.com"],
+    );
+    assert_eq!(fronted.status, Some(421), "{fronted:?}");
+
+    assert_eq!(upstream_a.requests().len(), 1);
+    assert_eq!(upstream_b.requests().len(), 1);
+    assert_eq!(
+        envoy.counter("wasmcustom.tlsgate.endpoint_0.http_request.respond.misdirected_request"),
+        1,
+        "{}",
+        envoy.stats()
+    );
+    assert_eq!(
+        envoy.counter("wasmcustom.tlsgate.endpoint_1.http_request.forward"),
+        1
+    );
+}
