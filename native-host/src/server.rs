@@ -428,7 +428,7 @@ async fn connection(
         count("deny", reason.as_str());
         let mut tls = tls;
         let _ = tokio::time::timeout(LINGER, tls.shutdown()).await;
-        linger(&mut tls.get_mut().0).await;
+        linger(tls.get_mut().0).await;
         return;
     }
     count("continue", "-");
