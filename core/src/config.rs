@@ -198,7 +198,8 @@ pub enum HttpAction {
     },
     CustomResponse {
         status: u16,
-        body: String,
+        /// May interpolate `${…}`, as add-headers values do.
+        body: Template,
         headers: Vec<(String, String)>,
     },
     AddHeaders(Vec<(String, Template)>),
@@ -972,9 +973,19 @@ fn http_rule(raw: RawRule, path: &FieldPath) -> Result<Rule<HttpAction>, ConfigE
                         Ok((k.to_ascii_lowercase(), v))
                     })
                     .collect::<Result<_, ConfigError>>()?;
+                let body = body.unwrap_or_default();
+                let body = Template::compile(&body, Phase::HttpRequest).map_err(|reason| {
+                    err(
+                        config_path.key("body"),
+                        ConfigErrorKind::Expression {
+                            expression: body.clone(),
+                            reason,
+                        },
+                    )
+                })?;
                 HttpAction::CustomResponse {
                     status,
-                    body: body.unwrap_or_default(),
+                    body,
                     headers,
                 }
             }

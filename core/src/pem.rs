@@ -15,10 +15,11 @@ use x509_parser::prelude::FromDer;
 use crate::error::ConfigErrorKind;
 
 /// Where a piece of material came from; the Envoy generator references files by path so Envoy
-/// can watch them.
+/// can watch them, and the native host watches them for reloads.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Origin {
     Inline,
+    /// The file, resolved against the policy file's directory (absolute when read from disk).
     File(PathBuf),
 }
 
@@ -26,6 +27,11 @@ pub enum Origin {
 /// file system; the proxy-wasm filter has none and accepts inline PEM only.
 pub trait MaterialReader {
     fn read(&self, path: &Path) -> Result<Vec<u8>, String>;
+
+    /// Where `path` (as written in the policy) really is; recorded in [`Origin::File`].
+    fn resolve(&self, path: &Path) -> PathBuf {
+        path.to_path_buf()
+    }
 }
 
 /// Reads files relative to a base directory (the policy file's directory).
@@ -34,15 +40,15 @@ pub struct FileReader {
     pub base_dir: PathBuf,
 }
 
-impl FileReader {
-    pub fn resolve(&self, path: &Path) -> PathBuf {
-        self.base_dir.join(path)
-    }
-}
-
 impl MaterialReader for FileReader {
     fn read(&self, path: &Path) -> Result<Vec<u8>, String> {
         std::fs::read(self.resolve(path)).map_err(|e| e.to_string())
+    }
+
+    /// Absolute, so a host or a generated Envoy config can use it from any directory.
+    fn resolve(&self, path: &Path) -> PathBuf {
+        let joined = self.base_dir.join(path);
+        std::path::absolute(&joined).unwrap_or(joined)
     }
 }
 
@@ -147,7 +153,7 @@ pub(crate) fn read_value(
     let path = PathBuf::from(value);
     reader
         .read(&path)
-        .map(|bytes| (Origin::File(path.clone()), bytes))
+        .map(|bytes| (Origin::File(reader.resolve(&path)), bytes))
         .map_err(|reason| ConfigErrorKind::Unreadable { path, reason })
 }
 

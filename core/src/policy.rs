@@ -191,6 +191,7 @@ impl Endpoint {
                     HttpAction::AddHeaders(headers) => {
                         headers.iter().any(|(_, t)| t.reads_request_headers())
                     }
+                    HttpAction::CustomResponse { body, .. } => body.reads_request_headers(),
                     _ => false,
                 })
         })
@@ -307,12 +308,15 @@ impl Session {
                         body,
                         headers,
                     } => {
+                        let Ok(body) = body.render(&vars) else {
+                            return deny_response(403, DenyReason::ExpressionFailed { rule: i });
+                        };
                         return RequestVerdict::Respond(LocalResponse {
                             status: *status,
-                            body: body.clone(),
+                            body,
                             headers: headers.clone(),
                             reason: None,
-                        })
+                        });
                     }
                     HttpAction::RestrictIps(ips) => {
                         if !ips.admits(self.facts.client_ip) {

@@ -366,7 +366,7 @@ fn http_deny_rule_denies_matching_paths_with_its_status() {
 #[test]
 fn custom_response_answers_locally() {
     let f = Fixture::new(HOST);
-    let rule = "        - expressions: [\"req.method == 'POST'\"]\n          actions: [{type: custom-response, config: {status_code: 418, body: teapot, headers: {x-why: tea}}}]\n";
+    let rule = "        - expressions: [\"req.method == 'POST'\"]\n          actions: [{type: custom-response, config: {status_code: 418, body: \"teapot for ${conn.tls.client.subject.common_name}\", headers: {x-why: tea}}}]\n";
     let s = session(
         &f,
         &http(rule),
@@ -378,7 +378,7 @@ fn custom_response_answers_locally() {
         ..get(HOST)
     }));
     assert_eq!(r.status, 418);
-    assert_eq!(r.body, "teapot");
+    assert_eq!(r.body, "teapot for alice");
     assert_eq!(r.headers, vec![("x-why".to_owned(), "tea".to_owned())]);
 }
 

@@ -4,7 +4,7 @@
 //! A `Runtime` is immutable. Reloading builds a new one and swaps it in; each connection reads
 //! the current one once, when it is accepted, and keeps it to the end.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -145,11 +145,6 @@ fn prepare(
 /// Certificate, key and CA files of an endpoint, resolved against its policy file's directory
 /// (core records them as written).
 fn referenced_files(endpoint: &Endpoint) -> Vec<PathBuf> {
-    let base = endpoint
-        .file
-        .as_deref()
-        .and_then(Path::parent)
-        .unwrap_or(Path::new("."));
     let mut origins: Vec<&Origin> = Vec::new();
     let tls = &endpoint.tls;
     origins.extend(tls.certificate.as_ref().map(|c| &c.origin));
@@ -167,7 +162,8 @@ fn referenced_files(endpoint: &Endpoint) -> Vec<PathBuf> {
     origins
         .into_iter()
         .filter_map(|o| match o {
-            Origin::File(path) => Some(base.join(path)),
+            // Core records files resolved against the policy's directory.
+            Origin::File(path) => Some(path.clone()),
             Origin::Inline => None,
         })
         .collect()
