@@ -1,10 +1,58 @@
-//! Policy → Envoy v3 bootstrap. (Being written; the signature below is the contract the
-//! `tlsgate envoy-config` command calls.)
+//! Policy → Envoy v3 bootstrap.
+//!
+//! Envoy does what its TLS stack can: one listener per `bind` with `tls_inspector`, one filter
+//! chain per endpoint selected by `server_names`, a `DownstreamTlsContext` per chain carrying the
+//! certificate, the version bounds and the client-certificate requirement, and one cluster per
+//! upstream with its own `UpstreamTlsContext`. The tlsgate proxy-wasm filter, loaded as a network
+//! filter and as an HTTP filter with the policy as its configuration, does the rest (rules,
+//! actions, header hygiene, metadata, metrics).
+//!
+//! The output is YAML in the order a person reads it; `envoy --mode validate` accepts every
+//! document this crate produces (the tests check it).
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
+mod material;
+mod yaml;
 
-use tlsgate_core::Config;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use tlsgate_core::config::{
+    ClientAuth, Scheme, UpstreamProtocol, UpstreamScheme, VerificationStrategy,
+};
+use tlsgate_core::{Config, Endpoint, TlsVersion};
+use yaml_rust2::Yaml;
+
+use crate::material::Material;
+use crate::yaml::{boolean, emit, int, list, map, opt, s, typed};
+
+/// The `root_id` the filter reads to know it runs as a network filter.
+pub const NETWORK_ROOT_ID: &str = "tlsgate.network";
+/// The `root_id` the filter reads to know it runs as an HTTP filter.
+pub const HTTP_ROOT_ID: &str = "tlsgate.http";
+/// The header that tells the upstream which endpoint served the request (from the filter
+/// state `wasm.tlsgate.endpoint`). Delete the route's `request_headers_to_add` to drop it.
+pub const ENDPOINT_HEADER: &str = "x-tlsgate-endpoint";
+
+/// The filter chain name of endpoint `index`; the filter reads it back from
+/// `xds.filter_chain_name`.
+pub fn filter_chain_name(index: usize) -> String {
+    format!("tlsgate.endpoints[{index}]")
+}
+
+/// Where system trust anchors live on common distributions, for upstreams that name no CA:
+/// Envoy verifies nothing unless it is given a bundle.
+const SYSTEM_CA_BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/ssl/cert.pem",
+];
+
+/// Bounds on every phase that waits for a peer (the native host uses the same values).
+const HANDSHAKE_TIMEOUT: &str = "10s";
+const HEADERS_TIMEOUT: &str = "10s";
+const IDLE_TIMEOUT: &str = "300s";
+const UPSTREAM_CONNECT_TIMEOUT: &str = "5s";
 
 /// What the generator needs besides the policy.
 #[derive(Debug, Clone)]
@@ -21,14 +69,41 @@ pub struct Options {
 #[derive(Debug, Clone)]
 pub struct Bootstrap {
     pub yaml: String,
-    /// Files to write (path relative to `out_dir`, contents), e.g. inline certificates.
+    /// Files to write (path relative to `out_dir`, contents), e.g. inline certificates. They
+    /// may hold private keys: write them readable by their owner only.
     pub files: Vec<(PathBuf, String)>,
 }
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     #[error("{0}")]
     Unsupported(String),
+    #[error(
+        "endpoints[{endpoint}] ({url}): {what} is not loaded; load the policy with its keys \
+         (KeyMode::Load) so the bootstrap can reference them"
+    )]
+    MissingMaterial {
+        endpoint: usize,
+        url: String,
+        what: &'static str,
+    },
+    #[error(
+        "endpoints[{endpoint}] ({url}): the upstream names no certificate_authorities and no \
+         system CA bundle was found (looked in {looked_in}); list the CAs that issue the \
+         upstream's certificate under upstream.tls.certificate_authorities"
+    )]
+    NoSystemRoots {
+        endpoint: usize,
+        url: String,
+        looked_in: String,
+    },
+    #[error("cannot resolve {path}: {reason}")]
+    Path { path: PathBuf, reason: String },
+    #[error("the admin address {0} is not a loopback address; Envoy's admin API must not be reachable from the network")]
+    AdminNotLoopback(SocketAddr),
+    #[error("emitting YAML: {0}")]
+    Emit(String),
 }
 
 /// Generates the bootstrap for `config`; `filter_policy` (from `tlsgate_core::filter_policy`)
@@ -38,6 +113,751 @@ pub fn generate(
     filter_policy: &serde_json::Value,
     options: &Options,
 ) -> Result<Bootstrap, Error> {
-    let _ = (config, filter_policy, options);
-    Err(Error::Unsupported("the Envoy generator is not built yet".into()))
+    if !options.admin.ip().is_loopback() {
+        return Err(Error::AdminNotLoopback(options.admin));
+    }
+    // Pretty-printed so a load error in the filter ("line 12") points at a readable line.
+    let plugin_config =
+        serde_json::to_string_pretty(filter_policy).map_err(|e| Error::Emit(e.to_string()))?;
+    let mut material = Material {
+        out_dir: &options.out_dir,
+        files: Vec::new(),
+    };
+
+    let mut binds: Vec<SocketAddr> = Vec::new();
+    for endpoint in &config.endpoints {
+        if !binds.contains(&endpoint.bind) {
+            binds.push(endpoint.bind);
+        }
+    }
+    let mut listeners = Vec::new();
+    for bind in binds {
+        let mut chains = Vec::new();
+        // Envoy picks the most specific server_names match itself (exact before wildcard,
+        // longer suffix first), which is the order core's SNI router uses.
+        for endpoint in config.endpoints.iter().filter(|e| e.bind == bind) {
+            chains.push(filter_chain(
+                endpoint,
+                &plugin_config,
+                options,
+                &mut material,
+            )?);
+        }
+        listeners.push(map([
+            ("name", s(format!("tlsgate_{bind}"))),
+            ("address", socket_address(bind)),
+            (
+                "listener_filters",
+                list(vec![map([
+                    ("name", s("envoy.filters.listener.tls_inspector")),
+                    (
+                        "typed_config",
+                        typed(
+                            "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector",
+                            [],
+                        ),
+                    ),
+                ])]),
+            ),
+            ("listener_filters_timeout", s(HANDSHAKE_TIMEOUT)),
+            ("filter_chains", list(chains)),
+        ]));
+    }
+
+    let mut clusters = Vec::new();
+    for endpoint in &config.endpoints {
+        clusters.push(cluster(endpoint, &mut material)?);
+    }
+
+    let doc = map([
+        (
+            "node",
+            map([("id", s("tlsgate")), ("cluster", s("tlsgate"))]),
+        ),
+        ("admin", map([("address", socket_address(options.admin))])),
+        (
+            "static_resources",
+            map([("listeners", list(listeners)), ("clusters", list(clusters))]),
+        ),
+    ]);
+    let body = emit(&doc).map_err(Error::Emit)?;
+    let yaml = format!(
+        "# Generated by `tlsgate envoy-config` from the tlsgate policy; regenerate rather than edit.\n\
+         # Envoy terminates TLS per endpoint (filter chain per server name); the tlsgate\n\
+         # proxy-wasm filter enforces the policy's rules (root_id {NETWORK_ROOT_ID} / {HTTP_ROOT_ID}).\n{}",
+        body.trim_start_matches("---\n")
+    );
+    Ok(Bootstrap {
+        yaml,
+        files: material.files,
+    })
+}
+
+fn socket_address(addr: SocketAddr) -> Yaml {
+    map([(
+        "socket_address",
+        map([
+            ("address", s(addr.ip().to_string())),
+            ("port_value", int(addr.port())),
+        ]),
+    )])
+}
+
+fn cluster_name(endpoint: &Endpoint) -> String {
+    format!("tlsgate_upstream_{}", endpoint.index)
+}
+
+fn envoy_version(v: TlsVersion) -> &'static str {
+    match v {
+        TlsVersion::Tls12 => "TLSv1_2",
+        TlsVersion::Tls13 => "TLSv1_3",
+    }
+}
+
+fn filter_chain(
+    endpoint: &Endpoint,
+    plugin_config: &str,
+    options: &Options,
+    material: &mut Material<'_>,
+) -> Result<Yaml, Error> {
+    let i = endpoint.index;
+    let missing = |what| Error::MissingMaterial {
+        endpoint: i,
+        url: endpoint.url.clone(),
+        what,
+    };
+    let tls = &endpoint.tls;
+    let chain = tls
+        .certificate
+        .as_ref()
+        .ok_or_else(|| missing("terminate-tls.server_certificate"))?;
+    let key = tls
+        .private_key
+        .as_ref()
+        .ok_or_else(|| missing("terminate-tls.server_private_key"))?;
+    let certificate = map([
+        (
+            "certificate_chain",
+            material.chain(endpoint, chain, &format!("tlsgate-endpoint{i}-server.crt"))?,
+        ),
+        (
+            "private_key",
+            material.key(endpoint, key, &format!("tlsgate-endpoint{i}-server.key"))?,
+        ),
+    ]);
+    // Envoy enforces what its TLS stack can; the filter re-checks the strategy on the facts.
+    let (require, validation) = match &tls.client_auth {
+        ClientAuth::Off => (None, None),
+        ClientAuth::On {
+            authorities,
+            strategy,
+        } => {
+            let ca = material.anchors(
+                endpoint,
+                authorities,
+                &format!("tlsgate-endpoint{i}-client-ca.crt"),
+            )?;
+            let (require, untrusted) = match strategy {
+                VerificationStrategy::RequireAndVerify => (true, false),
+                VerificationStrategy::RequireAny => (true, true),
+                VerificationStrategy::Request => (false, true),
+            };
+            (
+                Some(boolean(require)),
+                Some(map([
+                    ("trusted_ca", ca),
+                    (
+                        "trust_chain_verification",
+                        opt(untrusted.then(|| s("ACCEPT_UNTRUSTED"))),
+                    ),
+                ])),
+            )
+        }
+    };
+    let alpn = match endpoint.scheme {
+        Scheme::Https => Some(list(vec![s("h2"), s("http/1.1")])),
+        Scheme::Tls => None,
+    };
+    let transport_socket = map([
+        ("name", s("envoy.transport_sockets.tls")),
+        (
+            "typed_config",
+            typed(
+                "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+                [
+                    ("require_client_certificate", opt(require)),
+                    (
+                        "common_tls_context",
+                        map([
+                            (
+                                "tls_params",
+                                map([
+                                    (
+                                        "tls_minimum_protocol_version",
+                                        s(envoy_version(tls.min_version)),
+                                    ),
+                                    (
+                                        "tls_maximum_protocol_version",
+                                        s(envoy_version(tls.max_version)),
+                                    ),
+                                ]),
+                            ),
+                            ("tls_certificates", list(vec![certificate])),
+                            ("validation_context", opt(validation)),
+                            ("alpn_protocols", opt(alpn)),
+                        ]),
+                    ),
+                ],
+            ),
+        ),
+    ]);
+
+    let network_wasm = map([
+        ("name", s("envoy.filters.network.wasm")),
+        (
+            "typed_config",
+            typed(
+                "envoy.extensions.filters.network.wasm.v3.Wasm",
+                [(
+                    "config",
+                    plugin(NETWORK_ROOT_ID, plugin_config, &options.wasm),
+                )],
+            ),
+        ),
+    ]);
+    let proxy = match endpoint.scheme {
+        Scheme::Https => http_connection_manager(endpoint, plugin_config, options),
+        Scheme::Tls => map([
+            ("name", s("envoy.filters.network.tcp_proxy")),
+            (
+                "typed_config",
+                typed(
+                    "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+                    [
+                        ("stat_prefix", s(format!("tlsgate_endpoint_{i}"))),
+                        ("cluster", s(cluster_name(endpoint))),
+                        ("idle_timeout", s(IDLE_TIMEOUT)),
+                    ],
+                ),
+            ),
+        ]),
+    };
+
+    Ok(map([
+        ("name", s(filter_chain_name(i))),
+        (
+            "filter_chain_match",
+            map([("server_names", list(vec![s(endpoint.host.to_string())]))]),
+        ),
+        ("transport_socket", transport_socket),
+        ("transport_socket_connect_timeout", s(HANDSHAKE_TIMEOUT)),
+        ("filters", list(vec![network_wasm, proxy])),
+    ]))
+}
+
+/// A wasm `PluginConfig`: the same VM (`vm_id`) serves every plugin; `root_id` tells the filter
+/// which role it plays. `fail_open: false`: a broken filter closes connections, never waves
+/// them through.
+fn plugin(root_id: &str, plugin_config: &str, wasm: &Path) -> Yaml {
+    map([
+        ("name", s(root_id)),
+        ("root_id", s(root_id)),
+        (
+            "vm_config",
+            map([
+                ("vm_id", s("tlsgate")),
+                ("runtime", s("envoy.wasm.runtime.v8")),
+                (
+                    "code",
+                    map([("local", map([("filename", s(wasm.display().to_string()))]))]),
+                ),
+            ]),
+        ),
+        (
+            "configuration",
+            typed("google.protobuf.StringValue", [("value", s(plugin_config))]),
+        ),
+        ("fail_open", boolean(false)),
+    ])
+}
+
+fn http_connection_manager(endpoint: &Endpoint, plugin_config: &str, options: &Options) -> Yaml {
+    let i = endpoint.index;
+    let access_log_format = "[%START_TIME%] tlsgate endpoint=%FILTER_STATE(wasm.tlsgate.endpoint:PLAIN)% \
+         server_cert=%FILTER_STATE(wasm.tlsgate.server_certificate:PLAIN)% sni=%REQUESTED_SERVER_NAME% \
+         client=%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT% peer=\"%DOWNSTREAM_PEER_SUBJECT%\" \
+         \"%REQ(:METHOD)% %REQ(:PATH)% %PROTOCOL%\" %RESPONSE_CODE% %RESPONSE_CODE_DETAILS%\n";
+    let route = map([
+        ("name", s(format!("tlsgate_endpoint_{i}"))),
+        (
+            "virtual_hosts",
+            list(vec![map([
+                ("name", s(format!("tlsgate_endpoint_{i}"))),
+                // The filter answers 421 for a Host of another endpoint; the route itself
+                // accepts any so that answer comes from the policy, identically on both hosts.
+                ("domains", list(vec![s("*")])),
+                (
+                    "routes",
+                    list(vec![map([
+                        ("match", map([("prefix", s("/"))])),
+                        ("route", map([("cluster", s(cluster_name(endpoint)))])),
+                    ])]),
+                ),
+                (
+                    "request_headers_to_add",
+                    list(vec![map([
+                        (
+                            "header",
+                            map([
+                                ("key", s(ENDPOINT_HEADER)),
+                                ("value", s("%FILTER_STATE(wasm.tlsgate.endpoint:PLAIN)%")),
+                            ]),
+                        ),
+                        ("append_action", s("OVERWRITE_IF_EXISTS_OR_ADD")),
+                    ])]),
+                ),
+            ])]),
+        ),
+    ]);
+    map([
+        ("name", s("envoy.filters.network.http_connection_manager")),
+        (
+            "typed_config",
+            typed(
+                "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                [
+                    ("stat_prefix", s(format!("tlsgate_endpoint_{i}"))),
+                    ("codec_type", s("AUTO")),
+                    // Envoy drops a client-sent x-forwarded-client-cert; the filter adds the
+                    // verified one in the format both hosts share.
+                    ("forward_client_cert_details", s("SANITIZE")),
+                    ("request_headers_timeout", s(HEADERS_TIMEOUT)),
+                    ("stream_idle_timeout", s(IDLE_TIMEOUT)),
+                    (
+                        "common_http_protocol_options",
+                        map([("idle_timeout", s(IDLE_TIMEOUT))]),
+                    ),
+                    ("route_config", route),
+                    (
+                        "http_filters",
+                        list(vec![
+                            map([
+                                ("name", s("envoy.filters.http.wasm")),
+                                (
+                                    "typed_config",
+                                    typed(
+                                        "envoy.extensions.filters.http.wasm.v3.Wasm",
+                                        [(
+                                            "config",
+                                            plugin(HTTP_ROOT_ID, plugin_config, &options.wasm),
+                                        )],
+                                    ),
+                                ),
+                            ]),
+                            map([
+                                ("name", s("envoy.filters.http.router")),
+                                (
+                                    "typed_config",
+                                    typed("envoy.extensions.filters.http.router.v3.Router", []),
+                                ),
+                            ]),
+                        ]),
+                    ),
+                    (
+                        "access_log",
+                        list(vec![map([
+                            ("name", s("envoy.access_loggers.stdout")),
+                            (
+                                "typed_config",
+                                typed(
+                                    "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
+                                    [(
+                                        "log_format",
+                                        map([(
+                                            "text_format_source",
+                                            map([("inline_string", s(access_log_format))]),
+                                        )]),
+                                    )],
+                                ),
+                            ),
+                        ])]),
+                    ),
+                ],
+            ),
+        ),
+    ])
+}
+
+fn cluster(endpoint: &Endpoint, material: &mut Material<'_>) -> Result<Yaml, Error> {
+    let i = endpoint.index;
+    let upstream = &endpoint.upstream;
+    let is_ip = upstream.host.parse::<IpAddr>().is_ok();
+    let transport_socket = match (&upstream.tls, upstream.scheme) {
+        (Some(tls), UpstreamScheme::Https | UpstreamScheme::Tls) => {
+            let client_certificate = match (&tls.client_certificate, &tls.client_key) {
+                (Some(chain), Some(key)) => Some(list(vec![map([
+                    (
+                        "certificate_chain",
+                        material.chain(
+                            endpoint,
+                            chain,
+                            &format!("tlsgate-upstream{i}-client.crt"),
+                        )?,
+                    ),
+                    (
+                        "private_key",
+                        material.key(endpoint, key, &format!("tlsgate-upstream{i}-client.key"))?,
+                    ),
+                ])])),
+                (Some(_), None) => {
+                    return Err(Error::MissingMaterial {
+                        endpoint: i,
+                        url: endpoint.url.clone(),
+                        what: "upstream.tls.client_certificate.private_key",
+                    })
+                }
+                (None, _) => None,
+            };
+            // A named CA is a private PKI chosen for this upstream: the chain is verified and
+            // the name is matched only against system roots, where every certificate has SANs.
+            // Envoy matches names against SANs only (never the CN), and private CAs, like the
+            // seed's, issue X.509 v1 certificates without SANs (see the README).
+            let validation = match &tls.authorities {
+                Some(anchors) => map([(
+                    "trusted_ca",
+                    material.anchors(endpoint, anchors, &format!("tlsgate-upstream{i}-ca.crt"))?,
+                )]),
+                None => {
+                    let bundle = SYSTEM_CA_BUNDLES
+                        .iter()
+                        .find(|p| Path::new(p).is_file())
+                        .ok_or_else(|| Error::NoSystemRoots {
+                            endpoint: i,
+                            url: endpoint.url.clone(),
+                            looked_in: SYSTEM_CA_BUNDLES.join(", "),
+                        })?;
+                    let san_type = if tls.server_name.parse::<IpAddr>().is_ok() {
+                        "IP_ADDRESS"
+                    } else {
+                        "DNS"
+                    };
+                    map([
+                        ("trusted_ca", map([("filename", s(*bundle))])),
+                        (
+                            "match_typed_subject_alt_names",
+                            list(vec![map([
+                                ("san_type", s(san_type)),
+                                ("matcher", map([("exact", s(tls.server_name.clone()))])),
+                            ])]),
+                        ),
+                    ])
+                }
+            };
+            let alpn = match (upstream.scheme, upstream.protocol) {
+                (UpstreamScheme::Tls, _) => None,
+                (_, UpstreamProtocol::Http2) => Some(list(vec![s("h2")])),
+                (_, UpstreamProtocol::Http1) => Some(list(vec![s("http/1.1")])),
+            };
+            let sni =
+                (tls.server_name.parse::<IpAddr>().is_err()).then(|| s(tls.server_name.clone()));
+            Some(map([
+                ("name", s("envoy.transport_sockets.tls")),
+                (
+                    "typed_config",
+                    typed(
+                        "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                        [
+                            ("sni", opt(sni)),
+                            (
+                                "common_tls_context",
+                                map([
+                                    // Envoy's client default tops out at TLS 1.2.
+                                    (
+                                        "tls_params",
+                                        map([
+                                            ("tls_minimum_protocol_version", s("TLSv1_2")),
+                                            ("tls_maximum_protocol_version", s("TLSv1_3")),
+                                        ]),
+                                    ),
+                                    ("tls_certificates", opt(client_certificate)),
+                                    ("validation_context", validation),
+                                    ("alpn_protocols", opt(alpn)),
+                                ]),
+                            ),
+                        ],
+                    ),
+                ),
+            ]))
+        }
+        _ => None,
+    };
+    let protocol_options = (endpoint.scheme == Scheme::Https
+        && upstream.protocol == UpstreamProtocol::Http2)
+        .then(|| {
+            map([(
+                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                typed(
+                    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                    [(
+                        "explicit_http_config",
+                        map([("http2_protocol_options", map([]))]),
+                    )],
+                ),
+            )])
+        });
+    let name = cluster_name(endpoint);
+    Ok(map([
+        ("name", s(name.clone())),
+        ("type", s(if is_ip { "STATIC" } else { "STRICT_DNS" })),
+        (
+            "dns_lookup_family",
+            opt((!is_ip).then(|| s("V4_PREFERRED"))),
+        ),
+        ("connect_timeout", s(UPSTREAM_CONNECT_TIMEOUT)),
+        ("typed_extension_protocol_options", opt(protocol_options)),
+        (
+            "load_assignment",
+            map([
+                ("cluster_name", s(name)),
+                (
+                    "endpoints",
+                    list(vec![map([(
+                        "lb_endpoints",
+                        list(vec![map([(
+                            "endpoint",
+                            map([(
+                                "address",
+                                map([(
+                                    "socket_address",
+                                    map([
+                                        ("address", s(upstream.host.clone())),
+                                        ("port_value", int(upstream.port)),
+                                    ]),
+                                )]),
+                            )]),
+                        )])]),
+                    )])]),
+                ),
+            ]),
+        ),
+        ("transport_socket", opt(transport_socket)),
+    ]))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::expect_used, clippy::panic)]
+
+    use super::*;
+    use std::path::Path;
+    use tlsgate_core::KeyMode;
+    use tlsgate_test_support::Authority;
+    use yaml_rust2::YamlLoader;
+
+    /// Key/certificate agreement is the native host's check; these tests only need loading.
+    struct AcceptAnyKey;
+    impl tlsgate_core::KeyPairCheck for AcceptAnyKey {
+        fn check(
+            &self,
+            _: &rustls_pki_types::CertificateDer<'_>,
+            _: &rustls_pki_types::PrivateKeyDer<'_>,
+        ) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    fn endpoint(host: &str, bind: &str, strategy: &str, upstream: &str) -> String {
+        format!(
+            r#"  - url: https://{host}
+    bind: {bind}
+    upstream:
+{upstream}
+    traffic_policy:
+      on_tcp_connect:
+        - actions:
+            - type: terminate-tls
+              config:
+                min_version: "1.3"
+                server_certificate: server.crt
+                server_private_key: server.key
+                mutual_tls_certificate_authorities: [ca.crt]
+                mutual_tls_verification_strategy: {strategy}
+"#
+        )
+    }
+
+    fn generate_from(dir: &Path, policy: &str) -> (Yaml, Bootstrap) {
+        let ca = Authority::root("Example Root");
+        ca.write(dir, "ca");
+        ca.server(&["a.example.com", "b.example.com", "c.example.com"])
+            .write(dir, "server");
+        let path = dir.join("policy.yaml");
+        std::fs::write(&path, policy).expect("policy");
+        let files = [path];
+        let config = Config::load_files(&files, KeyMode::Load(&AcceptAnyKey)).expect("loads");
+        let filter_policy = tlsgate_core::filter_policy(&files).expect("filter policy");
+        let options = Options {
+            wasm: PathBuf::from("/opt/tlsgate/tlsgate_filter.wasm"),
+            out_dir: dir.to_path_buf(),
+            admin: "127.0.0.1:9901".parse().expect("addr"),
+        };
+        let bootstrap = generate(&config, &filter_policy, &options).expect("generates");
+        let doc = YamlLoader::load_from_str(&bootstrap.yaml)
+            .expect("the output is YAML")
+            .into_iter()
+            .next()
+            .expect("one document");
+        (doc, bootstrap)
+    }
+
+    fn tls_context(chain: &Yaml) -> &Yaml {
+        &chain["transport_socket"]["typed_config"]
+    }
+
+    #[test]
+    fn maps_each_strategy_to_envoys_client_certificate_settings() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let up = "      url: http://127.0.0.1:8080";
+        let policy = format!(
+            "endpoints:\n{}{}{}",
+            endpoint("a.example.com", "127.0.0.1:8443", "require-and-verify", up),
+            endpoint("b.example.com", "127.0.0.1:8443", "require-any", up),
+            endpoint("c.example.com", "127.0.0.1:8443", "request", up),
+        );
+        let (doc, _) = generate_from(dir.path(), &policy);
+        let listeners = doc["static_resources"]["listeners"]
+            .as_vec()
+            .expect("listeners");
+        assert_eq!(listeners.len(), 1, "one listener per bind");
+        let chains = listeners[0]["filter_chains"].as_vec().expect("chains");
+        let expect = [
+            ("a.example.com", true, None),
+            ("b.example.com", true, Some("ACCEPT_UNTRUSTED")),
+            ("c.example.com", false, Some("ACCEPT_UNTRUSTED")),
+        ];
+        for (i, (chain, (host, require, trust))) in chains.iter().zip(expect).enumerate() {
+            assert_eq!(chain["name"].as_str(), Some(filter_chain_name(i).as_str()));
+            assert_eq!(
+                chain["filter_chain_match"]["server_names"][0].as_str(),
+                Some(host)
+            );
+            let ctx = tls_context(chain);
+            assert_eq!(
+                ctx["require_client_certificate"].as_bool(),
+                Some(require),
+                "{host}"
+            );
+            let validation = &ctx["common_tls_context"]["validation_context"];
+            assert_eq!(
+                validation["trust_chain_verification"].as_str(),
+                trust,
+                "{host}"
+            );
+            assert_eq!(
+                validation["trusted_ca"]["filename"].as_str(),
+                Some(dir.path().join("ca.crt").display().to_string().as_str())
+            );
+            assert_eq!(
+                ctx["common_tls_context"]["tls_params"]["tls_minimum_protocol_version"].as_str(),
+                Some("TLSv1_3")
+            );
+            let filters = chain["filters"].as_vec().expect("filters");
+            assert_eq!(
+                filters[0]["name"].as_str(),
+                Some("envoy.filters.network.wasm")
+            );
+            assert_eq!(
+                filters[0]["typed_config"]["config"]["root_id"].as_str(),
+                Some(NETWORK_ROOT_ID)
+            );
+            let hcm = &filters[1]["typed_config"];
+            assert_eq!(
+                hcm["forward_client_cert_details"].as_str(),
+                Some("SANITIZE")
+            );
+            assert_eq!(
+                hcm["http_filters"][0]["typed_config"]["config"]["root_id"].as_str(),
+                Some(HTTP_ROOT_ID)
+            );
+        }
+    }
+
+    #[test]
+    fn embeds_the_filter_policy_without_private_keys() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let policy = format!(
+            "endpoints:\n{}",
+            endpoint(
+                "a.example.com",
+                "127.0.0.1:8443",
+                "require-and-verify",
+                "      url: http://127.0.0.1:8080"
+            )
+        );
+        let (doc, bootstrap) = generate_from(dir.path(), &policy);
+        let chain = &doc["static_resources"]["listeners"][0]["filter_chains"][0];
+        let config = chain["filters"][0]["typed_config"]["config"]["configuration"]["value"]
+            .as_str()
+            .expect("plugin configuration");
+        let policy: serde_json::Value = serde_json::from_str(config).expect("JSON");
+        assert!(policy["endpoints"][0]["url"] == "https://a.example.com");
+        assert!(!bootstrap.yaml.contains("PRIVATE KEY"));
+        assert!(bootstrap.files.is_empty(), "file references need no copies");
+    }
+
+    #[test]
+    fn verifies_upstream_names_only_against_system_roots() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let private = "      url: https://upstream.internal:8443\n      protocol: http2\n      tls:\n        certificate_authorities: [ca.crt]";
+        let public = "      url: https://api.example.org";
+        let policy = format!(
+            "endpoints:\n{}{}",
+            endpoint("a.example.com", "127.0.0.1:8443", "request", private),
+            endpoint("b.example.com", "127.0.0.1:9443", "request", public),
+        );
+        if !SYSTEM_CA_BUNDLES.iter().any(|p| Path::new(p).is_file()) {
+            return; // The public-upstream case needs a system bundle; covered where one exists.
+        }
+        let (doc, _) = generate_from(dir.path(), &policy);
+        let clusters = doc["static_resources"]["clusters"]
+            .as_vec()
+            .expect("clusters");
+        let validation = |c: &Yaml| {
+            c["transport_socket"]["typed_config"]["common_tls_context"]["validation_context"]
+                .clone()
+        };
+        assert_eq!(clusters[0]["type"].as_str(), Some("STRICT_DNS"));
+        assert!(validation(&clusters[0])["match_typed_subject_alt_names"].is_badvalue());
+        assert_eq!(
+            clusters[0]["transport_socket"]["typed_config"]["sni"].as_str(),
+            Some("upstream.internal")
+        );
+        assert!(!clusters[0]["typed_extension_protocol_options"].is_badvalue());
+        assert_eq!(
+            validation(&clusters[1])["match_typed_subject_alt_names"][0]["matcher"]["exact"]
+                .as_str(),
+            Some("api.example.org")
+        );
+        assert_eq!(
+            doc["static_resources"]["listeners"].as_vec().map(Vec::len),
+            Some(2)
+        );
+    }
+
+    #[test]
+    fn refuses_an_admin_address_off_loopback() {
+        let config = Config {
+            endpoints: Vec::new(),
+            warnings: Vec::new(),
+        };
+        let options = Options {
+            wasm: PathBuf::from("f.wasm"),
+            out_dir: PathBuf::from("."),
+            admin: "0.0.0.0:9901".parse().expect("addr"),
+        };
+        assert!(matches!(
+            generate(&config, &serde_json::json!({}), &options),
+            Err(Error::AdminNotLoopback(_))
+        ));
+    }
 }

@@ -1,0 +1,206 @@
+//! The HTTP filter: one decision per request, on its headers.
+
+use std::rc::Rc;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::{Action, LogLevel, MapType};
+use tlsgate_core::policy::{LocalResponse, IDENTITY_HEADERS};
+use tlsgate_core::{Endpoint, Policy, Request, RequestVerdict, Session, Verdict};
+
+use crate::attributes::read_connection;
+use crate::metrics::{self, log, Phase};
+
+pub(crate) struct HttpFilter {
+    policy: Option<Rc<Policy>>,
+}
+
+impl HttpFilter {
+    pub(crate) fn new(policy: Option<Rc<Policy>>) -> Self {
+        Self { policy }
+    }
+
+    fn decide(&self) -> Action {
+        let Some(policy) = &self.policy else {
+            metrics::verdict(None, Phase::HttpRequest, "respond", Some("no_policy"));
+            return respond(&refusal(403, "no_policy"));
+        };
+        // Recomputed per request rather than shared from the network filter: the HTTP filter
+        // has its own context, and reading a handful of attributes and one certificate is cheap.
+        let mut connection = match read_connection(policy) {
+            Ok(connection) => connection,
+            Err(why) => {
+                log(
+                    LogLevel::Warn,
+                    &format!("refusing a request whose connection facts are unknown: {why}"),
+                );
+                metrics::verdict(None, Phase::HttpRequest, "respond", Some(why.label()));
+                return respond(&refusal(403, why.label()));
+            }
+        };
+        connection.facts.alpn = negotiated_alpn();
+        let index = connection.endpoint.index;
+        publish_metadata(&connection.endpoint);
+        let session = Session::new(connection.endpoint, connection.facts);
+
+        // The network filter has already run this; repeating it keeps an HTTP-only deployment
+        // (an Istio WasmPlugin of type HTTP alone) from admitting what the policy denies.
+        if let Verdict::Deny(reason) = session.on_tcp_connect() {
+            metrics::verdict(
+                Some(index),
+                Phase::HttpRequest,
+                "respond",
+                Some(reason.as_str()),
+            );
+            return respond(&refusal(403, reason.as_str()));
+        }
+
+        let header = |name: &str| {
+            hostcalls::get_map_value(MapType::HttpRequestHeaders, name)
+                .ok()
+                .flatten()
+                .unwrap_or_default()
+        };
+        let (method, host, path) = (header(":method"), header(":authority"), header(":path"));
+        let url = format!("https://{host}{path}");
+        let all_headers = if session.endpoint().reads_request_headers() {
+            hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let headers: Vec<(&str, &str)> = all_headers
+            .iter()
+            .filter(|(name, _)| !name.starts_with(':'))
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        let request = Request {
+            method: &method,
+            host: &host,
+            path: &path,
+            url: &url,
+            headers: &headers,
+        };
+        match session.on_http_request(&request) {
+            RequestVerdict::Forward { add_headers } => {
+                for name in IDENTITY_HEADERS {
+                    if hostcalls::remove_map_value(MapType::HttpRequestHeaders, name).is_err() {
+                        // A spoofed identity must never reach the upstream.
+                        metrics::verdict(
+                            Some(index),
+                            Phase::HttpRequest,
+                            "respond",
+                            Some("header_rewrite_failed"),
+                        );
+                        return respond(&refusal(500, "header_rewrite_failed"));
+                    }
+                }
+                for (name, value) in &add_headers {
+                    if hostcalls::add_map_value(MapType::HttpRequestHeaders, name, value).is_err() {
+                        metrics::verdict(
+                            Some(index),
+                            Phase::HttpRequest,
+                            "respond",
+                            Some("header_rewrite_failed"),
+                        );
+                        return respond(&refusal(500, "header_rewrite_failed"));
+                    }
+                }
+                metrics::verdict(Some(index), Phase::HttpRequest, "forward", None);
+                Action::Continue
+            }
+            RequestVerdict::Respond(response) => {
+                let reason = response
+                    .reason
+                    .map(|r| r.as_str())
+                    .unwrap_or("custom_response");
+                if response.reason.is_some() {
+                    log(
+                        LogLevel::Info,
+                        &format!(
+                            "answered {} {path} from {} on {} (endpoints[{index}]) with {}: {reason}",
+                            method,
+                            session.facts().client_ip,
+                            session.endpoint().host,
+                            response.status
+                        ),
+                    );
+                }
+                metrics::verdict(Some(index), Phase::HttpRequest, "respond", Some(reason));
+                respond(&response)
+            }
+        }
+    }
+}
+
+/// Envoy has no attribute for the negotiated ALPN; the request's protocol implies it, since
+/// the generated listener offers exactly `h2` and `http/1.1`.
+fn negotiated_alpn() -> Option<String> {
+    let protocol = hostcalls::get_property(vec!["request", "protocol"]).ok()??;
+    match protocol.as_slice() {
+        b"HTTP/2" => Some("h2".into()),
+        b"HTTP/1.1" => Some("http/1.1".into()),
+        _ => None,
+    }
+}
+
+fn refusal(status: u16, reason: &str) -> LocalResponse {
+    LocalResponse {
+        status,
+        body: format!("denied by policy: {reason}\n"),
+        headers: Vec::new(),
+        reason: None,
+    }
+}
+
+/// Answers the request locally and stops it from going upstream.
+fn respond(response: &LocalResponse) -> Action {
+    let headers: Vec<(&str, &str)> = response
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    if hostcalls::send_http_response(
+        u32::from(response.status),
+        headers,
+        Some(response.body.as_bytes()),
+    )
+    .is_err()
+    {
+        // Without a local reply the request must still not pass: reset it.
+        let _ = hostcalls::reset_http_request();
+    }
+    Action::Pause
+}
+
+/// Which endpoint served the connection and which certificate Envoy presented for it, as
+/// filter state (`wasm.tlsgate.*`) for access logs, later filters and route header rules.
+pub(crate) fn publish_metadata(endpoint: &Endpoint) {
+    let host = endpoint.host.to_string();
+    let mut entries: Vec<(&str, String)> = vec![
+        ("tlsgate.endpoint", host),
+        ("tlsgate.endpoint_index", endpoint.index.to_string()),
+    ];
+    if let Some(cert) = &endpoint.tls.certificate {
+        entries.push((
+            "tlsgate.server_certificate",
+            format!("sha256:{}", cert.fingerprint_sha256),
+        ));
+        entries.push(("tlsgate.server_certificate_subject", cert.subject.clone()));
+    }
+    for (key, value) in entries {
+        if hostcalls::set_property(vec![key], Some(value.as_bytes())).is_err() {
+            log(
+                LogLevel::Debug,
+                &format!("could not set filter state {key}"),
+            );
+        }
+    }
+}
+
+impl Context for HttpFilter {}
+
+impl HttpContext for HttpFilter {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        self.decide()
+    }
+}
