@@ -159,6 +159,34 @@ pub struct Upstream {
     pub tls: Option<UpstreamTls>,
 }
 
+impl Upstream {
+    /// The `Host` (`:authority`) the upstream is sent: the name it is reached by — its TLS
+    /// `server_name`, else its URL host — with the port when it is not the scheme's default.
+    /// The client's Host goes to `x-forwarded-host`. Both hosts use this, so an upstream that
+    /// checks Host against its own name (as tlsgate does, with 421) sees the same either way.
+    pub fn authority(&self) -> String {
+        let name = match &self.tls {
+            Some(tls) => tls.server_name.as_str(),
+            None => self.host.as_str(),
+        };
+        let name = if name.contains(':') {
+            format!("[{name}]")
+        } else {
+            name.to_owned()
+        };
+        let default_port = match self.scheme {
+            UpstreamScheme::Http => Some(80),
+            UpstreamScheme::Https => Some(443),
+            UpstreamScheme::Tcp | UpstreamScheme::Tls => None,
+        };
+        if Some(self.port) == default_port {
+            name
+        } else {
+            format!("{name}:{}", self.port)
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct UpstreamTls {
     pub client_certificate: Option<CertificateChain>,
@@ -180,6 +208,8 @@ pub enum ForwardClientCert {
 
 #[derive(Debug, Clone)]
 pub struct Rule<A> {
+    /// Position in its phase's list as written (`on_tcp_connect[index]`), for logs and metrics.
+    pub index: usize,
     pub name: Option<String>,
     pub expressions: Vec<Expression>,
     pub actions: Vec<A>,
@@ -557,14 +587,14 @@ impl Endpoint {
         let mut tcp_rules = Vec::new();
         for (r, rule) in on_tcp_connect.into_iter().enumerate() {
             let rule_path = policy_path.key("on_tcp_connect").index(r);
-            if let Some(rule) = tcp_rule(rule, &rule_path, options, &mut tls)? {
+            if let Some(rule) = tcp_rule(rule, r, &rule_path, options, &mut tls)? {
                 tcp_rules.push(rule);
             }
         }
         let mut http_rules = Vec::new();
         for (r, rule) in on_http_request.into_iter().enumerate() {
             let rule_path = policy_path.key("on_http_request").index(r);
-            http_rules.push(http_rule(rule, &rule_path)?);
+            http_rules.push(http_rule(rule, r, &rule_path)?);
         }
         if scheme == Scheme::Tls && !http_rules.is_empty() {
             return Err(err(
@@ -849,6 +879,7 @@ const HTTP_ACTIONS: &str = "deny, custom-response, add-headers, restrict-ips";
 
 fn tcp_rule(
     raw: RawRule,
+    index: usize,
     path: &FieldPath,
     options: &LoadOptions<'_>,
     tls: &mut Option<(TerminateTls, FieldPath)>,
@@ -920,13 +951,18 @@ fn tcp_rule(
         return Ok(None);
     }
     Ok(Some(Rule {
+        index,
         name,
         expressions,
         actions: out,
     }))
 }
 
-fn http_rule(raw: RawRule, path: &FieldPath) -> Result<Rule<HttpAction>, ConfigError> {
+fn http_rule(
+    raw: RawRule,
+    index: usize,
+    path: &FieldPath,
+) -> Result<Rule<HttpAction>, ConfigError> {
     let RawRule {
         name,
         expressions,
@@ -1034,6 +1070,7 @@ fn http_rule(raw: RawRule, path: &FieldPath) -> Result<Rule<HttpAction>, ConfigE
         });
     }
     Ok(Rule {
+        index,
         name,
         expressions,
         actions: out,

@@ -81,9 +81,36 @@ pub enum Unverified {
     NotChecked,
     /// The chain was checked and did not lead to a configured CA.
     UntrustedIssuer,
+    /// The certificate is a CA certificate (basicConstraints CA=true). A trust anchor
+    /// "verifies" against itself, which BoringSSL accepts and webpki refuses; tlsgate never
+    /// takes a CA certificate as a client's identity, in either host.
+    NotEndEntity,
+}
+
+/// What the host's TLS stack found when it checked a presented certificate's chain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChainCheck {
+    /// It chains to a configured CA.
+    Trusted,
+    /// It was checked and does not.
+    Untrusted,
+    /// It was not checked.
+    NotChecked,
 }
 
 impl ClientCert {
+    /// Classifies a presented certificate the same way in every host.
+    pub fn presented(facts: Box<ClientCertFacts>, chain: ChainCheck) -> Self {
+        if facts.is_ca {
+            return Self::Unverified(facts, Unverified::NotEndEntity);
+        }
+        match chain {
+            ChainCheck::Trusted => Self::Verified(facts),
+            ChainCheck::Untrusted => Self::Unverified(facts, Unverified::UntrustedIssuer),
+            ChainCheck::NotChecked => Self::Unverified(facts, Unverified::NotChecked),
+        }
+    }
+
     pub fn facts(&self) -> Option<&ClientCertFacts> {
         match self {
             Self::Verified(facts) | Self::Unverified(facts, _) => Some(facts),

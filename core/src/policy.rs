@@ -26,7 +26,7 @@ pub enum DenyReason {
     ClientCertificateUntrusted,
     /// The certificate's extendedKeyUsage excludes client authentication.
     ClientCertificateWrongUsage,
-    /// A `deny` action ran.
+    /// A `deny` action ran; `rule` is its position in the phase as written.
     Policy { rule: usize },
     /// `restrict-ips` refused the client address.
     IpRestricted { rule: usize },
@@ -254,7 +254,8 @@ impl Session {
         {
             return Verdict::Deny(reason);
         }
-        for (i, rule) in self.endpoint.tcp_rules.iter().enumerate() {
+        for rule in &self.endpoint.tcp_rules {
+            let i = rule.index;
             match self.rule_matches(&rule.expressions) {
                 Ok(true) => {}
                 Ok(false) => continue,
@@ -292,7 +293,8 @@ impl Session {
             return RequestVerdict::Forward { add_headers };
         }
         let vars = self.variables().with_request(req);
-        for (i, rule) in self.endpoint.http_rules.iter().enumerate() {
+        for rule in &self.endpoint.http_rules {
+            let i = rule.index;
             match matches_all(&rule.expressions, &vars) {
                 Ok(true) => {}
                 Ok(false) => continue,

@@ -188,7 +188,7 @@ fn cel_rule_denies_another_client() {
         &policy(HOST, &mtls("require-and-verify"), DENY_NOT_ALICE),
         ClientCert::Verified(facts(&bob.cert_der)),
     );
-    assert_eq!(s.on_tcp_connect(), deny(DenyReason::Policy { rule: 0 }));
+    assert_eq!(s.on_tcp_connect(), deny(DenyReason::Policy { rule: 1 }));
 }
 
 #[test]
@@ -200,7 +200,7 @@ fn cel_rule_denies_an_anonymous_client_under_request() {
         &policy(HOST, &mtls("request"), DENY_NOT_ALICE),
         ClientCert::Absent,
     );
-    assert_eq!(s.on_tcp_connect(), deny(DenyReason::Policy { rule: 0 }));
+    assert_eq!(s.on_tcp_connect(), deny(DenyReason::Policy { rule: 1 }));
 }
 
 #[test]
@@ -224,7 +224,7 @@ fn san_and_organization_rules_pair() {
     );
     assert_eq!(
         session(&f, &yaml, ClientCert::Verified(facts(&wrong_org.cert_der))).on_tcp_connect(),
-        deny(DenyReason::Policy { rule: 1 })
+        deny(DenyReason::Policy { rule: 2 })
     );
     let wrong_uri = f.ca.issue(
         &LeafSpec::client("svc")
@@ -233,7 +233,7 @@ fn san_and_organization_rules_pair() {
     );
     assert_eq!(
         session(&f, &yaml, ClientCert::Verified(facts(&wrong_uri.cert_der))).on_tcp_connect(),
-        deny(DenyReason::Policy { rule: 0 })
+        deny(DenyReason::Policy { rule: 1 })
     );
 }
 
@@ -269,7 +269,7 @@ fn restrict_ips_denies_unlisted_and_denied_addresses() {
     );
     assert_eq!(
         s.on_tcp_connect(),
-        deny(DenyReason::IpRestricted { rule: 0 })
+        deny(DenyReason::IpRestricted { rule: 1 })
     );
     let s = session_from(
         &f,
@@ -279,7 +279,7 @@ fn restrict_ips_denies_unlisted_and_denied_addresses() {
     );
     assert_eq!(
         s.on_tcp_connect(),
-        deny(DenyReason::IpRestricted { rule: 0 })
+        deny(DenyReason::IpRestricted { rule: 1 })
     );
 }
 

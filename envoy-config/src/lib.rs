@@ -48,8 +48,8 @@ const SYSTEM_CA_BUNDLES: &[&str] = &[
     "/etc/ssl/cert.pem",
 ];
 
-/// Bounds on every phase that waits for a peer (the native host uses the same values).
-const HANDSHAKE_TIMEOUT: &str = "10s";
+/// Bounds on every phase that waits for a peer (the native host uses the same values). The
+/// handshake deadline is an [`Options`] field, as `tlsgate run --handshake-timeout` is a flag.
 const HEADERS_TIMEOUT: &str = "10s";
 const IDLE_TIMEOUT: &str = "300s";
 const UPSTREAM_CONNECT_TIMEOUT: &str = "5s";
@@ -63,6 +63,15 @@ pub struct Options {
     pub out_dir: PathBuf,
     /// Envoy's admin listener (loopback).
     pub admin: SocketAddr,
+    /// Deadline for the ClientHello and the TLS handshake together (Envoy's
+    /// `listener_filters_timeout` and `transport_socket_connect_timeout`).
+    pub handshake_timeout: std::time::Duration,
+}
+
+impl Options {
+    fn handshake_timeout(&self) -> Yaml {
+        s(format!("{}s", self.handshake_timeout.as_secs_f64()))
+    }
 }
 
 /// A generated bootstrap and the files it references.
@@ -159,7 +168,7 @@ pub fn generate(
                     ),
                 ])]),
             ),
-            ("listener_filters_timeout", s(HANDSHAKE_TIMEOUT)),
+            ("listener_filters_timeout", options.handshake_timeout()),
             ("filter_chains", list(chains)),
         ]));
     }
@@ -350,7 +359,10 @@ fn filter_chain(
             map([("server_names", list(vec![s(endpoint.host.to_string())]))]),
         ),
         ("transport_socket", transport_socket),
-        ("transport_socket_connect_timeout", s(HANDSHAKE_TIMEOUT)),
+        (
+            "transport_socket_connect_timeout",
+            options.handshake_timeout(),
+        ),
         ("filters", list(vec![network_wasm, proxy])),
     ]))
 }
@@ -381,6 +393,20 @@ fn plugin(root_id: &str, plugin_config: &str, wasm: &Path) -> Yaml {
     ])
 }
 
+/// A local-reply rule: responses carrying any of `flags` get `status`.
+fn local_reply_mapper(flags: &[&str], status: i64) -> Yaml {
+    map([
+        (
+            "filter",
+            map([(
+                "response_flag_filter",
+                map([("flags", list(flags.iter().map(|f| s(*f)).collect()))]),
+            )]),
+        ),
+        ("status_code", Yaml::Integer(status)),
+    ])
+}
+
 fn http_connection_manager(endpoint: &Endpoint, plugin_config: &str, options: &Options) -> Yaml {
     let i = endpoint.index;
     let access_log_format = "[%START_TIME%] tlsgate endpoint=%FILTER_STATE(wasm.tlsgate.endpoint:PLAIN)% \
@@ -400,7 +426,16 @@ fn http_connection_manager(endpoint: &Endpoint, plugin_config: &str, options: &O
                     "routes",
                     list(vec![map([
                         ("match", map([("prefix", s("/"))])),
-                        ("route", map([("cluster", s(cluster_name(endpoint)))])),
+                        (
+                            "route",
+                            map([
+                                ("cluster", s(cluster_name(endpoint))),
+                                // The same Host the native host sends (core decides it); the
+                                // client's goes to x-forwarded-host.
+                                ("host_rewrite_literal", s(endpoint.upstream.authority())),
+                                ("append_x_forwarded_host", Yaml::Boolean(true)),
+                            ]),
+                        ),
                     ])]),
                 ),
                 (
@@ -431,6 +466,18 @@ fn http_connection_manager(endpoint: &Endpoint, plugin_config: &str, options: &O
                     // Envoy drops a client-sent x-forwarded-client-cert; the filter adds the
                     // verified one in the format both hosts share.
                     ("forward_client_cert_details", s("SANITIZE")),
+                    // Upstream failures answer as the native host does: 502 when the upstream
+                    // cannot be reached or its TLS fails (Envoy says 503), 504 on a timeout.
+                    (
+                        "local_reply_config",
+                        map([(
+                            "mappers",
+                            list(vec![
+                                local_reply_mapper(&["UF", "UH", "URX", "UC"], 502),
+                                local_reply_mapper(&["UT"], 504),
+                            ]),
+                        )]),
+                    ),
                     ("request_headers_timeout", s(HEADERS_TIMEOUT)),
                     ("stream_idle_timeout", s(IDLE_TIMEOUT)),
                     (
@@ -700,6 +747,7 @@ mod tests {
             wasm: PathBuf::from("/opt/tlsgate/tlsgate_filter.wasm"),
             out_dir: dir.to_path_buf(),
             admin: "127.0.0.1:9901".parse().expect("addr"),
+            handshake_timeout: std::time::Duration::from_secs(10),
         };
         let bootstrap = generate(&config, &filter_policy, &options).expect("generates");
         let doc = YamlLoader::load_from_str(&bootstrap.yaml)
@@ -854,6 +902,7 @@ mod tests {
             wasm: PathBuf::from("f.wasm"),
             out_dir: PathBuf::from("."),
             admin: "0.0.0.0:9901".parse().expect("addr"),
+            handshake_timeout: std::time::Duration::from_secs(10),
         };
         assert!(matches!(
             generate(&config, &serde_json::json!({}), &options),

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::Status;
-use tlsgate_core::config::{ClientAuth, VerificationStrategy};
-use tlsgate_core::facts::Unverified;
+use tlsgate_core::config::ClientAuth;
+use tlsgate_core::facts::ChainCheck;
 use tlsgate_core::{ClientCert, ClientCertFacts, Endpoint, Policy, TlsFacts, TlsVersion};
 
 use crate::decode;
@@ -215,19 +215,14 @@ fn client_cert(endpoint: &Endpoint) -> Result<ClientCert, Unavailable> {
         })?,
     );
     let verified = flag("connection.peer_certificate_valid")?;
-    Ok(match (&endpoint.tls.client_auth, verified) {
-        (ClientAuth::On { .. }, true) => ClientCert::Verified(facts),
-        (
-            ClientAuth::On {
-                strategy: VerificationStrategy::RequireAndVerify,
-                ..
-            },
-            false,
-        ) => ClientCert::Unverified(facts, Unverified::UntrustedIssuer),
-        (ClientAuth::On { .. } | ClientAuth::Off, _) => {
-            ClientCert::Unverified(facts, Unverified::NotChecked)
-        }
-    })
+    // Envoy verifies the chain even under ACCEPT_UNTRUSTED, so `peer_certificate_valid` is
+    // the chain check for every strategy.
+    let chain = match (&endpoint.tls.client_auth, verified) {
+        (ClientAuth::On { .. }, true) => ChainCheck::Trusted,
+        (ClientAuth::On { .. }, false) => ChainCheck::Untrusted,
+        (ClientAuth::Off, _) => ChainCheck::NotChecked,
+    };
+    Ok(ClientCert::presented(facts, chain))
 }
 
 /// A boolean attribute; absent reads as false (Envoy omits TLS flags on plaintext streams).

@@ -100,6 +100,13 @@ enum Command {
         /// Envoy's admin address (keep it on loopback).
         #[arg(long, default_value = "127.0.0.1:9901")]
         admin: std::net::SocketAddr,
+        /// Deadline for the ClientHello and the TLS handshake together (as for `run`).
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        handshake_timeout: Duration,
+        /// Print only the filter's plugin configuration (the policy with certificates
+        /// inlined and private keys removed), e.g. for an Istio WasmPlugin's pluginConfig.
+        #[arg(long, conflicts_with = "output")]
+        filter_policy: bool,
     },
 }
 
@@ -155,7 +162,15 @@ fn main() -> ExitCode {
             wasm,
             output,
             admin,
-        } => envoy_config(&config, wasm, output, admin),
+            handshake_timeout,
+            filter_policy,
+        } => {
+            if filter_policy {
+                print_filter_policy(&config)
+            } else {
+                envoy_config(&config, wasm, output, admin, handshake_timeout)
+            }
+        }
     }
 }
 
@@ -223,11 +238,31 @@ fn check(files: &[PathBuf]) -> ExitCode {
     }
 }
 
+fn print_filter_policy(files: &[PathBuf]) -> ExitCode {
+    let result = Config::load_files(files, KeyMode::Load(&RustlsKeyCheck))
+        .and_then(|_| tlsgate_core::filter_policy(files));
+    match result.map(|policy| serde_json::to_string_pretty(&policy)) {
+        Ok(Ok(json)) => {
+            println!("{json}");
+            ExitCode::SUCCESS
+        }
+        Ok(Err(error)) => {
+            eprintln!("error: {error}");
+            ExitCode::from(2)
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 fn envoy_config(
     files: &[PathBuf],
     wasm: PathBuf,
     output: Option<PathBuf>,
     admin: std::net::SocketAddr,
+    handshake_timeout: Duration,
 ) -> ExitCode {
     let result = (|| -> anyhow::Result<()> {
         // Load with keys so a policy Envoy would choke on is refused here, with our message.
@@ -249,6 +284,7 @@ fn envoy_config(
             wasm,
             out_dir: std::path::absolute(&out_dir)?,
             admin,
+            handshake_timeout,
         };
         let bootstrap = tlsgate_envoy::generate(&config, &filter_policy, &options)?;
         match output {

@@ -113,24 +113,11 @@ fn prepare(
     let dialer = Dialer::new(upstream, client_tls, limits.upstream_connect);
     let http =
         (endpoint.scheme == Scheme::Https).then(|| http_client(dialer.clone(), upstream.protocol));
-    let (upstream_scheme, default_port) = match upstream.scheme {
-        UpstreamScheme::Https | UpstreamScheme::Tls => ("https", 443),
-        UpstreamScheme::Http | UpstreamScheme::Tcp => ("http", 80),
+    let upstream_scheme = match upstream.scheme {
+        UpstreamScheme::Https | UpstreamScheme::Tls => "https",
+        UpstreamScheme::Http | UpstreamScheme::Tcp => "http",
     };
-    let name = upstream
-        .tls
-        .as_ref()
-        .map_or(upstream.host.as_str(), |t| t.server_name.as_str());
-    let name = if name.contains(':') {
-        format!("[{name}]")
-    } else {
-        name.to_owned()
-    };
-    let upstream_authority = if upstream.port == default_port {
-        name
-    } else {
-        format!("{name}:{}", upstream.port)
-    };
+    let upstream_authority = upstream.authority();
     Ok(EndpointRuntime {
         endpoint: endpoint.clone(),
         server_tls,

@@ -28,7 +28,7 @@ use rustls::{
     SignatureScheme, SupportedProtocolVersion,
 };
 use tlsgate_core::config::{ClientAuth, Scheme, TerminateTls, VerificationStrategy};
-use tlsgate_core::facts::Unverified;
+use tlsgate_core::facts::ChainCheck;
 use tlsgate_core::{ClientCert, ClientCertFacts, Endpoint, TlsFacts, TlsVersion};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
@@ -202,16 +202,17 @@ impl ServerTls {
             return ClientCert::Absent;
         };
         let facts = Box::new(facts);
-        match &self.post {
-            PostHandshake::Off => ClientCert::Unverified(facts, Unverified::NotChecked),
-            PostHandshake::VerifiedByHandshake => ClientCert::Verified(facts),
+        let chain = match &self.post {
+            PostHandshake::Off => ChainCheck::NotChecked,
+            PostHandshake::VerifiedByHandshake => ChainCheck::Trusted,
             PostHandshake::CheckChain(webpki) => {
                 match webpki.verify_client_cert(leaf, intermediates, UnixTime::now()) {
-                    Ok(_) => ClientCert::Verified(facts),
-                    Err(_) => ClientCert::Unverified(facts, Unverified::UntrustedIssuer),
+                    Ok(_) => ChainCheck::Trusted,
+                    Err(_) => ChainCheck::Untrusted,
                 }
             }
-        }
+        };
+        ClientCert::presented(facts, chain)
     }
 }
 

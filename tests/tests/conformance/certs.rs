@@ -39,7 +39,10 @@ pub fn make(table: &Table, dir: &Path) {
     }
     for (name, spec) in &table.certificates {
         if spec.authority.is_some() {
-            assert!(authorities.contains_key(name), "authority `{name}`: unknown issuer");
+            assert!(
+                authorities.contains_key(name),
+                "authority `{name}`: unknown issuer"
+            );
             continue;
         }
         let leaf = leaf_spec(name, spec);
@@ -51,11 +54,18 @@ pub fn make(table: &Table, dir: &Path) {
                 .issue(&leaf),
             (None, None) => panic!("certificate `{name}` needs an issuer or self_signed"),
         };
-        write(dir, name, &issued.cert_pem, &issued.chain_pem, &issued.key_pem);
+        write(
+            dir,
+            name,
+            &issued.cert_pem,
+            &issued.chain_pem,
+            &issued.key_pem,
+        );
     }
     let seed = dir.join("seed");
     std::fs::create_dir_all(&seed).unwrap();
-    tlsgate_test_support::seed_openssl_certs(&seed).unwrap_or_else(|e| panic!("seed certificates: {e}"));
+    tlsgate_test_support::seed_openssl_certs(&seed)
+        .unwrap_or_else(|e| panic!("seed certificates: {e}"));
 }
 
 fn leaf_spec(name: &str, spec: &CertSpec) -> LeafSpec {
@@ -84,7 +94,10 @@ fn leaf_spec(name: &str, spec: &CertSpec) -> LeafSpec {
                 "not-yet-valid" => Validity::NotYetValid,
                 other => panic!("certificate `{name}`: unknown validity `{other}`"),
             },
-            ValiditySpec::Window { not_before, not_after } => Validity::Window {
+            ValiditySpec::Window {
+                not_before,
+                not_after,
+            } => Validity::Window {
                 not_before: UNIX_EPOCH + Duration::from_secs(*not_before),
                 not_after: UNIX_EPOCH + Duration::from_secs(*not_after),
             },

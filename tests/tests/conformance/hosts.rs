@@ -127,9 +127,18 @@ impl Host {
             .text
             .replace("{port}", &port.to_string())
             .replace("{echo}", &upstreams.echo.url())
-            .replace("{mtls_upstream}", &format!("https://127.0.0.1:{}", upstreams.mtls_port))
-            .replace("{seed_upstream}", &format!("https://127.0.0.1:{}", upstreams.seed_port))
-            .replace("{dead}", &format!("http://127.0.0.1:{}", upstreams.dead_port));
+            .replace(
+                "{mtls_upstream}",
+                &format!("https://127.0.0.1:{}", upstreams.mtls_port),
+            )
+            .replace(
+                "{seed_upstream}",
+                &format!("https://127.0.0.1:{}", upstreams.seed_port),
+            )
+            .replace(
+                "{dead}",
+                &format!("http://127.0.0.1:{}", upstreams.dead_port),
+            );
         let path = dir.join(format!("{}-{name}.yaml", kind.name()));
         std::fs::write(&path, text).map_err(|e| e.to_string())?;
         let proc = match kind {
@@ -161,11 +170,21 @@ impl Host {
                     .arg(format!("{HANDSHAKE_TIMEOUT_SECS}s"));
                 let run = run_bounded(cmd, b"", Duration::from_secs(60));
                 if run.exit_code != 0 {
-                    return Err(format!("tlsgate envoy-config failed: {}{}", run.stdout, run.stderr));
+                    return Err(format!(
+                        "tlsgate envoy-config failed: {}{}",
+                        run.stdout, run.stderr
+                    ));
                 }
                 let mut cmd = Command::new(tool("envoy"));
-                cmd.args(["--use-dynamic-base-id", "--concurrency", "1", "-l", "warning", "-c"])
-                    .arg(&out);
+                cmd.args([
+                    "--use-dynamic-base-id",
+                    "--concurrency",
+                    "1",
+                    "-l",
+                    "warning",
+                    "-c",
+                ])
+                .arg(&out);
                 let proc = Proc::spawn(&format!("envoy-{name}"), cmd);
                 wait_port(([127, 0, 0, 1], admin).into(), START_TIMEOUT)
                     .map_err(|e| format!("{e}\n{}", proc.log()))?;
@@ -180,7 +199,9 @@ impl Host {
     pub fn log_tail(&self) -> String {
         let log = self.proc.log();
         let start = log.len().saturating_sub(3000);
-        let start = (start..log.len()).find(|i| log.is_char_boundary(*i)).unwrap_or(log.len());
+        let start = (start..log.len())
+            .find(|i| log.is_char_boundary(*i))
+            .unwrap_or(log.len());
         log[start..].to_owned()
     }
 }

@@ -47,14 +47,20 @@ fn both_hosts_agree_on_every_scenario() {
         let only = std::env::var("TLSGATE_CONFORMANCE_HOSTS").ok();
         let runs: Vec<_> = [HostKind::Native, HostKind::Envoy]
             .into_iter()
-            .filter(|k| only.as_deref().is_none_or(|o| o.split(',').any(|h| h == k.name())))
+            .filter(|k| {
+                only.as_deref()
+                    .is_none_or(|o| o.split(',').any(|h| h == k.name()))
+            })
             .map(|kind| {
                 let (table, upstreams, dir) = (&table, &upstreams, work.path());
                 s.spawn(move || run_host(kind, table, upstreams, dir))
             })
             .collect();
         runs.into_iter()
-            .flat_map(|r| r.join().unwrap_or_else(|_| panic!("a host runner panicked")))
+            .flat_map(|r| {
+                r.join()
+                    .unwrap_or_else(|_| panic!("a host runner panicked"))
+            })
             .collect()
     });
 
@@ -134,7 +140,11 @@ fn run_host(kind: HostKind, table: &Table, upstreams: &Upstreams, dir: &Path) ->
                 scenario: s.name.clone(),
                 observed: observed.to_string(),
                 passed,
-                detail: format!("{why}\nobserved: {observed:?}\n--- {} log (tail) ---\n{}", kind.name(), host.log_tail()),
+                detail: format!(
+                    "{why}\nobserved: {observed:?}\n--- {} log (tail) ---\n{}",
+                    kind.name(),
+                    host.log_tail()
+                ),
             });
         }
     }
@@ -170,17 +180,32 @@ fn matrix(table: &Table, results: &[Result]) -> String {
             cell(HostKind::Envoy)
         );
     }
-    let differences: Vec<&Scenario> = table.scenarios.iter().filter(|s| s.envoy.is_some()).collect();
+    let differences: Vec<&Scenario> = table
+        .scenarios
+        .iter()
+        .filter(|s| s.envoy.is_some())
+        .collect();
     if !differences.is_empty() {
         out.push_str("\n## Documented differences\n\n");
         for s in differences {
             if let Some(d) = &s.envoy {
-                let _ = writeln!(out, "- **{}** — Envoy: {}. {}", s.name, d.expect.summary(), d.reason);
+                let _ = writeln!(
+                    out,
+                    "- **{}** — Envoy: {}. {}",
+                    s.name,
+                    d.expect.summary(),
+                    d.reason
+                );
             }
         }
     }
     let passed = results.iter().filter(|r| r.passed).count();
-    let _ = writeln!(out, "\n{} passed, {} failed", passed, results.len() - passed);
+    let _ = writeln!(
+        out,
+        "\n{} passed, {} failed",
+        passed,
+        results.len() - passed
+    );
     out
 }
 

@@ -17,12 +17,12 @@ pub struct Table {
 
 impl Table {
     pub fn load(path: &Path) -> Table {
-        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let text =
+            std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let doc = tlsgate_core::source::parse(&text)
             .unwrap_or_else(|e| panic!("{}: {:?}: {}", path.display(), e.location, e.message));
-        let table: Table = serde_path_to_error::deserialize(&doc.value).unwrap_or_else(|e| {
-            panic!("{}: {}: {}", path.display(), e.path(), e.inner())
-        });
+        let table: Table = serde_path_to_error::deserialize(&doc.value)
+            .unwrap_or_else(|e| panic!("{}: {}: {}", path.display(), e.path(), e.inner()));
         for s in &table.scenarios {
             assert!(
                 table.policies.contains_key(&s.policy),
@@ -33,7 +33,11 @@ impl Table {
         }
         let mut names = std::collections::HashSet::new();
         for s in &table.scenarios {
-            assert!(names.insert(&s.name), "scenario name `{}` is used twice", s.name);
+            assert!(
+                names.insert(&s.name),
+                "scenario name `{}` is used twice",
+                s.name
+            );
         }
         table
     }
@@ -75,7 +79,10 @@ pub enum ValiditySpec {
     Named(String),
     /// Seconds since the Unix epoch; for rules that compare dates, which must not move with
     /// the day the suite runs.
-    Window { not_before: u64, not_after: u64 },
+    Window {
+        not_before: u64,
+        not_after: u64,
+    },
 }
 
 #[derive(Debug, Deserialize)]
@@ -153,8 +160,12 @@ impl Expect {
         match self {
             Self::Status(s) => s.to_string(),
             Self::Class(c) => c.clone(),
-            Self::Detailed { status, upstream, .. } if upstream.is_empty() => status.to_string(),
-            Self::Detailed { status, upstream, .. } => format!(
+            Self::Detailed {
+                status, upstream, ..
+            } if upstream.is_empty() => status.to_string(),
+            Self::Detailed {
+                status, upstream, ..
+            } => format!(
                 "{status}, upstream: {}",
                 upstream.keys().cloned().collect::<Vec<_>>().join(", ")
             ),
