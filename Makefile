@@ -27,7 +27,7 @@ lint: setup ## rustfmt and clippy (-D warnings) for the native and wasm targets
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p tlsgate-core -p tlsgate-filter --target $(WASM_TARGET) -- -D warnings
 
-test: build ## every test: unit, end to end (real tlsgate, Envoy, curl, openssl)
+test: build lint ## lint, then every test: unit, property, end to end (real tlsgate, Envoy, curl, openssl)
 	$(CARGO) test --workspace --no-fail-fast
 
 demo: ## the seed's mTLS walk-through on the native host
