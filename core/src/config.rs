@@ -441,8 +441,27 @@ fn deserialize<T: DeserializeOwned>(value: &Value, at: FieldPath) -> Result<T, C
                 serde_path_to_error::Segment::Unknown => {}
             }
         }
-        ConfigError::new(path, ConfigErrorKind::Shape(e.into_inner().to_string()))
+        ConfigError::new(
+            path,
+            ConfigErrorKind::Shape(redact(e.into_inner().to_string())),
+        )
     })
+}
+
+/// serde quotes the offending value (`invalid type: string "…", expected …`). A long or
+/// multi-line value may be PEM, a key among them: keep the shape of the message, drop the value.
+fn redact(message: String) -> String {
+    for prefix in ["invalid type: string \"", "invalid value: string \""] {
+        if let Some(rest) = message.strip_prefix(prefix) {
+            if let Some(end) = rest.rfind("\", expected") {
+                let value = &rest[..end];
+                if value.len() > 64 || value.contains('\n') {
+                    return format!("{prefix}<{} bytes, not shown>{}", value.len(), &rest[end..]);
+                }
+            }
+        }
+    }
+    message
 }
 
 fn err(path: FieldPath, kind: ConfigErrorKind) -> ConfigError {
@@ -1371,22 +1390,34 @@ pub fn filter_policy(paths: &[PathBuf]) -> Result<Value, ConfigError> {
         let reader = crate::pem::FileReader {
             base_dir: path.parent().unwrap_or(Path::new(".")).to_path_buf(),
         };
-        let inline = |value: &str, at: FieldPath| -> Result<String, ConfigError> {
-            let (_, bytes) = crate::pem::read_value(value, &reader).map_err(|k| fail(at, k))?;
-            String::from_utf8(bytes)
-                .map_err(|_| fail(FieldPath::root(), invalid("PEM is not UTF-8 text")))
+        // Certificates are re-encoded from their parsed DER, never copied as text: a file that
+        // bundles a certificate with its key must not carry the key into the plugin config.
+        let chain = |value: &str, at: FieldPath| -> Result<String, ConfigError> {
+            load_chain(value, "certificate", &reader)
+                .map(|c| c.to_pem())
+                .map_err(|k| fail(at, k))
+        };
+        let anchors = |values: &mut Vec<String>, at: FieldPath| -> Result<(), ConfigError> {
+            for value in values.iter_mut() {
+                let parsed = load_anchors(
+                    std::slice::from_ref(value),
+                    "certificate_authorities",
+                    &reader,
+                )
+                .map_err(|(_, k)| fail(at.clone(), k))?;
+                *value = parsed.to_pem();
+            }
+            Ok(())
         };
         for (i, mut endpoint) in raw.endpoints.into_iter().enumerate() {
             let at = FieldPath::root().key("endpoints").index(i);
             if let Some(tls) = endpoint.upstream.tls.as_mut() {
                 if let Some(pair) = tls.client_certificate.as_mut() {
-                    pair.certificate = inline(&pair.certificate, at.clone())?;
+                    pair.certificate = chain(&pair.certificate, at.clone())?;
                     pair.private_key = None;
                 }
                 if let Some(cas) = tls.certificate_authorities.as_mut() {
-                    for ca in cas.iter_mut() {
-                        *ca = inline(ca, at.clone())?;
-                    }
+                    anchors(cas, at.clone())?;
                 }
             }
             if let Some(policy) = endpoint.traffic_policy.as_mut() {
@@ -1401,12 +1432,10 @@ pub fn filter_policy(paths: &[PathBuf]) -> Result<Value, ConfigError> {
                         let mut tls: RawTerminateTls = deserialize(&config, at.clone())?;
                         tls.server_private_key = None;
                         if let Some(cert) = tls.server_certificate.as_mut() {
-                            *cert = inline(cert, at.clone())?;
+                            *cert = chain(cert, at.clone())?;
                         }
                         if let Some(cas) = tls.mutual_tls_certificate_authorities.as_mut() {
-                            for ca in cas.iter_mut() {
-                                *ca = inline(ca, at.clone())?;
-                            }
+                            anchors(cas, at.clone())?;
                         }
                         action.config = Some(
                             serde_json::to_value(tls)

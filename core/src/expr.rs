@@ -353,10 +353,12 @@ fn check_references(e: &IdedExpr, w: &mut Walk) -> Result<(), String> {
 impl Walk {
     fn path(&mut self, path: &[&str]) -> Result<(), String> {
         let (phase, bound) = (self.phase, &self.bound);
-        if path.first() == Some(&"req")
-            && path.get(1) == Some(&"headers")
-            && !bound.iter().any(|b| b == "req")
-        {
+        // Only `req.method`, `req.host`, `req.path` and `req.url` are known not to need the
+        // headers. Anything else that reaches `req` — `req.headers`, `req['headers']`,
+        // `[req].exists(r, ...)` — may read them, so the host must collect them: guessing
+        // wrong would evaluate a header rule against an empty map and fail open.
+        let scalar_field = matches!(path.get(1), Some(&("method" | "host" | "path" | "url")));
+        if path.first() == Some(&"req") && !scalar_field && !bound.iter().any(|b| b == "req") {
             self.reads_headers = true;
         }
         check_path(path, phase, bound)
@@ -631,8 +633,14 @@ fn conn_value(facts: &TlsFacts) -> Value {
 fn req_value(req: &Request<'_>) -> Value {
     let mut headers: HashMap<Key, Vec<Value>> = HashMap::new();
     for (name, value) in req.headers {
+        let name = name.to_ascii_lowercase();
+        // Identity headers a client sends are forged by definition; rules never see them
+        // (hosts also strip them before forwarding).
+        if crate::policy::IDENTITY_HEADERS.contains(&name.as_str()) {
+            continue;
+        }
         headers
-            .entry(Key::String(Arc::new(name.to_ascii_lowercase())))
+            .entry(Key::String(Arc::new(name)))
             .or_default()
             .push(Value::from(*value));
     }

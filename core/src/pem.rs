@@ -147,8 +147,16 @@ pub(crate) fn read_value(
     value: &str,
     reader: &dyn MaterialReader,
 ) -> Result<(Origin, Vec<u8>), ConfigErrorKind> {
-    if value.trim_start().starts_with("-----BEGIN") {
+    // Inline PEM may be preceded by text (openssl's "Bag Attributes"); anything holding a PEM
+    // header is inline, and a multi-line value is never a path. Neither is echoed in errors:
+    // it may be a key.
+    if value.contains("-----BEGIN") {
         return Ok((Origin::Inline, value.as_bytes().to_vec()));
+    }
+    if value.contains('\n') || value.len() > 4096 {
+        return Err(ConfigErrorKind::InvalidValue(
+            "the value is neither PEM (`-----BEGIN …`) nor a file path".into(),
+        ));
     }
     let path = PathBuf::from(value);
     reader

@@ -372,3 +372,39 @@ fn garbage_never_panics() {
         assert!(f.load(input).is_err(), "{input:?}");
     }
 }
+
+#[test]
+fn key_material_in_the_wrong_place_is_never_echoed() {
+    let f = Fixture::new(HOST);
+    let key = f.server.key_pem.clone();
+    let body = key.lines().nth(1).expect("a body line").to_owned();
+    // A PEM key given where a mapping is expected: serde would quote it.
+    let indented: String = key.lines().map(|l| format!("          {l}\n")).collect();
+    let yaml = policy(HOST, "", "").replace(
+        "      url: http://127.0.0.1:8080\n",
+        &format!("      url: https://127.0.0.1:8080\n      tls:\n        client_certificate: |\n{indented}"),
+    );
+    let e = f.error(&yaml);
+    assert!(e.contains("upstream.tls.client_certificate"), "{e}");
+    assert!(!e.contains(&body), "key material echoed: {e}");
+    // Key text that does not start with the PEM header is still inline, not a "path" to echo.
+    let other_key = f.client.key_pem.clone();
+    let other_body = other_key.lines().nth(1).expect("a body line").to_owned();
+    let with_preamble = format!("Bag Attributes\n{other_key}");
+    let quoted = serde_json::to_string(&with_preamble).expect("json");
+    let yaml = policy(HOST, "", "").replace(
+        "server_private_key: server.key",
+        &format!("server_private_key: {quoted}"),
+    );
+    let e = f.error(&yaml);
+    assert!(e.contains("does not match the certificate"), "{e}");
+    assert!(!e.contains(&other_body), "key material echoed: {e}");
+    let loaded = f.load(&policy(HOST, "", "").replace(
+        "server_private_key: server.key",
+        &format!(
+            "server_private_key: {}",
+            serde_json::to_string(&format!("Bag Attributes\n{key}")).expect("json")
+        ),
+    ));
+    assert!(loaded.is_ok(), "{:?}", loaded.err().map(|e| e.to_string()));
+}

@@ -480,6 +480,32 @@ fn endpoints_say_whether_they_read_request_headers() {
     )
     .reads_request_headers());
     assert!(load("        - actions: [{type: add-headers, config: {headers: {x-b: \"${req.headers['x-a'][0]}\"}}}]\n").reads_request_headers());
+    // Index syntax and comprehensions over `req` may read headers too.
+    assert!(load(
+        "        - expressions: [\"'x-a' in req['headers']\"]\n          actions: [{type: deny}]\n"
+    )
+    .reads_request_headers());
+    assert!(load("        - expressions: [\"[req].exists(r, 'x-a' in r.headers)\"]\n          actions: [{type: deny}]\n").reads_request_headers());
     // A comprehension variable named `req` is not the request.
     assert!(!load("        - expressions: [\"['a'].exists(req, req == 'a')\"]\n          actions: [{type: deny}]\n").reads_request_headers());
+}
+
+#[test]
+fn rules_never_see_client_sent_identity_headers() {
+    let f = Fixture::new(HOST);
+    let rule = "        - expressions: [\"'x-forwarded-client-cert' in req.headers || 'client-cert' in req.headers\"]\n          actions: [{type: add-headers, config: {headers: {x-spoofed: 'yes'}}}]\n";
+    let s = session(
+        &f,
+        &http(rule),
+        ClientCert::Verified(facts(&f.client.cert_der)),
+    );
+    let headers = [
+        ("X-Forwarded-Client-Cert", "Subject=\"CN=admin\""),
+        ("client-cert", ":AAAA:"),
+    ];
+    let added = forwarded(s.on_http_request(&Request {
+        headers: &headers,
+        ..get(HOST)
+    }));
+    assert!(!added.iter().any(|(k, _)| k == "x-spoofed"), "{added:?}");
 }
