@@ -93,6 +93,9 @@ pub struct Endpoint {
     pub tcp_rules: Vec<Rule<TcpAction>>,
     pub http_rules: Vec<Rule<HttpAction>>,
     pub forward_client_cert: ForwardClientCert,
+    /// For a wildcard endpoint: exact hosts other endpoints serve on the same bind, which this
+    /// one must not answer for (filled in by [`crate::Policy::new`]).
+    pub(crate) shadowed: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -663,6 +666,7 @@ impl Endpoint {
             tcp_rules,
             http_rules,
             forward_client_cert,
+            shadowed: Vec::new(),
         })
     }
 }

@@ -140,7 +140,27 @@ pub struct Policy {
 
 impl Policy {
     pub fn new(config: Config) -> Self {
-        let endpoints: Vec<Arc<Endpoint>> = config.endpoints.into_iter().map(Arc::new).collect();
+        let mut endpoints = config.endpoints;
+        // A wildcard endpoint must not answer for a name a more specific endpoint on the same
+        // listener owns: `Host: admin.example.com` on a `*.example.com` connection would
+        // otherwise reach admin's upstream without admin's client-certificate policy.
+        let exact: Vec<(SocketAddr, String)> = endpoints
+            .iter()
+            .filter_map(|e| match &e.host {
+                HostPattern::Exact(h) => Some((e.bind, h.clone())),
+                HostPattern::Wildcard(_) => None,
+            })
+            .collect();
+        for e in &mut endpoints {
+            if let HostPattern::Wildcard(_) = e.host {
+                e.shadowed = exact
+                    .iter()
+                    .filter(|(bind, host)| *bind == e.bind && e.host.matches(host))
+                    .map(|(_, host)| host.clone())
+                    .collect();
+            }
+        }
+        let endpoints: Vec<Arc<Endpoint>> = endpoints.into_iter().map(Arc::new).collect();
         let mut binds: Vec<(SocketAddr, Scheme)> = Vec::new();
         for e in &endpoints {
             if !binds.iter().any(|(b, _)| *b == e.bind) {
@@ -200,8 +220,8 @@ impl Endpoint {
     /// Whether `host` (a Host header or `:authority`, maybe with a port) is served by this
     /// endpoint.
     pub fn serves_host(&self, host: &str) -> bool {
-        let name = strip_port(host);
-        self.host.matches(&crate::sni::normalize(name))
+        let name = crate::sni::normalize(strip_port(host));
+        self.host.matches(&name) && !self.shadowed.contains(&name)
     }
 }
 

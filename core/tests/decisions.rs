@@ -509,3 +509,29 @@ fn rules_never_see_client_sent_identity_headers() {
     }));
     assert!(!added.iter().any(|(k, _)| k == "x-spoofed"), "{added:?}");
 }
+
+#[test]
+fn a_wildcard_endpoint_does_not_front_a_more_specific_one() {
+    let f = Fixture::new("*.example.com");
+    let wildcard = policy("*.example.com", "", "");
+    let admin = policy("admin.example.com", &mtls("require-and-verify"), "");
+    let yaml = format!(
+        "{wildcard}{}",
+        admin.strip_prefix("endpoints:\n").expect("prefix")
+    );
+    let config = f.load(&yaml).expect("loads");
+    let policy = Policy::new(config);
+    let endpoint = Arc::clone(policy.endpoint(0).expect("wildcard endpoint"));
+    let facts = TlsFacts {
+        version: TlsVersion::Tls13,
+        cipher_suite: String::new(),
+        sni: Some("x.example.com".into()),
+        alpn: None,
+        client_ip: IpAddr::from([127, 0, 0, 1]),
+        client_cert: ClientCert::Absent,
+    };
+    let s = Session::new(endpoint, facts);
+    forwarded(s.on_http_request(&get("x.example.com")));
+    let r = responded(s.on_http_request(&get("admin.example.com")));
+    assert_eq!((r.status, r.reason), (421, Some(DenyReason::Misdirected)));
+}
