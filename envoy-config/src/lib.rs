@@ -393,6 +393,14 @@ fn plugin(root_id: &str, plugin_config: &str, wasm: &Path) -> Yaml {
     ])
 }
 
+/// A route header that replaces whatever the request carried.
+fn overwrite_header(key: &str, value: &str) -> Yaml {
+    map([
+        ("header", map([("key", s(key)), ("value", s(value))])),
+        ("append_action", s("OVERWRITE_IF_EXISTS_OR_ADD")),
+    ])
+}
+
 /// A local-reply rule: responses carrying any of `flags` get `status`.
 fn local_reply_mapper(flags: &[&str], status: i64) -> Yaml {
     map([
@@ -431,25 +439,28 @@ fn http_connection_manager(endpoint: &Endpoint, plugin_config: &str, options: &O
                             map([
                                 ("cluster", s(cluster_name(endpoint))),
                                 // The same Host the native host sends (core decides it); the
-                                // client's goes to x-forwarded-host.
+                                // filter puts the client's in x-forwarded-host.
                                 ("host_rewrite_literal", s(endpoint.upstream.authority())),
-                                ("append_x_forwarded_host", Yaml::Boolean(true)),
                             ]),
                         ),
                     ])]),
                 ),
                 (
                     "request_headers_to_add",
-                    list(vec![map([
-                        (
-                            "header",
-                            map([
-                                ("key", s(ENDPOINT_HEADER)),
-                                ("value", s("%FILTER_STATE(wasm.tlsgate.endpoint:PLAIN)%")),
-                            ]),
+                    list(vec![
+                        overwrite_header(
+                            ENDPOINT_HEADER,
+                            "%FILTER_STATE(wasm.tlsgate.endpoint:PLAIN)%",
                         ),
-                        ("append_action", s("OVERWRITE_IF_EXISTS_OR_ADD")),
-                    ])]),
+                        // This is the edge: a client's x-forwarded-for/-proto are replaced, as
+                        // the native host does. Envoy restores XFF after a wasm filter changes
+                        // it, so the route (applied last, by the router) sets these two.
+                        overwrite_header(
+                            "x-forwarded-for",
+                            "%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%",
+                        ),
+                        overwrite_header("x-forwarded-proto", "https"),
+                    ]),
                 ),
             ])]),
         ),
@@ -466,6 +477,11 @@ fn http_connection_manager(endpoint: &Endpoint, plugin_config: &str, options: &O
                     // Envoy drops a client-sent x-forwarded-client-cert; the filter adds the
                     // verified one in the format both hosts share.
                     ("forward_client_cert_details", s("SANITIZE")),
+                    // This is the edge: the client is the TCP peer. Without this Envoy takes the
+                    // "remote address" from a client-sent X-Forwarded-For, and the filter's
+                    // source.address (conn.client_ip, restrict-ips) would be the client's claim.
+                    ("use_remote_address", Yaml::Boolean(true)),
+                    ("xff_num_trusted_hops", Yaml::Integer(0)),
                     // Upstream failures answer as the native host does: 502 when the upstream
                     // cannot be reached or its TLS fails (Envoy says 503), 504 on a timeout.
                     (

@@ -55,16 +55,28 @@ impl HttpFilter {
             return respond(&refusal(403, reason.as_str()));
         }
 
+        // The SDK's string getters unwrap UTF-8 and would trap the VM on a header value with a
+        // byte >= 0x80; read bytes and convert lossily, as the native host does.
         let header = |name: &str| {
-            hostcalls::get_map_value(MapType::HttpRequestHeaders, name)
+            hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
                 .ok()
                 .flatten()
+                .map(|v| String::from_utf8_lossy(&v).into_owned())
                 .unwrap_or_default()
         };
-        let (method, host, path) = (header(":method"), header(":authority"), header(":path"));
-        let url = format!("https://{host}{path}");
-        let all_headers = if session.endpoint().reads_request_headers() {
-            hostcalls::get_map(MapType::HttpRequestHeaders).unwrap_or_default()
+        let (method, host, path_and_query) =
+            (header(":method"), header(":authority"), header(":path"));
+        let url = format!("https://{host}{path_and_query}");
+        // `req.path` is the path without the query, in both hosts.
+        let path = path_and_query
+            .split_once('?')
+            .map_or(path_and_query.as_str(), |(p, _)| p);
+        let all_headers: Vec<(String, String)> = if session.endpoint().reads_request_headers() {
+            hostcalls::get_map_bytes(MapType::HttpRequestHeaders)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(n, v)| (n, String::from_utf8_lossy(&v).into_owned()))
+                .collect()
         } else {
             Vec::new()
         };
@@ -76,7 +88,7 @@ impl HttpFilter {
         let request = Request {
             method: &method,
             host: &host,
-            path: &path,
+            path,
             url: &url,
             headers: &headers,
         };
@@ -96,6 +108,24 @@ impl HttpFilter {
                 }
                 for (name, value) in &add_headers {
                     if hostcalls::add_map_value(MapType::HttpRequestHeaders, name, value).is_err() {
+                        metrics::verdict(
+                            Some(index),
+                            Phase::HttpRequest,
+                            "respond",
+                            Some("header_rewrite_failed"),
+                        );
+                        return respond(&refusal(500, "header_rewrite_failed"));
+                    }
+                }
+                // This is the edge: a client's x-forwarded-host is replaced by the Host it asked
+                // for, as the native host does (x-forwarded-for/-proto are set by the generated
+                // route, because Envoy restores x-forwarded-for after a filter changes it).
+                for (name, value) in [("x-forwarded-host", host.as_str())] {
+                    let replaced = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name)
+                        .and_then(|()| {
+                            hostcalls::add_map_value(MapType::HttpRequestHeaders, name, value)
+                        });
+                    if replaced.is_err() {
                         metrics::verdict(
                             Some(index),
                             Phase::HttpRequest,

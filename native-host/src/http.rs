@@ -136,14 +136,20 @@ impl HttpConnection {
             .to_owned();
         let verdict = {
             let url = format!("https://{host}{path_and_query}");
-            let header_pairs: Vec<(&str, &str)> = if self.endpoint.reads_request_headers {
-                req.headers()
-                    .iter()
-                    .filter_map(|(n, v)| Some((n.as_str(), v.to_str().ok()?)))
-                    .collect()
-            } else {
-                Vec::new()
-            };
+            // Values that are not visible ASCII are still forwarded, so rules must see them too
+            // (lossily decoded, as the filter does); skipping them would let `X-Internal: \xff`
+            // slip past a rule on that header.
+            let values: Vec<(&str, std::borrow::Cow<'_, str>)> =
+                if self.endpoint.reads_request_headers {
+                    req.headers()
+                        .iter()
+                        .map(|(n, v)| (n.as_str(), String::from_utf8_lossy(v.as_bytes())))
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+            let header_pairs: Vec<(&str, &str)> =
+                values.iter().map(|(n, v)| (*n, v.as_ref())).collect();
             self.session.on_http_request(&tlsgate_core::Request {
                 method: method.as_str(),
                 host: &host,
