@@ -119,21 +119,20 @@ impl HttpFilter {
                 }
                 // This is the edge: a client's x-forwarded-host is replaced by the Host it asked
                 // for, as the native host does (x-forwarded-for/-proto are set by the generated
-                // route, because Envoy restores x-forwarded-for after a filter changes it).
-                for (name, value) in [("x-forwarded-host", host.as_str())] {
-                    let replaced = hostcalls::remove_map_value(MapType::HttpRequestHeaders, name)
-                        .and_then(|()| {
-                            hostcalls::add_map_value(MapType::HttpRequestHeaders, name, value)
-                        });
-                    if replaced.is_err() {
-                        metrics::verdict(
-                            Some(index),
-                            Phase::HttpRequest,
-                            "respond",
-                            Some("header_rewrite_failed"),
-                        );
-                        return respond(&refusal(500, "header_rewrite_failed"));
-                    }
+                // route, from the TCP peer).
+                let replaced = hostcalls::set_map_value(
+                    MapType::HttpRequestHeaders,
+                    "x-forwarded-host",
+                    Some(host.as_str()),
+                );
+                if replaced.is_err() {
+                    metrics::verdict(
+                        Some(index),
+                        Phase::HttpRequest,
+                        "respond",
+                        Some("header_rewrite_failed"),
+                    );
+                    return respond(&refusal(500, "header_rewrite_failed"));
                 }
                 metrics::verdict(Some(index), Phase::HttpRequest, "forward", None);
                 Action::Continue
