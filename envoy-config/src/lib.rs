@@ -346,6 +346,10 @@ fn filter_chain(
                         ("stat_prefix", s(format!("tlsgate_endpoint_{i}"))),
                         ("cluster", s(cluster_name(endpoint))),
                         ("idle_timeout", s(IDLE_TIMEOUT)),
+                        // The filter holds tcp_proxy back until it has decided, which happens
+                        // on the client's first bytes; tcp_proxy must keep those bytes while it
+                        // connects instead of dropping them on the floor.
+                        ("max_early_data_bytes", int(64 * 1024)),
                     ],
                 ),
             ),

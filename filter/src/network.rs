@@ -80,6 +80,14 @@ impl NetworkFilter {
 impl Context for NetworkFilter {}
 
 impl StreamContext for NetworkFilter {
+    /// Holds back the filters after this one (tcp_proxy, the HTTP connection manager) until
+    /// the policy has decided: tcp_proxy would otherwise connect to the upstream when the
+    /// connection is accepted, so a client the policy refuses would still reach it (and see a
+    /// server-first protocol's greeting). The first decrypted byte resumes the chain.
+    fn on_new_connection(&mut self) -> Action {
+        Action::Pause
+    }
+
     fn on_downstream_data(&mut self, _data_size: usize, _end_of_stream: bool) -> Action {
         // on_new_connection runs before the TLS handshake; by the first decrypted byte it is
         // over and Envoy's connection attributes are final.

@@ -128,6 +128,10 @@ impl Host {
             .replace("{port}", &port.to_string())
             .replace("{echo}", &upstreams.echo.url())
             .replace(
+                "{echo_tcp}",
+                &format!("tcp://127.0.0.1:{}", upstreams.echo.port()),
+            )
+            .replace(
                 "{mtls_upstream}",
                 &format!("https://127.0.0.1:{}", upstreams.mtls_port),
             )
