@@ -291,6 +291,24 @@ impl Walk {
     }
 }
 
+/// `s.matches('(')` would compile (and fail) on every evaluation and deny every request; a
+/// literal pattern is checked once, here.
+fn check_regex_literal(call: &cel::common::ast::CallExpr) -> Result<(), String> {
+    use cel::common::ast::LiteralValue;
+    if call.func_name != "matches" {
+        return Ok(());
+    }
+    let pattern = match (&call.target, call.args.as_slice()) {
+        (Some(_), [p]) | (None, [_, p]) => p,
+        _ => return Ok(()),
+    };
+    if let Expr::Literal(LiteralValue::String(p)) = &pattern.expr {
+        regex::Regex::new(p.inner())
+            .map_err(|e| format!("invalid regular expression in matches(): {e}"))?;
+    }
+    Ok(())
+}
+
 fn check_references(e: &IdedExpr, w: &mut Walk) -> Result<(), String> {
     match &e.expr {
         Expr::Ident(name) => w.path(&[name.as_str()]),
@@ -313,6 +331,7 @@ fn check_references(e: &IdedExpr, w: &mut Walk) -> Result<(), String> {
             }
         }
         Expr::Call(call) => {
+            check_regex_literal(call)?;
             if let Some(target) = &call.target {
                 check_references(target, w)?;
             }
@@ -769,6 +788,14 @@ mod tests {
         let err = Expression::compile("conn.tls.version", Phase::TcpConnect).expect_err("string");
         assert!(err.contains("true or false"), "{err}");
         assert!(Expression::compile("conn.tls.version ==", Phase::TcpConnect).is_err());
+        let err = Expression::compile("conn.tls.sni.matches('(')", Phase::TcpConnect)
+            .expect_err("bad regex");
+        assert!(err.contains("invalid regular expression"), "{err}");
+        Expression::compile(
+            "conn.tls.sni.matches('^[a-z]+\\\\.test$')",
+            Phase::TcpConnect,
+        )
+        .expect("a valid regex compiles");
     }
 
     #[test]

@@ -242,6 +242,8 @@ pub struct Session {
     endpoint: Arc<Endpoint>,
     facts: TlsFacts,
     variables: OnceLock<Variables>,
+    /// The identity header, built on the first request (PEM + URL encoding is ~3 KB of work).
+    identity: OnceLock<Vec<(String, String)>>,
 }
 
 impl Session {
@@ -250,6 +252,7 @@ impl Session {
             endpoint,
             facts,
             variables: OnceLock::new(),
+            identity: OnceLock::new(),
         }
     }
 
@@ -308,7 +311,10 @@ impl Session {
                 reason: Some(DenyReason::Misdirected),
             });
         }
-        let mut add_headers = self.identity_headers();
+        let mut add_headers = self
+            .identity
+            .get_or_init(|| self.identity_headers())
+            .clone();
         if self.endpoint.http_rules.is_empty() {
             return RequestVerdict::Forward { add_headers };
         }
