@@ -6,15 +6,21 @@
 //! The seed's `openssl x509 -req` step (no `-extfile`) makes an X.509 **v1** server certificate:
 //! no extensions, no subjectAltName, the host name only in the subject CN. OpenSSL and BoringSSL
 //! accept it; webpki refuses v1 certificates and CN-only names. tlsgate verifies every upstream
-//! certificate with webpki first, and only when that fails *and* the leaf has no subjectAltName
-//! extension (every v1 certificate) does it accept the leaf, provided that all of these hold:
+//! certificate with webpki first, and only when that fails *and* the leaf is an X.509 v1
+//! certificate (so it has no extensions and no subjectAltName) does it accept the leaf, provided
+//! that all of these hold:
 //!
 //! 1. the endpoint lists `certificate_authorities` (never with the system roots);
 //! 2. the leaf is signed **directly** by one of those CAs (issuer name equals the CA's subject and
-//!    the signature verifies with the CA's key; no intermediates);
-//! 3. the leaf is within its validity period now;
-//! 4. its subject CN equals the `server_name` tlsgate sends, ignoring ASCII case (no wildcards);
-//! 5. a v3 leaf must not be a CA and, if it has an extendedKeyUsage, must allow serverAuth.
+//!    the signature verifies with the CA's key; no intermediates), with a signature webpki would
+//!    also accept (RSA PKCS#1 or PSS with SHA-256/384/512 and a key of at least 2048 bits, or
+//!    ECDSA with SHA-256/384) — never SHA-1;
+//! 3. that CA carries no nameConstraints (a CN cannot be checked against them);
+//! 4. the leaf is within its validity period now;
+//! 5. its subject CN equals the `server_name` tlsgate sends, ignoring ASCII case (no wildcards).
+//!
+//! A v3 certificate without subjectAltName keeps webpki's refusal: it can be reissued properly,
+//! and accepting it would also skip its extensions.
 //!
 //! The handshake signature is verified as for any certificate, so the upstream must hold the
 //! leaf's key. The first acceptance per endpoint is logged (`accepting X.509 v1 upstream
@@ -232,13 +238,7 @@ impl UpstreamVerifier {
         let Ok((_, leaf)) = X509Certificate::from_der(end_entity.as_ref()) else {
             return Legacy::NotApplicable;
         };
-        let has_san = leaf.extensions().iter().any(|e| {
-            matches!(
-                e.parsed_extension(),
-                ParsedExtension::SubjectAlternativeName(_)
-            )
-        });
-        if has_san {
+        if leaf.version() != X509Version::V1 {
             return Legacy::NotApplicable;
         }
         legacy_verdict(&leaf, &self.direct_cas, server_name, now)
@@ -257,17 +257,11 @@ fn legacy_verdict(
             "{subject}: the server name is an IP address, which a CN cannot prove"
         ));
     };
-    if leaf.version() != X509Version::V1 {
-        if leaf.is_ca() {
-            return Legacy::Refused(format!("{subject} is a CA certificate"));
-        }
-        if let Ok(Some(eku)) = leaf.extended_key_usage() {
-            if !eku.value.server_auth && !eku.value.any {
-                return Legacy::Refused(format!(
-                    "{subject}: its extendedKeyUsage excludes serverAuth"
-                ));
-            }
-        }
+    if !STRONG_SIGNATURES.contains(&leaf.signature_algorithm.algorithm.to_id_string().as_str()) {
+        return Legacy::Refused(format!(
+            "{subject}: its signature algorithm ({}) is not one webpki accepts",
+            leaf.signature_algorithm.algorithm.to_id_string()
+        ));
     }
     let cn_matches = leaf
         .subject()
@@ -290,6 +284,8 @@ fn legacy_verdict(
     let signed_by_ca = cas.iter().any(|ca| {
         X509Certificate::from_der(ca.as_ref()).is_ok_and(|(_, ca)| {
             ca.subject().as_raw() == leaf.issuer().as_raw()
+                && strong_key(&ca)
+                && !has_name_constraints(&ca)
                 && leaf.verify_signature(Some(ca.public_key())).is_ok()
         })
     });
@@ -302,6 +298,32 @@ fn legacy_verdict(
         subject,
         version: leaf.version().0 + 1,
     }
+}
+
+/// Signature algorithms the v1 exception accepts: those webpki accepts for certificates.
+const STRONG_SIGNATURES: &[&str] = &[
+    "1.2.840.113549.1.1.11", // sha256WithRSAEncryption
+    "1.2.840.113549.1.1.12", // sha384WithRSAEncryption
+    "1.2.840.113549.1.1.13", // sha512WithRSAEncryption
+    "1.2.840.113549.1.1.10", // RSASSA-PSS
+    "1.2.840.10045.4.3.2",   // ecdsa-with-SHA256
+    "1.2.840.10045.4.3.3",   // ecdsa-with-SHA384
+];
+
+/// RSA keys below 2048 bits are refused (webpki's floor); EC keys are P-256/P-384 by the
+/// signature algorithms above.
+fn strong_key(ca: &X509Certificate<'_>) -> bool {
+    match ca.public_key().parsed() {
+        Ok(x509_parser::public_key::PublicKey::RSA(rsa)) => rsa.key_size() >= 2048,
+        Ok(x509_parser::public_key::PublicKey::EC(_)) => true,
+        _ => false,
+    }
+}
+
+fn has_name_constraints(ca: &X509Certificate<'_>) -> bool {
+    ca.extensions()
+        .iter()
+        .any(|e| matches!(e.parsed_extension(), ParsedExtension::NameConstraints(_)))
 }
 
 #[cfg(test)]
@@ -351,6 +373,58 @@ mod tests {
         assert!(matches!(
             verdict(&leaf, &[other], SEED_SERVER_NAME),
             Legacy::Refused(_)
+        ));
+    }
+
+    /// A v1 leaf made like the seed's, but with `digest` and a CA key of `bits`.
+    fn openssl_v1(
+        dir: &std::path::Path,
+        digest: &str,
+        bits: u32,
+    ) -> (CertificateDer<'static>, CertificateDer<'static>) {
+        let script = format!(
+            "openssl genpkey -algorithm RSA -out ca.key -pkeyopt rsa_keygen_bits:{bits} 2>/dev/null && \
+             openssl req -x509 -new -nodes -key ca.key -sha256 -days 30 -out ca.crt -subj /CN=WeakCA && \
+             openssl genpkey -algorithm RSA -out s.key -pkeyopt rsa_keygen_bits:2048 2>/dev/null && \
+             openssl req -new -key s.key -out s.csr -subj /CN=weak.example && \
+             openssl x509 -req -in s.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out s.crt -days 30 -{digest}"
+        );
+        let ok = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(script)
+            .current_dir(dir)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "openssl failed");
+        (der(&dir.join("s.crt")), der(&dir.join("ca.crt")))
+    }
+
+    #[test]
+    fn refuses_a_v1_leaf_signed_with_sha1() {
+        let dir = tempfile::tempdir().unwrap();
+        let (leaf, ca) = openssl_v1(dir.path(), "sha1", 2048);
+        assert!(
+            matches!(verdict(&leaf, &[ca], "weak.example"), Legacy::Refused(r) if r.contains("signature algorithm"))
+        );
+    }
+
+    #[test]
+    fn refuses_a_v1_leaf_under_a_1024_bit_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let (leaf, ca) = openssl_v1(dir.path(), "sha256", 1024);
+        assert!(
+            matches!(verdict(&leaf, &[ca], "weak.example"), Legacy::Refused(r) if r.contains("not signed directly"))
+        );
+    }
+
+    #[test]
+    fn accepts_the_same_v1_leaf_with_sha256_and_a_2048_bit_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let (leaf, ca) = openssl_v1(dir.path(), "sha256", 2048);
+        assert!(matches!(
+            verdict(&leaf, &[ca], "weak.example"),
+            Legacy::Accepted { .. }
         ));
     }
 }
