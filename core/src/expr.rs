@@ -572,6 +572,7 @@ fn client_value(cert: Option<&ClientCertFacts>) -> Value {
         fingerprint_sha256: String::new(),
         is_ca: false,
         client_auth: crate::facts::ClientAuthUsage::NotAllowed,
+        legacy_v1: false,
         der: Vec::new(),
     };
     let c = cert.unwrap_or(&empty);
@@ -719,6 +720,7 @@ fn samples(phase: Phase) -> Vec<Variables> {
         fingerprint_sha256: "00".into(),
         is_ca: false,
         client_auth: crate::facts::ClientAuthUsage::Allowed,
+        legacy_v1: false,
         der: Vec::new(),
     };
     let present = TlsFacts {

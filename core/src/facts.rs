@@ -81,9 +81,10 @@ pub enum Unverified {
     NotChecked,
     /// The chain was checked and did not lead to a configured CA.
     UntrustedIssuer,
-    /// The certificate is a CA certificate (basicConstraints CA=true). A trust anchor
-    /// "verifies" against itself, which BoringSSL accepts and webpki refuses; tlsgate never
-    /// takes a CA certificate as a client's identity, in either host.
+    /// The certificate is a CA certificate (basicConstraints CA=true), or an X.509 v1
+    /// certificate that cannot say it is not one. A trust anchor "verifies" against itself and
+    /// a v1 leaf under a trusted CA verifies too in BoringSSL, while webpki refuses both;
+    /// tlsgate never takes either as a client's identity, in either host.
     NotEndEntity,
 }
 
@@ -101,7 +102,7 @@ pub enum ChainCheck {
 impl ClientCert {
     /// Classifies a presented certificate the same way in every host.
     pub fn presented(facts: Box<ClientCertFacts>, chain: ChainCheck) -> Self {
-        if facts.is_ca {
+        if facts.is_ca || facts.legacy_v1 {
             return Self::Unverified(facts, Unverified::NotEndEntity);
         }
         match chain {
@@ -177,6 +178,8 @@ pub struct ClientCertFacts {
     pub fingerprint_sha256: String,
     pub is_ca: bool,
     pub client_auth: ClientAuthUsage,
+    /// X.509 version 1: no extensions, so nothing says what the key may be used for.
+    pub legacy_v1: bool,
     pub der: Vec<u8>,
 }
 
@@ -244,6 +247,7 @@ impl ClientCertFacts {
             fingerprint_sha256: hex(&Sha256::digest(der)),
             is_ca,
             client_auth,
+            legacy_v1: cert.version().0 == 0,
             der: der.to_vec(),
         })
     }
