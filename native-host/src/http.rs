@@ -34,13 +34,61 @@ use tlsgate_core::{RequestVerdict, Session};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
-use crate::io::{Activity, Tracked};
+use crate::io::{Activity, InFlight};
 use crate::limits::Limits;
 use crate::metrics::{Metrics, VerdictLabels};
 use crate::runtime::EndpointRuntime;
 use crate::upstream::{connect_error, ConnectError};
 
-pub type ProxyBody = Either<Incoming, Full<Bytes>>;
+type Inner = Either<Incoming, Full<Bytes>>;
+
+/// A response body that keeps its exchange counted as in flight until the body has been sent
+/// (or dropped). A connection is idle only when no exchange is open — Envoy's rule (streams,
+/// not bytes) — so HTTP/2 PINGs or WINDOW_UPDATEs cannot hold an idle connection open.
+#[derive(Debug)]
+pub struct ProxyBody {
+    inner: Inner,
+    in_flight: Option<InFlight>,
+}
+
+impl ProxyBody {
+    fn new(inner: Inner) -> Self {
+        Self {
+            inner,
+            in_flight: None,
+        }
+    }
+
+    fn counting(mut self, in_flight: InFlight) -> Self {
+        self.in_flight = Some(in_flight);
+        self
+    }
+}
+
+impl http_body::Body for ProxyBody {
+    type Data = Bytes;
+    type Error = <Inner as http_body::Body>::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        let poll = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if let std::task::Poll::Ready(None) = poll {
+            // Fully sent: the exchange is over even if hyper keeps the body a while longer.
+            self.in_flight = None;
+        }
+        poll
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
 
 /// One client connection on an https endpoint.
 #[derive(Debug)]
@@ -84,7 +132,8 @@ impl HttpConnection {
     where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let io = TokioIo::new(Tracked::new(io, self.activity.clone()));
+        // Idleness is counted in exchanges (see ProxyBody), not bytes.
+        let io = TokioIo::new(io);
         let this = self.clone();
         let service = hyper::service::service_fn(move |req: Request<Incoming>| {
             let this = this.clone();
@@ -125,8 +174,14 @@ impl HttpConnection {
     }
 
     async fn handle(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+        let in_flight = self.activity.request();
+        self.exchange(req)
+            .await
+            .map(|body| body.counting(in_flight))
+    }
+
+    async fn exchange(&self, req: Request<Incoming>) -> Response<ProxyBody> {
         let started = Instant::now();
-        let _waiting = self.activity.request();
         let host = request_host(&req).to_owned();
         let method = req.method().clone();
         let path_and_query = req
@@ -258,7 +313,7 @@ impl HttpConnection {
                 strip_hop_by_hop(response.headers_mut(), false);
                 let status = response.status().as_u16();
                 log.emit("forward", "", status, Some(status));
-                response.map(Either::Left)
+                response.map(|body| ProxyBody::new(Either::Left(body)))
             }
             Ok(Err(error)) => {
                 let (status, reason) = match connect_error(&error) {
@@ -356,7 +411,9 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_te_trailers: bool) {
 }
 
 fn local_response(local: &LocalResponse) -> Response<ProxyBody> {
-    let mut response = Response::new(Either::Right(Full::new(Bytes::from(local.body.clone()))));
+    let mut response = Response::new(ProxyBody::new(Either::Right(Full::new(Bytes::from(
+        local.body.clone(),
+    )))));
     *response.status_mut() = StatusCode::from_u16(local.status).unwrap_or(StatusCode::FORBIDDEN);
     let headers = response.headers_mut();
     for (name, value) in &local.headers {
@@ -377,8 +434,8 @@ fn local_response(local: &LocalResponse) -> Response<ProxyBody> {
 }
 
 fn error_response(status: StatusCode, body: &'static str) -> Response<ProxyBody> {
-    let mut response = Response::new(Either::Right(Full::new(Bytes::from_static(
-        body.as_bytes(),
+    let mut response = Response::new(ProxyBody::new(Either::Right(Full::new(
+        Bytes::from_static(body.as_bytes()),
     ))));
     *response.status_mut() = status;
     response.headers_mut().insert(
@@ -434,5 +491,22 @@ impl AccessLine<'_> {
             duration_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
             "request"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn the_exchange_stays_open_until_the_response_body_is_sent() {
+        let activity = Activity::new();
+        let body = ProxyBody::new(Either::Right(Full::new(Bytes::from_static(b"hello"))))
+            .counting(activity.request());
+        assert_eq!(activity.open_exchanges(), 1);
+        let collected = body.collect().await.map(|c| c.to_bytes());
+        assert_eq!(collected.ok(), Some(Bytes::from_static(b"hello")));
+        assert_eq!(activity.open_exchanges(), 0);
     }
 }

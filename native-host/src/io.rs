@@ -10,13 +10,15 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
-/// When a connection last carried bytes, and how many requests wait for their upstream.
+/// When a connection last showed activity, and how many exchanges are open. HTTP connections
+/// count exchanges (a request until its response body is sent); TCP sessions count bytes
+/// through [`Tracked`].
 #[derive(Debug)]
 pub struct Activity {
     origin: Instant,
     /// Milliseconds since `origin`.
     last: AtomicU64,
-    /// Requests whose response head has not been sent yet: not idle, whatever the bytes say.
+    /// Open exchanges: not idle, whatever the bytes say.
     in_flight: AtomicUsize,
 }
 
@@ -34,10 +36,16 @@ impl Activity {
         self.last.store(ms, Ordering::Relaxed);
     }
 
-    /// Marks a request as waiting until the guard is dropped.
+    /// Marks an exchange as open until the guard is dropped.
     pub fn request(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.touch();
         InFlight(self.clone())
+    }
+
+    /// How many exchanges are open.
+    pub fn open_exchanges(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
     }
 
     /// Resolves once nothing has moved for `idle` and no request is waiting.
@@ -58,7 +66,7 @@ impl Activity {
     }
 }
 
-/// A request waiting for its upstream; see [`Activity::request`].
+/// An open exchange; see [`Activity::request`].
 #[derive(Debug)]
 pub struct InFlight(Arc<Activity>);
 
@@ -132,5 +140,30 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_is_idle_only_when_no_exchange_is_open() {
+        let activity = Activity::new();
+        let exchange = activity.request();
+        let idle = activity.idle(Duration::from_secs(60));
+        tokio::pin!(idle);
+        // However long an exchange stays open, the connection is not idle.
+        assert!(tokio::time::timeout(Duration::from_secs(600), &mut idle)
+            .await
+            .is_err());
+        drop(exchange);
+        // Once it ends, the idle period starts from there.
+        assert!(tokio::time::timeout(Duration::from_secs(59), &mut idle)
+            .await
+            .is_err());
+        assert!(tokio::time::timeout(Duration::from_secs(2), &mut idle)
+            .await
+            .is_ok());
     }
 }
