@@ -111,6 +111,22 @@ pub const IDENTITY_HEADERS: [&str; 3] = [
     "client-cert-chain",
 ];
 
+/// The name an Envoy filter chain gets for endpoint `index`: the generator writes it, the filter
+/// reads it back from `xds.filter_chain_name` to know which endpoint Envoy's SNI match chose.
+pub fn filter_chain_name(index: usize) -> String {
+    format!("tlsgate.endpoints[{index}]")
+}
+
+/// The endpoint index in a name written by [`filter_chain_name`]; `None` for any other name (a
+/// chain Istio or a person named), so the filter routes by SNI instead.
+pub fn endpoint_index(chain_name: &str) -> Option<usize> {
+    chain_name
+        .strip_prefix("tlsgate.endpoints[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
 /// A bind address and the endpoints on it.
 #[derive(Debug)]
 pub struct Listener {

@@ -33,11 +33,7 @@ pub const HTTP_ROOT_ID: &str = "tlsgate.http";
 /// state `wasm.tlsgate.endpoint`). Delete the route's `request_headers_to_add` to drop it.
 pub const ENDPOINT_HEADER: &str = "x-tlsgate-endpoint";
 
-/// The filter chain name of endpoint `index`; the filter reads it back from
-/// `xds.filter_chain_name`.
-pub fn filter_chain_name(index: usize) -> String {
-    format!("tlsgate.endpoints[{index}]")
-}
+pub use tlsgate_core::policy::filter_chain_name;
 
 /// Where system trust anchors live on common distributions, for upstreams that name no CA:
 /// Envoy verifies nothing unless it is given a bundle.

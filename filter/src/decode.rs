@@ -5,21 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 
-/// The filter chain name `tlsgate envoy-config` gives endpoint `index`; the filter reads it
-/// back from `xds.filter_chain_name` to know which endpoint Envoy's SNI match chose.
-pub fn filter_chain_name(index: usize) -> String {
-    format!("tlsgate.endpoints[{index}]")
-}
-
-/// The endpoint index in a filter chain name written by [`filter_chain_name`]; `None` for any
-/// other name (a chain Istio or a person named), which makes the filter route by SNI instead.
-pub fn endpoint_index(chain_name: &str) -> Option<usize> {
-    chain_name
-        .strip_prefix("tlsgate.endpoints[")?
-        .strip_suffix(']')?
-        .parse()
-        .ok()
-}
+pub use tlsgate_core::policy::{endpoint_index, filter_chain_name};
 
 /// Decodes `%XX` escapes. Envoy 1.40 returns `connection.peer_certificate` as plain PEM, while
 /// its access-log and Lua forms of the same value are URL-encoded; PEM never contains `%`, so
