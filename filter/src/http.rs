@@ -8,16 +8,46 @@ use proxy_wasm::types::{Action, LogLevel, MapType};
 use tlsgate_core::policy::{LocalResponse, IDENTITY_HEADERS};
 use tlsgate_core::{Endpoint, Policy, Request, RequestVerdict, Session, Verdict};
 
-use crate::attributes::read_connection;
+use crate::attributes::{read_connection, Unavailable};
 use crate::metrics::{self, log, Phase};
+use crate::sessions::{connection_id, Cached, SharedSessions};
 
 pub(crate) struct HttpFilter {
     policy: Option<Rc<Policy>>,
+    sessions: SharedSessions,
 }
 
 impl HttpFilter {
-    pub(crate) fn new(policy: Option<Rc<Policy>>) -> Self {
-        Self { policy }
+    pub(crate) fn new(policy: Option<Rc<Policy>>, sessions: SharedSessions) -> Self {
+        Self { policy, sessions }
+    }
+
+    /// The connection's session: from the cache when this connection has been seen, else
+    /// built from Envoy's attributes (and cached when Envoy says which connection this is).
+    fn session(&self, policy: &Policy) -> Result<Rc<Cached>, Unavailable> {
+        let id = hostcalls::get_property(vec!["connection", "id"])
+            .ok()
+            .flatten()
+            .and_then(|raw| connection_id(&raw));
+        if let Some(cached) = id.and_then(|id| self.sessions.borrow().get(id)) {
+            metrics::session_cache(true);
+            return Ok(cached);
+        }
+        metrics::session_cache(false);
+        let mut connection = read_connection(policy)?;
+        connection.facts.alpn = negotiated_alpn();
+        let session = Session::new(connection.endpoint, connection.facts);
+        // The network filter has already run this; repeating it keeps an HTTP-only deployment
+        // (an Istio WasmPlugin of type HTTP alone) from admitting what the policy denies.
+        let tcp_verdict = session.on_tcp_connect();
+        let cached = Rc::new(Cached {
+            session,
+            tcp_verdict,
+        });
+        if let Some(id) = id {
+            self.sessions.borrow_mut().insert(id, Rc::clone(&cached));
+        }
+        Ok(cached)
     }
 
     fn decide(&self) -> Action {
@@ -25,10 +55,8 @@ impl HttpFilter {
             metrics::verdict(None, Phase::HttpRequest, "respond", Some("no_policy"));
             return respond(&refusal(403, "no_policy"));
         };
-        // Recomputed per request rather than shared from the network filter: the HTTP filter
-        // has its own context, and reading a handful of attributes and one certificate is cheap.
-        let mut connection = match read_connection(policy) {
-            Ok(connection) => connection,
+        let cached = match self.session(policy) {
+            Ok(cached) => cached,
             Err(why) => {
                 log(
                     LogLevel::Warn,
@@ -38,14 +66,10 @@ impl HttpFilter {
                 return respond(&refusal(403, why.label()));
             }
         };
-        connection.facts.alpn = negotiated_alpn();
-        let index = connection.endpoint.index;
-        publish_metadata(&connection.endpoint);
-        let session = Session::new(connection.endpoint, connection.facts);
-
-        // The network filter has already run this; repeating it keeps an HTTP-only deployment
-        // (an Istio WasmPlugin of type HTTP alone) from admitting what the policy denies.
-        if let Verdict::Deny(reason) = session.on_tcp_connect() {
+        let session = &cached.session;
+        let index = session.endpoint().index;
+        publish_metadata(session.endpoint());
+        if let Verdict::Deny(reason) = cached.tcp_verdict {
             metrics::verdict(
                 Some(index),
                 Phase::HttpRequest,

@@ -19,6 +19,7 @@ mod http;
 mod metrics;
 mod network;
 mod root;
+mod sessions;
 
 pub mod decode;
 
@@ -41,6 +42,32 @@ mod tests {
     #![allow(clippy::expect_used, clippy::panic)]
 
     use yaml_rust2::{Yaml, YamlEmitter, YamlLoader};
+
+    /// A one-endpoint policy as the filter receives it (certificate inline, no key).
+    pub(crate) fn sample_policy() -> tlsgate_core::Policy {
+        let ca = tlsgate_test_support::Authority::root("CA");
+        let cert = ca.server(&["app.example.com"]).cert_pem;
+        let policy = serde_json::json!({"endpoints": [{
+            "url": "https://app.example.com",
+            "bind": "127.0.0.1:8443",
+            "upstream": {"url": "http://127.0.0.1:8080"},
+            "traffic_policy": {"on_tcp_connect": [{"actions": [
+                {"type": "terminate-tls", "config": {"server_certificate": cert}}
+            ]}]}
+        }]});
+        crate::load(&policy.to_string()).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    pub(crate) fn sample_facts() -> tlsgate_core::TlsFacts {
+        tlsgate_core::TlsFacts {
+            version: tlsgate_core::TlsVersion::Tls13,
+            cipher_suite: String::new(),
+            sni: Some("app.example.com".into()),
+            alpn: None,
+            client_ip: std::net::IpAddr::from([127, 0, 0, 1]),
+            client_cert: tlsgate_core::ClientCert::Absent,
+        }
+    }
 
     fn to_json(yaml: &Yaml) -> serde_json::Value {
         match yaml {

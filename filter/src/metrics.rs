@@ -40,6 +40,16 @@ pub(crate) fn verdict(endpoint: Option<usize>, phase: Phase, verdict: &str, reas
     increment(&name);
 }
 
+/// Counts whether a request found its connection's session cached
+/// (`tlsgate.http.session_cache.hit` / `.miss`).
+pub(crate) fn session_cache(hit: bool) {
+    increment(if hit {
+        "tlsgate.http.session_cache.hit"
+    } else {
+        "tlsgate.http.session_cache.miss"
+    });
+}
+
 fn increment(name: &str) {
     let id = IDS.with(|ids| {
         let mut ids = ids.try_borrow_mut().ok()?;

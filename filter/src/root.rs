@@ -12,6 +12,7 @@ use tlsgate_core::{Config, KeyMode, Policy};
 use crate::http::HttpFilter;
 use crate::metrics::log;
 use crate::network::NetworkFilter;
+use crate::sessions::SharedSessions;
 
 /// The `root_id` that makes a plugin a network filter. Envoy tells a plugin neither whether it
 /// was configured as a network or an HTTP filter, nor lets one context serve both, so the
@@ -30,6 +31,7 @@ enum Role {
 pub(crate) struct Root {
     role: Option<Role>,
     policy: Option<Rc<Policy>>,
+    sessions: SharedSessions,
 }
 
 impl Context for Root {}
@@ -51,6 +53,7 @@ impl RootContext for Root {
                 );
                 self.role = Some(role);
                 self.policy = Some(Rc::new(policy));
+                self.sessions.borrow_mut().clear();
                 true
             }
             Err(message) => {
@@ -75,7 +78,10 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(HttpFilter::new(self.policy.clone())))
+        Some(Box::new(HttpFilter::new(
+            self.policy.clone(),
+            Rc::clone(&self.sessions),
+        )))
     }
 
     fn create_stream_context(&self, _context_id: u32) -> Option<Box<dyn StreamContext>> {
