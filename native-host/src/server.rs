@@ -396,7 +396,29 @@ async fn connection(
     };
     metrics.handshake(endpoint.label(), "ok", "-");
 
-    let facts = endpoint.server_tls.facts(tls.get_ref().1, peer.ip());
+    let facts = match endpoint.server_tls.facts(tls.get_ref().1, peer.ip()) {
+        Ok(facts) => facts,
+        Err(e) => {
+            tracing::info!(
+                %peer,
+                endpoint = %endpoint.label(),
+                reason = "client_certificate_unreadable",
+                "connection refused: {e}"
+            );
+            metrics
+                .connections
+                .get_or_create(&VerdictLabels {
+                    endpoint: endpoint.label().to_owned(),
+                    verdict: "deny",
+                    reason: "client_certificate_unreadable",
+                })
+                .inc();
+            let mut tls = tls;
+            let _ = tokio::time::timeout(LINGER, tls.shutdown()).await;
+            linger(tls.get_mut().0).await;
+            return;
+        }
+    };
     let client = facts
         .client_cert
         .facts()

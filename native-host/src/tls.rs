@@ -169,8 +169,14 @@ impl ServerTls {
         })
     }
 
-    /// What the finished handshake tells the policy.
-    pub fn facts(&self, conn: &ServerConnection, client_ip: std::net::IpAddr) -> TlsFacts {
+    /// What the finished handshake tells the policy; `Err` when the client presented a
+    /// certificate nothing can be read from (refused, as the filter does: a certificate whose
+    /// fields cannot be checked proves nothing and must not pass as "no certificate").
+    pub fn facts(
+        &self,
+        conn: &ServerConnection,
+        client_ip: std::net::IpAddr,
+    ) -> Result<TlsFacts, UnreadableCertificate> {
         let version = match conn.protocol_version() {
             Some(rustls::ProtocolVersion::TLSv1_2) => TlsVersion::Tls12,
             _ => TlsVersion::Tls13,
@@ -179,7 +185,7 @@ impl ServerTls {
             .negotiated_cipher_suite()
             .map(|s| iana_cipher_name(s.suite()))
             .unwrap_or_default();
-        TlsFacts {
+        Ok(TlsFacts {
             version,
             cipher_suite,
             sni: conn.server_name().map(tlsgate_core::sni::normalize),
@@ -187,20 +193,17 @@ impl ServerTls {
                 .alpn_protocol()
                 .map(|p| String::from_utf8_lossy(p).into_owned()),
             client_ip,
-            client_cert: self.client_cert(conn),
-        }
+            client_cert: self.client_cert(conn)?,
+        })
     }
 
-    fn client_cert(&self, conn: &ServerConnection) -> ClientCert {
+    fn client_cert(&self, conn: &ServerConnection) -> Result<ClientCert, UnreadableCertificate> {
         let Some((leaf, intermediates)) = conn.peer_certificates().and_then(|c| c.split_first())
         else {
-            return ClientCert::Absent;
+            return Ok(ClientCert::Absent);
         };
-        let Ok(facts) = ClientCertFacts::from_der(leaf.as_ref()) else {
-            // rustls accepted bytes x509-parser cannot read; nothing about them can be trusted
-            // or matched on, so they count as no certificate.
-            return ClientCert::Absent;
-        };
+        let facts =
+            ClientCertFacts::from_der(leaf.as_ref()).map_err(|e| UnreadableCertificate(e.0))?;
         let facts = Box::new(facts);
         let chain = match &self.post {
             PostHandshake::Off => ChainCheck::NotChecked,
@@ -212,7 +215,7 @@ impl ServerTls {
                 }
             }
         };
-        ClientCert::presented(facts, chain)
+        Ok(ClientCert::presented(facts, chain))
     }
 }
 
@@ -334,6 +337,11 @@ pub(crate) fn verify_handshake_signature(
         CertificateError::BadSignature,
     ))
 }
+
+/// A client certificate rustls accepted but x509-parser cannot read.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("the client certificate cannot be read: {0}")]
+pub struct UnreadableCertificate(pub String);
 
 #[cfg(test)]
 mod tests {
