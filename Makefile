@@ -37,8 +37,9 @@ conformance: build ## play every scenario against both hosts; print the matrix, 
 	$(CARGO) test -p tlsgate-e2e --test conformance -- --nocapture; status=$$?; \
 	  cp target/conformance.md docs/conformance.md && echo "wrote docs/conformance.md"; exit $$status
 
-bench: ## benchmarks (policy decisions, handshakes, proxied requests)
+bench: ## benchmarks: policy decisions (core), then the native edge end to end (release build)
 	$(CARGO) bench -p tlsgate-core
+	$(CARGO) bench -p tlsgate --bench edge
 
 clean:
 	$(CARGO) clean
