@@ -85,6 +85,16 @@ async fn get(sender: &mut Sender) {
     res.into_body().collect().await.unwrap();
 }
 
+/// Stops the proxy however the benchmark ends, a failed assertion included.
+struct Proxy(std::process::Child);
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn report(name: &str, n: u64, elapsed: Duration) {
     let per = elapsed.as_secs_f64() / n as f64;
     println!(
@@ -128,13 +138,15 @@ async fn main() {
         ),
     )
     .unwrap();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_tlsgate"))
-        .args(["run", "-c"])
-        .arg(&policy)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let _proxy = Proxy(
+        Command::new(env!("CARGO_BIN_EXE_tlsgate"))
+            .args(["run", "-c"])
+            .arg(&policy)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let started = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
         assert!(
@@ -221,7 +233,4 @@ async fn main() {
         conns * per_conn,
         t.elapsed(),
     );
-
-    let _ = server.kill();
-    let _ = server.wait();
 }
