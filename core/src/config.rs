@@ -96,6 +96,8 @@ pub struct Endpoint {
     /// For a wildcard endpoint: exact hosts other endpoints serve on the same bind, which this
     /// one must not answer for (filled in by [`crate::Policy::new`]).
     pub(crate) shadowed: Vec<String>,
+    /// Whether an on_http_request rule reads `req.headers`; decided once at load.
+    pub(crate) reads_request_headers: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -618,6 +620,7 @@ impl Endpoint {
             let rule_path = policy_path.key("on_http_request").index(r);
             http_rules.push(http_rule(rule, r, &rule_path)?);
         }
+        let reads_request_headers = rules_read_headers(&http_rules);
         if scheme == Scheme::Tls && !http_rules.is_empty() {
             return Err(err(
                 policy_path.key("on_http_request"),
@@ -667,6 +670,7 @@ impl Endpoint {
             http_rules,
             forward_client_cert,
             shadowed: Vec::new(),
+            reads_request_headers,
         })
     }
 }
@@ -1453,4 +1457,19 @@ pub fn filter_policy(paths: &[PathBuf]) -> Result<Value, ConfigError> {
     }
     serde_json::to_value(RawConfig { endpoints })
         .map_err(|e| ConfigError::new(FieldPath::root(), invalid(e.to_string())))
+}
+
+/// Whether any rule's expressions, add-headers templates or custom-response body read
+/// `req.headers` (hosts collect request headers only then).
+fn rules_read_headers(rules: &[Rule<HttpAction>]) -> bool {
+    rules.iter().any(|rule| {
+        rule.expressions.iter().any(|e| e.reads_request_headers())
+            || rule.actions.iter().any(|a| match a {
+                HttpAction::AddHeaders(headers) => {
+                    headers.iter().any(|(_, t)| t.reads_request_headers())
+                }
+                HttpAction::CustomResponse { body, .. } => body.reads_request_headers(),
+                HttpAction::Deny { .. } | HttpAction::RestrictIps(_) => false,
+            })
+    })
 }

@@ -221,16 +221,7 @@ impl Endpoint {
     /// Whether an `on_http_request` rule reads `req.headers` (hosts skip collecting them
     /// otherwise).
     pub fn reads_request_headers(&self) -> bool {
-        self.http_rules.iter().any(|rule| {
-            rule.expressions.iter().any(|e| e.reads_request_headers())
-                || rule.actions.iter().any(|a| match a {
-                    HttpAction::AddHeaders(headers) => {
-                        headers.iter().any(|(_, t)| t.reads_request_headers())
-                    }
-                    HttpAction::CustomResponse { body, .. } => body.reads_request_headers(),
-                    _ => false,
-                })
-        })
+        self.reads_request_headers
     }
 
     /// Whether `host` (a Host header or `:authority`, maybe with a port) is served by this

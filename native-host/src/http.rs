@@ -195,7 +195,7 @@ impl HttpConnection {
             // (lossily decoded, as the filter does); skipping them would let `X-Internal: \xff`
             // slip past a rule on that header.
             let values: Vec<(&str, std::borrow::Cow<'_, str>)> =
-                if self.endpoint.reads_request_headers {
+                if self.endpoint.endpoint.reads_request_headers() {
                     req.headers()
                         .iter()
                         .map(|(n, v)| (n.as_str(), String::from_utf8_lossy(v.as_bytes())))

@@ -41,7 +41,6 @@ pub struct EndpointRuntime {
     /// server name for TLS upstreams, so name-based virtual hosting upstream sees the name it
     /// serves.
     pub upstream_authority: String,
-    pub reads_request_headers: bool,
 }
 
 impl EndpointRuntime {
@@ -125,7 +124,6 @@ fn prepare(
         http,
         upstream_scheme,
         upstream_authority,
-        reads_request_headers: endpoint.reads_request_headers(),
     })
 }
 
