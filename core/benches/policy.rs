@@ -111,8 +111,7 @@ fn main() {
     let req = Request {
         method: "GET",
         host: "app.example.com",
-        path: "/api/items",
-        url: "https://app.example.com/api/items",
+        target: "/api/items",
         headers: &[],
     };
     bench("on_http_request (deny rule + add-headers + XFCC)", || {

@@ -93,11 +93,6 @@ pub struct Endpoint {
     pub tcp_rules: Vec<Rule<TcpAction>>,
     pub http_rules: Vec<Rule<HttpAction>>,
     pub forward_client_cert: ForwardClientCert,
-    /// For a wildcard endpoint: exact hosts other endpoints serve on the same bind, which this
-    /// one must not answer for (filled in by [`crate::Policy::new`]).
-    pub(crate) shadowed: Vec<String>,
-    /// Whether an on_http_request rule reads `req.headers`; decided once at load.
-    pub(crate) reads_request_headers: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -620,7 +615,6 @@ impl Endpoint {
             let rule_path = policy_path.key("on_http_request").index(r);
             http_rules.push(http_rule(rule, r, &rule_path)?);
         }
-        let reads_request_headers = rules_read_headers(&http_rules);
         if scheme == Scheme::Tls && !http_rules.is_empty() {
             return Err(err(
                 policy_path.key("on_http_request"),
@@ -669,8 +663,6 @@ impl Endpoint {
             tcp_rules,
             http_rules,
             forward_client_cert,
-            shadowed: Vec::new(),
-            reads_request_headers,
         })
     }
 }
@@ -1163,11 +1155,22 @@ fn header_name(name: &str, path: &FieldPath) -> Result<(), ConfigError> {
             invalid(format!("`{name}` is not a valid header name")),
         ));
     }
-    if RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) || name.starts_with(':') {
+    let lower = name.to_ascii_lowercase();
+    if RESERVED_HEADERS.contains(&lower.as_str()) || name.starts_with(':') {
         return Err(err(
             path.clone(),
             invalid(format!(
                 "`{name}` is managed by the proxy and cannot be set by a policy"
+            )),
+        ));
+    }
+    if crate::request::EDGE_HEADERS.contains(&lower.as_str()) {
+        return Err(err(
+            path.clone(),
+            invalid(format!(
+                "`{name}` is set by tlsgate itself (the verified client identity, the client's \
+                 address and the Host it asked for), so the upstream can trust it; pick \
+                 another name for the policy's header"
             )),
         ));
     }
@@ -1457,19 +1460,4 @@ pub fn filter_policy(paths: &[PathBuf]) -> Result<Value, ConfigError> {
     }
     serde_json::to_value(RawConfig { endpoints })
         .map_err(|e| ConfigError::new(FieldPath::root(), invalid(e.to_string())))
-}
-
-/// Whether any rule's expressions, add-headers templates or custom-response body read
-/// `req.headers` (hosts collect request headers only then).
-fn rules_read_headers(rules: &[Rule<HttpAction>]) -> bool {
-    rules.iter().any(|rule| {
-        rule.expressions.iter().any(|e| e.reads_request_headers())
-            || rule.actions.iter().any(|a| match a {
-                HttpAction::AddHeaders(headers) => {
-                    headers.iter().any(|(_, t)| t.reads_request_headers())
-                }
-                HttpAction::CustomResponse { body, .. } => body.reads_request_headers(),
-                HttpAction::Deny { .. } | HttpAction::RestrictIps(_) => false,
-            })
-    })
 }

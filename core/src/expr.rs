@@ -19,7 +19,7 @@ use cel::objects::{Key, Map};
 use cel::{Context, ExecutionError, IdedExpr, Program, Value};
 
 use crate::facts::{ClientCert, ClientCertFacts, DistinguishedName, TlsFacts};
-use crate::policy::Request;
+use crate::request::Request;
 
 /// Where in a connection's life an expression runs; decides which variables exist.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -54,6 +54,9 @@ const NAME: Shape = Shape::Object(&[
 ]);
 
 const CLIENT: Shape = Shape::Object(&[
+    ("presented", Shape::Leaf),
+    ("verified", Shape::Leaf),
+    ("verification", Shape::Leaf),
     ("subject", NAME),
     ("issuer", NAME),
     (
@@ -486,11 +489,12 @@ impl Variables {
         }
     }
 
+    /// Adds `req`; `path` is the normalized path and `url` the URL built from it.
     #[must_use]
-    pub fn with_request(&self, req: &Request<'_>) -> Self {
+    pub fn with_request(&self, req: &Request<'_>, path: &str, url: &str) -> Self {
         Self {
             conn: self.conn.clone(),
-            req: to_val(req_value(req)),
+            req: to_val(req_value(req, path, url)),
         }
     }
 
@@ -557,9 +561,15 @@ fn name_value(dn: &DistinguishedName) -> Value {
     ])
 }
 
-fn client_value(cert: Option<&ClientCertFacts>) -> Value {
-    // Without a certificate every field is present and empty, so `cn != 'x'` is simply true
-    // and a rule written for mTLS denies anonymous clients instead of erroring.
+/// `conn.tls.client`. Identity claims (subject, issuer, SANs, serial, validity, extensions,
+/// signature algorithm) are filled in only for a certificate that verified against the
+/// endpoint's CAs: anyone can put `CN=admin` in a self-signed certificate. What possession of
+/// the key does establish — the certificate itself (`pem`, `fingerprint.sha256`) — is there for
+/// every presented certificate, so a policy can pin one. `verified` and `verification` say which
+/// case this is.
+fn client_value(cert: &ClientCert) -> Value {
+    // Without a verified certificate every identity field is present and empty, so
+    // `cn != 'x'` is simply true and a rule written for mTLS denies instead of erroring.
     let empty = ClientCertFacts {
         subject: DistinguishedName::default(),
         issuer: DistinguishedName::default(),
@@ -575,7 +585,12 @@ fn client_value(cert: Option<&ClientCertFacts>) -> Value {
         legacy_v1: false,
         der: Vec::new(),
     };
-    let c = cert.unwrap_or(&empty);
+    let (identity, presented) = match cert {
+        ClientCert::Verified(c) => (c.as_ref(), Some(c.as_ref())),
+        ClientCert::Unverified(c, _) => (&empty, Some(c.as_ref())),
+        ClientCert::Absent => (&empty, None),
+    };
+    let c = identity;
     let extensions = Value::List(Arc::new(
         c.extensions
             .iter()
@@ -588,6 +603,12 @@ fn client_value(cert: Option<&ClientCertFacts>) -> Value {
             .collect(),
     ));
     map(vec![
+        ("presented", Value::Bool(presented.is_some())),
+        (
+            "verified",
+            Value::Bool(matches!(cert, ClientCert::Verified(_))),
+        ),
+        ("verification", Value::from(cert.verification())),
         ("subject", name_value(&c.subject)),
         ("issuer", name_value(&c.issuer)),
         (
@@ -614,24 +635,19 @@ fn client_value(cert: Option<&ClientCertFacts>) -> Value {
         ("extensions", extensions),
         (
             "fingerprint",
-            map(vec![("sha256", Value::from(c.fingerprint_sha256.as_str()))]),
+            map(vec![(
+                "sha256",
+                Value::from(presented.map_or("", |p| p.fingerprint_sha256.as_str())),
+            )]),
         ),
         (
             "pem",
-            Value::from(if cert.is_some() {
-                c.pem()
-            } else {
-                String::new()
-            }),
+            Value::from(presented.map(ClientCertFacts::pem).unwrap_or_default()),
         ),
     ])
 }
 
 fn conn_value(facts: &TlsFacts) -> Value {
-    let cert = match &facts.client_cert {
-        ClientCert::Verified(c) | ClientCert::Unverified(c, _) => Some(c.as_ref()),
-        ClientCert::Absent => None,
-    };
     map(vec![
         ("client_ip", Value::from(facts.client_ip.to_string())),
         (
@@ -644,19 +660,19 @@ fn conn_value(facts: &TlsFacts) -> Value {
                     "negotiated_alpn",
                     Value::from(facts.alpn.clone().unwrap_or_default()),
                 ),
-                ("client", client_value(cert)),
+                ("client", client_value(&facts.client_cert)),
             ]),
         ),
     ])
 }
 
-fn req_value(req: &Request<'_>) -> Value {
+fn req_value(req: &Request<'_>, path: &str, url: &str) -> Value {
     let mut headers: HashMap<Key, Vec<Value>> = HashMap::new();
     for (name, value) in req.headers {
         let name = name.to_ascii_lowercase();
-        // Identity headers a client sends are forged by definition; rules never see them
-        // (hosts also strip them before forwarding).
-        if crate::policy::IDENTITY_HEADERS.contains(&name.as_str()) {
+        // Headers the edge owns are forged when a client sends them, and `_` names are dropped;
+        // rules never see either (hosts remove them before forwarding, too).
+        if crate::request::drops_client_header(&name) {
             continue;
         }
         headers
@@ -671,8 +687,8 @@ fn req_value(req: &Request<'_>) -> Value {
     map(vec![
         ("method", Value::from(req.method)),
         ("host", Value::from(req.host)),
-        ("path", Value::from(req.path)),
-        ("url", Value::from(req.url)),
+        ("path", Value::from(path)),
+        ("url", Value::from(url)),
         (
             "headers",
             Value::Map(Map {
@@ -734,11 +750,13 @@ fn samples(phase: Phase) -> Vec<Variables> {
         let req = Request {
             method: "GET",
             host: "example.com",
-            path: "/",
-            url: "https://example.com/",
+            target: "/",
             headers: &headers,
         };
-        out = out.iter().map(|v| v.with_request(&req)).collect();
+        out = out
+            .iter()
+            .map(|v| v.with_request(&req, "/", "https://example.com/"))
+            .collect();
     }
     out
 }

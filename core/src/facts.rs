@@ -112,6 +112,18 @@ impl ClientCert {
         }
     }
 
+    /// Why the certificate is or is not an identity, as `conn.tls.client.verification` and
+    /// logs spell it.
+    pub fn verification(&self) -> &'static str {
+        match self {
+            Self::Verified(_) => "verified",
+            Self::Unverified(_, Unverified::NotChecked) => "not_checked",
+            Self::Unverified(_, Unverified::UntrustedIssuer) => "untrusted_issuer",
+            Self::Unverified(_, Unverified::NotEndEntity) => "not_end_entity",
+            Self::Absent => "absent",
+        }
+    }
+
     pub fn facts(&self) -> Option<&ClientCertFacts> {
         match self {
             Self::Verified(facts) | Self::Unverified(facts, _) => Some(facts),

@@ -15,10 +15,12 @@ pub mod facts;
 pub mod pem;
 pub mod policy;
 pub mod raw;
+pub mod request;
 pub mod sni;
 pub mod source;
 
 pub use config::{filter_policy, Config, Endpoint, KeyMode, KeyPairCheck, LoadOptions};
 pub use error::{ConfigError, ConfigErrorKind};
 pub use facts::{ClientCert, ClientCertFacts, TlsFacts, TlsVersion};
-pub use policy::{Policy, Request, RequestVerdict, Session, Verdict};
+pub use policy::{EndpointPolicy, Policy, RequestVerdict, Session, Verdict};
+pub use request::{Forward, Request};

@@ -13,6 +13,7 @@ use crate::config::{
 };
 use crate::expr::Variables;
 use crate::facts::{ClientAuthUsage, ClientCert, TlsFacts};
+use crate::request::{BadTarget, Forward, Request, Target, ENDPOINT_HEADER};
 use crate::sni::{HostPattern, SniRouter};
 
 /// Why a connection or request was refused. `as_str` is the stable label used in logs and
@@ -34,6 +35,8 @@ pub enum DenyReason {
     ExpressionFailed { rule: usize },
     /// The request's Host belongs to another endpoint than the one chosen by SNI.
     Misdirected,
+    /// The request target cannot be normalized safely (answered 400).
+    BadTarget(BadTarget),
 }
 
 impl DenyReason {
@@ -46,6 +49,7 @@ impl DenyReason {
             Self::IpRestricted { .. } => "ip_restricted",
             Self::ExpressionFailed { .. } => "expression_failed",
             Self::Misdirected => "misdirected_request",
+            Self::BadTarget(why) => why.as_str(),
         }
     }
 }
@@ -84,32 +88,22 @@ pub struct LocalResponse {
 /// The answer for a request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RequestVerdict {
-    /// Forward after removing [`IDENTITY_HEADERS`] and adding these.
-    Forward {
-        add_headers: Vec<(String, String)>,
-    },
+    /// Forward, edited exactly as [`Forward`] says (see [`crate::request`]).
+    Forward(Forward),
     Respond(LocalResponse),
 }
 
-/// A request as the policy sees it.
-#[derive(Clone, Copy, Debug)]
-pub struct Request<'a> {
-    pub method: &'a str,
-    /// Host or `:authority`, possibly with a port.
-    pub host: &'a str,
-    pub path: &'a str,
-    pub url: &'a str,
-    /// Only needed when a rule reads `req.headers`; see [`Endpoint::reads_request_headers`].
-    pub headers: &'a [(&'a str, &'a str)],
+impl LocalResponse {
+    /// The plain-text refusal both hosts answer with; `label` is the stable reason.
+    pub fn refusal(status: u16, label: &str, reason: Option<DenyReason>) -> Self {
+        Self {
+            status,
+            body: format!("denied by policy: {label}\n"),
+            headers: Vec::new(),
+            reason,
+        }
+    }
 }
-
-/// Headers a client could send to impersonate a certificate identity. Hosts remove them from
-/// every request before anything else.
-pub const IDENTITY_HEADERS: [&str; 3] = [
-    "x-forwarded-client-cert",
-    "client-cert",
-    "client-cert-chain",
-];
 
 /// The name an Envoy filter chain gets for endpoint `index`: the generator writes it, the filter
 /// reads it back from `xds.filter_chain_name` to know which endpoint Envoy's SNI match chose.
@@ -147,36 +141,91 @@ impl Listener {
     }
 }
 
+/// One endpoint compiled for serving: its validated configuration and what is derived from it
+/// once, at load, for every connection. Dereferences to the configuration.
+#[derive(Debug)]
+pub struct EndpointPolicy {
+    config: Endpoint,
+    /// For a wildcard endpoint: exact hosts other endpoints serve on the same bind, which this
+    /// one must not answer for.
+    shadowed: Vec<String>,
+    /// Whether an `on_http_request` rule reads `req.headers`.
+    reads_request_headers: bool,
+    /// `Host` / `:authority` for the upstream.
+    upstream_authority: Arc<str>,
+}
+
+impl std::ops::Deref for EndpointPolicy {
+    type Target = Endpoint;
+
+    fn deref(&self) -> &Endpoint {
+        &self.config
+    }
+}
+
+impl EndpointPolicy {
+    /// Whether an `on_http_request` rule reads `req.headers` (hosts skip collecting them
+    /// otherwise).
+    pub fn reads_request_headers(&self) -> bool {
+        self.reads_request_headers
+    }
+
+    /// Whether `host` (a Host header or `:authority`, maybe with a port) is served by this
+    /// endpoint. A Host with userinfo (`u@admin.example.com`) is no host at all.
+    pub fn serves_host(&self, host: &str) -> bool {
+        if host.contains('@') {
+            return false;
+        }
+        let name = crate::sni::normalize(strip_port(host));
+        self.host.matches(&name) && !self.shadowed.contains(&name)
+    }
+
+    /// `Host` / `:authority` the upstream receives (see [`crate::config::Upstream::authority`]).
+    pub fn upstream_authority(&self) -> &str {
+        &self.upstream_authority
+    }
+}
+
 /// A loaded config, compiled for serving. Built once; shared by every connection.
 #[derive(Debug)]
 pub struct Policy {
-    endpoints: Vec<Arc<Endpoint>>,
+    endpoints: Vec<Arc<EndpointPolicy>>,
     listeners: Vec<Listener>,
 }
 
 impl Policy {
     pub fn new(config: Config) -> Self {
-        let mut endpoints = config.endpoints;
         // A wildcard endpoint must not answer for a name a more specific endpoint on the same
         // listener owns: `Host: admin.example.com` on a `*.example.com` connection would
         // otherwise reach admin's upstream without admin's client-certificate policy.
-        let exact: Vec<(SocketAddr, String)> = endpoints
+        let exact: Vec<(SocketAddr, String)> = config
+            .endpoints
             .iter()
             .filter_map(|e| match &e.host {
                 HostPattern::Exact(h) => Some((e.bind, h.clone())),
                 HostPattern::Wildcard(_) => None,
             })
             .collect();
-        for e in &mut endpoints {
-            if let HostPattern::Wildcard(_) = e.host {
-                e.shadowed = exact
-                    .iter()
-                    .filter(|(bind, host)| *bind == e.bind && e.host.matches(host))
-                    .map(|(_, host)| host.clone())
-                    .collect();
-            }
-        }
-        let endpoints: Vec<Arc<Endpoint>> = endpoints.into_iter().map(Arc::new).collect();
+        let endpoints: Vec<Arc<EndpointPolicy>> = config
+            .endpoints
+            .into_iter()
+            .map(|e| {
+                let shadowed = match e.host {
+                    HostPattern::Wildcard(_) => exact
+                        .iter()
+                        .filter(|(bind, host)| *bind == e.bind && e.host.matches(host))
+                        .map(|(_, host)| host.clone())
+                        .collect(),
+                    HostPattern::Exact(_) => Vec::new(),
+                };
+                Arc::new(EndpointPolicy {
+                    shadowed,
+                    reads_request_headers: rules_read_headers(&e.http_rules),
+                    upstream_authority: e.upstream.authority().into(),
+                    config: e,
+                })
+            })
+            .collect();
         let mut binds: Vec<(SocketAddr, Scheme)> = Vec::new();
         for e in &endpoints {
             if !binds.iter().any(|(b, _)| *b == e.bind) {
@@ -208,28 +257,28 @@ impl Policy {
         &self.listeners
     }
 
-    pub fn endpoints(&self) -> &[Arc<Endpoint>] {
+    pub fn endpoints(&self) -> &[Arc<EndpointPolicy>] {
         &self.endpoints
     }
 
-    pub fn endpoint(&self, index: usize) -> Option<&Arc<Endpoint>> {
+    pub fn endpoint(&self, index: usize) -> Option<&Arc<EndpointPolicy>> {
         self.endpoints.get(index)
     }
 }
 
-impl Endpoint {
-    /// Whether an `on_http_request` rule reads `req.headers` (hosts skip collecting them
-    /// otherwise).
-    pub fn reads_request_headers(&self) -> bool {
-        self.reads_request_headers
-    }
-
-    /// Whether `host` (a Host header or `:authority`, maybe with a port) is served by this
-    /// endpoint.
-    pub fn serves_host(&self, host: &str) -> bool {
-        let name = crate::sni::normalize(strip_port(host));
-        self.host.matches(&name) && !self.shadowed.contains(&name)
-    }
+/// Whether any rule's expressions, add-headers templates or custom-response body read
+/// `req.headers` (hosts collect request headers only then).
+fn rules_read_headers(rules: &[crate::config::Rule<HttpAction>]) -> bool {
+    rules.iter().any(|rule| {
+        rule.expressions.iter().any(|e| e.reads_request_headers())
+            || rule.actions.iter().any(|a| match a {
+                HttpAction::AddHeaders(headers) => {
+                    headers.iter().any(|(_, t)| t.reads_request_headers())
+                }
+                HttpAction::CustomResponse { body, .. } => body.reads_request_headers(),
+                HttpAction::Deny { .. } | HttpAction::RestrictIps(_) => false,
+            })
+    })
 }
 
 fn strip_port(host: &str) -> &str {
@@ -242,28 +291,30 @@ fn strip_port(host: &str) -> &str {
     }
 }
 
-/// One connection on one endpoint: the facts, and the CEL variables built from them at most
-/// once however many requests the connection carries.
+/// One connection on one endpoint: the facts, and what is derived from them at most once
+/// however many requests the connection carries.
 #[derive(Debug)]
 pub struct Session {
-    endpoint: Arc<Endpoint>,
+    endpoint: Arc<EndpointPolicy>,
     facts: TlsFacts,
     variables: OnceLock<Variables>,
-    /// The identity header, built on the first request (PEM + URL encoding is ~3 KB of work).
-    identity: OnceLock<Vec<(String, String)>>,
+    /// The headers every forwarded request of this connection gets before the policy's own:
+    /// the identity header (PEM + URL encoding is ~3 KB of work), `x-forwarded-for` and
+    /// `-proto`, the endpoint header. Built on the first request.
+    base_headers: OnceLock<Vec<(String, String)>>,
 }
 
 impl Session {
-    pub fn new(endpoint: Arc<Endpoint>, facts: TlsFacts) -> Self {
+    pub fn new(endpoint: Arc<EndpointPolicy>, facts: TlsFacts) -> Self {
         Self {
             endpoint,
             facts,
             variables: OnceLock::new(),
-            identity: OnceLock::new(),
+            base_headers: OnceLock::new(),
         }
     }
 
-    pub fn endpoint(&self) -> &Arc<Endpoint> {
+    pub fn endpoint(&self) -> &Arc<EndpointPolicy> {
         &self.endpoint
     }
 
@@ -305,9 +356,14 @@ impl Session {
         Verdict::Continue
     }
 
-    /// Decides a request: wrong Host → 421, then `on_http_request` rules in order. A deny or
-    /// custom-response ends evaluation; add-headers accumulate.
+    /// Decides a request: a target that cannot be normalized → 400, a Host of another endpoint
+    /// → 421, then `on_http_request` rules in order. A deny or custom-response ends evaluation;
+    /// add-headers accumulate, a later value replacing an earlier one of the same name.
     pub fn on_http_request(&self, req: &Request<'_>) -> RequestVerdict {
+        let target = match Target::parse(req.target) {
+            Ok(target) => target,
+            Err(why) => return deny_response(400, DenyReason::BadTarget(why)),
+        };
         if !self.endpoint.serves_host(req.host) {
             return RequestVerdict::Respond(LocalResponse {
                 status: 421,
@@ -318,14 +374,20 @@ impl Session {
                 reason: Some(DenyReason::Misdirected),
             });
         }
-        let mut add_headers = self
-            .identity
-            .get_or_init(|| self.identity_headers())
-            .clone();
+        let mut forward = Forward {
+            target: target.to_target(),
+            set_headers: self
+                .base_headers
+                .get_or_init(|| self.base_headers())
+                .clone(),
+            authority: Arc::clone(&self.endpoint.upstream_authority),
+        };
+        forward.set("x-forwarded-host", req.host.to_owned());
         if self.endpoint.http_rules.is_empty() {
-            return RequestVerdict::Forward { add_headers };
+            return RequestVerdict::Forward(forward);
         }
-        let vars = self.variables().with_request(req);
+        let url = format!("https://{}{}", req.host, forward.target);
+        let vars = self.variables().with_request(req, &target.path, &url);
         for rule in &self.endpoint.http_rules {
             let i = rule.index;
             match matches_all(&rule.expressions, &vars) {
@@ -361,10 +423,11 @@ impl Session {
                     HttpAction::AddHeaders(headers) => {
                         for (name, template) in headers {
                             match template.render(&vars) {
-                                Ok(value) if !value.contains(['\r', '\n', '\0']) => {
-                                    add_headers.push((name.clone(), value))
+                                Ok(value) if !value.chars().any(char::is_control) => {
+                                    forward.set(name, value)
                                 }
-                                // A value that cannot be rendered safely is a failed rule.
+                                // A value HTTP cannot carry (any control character) is a
+                                // failed rule in both hosts, never a dropped or mangled header.
                                 _ => {
                                     return deny_response(
                                         403,
@@ -377,7 +440,7 @@ impl Session {
                 }
             }
         }
-        RequestVerdict::Forward { add_headers }
+        RequestVerdict::Forward(forward)
     }
 
     fn rule_matches(&self, expressions: &[crate::expr::Expression]) -> Result<bool, ()> {
@@ -385,6 +448,14 @@ impl Session {
             return Ok(true);
         }
         matches_all(expressions, self.variables())
+    }
+
+    fn base_headers(&self) -> Vec<(String, String)> {
+        let mut headers = self.identity_headers();
+        headers.push(("x-forwarded-for".into(), self.facts.client_ip.to_string()));
+        headers.push(("x-forwarded-proto".into(), "https".into()));
+        headers.push((ENDPOINT_HEADER.into(), self.endpoint.host.to_string()));
+        headers
     }
 
     /// The identity header(s) for the upstream, in the endpoint's format; only after a verified
@@ -419,12 +490,11 @@ fn matches_all(expressions: &[crate::expr::Expression], vars: &Variables) -> Res
 }
 
 fn deny_response(status: u16, reason: DenyReason) -> RequestVerdict {
-    RequestVerdict::Respond(LocalResponse {
+    RequestVerdict::Respond(LocalResponse::refusal(
         status,
-        body: format!("denied by policy: {}\n", reason.as_str()),
-        headers: Vec::new(),
-        reason: Some(reason),
-    })
+        reason.as_str(),
+        Some(reason),
+    ))
 }
 
 /// The verification strategy as a pure check over what the handshake produced. Hosts whose TLS

@@ -12,10 +12,10 @@ use support::{policy, Fixture};
 use tlsgate_core::facts::Unverified;
 use tlsgate_core::policy::DenyReason;
 use tlsgate_core::{
-    ClientCert, ClientCertFacts, Policy, Request, RequestVerdict, Session, TlsFacts, TlsVersion,
-    Verdict,
+    ClientCert, ClientCertFacts, Forward, Policy, Request, RequestVerdict, Session, TlsFacts,
+    TlsVersion, Verdict,
 };
-use tlsgate_test_support::{Authority, Eku, LeafSpec};
+use tlsgate_test_support::{Authority, Eku, Issued, LeafSpec};
 
 const HOST: &str = "app.example.com";
 
@@ -52,8 +52,7 @@ fn get(host: &str) -> Request<'_> {
     Request {
         method: "GET",
         host,
-        path: "/",
-        url: "https://app.example.com/",
+        target: "/",
         headers: &[],
     }
 }
@@ -293,9 +292,9 @@ fn http(rules: &str) -> String {
     )
 }
 
-fn forwarded(v: RequestVerdict) -> Vec<(String, String)> {
+fn forwarded(v: RequestVerdict) -> Forward {
     match v {
-        RequestVerdict::Forward { add_headers } => add_headers,
+        RequestVerdict::Forward(forward) => forward,
         RequestVerdict::Respond(r) => panic!("expected forward, got {r:?}"),
     }
 }
@@ -303,7 +302,7 @@ fn forwarded(v: RequestVerdict) -> Vec<(String, String)> {
 fn responded(v: RequestVerdict) -> tlsgate_core::policy::LocalResponse {
     match v {
         RequestVerdict::Respond(r) => r,
-        RequestVerdict::Forward { .. } => panic!("expected a local response"),
+        RequestVerdict::Forward(_) => panic!("expected a local response"),
     }
 }
 
@@ -353,7 +352,7 @@ fn http_deny_rule_denies_matching_paths_with_its_status() {
         ClientCert::Verified(facts(&f.client.cert_der)),
     );
     let req = Request {
-        path: "/admin/users",
+        target: "/admin/users",
         ..get(HOST)
     };
     let r = responded(s.on_http_request(&req));
@@ -391,11 +390,10 @@ fn add_headers_interpolates_certificate_fields_and_sets_xfcc() {
         &http(rule),
         ClientCert::Verified(facts(&f.client.cert_der)),
     );
-    let headers = forwarded(s.on_http_request(&get(HOST)));
-    let get_h = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
-    assert_eq!(get_h("x-client-cn").as_deref(), Some("alice"));
-    assert_eq!(get_h("x-tls").as_deref(), Some("v1.3"));
-    let xfcc = get_h("x-forwarded-client-cert").expect("xfcc");
+    let forward = forwarded(s.on_http_request(&get(HOST)));
+    assert_eq!(forward.header("x-client-cn"), Some("alice"));
+    assert_eq!(forward.header("x-tls"), Some("v1.3"));
+    let xfcc = forward.header("x-forwarded-client-cert").expect("xfcc");
     assert!(xfcc.starts_with("Hash="), "{xfcc}");
     assert!(xfcc.contains(";Subject=\"CN=alice\""), "{xfcc}");
     assert!(
@@ -413,7 +411,9 @@ fn xfcc_is_not_set_for_unverified_certificates() {
         &yaml,
         ClientCert::Unverified(facts(&f.client.cert_der), Unverified::NotChecked),
     );
-    assert!(forwarded(s.on_http_request(&get(HOST))).is_empty());
+    let forward = forwarded(s.on_http_request(&get(HOST)));
+    assert_eq!(forward.header("x-forwarded-client-cert"), None);
+    assert_eq!(forward.header("client-cert"), None);
 }
 
 #[test]
@@ -424,10 +424,10 @@ fn rfc9440_client_cert_is_a_byte_sequence() {
         "    bind: 127.0.0.1:8443\n    forward_client_cert: client-cert\n",
     );
     let s = session(&f, &yaml, ClientCert::Verified(facts(&f.client.cert_der)));
-    let headers = forwarded(s.on_http_request(&get(HOST)));
-    assert_eq!(headers.len(), 1);
-    assert_eq!(headers[0].0, "client-cert");
-    assert!(headers[0].1.starts_with(':') && headers[0].1.ends_with(':'));
+    let forward = forwarded(s.on_http_request(&get(HOST)));
+    assert_eq!(forward.header("x-forwarded-client-cert"), None);
+    let value = forward.header("client-cert").expect("client-cert");
+    assert!(value.starts_with(':') && value.ends_with(':'));
 }
 
 #[test]
@@ -462,7 +462,7 @@ fn an_expression_that_fails_at_run_time_denies() {
         headers: &headers,
         ..get(HOST)
     }));
-    assert!(added.iter().any(|(k, v)| k == "x-admin" && v == "yes"));
+    assert_eq!(added.header("x-admin"), Some("yes"));
     let r = responded(s.on_http_request(&get(HOST)));
     assert_eq!(
         (r.status, r.reason),
@@ -473,7 +473,10 @@ fn an_expression_that_fails_at_run_time_denies() {
 #[test]
 fn endpoints_say_whether_they_read_request_headers() {
     let f = Fixture::new(HOST);
-    let load = |rules: &str| f.load(&http(rules)).expect("loads").endpoints.remove(0);
+    let load = |rules: &str| {
+        let policy = Policy::new(f.load(&http(rules)).expect("loads"));
+        Arc::clone(policy.endpoint(0).expect("endpoint"))
+    };
     assert!(!load(DENY_ADMIN).reads_request_headers());
     assert!(load(
         "        - expressions: [\"'x-a' in req.headers\"]\n          actions: [{type: deny}]\n"
@@ -507,7 +510,7 @@ fn rules_never_see_client_sent_identity_headers() {
         headers: &headers,
         ..get(HOST)
     }));
-    assert!(!added.iter().any(|(k, _)| k == "x-spoofed"), "{added:?}");
+    assert_eq!(added.header("x-spoofed"), None, "{added:?}");
 }
 
 #[test]
@@ -533,5 +536,164 @@ fn a_wildcard_endpoint_does_not_front_a_more_specific_one() {
     let s = Session::new(endpoint, facts);
     forwarded(s.on_http_request(&get("x.example.com")));
     let r = responded(s.on_http_request(&get("admin.example.com")));
+    assert_eq!((r.status, r.reason), (421, Some(DenyReason::Misdirected)));
+}
+
+// --- what the upstream receives (security) ---------------------------------------------------
+
+#[test]
+fn an_unverified_certificate_is_no_identity_to_rules_or_templates() {
+    // A self-signed certificate can claim any name; under `request` it must not pass a rule
+    // written for the verified name, nor be handed to the upstream as that name.
+    let f = Fixture::new(HOST);
+    let forged = Issued::self_signed(&LeafSpec::client("alice"));
+    let header = "        - actions: [{type: add-headers, config: {headers: {x-client-cn: \"${conn.tls.client.subject.common_name}\", x-verified: \"${conn.tls.client.verified}/${conn.tls.client.verification}\", x-pin: \"${conn.tls.client.fingerprint.sha256}\"}}}]\n";
+    let yaml = policy(
+        HOST,
+        &mtls("request"),
+        &format!("      on_http_request:\n{header}"),
+    );
+    let forged_facts = facts(&forged.cert_der);
+    let fingerprint = forged_facts.fingerprint_sha256.clone();
+    let s = session(
+        &f,
+        &yaml,
+        ClientCert::Unverified(forged_facts, Unverified::UntrustedIssuer),
+    );
+    let forward = forwarded(s.on_http_request(&get(HOST)));
+    assert_eq!(forward.header("x-client-cn"), Some(""));
+    assert_eq!(forward.header("x-verified"), Some("false/untrusted_issuer"));
+    // Possession of the key is proven: the certificate itself can be pinned.
+    assert_eq!(forward.header("x-pin"), Some(fingerprint.as_str()));
+
+    let s = session(&f, &yaml, ClientCert::Verified(facts(&f.client.cert_der)));
+    let forward = forwarded(s.on_http_request(&get(HOST)));
+    assert_eq!(forward.header("x-client-cn"), Some("alice"));
+    assert_eq!(forward.header("x-verified"), Some("true/verified"));
+}
+
+#[test]
+fn a_rule_on_the_verified_name_denies_a_forged_one() {
+    let f = Fixture::new(HOST);
+    let forged = Issued::self_signed(&LeafSpec::client("alice"));
+    let yaml = policy(HOST, &mtls("require-any"), "").replace(
+        "      on_tcp_connect:\n        - actions:",
+        "      on_tcp_connect:\n        - expressions: [\"conn.tls.client.subject.common_name != 'alice'\"]\n          actions: [{type: deny}]\n        - actions:",
+    );
+    let s = session(
+        &f,
+        &yaml,
+        ClientCert::Unverified(facts(&forged.cert_der), Unverified::UntrustedIssuer),
+    );
+    assert_eq!(s.on_tcp_connect(), deny(DenyReason::Policy { rule: 0 }));
+    let s = session(&f, &yaml, ClientCert::Verified(facts(&f.client.cert_der)));
+    assert_eq!(s.on_tcp_connect(), Verdict::Continue);
+}
+
+#[test]
+fn add_headers_replace_and_the_last_value_wins() {
+    let f = Fixture::new(HOST);
+    let rules = "        - actions: [{type: add-headers, config: {headers: {x-role: first}}}]\n        - actions: [{type: add-headers, config: {headers: {x-role: second}}}]\n";
+    let s = session(
+        &f,
+        &http(rules),
+        ClientCert::Verified(facts(&f.client.cert_der)),
+    );
+    let sent = [("x-role", "admin")];
+    let forward = forwarded(s.on_http_request(&Request {
+        headers: &sent,
+        ..get(HOST)
+    }));
+    let roles: Vec<&str> = forward
+        .set_headers
+        .iter()
+        .filter(|(n, _)| n == "x-role")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(roles, ["second"]);
+}
+
+#[test]
+fn a_rendered_control_character_fails_the_rule() {
+    let f = Fixture::new(HOST);
+    let rule = "        - actions: [{type: add-headers, config: {headers: {x-echo: \"${req.headers['x-in'][0]}\"}}}]\n";
+    let s = session(
+        &f,
+        &http(rule),
+        ClientCert::Verified(facts(&f.client.cert_der)),
+    );
+    for bad in ["a\tb", "a\u{7f}b", "a\u{1b}b"] {
+        let sent = [("x-in", bad)];
+        let r = responded(s.on_http_request(&Request {
+            headers: &sent,
+            ..get(HOST)
+        }));
+        assert_eq!(
+            (r.status, r.reason),
+            (403, Some(DenyReason::ExpressionFailed { rule: 0 })),
+            "{bad:?}"
+        );
+    }
+    let sent = [("x-in", "fine")];
+    let forward = forwarded(s.on_http_request(&Request {
+        headers: &sent,
+        ..get(HOST)
+    }));
+    assert_eq!(forward.header("x-echo"), Some("fine"));
+}
+
+#[test]
+fn path_rules_see_and_forward_the_normalized_path() {
+    let f = Fixture::new(HOST);
+    let s = session(
+        &f,
+        &http(DENY_ADMIN),
+        ClientCert::Verified(facts(&f.client.cert_der)),
+    );
+    for spelling in [
+        "//admin",
+        "/%61dmin",
+        "/./admin",
+        "/x/../admin",
+        "/%2e%2e/admin",
+    ] {
+        let r = responded(s.on_http_request(&Request {
+            target: spelling,
+            ..get(HOST)
+        }));
+        assert_eq!(r.status, 404, "{spelling}");
+    }
+    let forward = forwarded(s.on_http_request(&Request {
+        target: "/a//b/./c/../d?q=%2F",
+        ..get(HOST)
+    }));
+    assert_eq!(forward.target, "/a/b/d?q=%2F");
+    for ambiguous in ["/admin%2Fx", "/x%5c..%5cadmin", "/a\\b"] {
+        let r = responded(s.on_http_request(&Request {
+            target: ambiguous,
+            ..get(HOST)
+        }));
+        assert_eq!(r.status, 400, "{ambiguous}");
+    }
+}
+
+#[test]
+fn the_edge_sets_forwarding_headers_and_the_upstream_authority() {
+    let f = Fixture::new(HOST);
+    let s = session_from(&f, &policy(HOST, "", ""), ClientCert::Absent, "127.0.0.9");
+    let forward = forwarded(s.on_http_request(&get(HOST)));
+    assert_eq!(forward.header("x-forwarded-for"), Some("127.0.0.9"));
+    assert_eq!(forward.header("x-forwarded-proto"), Some("https"));
+    assert_eq!(forward.header("x-forwarded-host"), Some(HOST));
+    assert_eq!(forward.header("x-tlsgate-endpoint"), Some(HOST));
+    assert_eq!(&*forward.authority, "127.0.0.1:8080");
+}
+
+#[test]
+fn a_host_with_userinfo_is_misdirected() {
+    let f = Fixture::new("*.example.com");
+    let s = session(&f, &policy("*.example.com", "", ""), ClientCert::Absent);
+    forwarded(s.on_http_request(&get("x.example.com")));
+    let r = responded(s.on_http_request(&get("u@x.example.com")));
     assert_eq!((r.status, r.reason), (421, Some(DenyReason::Misdirected)));
 }

@@ -29,9 +29,9 @@ use crate::yaml::{boolean, emit, int, list, map, opt, s, typed};
 pub const NETWORK_ROOT_ID: &str = "tlsgate.network";
 /// The `root_id` the filter reads to know it runs as an HTTP filter.
 pub const HTTP_ROOT_ID: &str = "tlsgate.http";
-/// The header that tells the upstream which endpoint served the request (from the filter
-/// state `wasm.tlsgate.endpoint`). Delete the route's `request_headers_to_add` to drop it.
-pub const ENDPOINT_HEADER: &str = "x-tlsgate-endpoint";
+/// The header that tells the upstream which endpoint served the request; core sets it in both
+/// hosts (the filter applies core's edits).
+pub use tlsgate_core::request::ENDPOINT_HEADER;
 
 pub use tlsgate_core::policy::filter_chain_name;
 
@@ -448,10 +448,6 @@ fn http_connection_manager(endpoint: &Endpoint, plugin_config: &str, options: &O
                 (
                     "request_headers_to_add",
                     list(vec![
-                        overwrite_header(
-                            ENDPOINT_HEADER,
-                            "%FILTER_STATE(wasm.tlsgate.endpoint:PLAIN)%",
-                        ),
                         // This is the edge: a client's x-forwarded-for/-proto are replaced, as
                         // the native host does. Envoy restores XFF after a wasm filter changes
                         // it, so the route (applied last, by the router) sets these two.
@@ -494,11 +490,23 @@ fn http_connection_manager(endpoint: &Endpoint, plugin_config: &str, options: &O
                             ]),
                         )]),
                     ),
+                    // One path for rules and upstream: Envoy normalizes as core does (dot
+                    // segments, merged slashes) and refuses encoded separators with 400; the
+                    // filter then applies core's normalization, which is idempotent over
+                    // Envoy's, so both hosts forward the same path.
+                    ("normalize_path", Yaml::Boolean(true)),
+                    ("merge_slashes", Yaml::Boolean(true)),
+                    ("path_with_escaped_slashes_action", s("REJECT_REQUEST")),
                     ("request_headers_timeout", s(HEADERS_TIMEOUT)),
                     ("stream_idle_timeout", s(IDLE_TIMEOUT)),
                     (
                         "common_http_protocol_options",
-                        map([("idle_timeout", s(IDLE_TIMEOUT))]),
+                        map([
+                            ("idle_timeout", s(IDLE_TIMEOUT)),
+                            // As core's `drops_client_header`: `x_forwarded_client_cert` must
+                            // not reach an upstream that folds `_` into `-`.
+                            ("headers_with_underscores_action", s("DROP_HEADER")),
+                        ]),
                     ),
                     ("route_config", route),
                     (

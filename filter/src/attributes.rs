@@ -11,7 +11,9 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::types::Status;
 use tlsgate_core::config::ClientAuth;
 use tlsgate_core::facts::ChainCheck;
-use tlsgate_core::{ClientCert, ClientCertFacts, Endpoint, Policy, TlsFacts, TlsVersion};
+use tlsgate_core::{
+    ClientCert, ClientCertFacts, Endpoint, EndpointPolicy, Policy, TlsFacts, TlsVersion,
+};
 
 use crate::decode;
 
@@ -83,7 +85,7 @@ fn text(attribute: &'static str, bytes: Vec<u8>) -> Result<String, Unavailable> 
 /// One connection as Envoy reports it: the endpoint its filter chain serves and the facts.
 #[derive(Debug)]
 pub(crate) struct Connection {
-    pub endpoint: Arc<Endpoint>,
+    pub endpoint: Arc<EndpointPolicy>,
     pub facts: TlsFacts,
 }
 
@@ -130,7 +132,7 @@ pub(crate) fn read_connection(policy: &Policy) -> Result<Connection, Unavailable
 /// The endpoint whose filter chain Envoy chose: from the chain's name when `tlsgate
 /// envoy-config` named it, otherwise by routing the SNI as the native host does (Istio names
 /// chains itself).
-fn select_endpoint(policy: &Policy, sni: Option<&str>) -> Result<Arc<Endpoint>, Unavailable> {
+fn select_endpoint(policy: &Policy, sni: Option<&str>) -> Result<Arc<EndpointPolicy>, Unavailable> {
     const CHAIN: &str = "xds.filter_chain_name";
     if let Some(name) = get(CHAIN)? {
         let name = text(CHAIN, name)?;

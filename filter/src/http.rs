@@ -5,8 +5,9 @@ use std::rc::Rc;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, LogLevel, MapType};
-use tlsgate_core::policy::{LocalResponse, IDENTITY_HEADERS};
-use tlsgate_core::{Endpoint, Policy, Request, RequestVerdict, Session, Verdict};
+use tlsgate_core::policy::LocalResponse;
+use tlsgate_core::request::EDGE_HEADERS;
+use tlsgate_core::{Endpoint, Forward, Policy, Request, RequestVerdict, Session, Verdict};
 
 use crate::attributes::{read_connection, Unavailable};
 use crate::metrics::{self, log, Phase};
@@ -88,13 +89,8 @@ impl HttpFilter {
                 .map(|v| String::from_utf8_lossy(&v).into_owned())
                 .unwrap_or_default()
         };
-        let (method, host, path_and_query) =
-            (header(":method"), header(":authority"), header(":path"));
-        let url = format!("https://{host}{path_and_query}");
-        // `req.path` is the path without the query, in both hosts.
-        let path = path_and_query
-            .split_once('?')
-            .map_or(path_and_query.as_str(), |(p, _)| p);
+        let (method, host, target) = (header(":method"), header(":authority"), header(":path"));
+        let path = target.split_once('?').map_or(target.as_str(), |(p, _)| p);
         let all_headers: Vec<(String, String)> = if session.endpoint().reads_request_headers() {
             hostcalls::get_map_bytes(MapType::HttpRequestHeaders)
                 .unwrap_or_default()
@@ -112,44 +108,14 @@ impl HttpFilter {
         let request = Request {
             method: &method,
             host: &host,
-            path,
-            url: &url,
+            target: &target,
             headers: &headers,
         };
         match session.on_http_request(&request) {
-            RequestVerdict::Forward { add_headers } => {
-                for name in IDENTITY_HEADERS {
-                    if hostcalls::remove_map_value(MapType::HttpRequestHeaders, name).is_err() {
-                        // A spoofed identity must never reach the upstream.
-                        metrics::verdict(
-                            Some(index),
-                            Phase::HttpRequest,
-                            "respond",
-                            Some("header_rewrite_failed"),
-                        );
-                        return respond(&refusal(500, "header_rewrite_failed"));
-                    }
-                }
-                for (name, value) in &add_headers {
-                    if hostcalls::add_map_value(MapType::HttpRequestHeaders, name, value).is_err() {
-                        metrics::verdict(
-                            Some(index),
-                            Phase::HttpRequest,
-                            "respond",
-                            Some("header_rewrite_failed"),
-                        );
-                        return respond(&refusal(500, "header_rewrite_failed"));
-                    }
-                }
-                // This is the edge: a client's x-forwarded-host is replaced by the Host it asked
-                // for, as the native host does (x-forwarded-for/-proto are set by the generated
-                // route, from the TCP peer).
-                let replaced = hostcalls::set_map_value(
-                    MapType::HttpRequestHeaders,
-                    "x-forwarded-host",
-                    Some(host.as_str()),
-                );
-                if replaced.is_err() {
+            RequestVerdict::Forward(forward) => {
+                if apply(&forward, &target).is_err() {
+                    // A spoofed identity or a header the policy set must never be lost on
+                    // the way: refuse rather than forward a half-edited request.
                     metrics::verdict(
                         Some(index),
                         Phase::HttpRequest,
@@ -197,12 +163,24 @@ fn negotiated_alpn() -> Option<String> {
 }
 
 fn refusal(status: u16, reason: &str) -> LocalResponse {
-    LocalResponse {
-        status,
-        body: format!("denied by policy: {reason}\n"),
-        headers: Vec::new(),
-        reason: None,
+    LocalResponse::refusal(status, reason, None)
+}
+
+/// Applies core's edits to the request Envoy will forward. Header names with `_` are dropped
+/// by Envoy itself before this filter runs (`headers_with_underscores_action: DROP_HEADER`,
+/// which the generator sets from the same rule). `Host` is the route's `host_rewrite_literal`,
+/// which the generator takes from the same compiled policy.
+fn apply(forward: &Forward, received_target: &str) -> Result<(), proxy_wasm::types::Status> {
+    for name in EDGE_HEADERS {
+        hostcalls::remove_map_value(MapType::HttpRequestHeaders, name)?;
     }
+    for (name, value) in &forward.set_headers {
+        hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value))?;
+    }
+    if forward.target != received_target {
+        hostcalls::set_map_value(MapType::HttpRequestHeaders, ":path", Some(&forward.target))?;
+    }
+    Ok(())
 }
 
 /// Answers the request locally and stops it from going upstream.

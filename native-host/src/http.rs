@@ -1,18 +1,12 @@
 //! https endpoints: HTTP/1.1 and HTTP/2 from the client, each request decided by core and
 //! answered locally or streamed to the upstream.
 //!
-//! What the upstream receives:
-//!
-//! - the client's method, path, query, headers and body (streamed, never buffered whole);
-//! - minus hop-by-hop headers (`connection` and what it names, `keep-alive`, `te`, `trailer`,
-//!   `transfer-encoding`, `upgrade`, `proxy-*`) and, always, the identity headers a client could
-//!   forge (`x-forwarded-client-cert`, `client-cert`, `client-cert-chain`);
-//! - plus the policy's `add-headers` and, after a verified client certificate, the identity
-//!   header in the endpoint's format (core computes both);
-//! - `x-forwarded-for` (the client address, replacing any the client sent: this is the edge),
-//!   `x-forwarded-proto: https` and `x-forwarded-host` (the Host the client asked for);
-//! - `Host`/`:authority` set to the upstream's name: its TLS `server_name` for TLS upstreams,
-//!   else the host of its URL (with the port when not the default).
+//! What the upstream receives is core's [`Forward`], applied here and nowhere decided: the
+//! client's method, the normalized target, its headers minus hop-by-hop ones (`connection` and
+//! what it names, `keep-alive`, `te`, `trailer`, `transfer-encoding`, `upgrade`, `proxy-*`) and
+//! minus those core drops ([`drops_client_header`]), then core's headers set, each replacing
+//! any value the client sent; `Host`/`:authority` is core's upstream authority. The body is
+//! streamed, never buffered whole.
 //!
 //! Upstream failures answer 502 (refused, unreachable, TLS failure, broken response) or 504
 //! (connect or response deadline), each logged with its reason.
@@ -29,8 +23,9 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tlsgate_core::config::UpstreamProtocol;
-use tlsgate_core::policy::{LocalResponse, IDENTITY_HEADERS};
-use tlsgate_core::{RequestVerdict, Session};
+use tlsgate_core::policy::LocalResponse;
+use tlsgate_core::request::drops_client_header;
+use tlsgate_core::{Forward, RequestVerdict, Session};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
@@ -101,7 +96,6 @@ pub struct HttpConnection {
     /// Client certificate subject for access lines, computed once.
     pub client: String,
     pub activity: Arc<Activity>,
-    forwarded_for: HeaderValue,
 }
 
 impl HttpConnection {
@@ -113,8 +107,6 @@ impl HttpConnection {
         metrics: Arc<Metrics>,
         client: String,
     ) -> Self {
-        let forwarded_for = HeaderValue::from_str(&peer.ip().to_string())
-            .unwrap_or(HeaderValue::from_static("unknown"));
         Self {
             endpoint,
             session,
@@ -123,7 +115,6 @@ impl HttpConnection {
             metrics,
             client,
             activity: Activity::new(),
-            forwarded_for,
         }
     }
 
@@ -184,13 +175,30 @@ impl HttpConnection {
         let started = Instant::now();
         let host = request_host(&req).to_owned();
         let method = req.method().clone();
-        let path_and_query = req
+        let target = req
             .uri()
             .path_and_query()
             .map_or("/", |pq| pq.as_str())
             .to_owned();
+        let log = AccessLine {
+            conn: self,
+            method: method.as_str(),
+            path: &target,
+            started,
+        };
+        // Requests an edge must not forward, whatever the policy says (RFC 9112 §3.2: exactly
+        // one Host; CONNECT would turn the edge into a tunnel to the upstream's neighbours).
+        if req.headers().get_all(header::HOST).iter().count() > 1 {
+            self.count("deny", "duplicate_host");
+            log.emit("deny", "duplicate_host", 400, None);
+            return local_response(&LocalResponse::refusal(400, "duplicate_host", None));
+        }
+        if method == http::Method::CONNECT {
+            self.count("deny", "connect_method");
+            log.emit("deny", "connect_method", 405, None);
+            return local_response(&LocalResponse::refusal(405, "connect_method", None));
+        }
         let verdict = {
-            let url = format!("https://{host}{path_and_query}");
             // Values that are not visible ASCII are still forwarded, so rules must see them too
             // (lossily decoded, as the filter does); skipping them would let `X-Internal: \xff`
             // slip past a rule on that header.
@@ -208,16 +216,9 @@ impl HttpConnection {
             self.session.on_http_request(&tlsgate_core::Request {
                 method: method.as_str(),
                 host: &host,
-                path: req.uri().path(),
-                url: &url,
+                target: &target,
                 headers: &header_pairs,
             })
-        };
-        let log = AccessLine {
-            conn: self,
-            method: method.as_str(),
-            path: &path_and_query,
-            started,
         };
         match verdict {
             RequestVerdict::Respond(local) => {
@@ -229,10 +230,9 @@ impl HttpConnection {
                 log.emit(verdict, reason, local.status, None);
                 local_response(&local)
             }
-            RequestVerdict::Forward { add_headers } => {
+            RequestVerdict::Forward(forward) => {
                 self.count("forward", "");
-                self.forward(req, &host, &path_and_query, add_headers, log)
-                    .await
+                self.forward(req, forward, log).await
             }
         }
     }
@@ -251,9 +251,7 @@ impl HttpConnection {
     async fn forward(
         &self,
         req: Request<Incoming>,
-        host: &str,
-        path_and_query: &str,
-        add_headers: Vec<(String, String)>,
+        forward: Forward,
         log: AccessLine<'_>,
     ) -> Response<ProxyBody> {
         let Some(client) = &self.endpoint.http else {
@@ -262,36 +260,40 @@ impl HttpConnection {
         let (mut parts, body) = req.into_parts();
         let h2 = self.endpoint.endpoint.upstream.protocol == UpstreamProtocol::Http2;
         strip_hop_by_hop(&mut parts.headers, h2);
-        for name in IDENTITY_HEADERS {
+        parts.headers.remove(header::HOST);
+        let dropped: Vec<HeaderName> = parts
+            .headers
+            .keys()
+            .filter(|name| drops_client_header(name.as_str()))
+            .cloned()
+            .collect();
+        for name in dropped {
             parts.headers.remove(name);
         }
-        parts.headers.remove(header::HOST);
-        for (name, value) in add_headers {
+        for (name, value) in &forward.set_headers {
             match (
                 HeaderName::from_bytes(name.as_bytes()),
-                HeaderValue::from_str(&value),
+                HeaderValue::from_str(value),
             ) {
                 (Ok(name), Ok(value)) => {
-                    parts.headers.append(name, value);
+                    parts.headers.insert(name, value);
                 }
-                // Core validated names and refuses CR/LF; anything else is not worth a 500.
+                // Core refuses control characters, so this is a value HTTP cannot carry for
+                // another reason: fail closed rather than forward without it.
                 _ => {
-                    tracing::warn!(endpoint = %self.endpoint.label(), header = %name, "dropping a header value HTTP cannot carry")
+                    tracing::warn!(endpoint = %self.endpoint.label(), header = %name, "a header value HTTP cannot carry");
+                    log.emit("deny", "header_rewrite_failed", 403, None);
+                    return local_response(&LocalResponse::refusal(
+                        403,
+                        "header_rewrite_failed",
+                        None,
+                    ));
                 }
             }
         }
-        parts
-            .headers
-            .insert(X_FORWARDED_FOR, self.forwarded_for.clone());
-        parts
-            .headers
-            .insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
-        if let Ok(value) = HeaderValue::from_str(host) {
-            parts.headers.insert(X_FORWARDED_HOST, value);
-        }
         let uri = format!(
             "{}://{}{}",
-            self.endpoint.upstream_scheme, self.endpoint.upstream_authority, path_and_query
+            self.endpoint.upstream_scheme, forward.authority, forward.target
         );
         parts.uri = match uri.parse::<Uri>() {
             Ok(uri) => uri,
@@ -356,10 +358,6 @@ impl HttpConnection {
         }
     }
 }
-
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// `:authority` (HTTP/2, absolute-form) or `Host`.
 fn request_host(req: &Request<Incoming>) -> &str {

@@ -11,7 +11,7 @@ use std::time::SystemTime;
 use rustls::crypto::CryptoProvider;
 use tlsgate_core::config::{Scheme, UpstreamScheme};
 use tlsgate_core::pem::Origin;
-use tlsgate_core::{Config, ConfigError, Endpoint, KeyMode, Policy};
+use tlsgate_core::{Config, ConfigError, Endpoint, EndpointPolicy, KeyMode, Policy};
 
 use crate::keys::RustlsKeyCheck;
 use crate::limits::Limits;
@@ -30,17 +30,13 @@ pub enum LoadError {
 /// One endpoint, ready to serve.
 #[derive(Debug)]
 pub struct EndpointRuntime {
-    pub endpoint: Arc<Endpoint>,
+    pub endpoint: Arc<EndpointPolicy>,
     pub server_tls: ServerTls,
     pub dialer: Dialer,
     /// For https endpoints.
     pub http: Option<HttpClient>,
     /// `http` or `https`, for the upstream request URI.
     pub upstream_scheme: &'static str,
-    /// Host (and port, when not the scheme's default) the upstream is addressed as: the TLS
-    /// server name for TLS upstreams, so name-based virtual hosting upstream sees the name it
-    /// serves.
-    pub upstream_authority: String,
 }
 
 impl EndpointRuntime {
@@ -91,7 +87,7 @@ impl Runtime {
 }
 
 fn prepare(
-    endpoint: &Arc<Endpoint>,
+    endpoint: &Arc<EndpointPolicy>,
     limits: &Limits,
     provider: &Arc<CryptoProvider>,
 ) -> Result<EndpointRuntime, TlsSetupError> {
@@ -116,14 +112,12 @@ fn prepare(
         UpstreamScheme::Https | UpstreamScheme::Tls => "https",
         UpstreamScheme::Http | UpstreamScheme::Tcp => "http",
     };
-    let upstream_authority = upstream.authority();
     Ok(EndpointRuntime {
         endpoint: endpoint.clone(),
         server_tls,
         dialer,
         http,
         upstream_scheme,
-        upstream_authority,
     })
 }
 
