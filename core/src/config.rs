@@ -194,6 +194,11 @@ pub struct UpstreamTls {
     /// `None`: the system's roots.
     pub authorities: Option<TrustAnchors>,
     pub server_name: String,
+    /// SHA-256 of the SubjectPublicKeyInfo (base64) of each `pinned_certificates` entry. When
+    /// set, the upstream's certificate must carry one of these keys as well as chain to the
+    /// CAs; it is also the only way a certificate without subjectAltName (X.509 v1, like the
+    /// seed's `server.crt`) is accepted, in both hosts, since Envoy cannot match a subject CN.
+    pub pinned_spki_sha256: Vec<String>,
 }
 
 /// Which header tells the upstream who the client is, after a verified handshake.
@@ -746,11 +751,34 @@ impl Upstream {
                     client_certificate,
                     certificate_authorities,
                     server_name,
+                    pinned_certificates,
                 } = raw_tls.unwrap_or(RawUpstreamTls {
                     client_certificate: None,
                     certificate_authorities: None,
                     server_name: None,
+                    pinned_certificates: None,
                 });
+                let pinned_spki_sha256 = match pinned_certificates {
+                    None => Vec::new(),
+                    Some(list) if list.is_empty() => return Err(err(
+                        tls_path.key("pinned_certificates"),
+                        invalid(
+                            "the list is empty; leave it out to accept any key the CAs vouch for",
+                        ),
+                    )),
+                    Some(list) => list
+                        .iter()
+                        .enumerate()
+                        .map(|(i, value)| {
+                            let at = tls_path.key("pinned_certificates").index(i);
+                            let chain = load_chain(value, "pinned_certificates", options.reader)
+                                .map_err(|k| err(at.clone(), k))?;
+                            crate::pem::spki_sha256(chain.leaf()).ok_or_else(|| {
+                                err(at, invalid("the certificate's public key cannot be read"))
+                            })
+                        })
+                        .collect::<Result<_, _>>()?,
+                };
                 let (client_certificate, client_key) = match client_certificate {
                     None => (None, None),
                     Some(pair) => {
@@ -794,6 +822,7 @@ impl Upstream {
                     client_key,
                     authorities,
                     server_name,
+                    pinned_spki_sha256,
                 })
             }
         };
@@ -1429,6 +1458,9 @@ pub fn filter_policy(paths: &[PathBuf]) -> Result<Value, ConfigError> {
                 }
                 if let Some(cas) = tls.certificate_authorities.as_mut() {
                     anchors(cas, at.clone())?;
+                }
+                for pinned in tls.pinned_certificates.iter_mut().flatten() {
+                    *pinned = chain(pinned, at.clone())?;
                 }
             }
             if let Some(policy) = endpoint.traffic_policy.as_mut() {

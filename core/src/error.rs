@@ -118,5 +118,44 @@ pub enum ConfigErrorKind {
 }
 
 pub(crate) fn invalid(message: impl Into<String>) -> ConfigErrorKind {
-    ConfigErrorKind::InvalidValue(message.into())
+    ConfigErrorKind::InvalidValue(redact_quoted(message.into()))
+}
+
+/// Messages quote the offending value in backticks. A value that is long, spans lines or holds
+/// PEM is probably material pasted into the wrong field — a private key among them — so it is
+/// replaced by its length: the error still says what was wrong and where, never what the key is.
+fn redact_quoted(message: String) -> String {
+    let parts: Vec<&str> = message.split('`').collect();
+    if parts.len() < 3 {
+        return message;
+    }
+    let mut out = String::with_capacity(message.len());
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            out.push('`');
+        }
+        // Odd parts are inside backticks (a trailing unmatched one is left alone).
+        let quoted = i % 2 == 1 && i + 1 < parts.len();
+        if quoted && (part.len() > 200 || part.contains('\n') || part.contains("-----BEGIN")) {
+            out.push_str(&format!("<{} bytes, not shown>", part.len()));
+        } else {
+            out.push_str(part);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pasted_material_is_not_echoed() {
+        let key = "-----BEGIN PRIVATE KEY-----\nMIIEsecret\n-----END PRIVATE KEY-----";
+        let shown = invalid(format!("`{key}` is not an address to listen on")).to_string();
+        assert!(!shown.contains("MIIEsecret"), "{shown}");
+        assert!(shown.contains("bytes, not shown"), "{shown}");
+        let plain = invalid("`127.0.0.1:x` is not an address").to_string();
+        assert_eq!(plain, "`127.0.0.1:x` is not an address");
+    }
 }

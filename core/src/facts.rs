@@ -124,6 +124,22 @@ impl ClientCert {
         }
     }
 
+    /// How logs name the client: a verified certificate by its subject, any other by what it
+    /// proves (its fingerprint) and why it is not an identity, so a self-signed certificate
+    /// cannot write a trusted-looking name into an access log. Control characters are escaped,
+    /// so a subject cannot forge a log line either.
+    pub fn log_label(&self) -> String {
+        match self {
+            Self::Verified(facts) => escape_control(&facts.subject.rfc4514),
+            Self::Unverified(facts, _) => format!(
+                "unverified({}):sha256:{}",
+                self.verification(),
+                facts.fingerprint_sha256
+            ),
+            Self::Absent => "-".to_owned(),
+        }
+    }
+
     pub fn facts(&self) -> Option<&ClientCertFacts> {
         match self {
             Self::Verified(facts) | Self::Unverified(facts, _) => Some(facts),
@@ -270,6 +286,22 @@ impl ClientCertFacts {
     }
 }
 
+/// `text` with every control character written as `\u{…}`.
+pub fn escape_control(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_owned();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 fn ip_from_bytes(bytes: &[u8]) -> Option<IpAddr> {
     match bytes.len() {
         4 => <[u8; 4]>::try_from(bytes).ok().map(IpAddr::from),
@@ -409,6 +441,20 @@ mod tests {
     #[test]
     fn refuses_garbage() {
         assert!(ClientCertFacts::from_der(b"not a certificate").is_err());
+    }
+
+    #[test]
+    fn log_labels_never_carry_control_characters_or_unverified_names() {
+        assert_eq!(escape_control("CN=a\nb"), "CN=a\\u{a}b");
+        assert_eq!(escape_control("CN=plain"), "CN=plain");
+        let ca = Authority::root("Example Root");
+        let facts = ClientCertFacts::from_der(&ca.client("alice").cert_der).expect("parses");
+        let fingerprint = facts.fingerprint_sha256.clone();
+        let unverified = ClientCert::Unverified(Box::new(facts), Unverified::UntrustedIssuer);
+        let label = unverified.log_label();
+        assert!(!label.contains("alice"), "{label}");
+        assert!(label.contains(&fingerprint), "{label}");
+        assert_eq!(ClientCert::Absent.log_label(), "-");
     }
 
     #[test]

@@ -96,6 +96,13 @@ impl CertificateChain {
     }
 }
 
+/// The SHA-256 of a certificate's SubjectPublicKeyInfo, base64: the pin format of HPKP and of
+/// Envoy's `verify_certificate_spki`. `None` when the certificate cannot be parsed.
+pub fn spki_sha256(cert: &CertificateDer<'_>) -> Option<String> {
+    let (_, parsed) = X509Certificate::from_der(cert.as_ref()).ok()?;
+    Some(base64::engine::general_purpose::STANDARD.encode(sha2_digest(parsed.public_key().raw)))
+}
+
 /// A private key. Its bytes are reachable only through [`PrivateKey::der`].
 pub struct PrivateKey {
     pub origin: Origin,

@@ -525,21 +525,45 @@ pub fn check_client_certificate(auth: &ClientAuth, cert: &ClientCert) -> Result<
 
 /// Envoy's `x-forwarded-client-cert` element for a verified client certificate:
 /// `Hash=…;Cert="…";Subject="…";URI=…;DNS=…`, so upstreams behind either host read the same.
+/// `Subject` and `Cert` are always quoted, as Envoy writes them; any other value is quoted when
+/// it holds a character XFCC uses as syntax (`,` `;` `=` `"`), so a comma in a URI SAN cannot
+/// start a new element. Inside quotes, `\` and `"` are backslash-escaped, once.
 pub fn xfcc(cert: &crate::facts::ClientCertFacts) -> String {
     let mut out = format!(
-        "Hash={};Cert=\"{}\";Subject=\"{}\"",
+        "Hash={};Cert=\"{}\";Subject={}",
         cert.fingerprint_sha256,
         url_encode(&cert.pem()),
-        cert.subject.rfc4514.replace('"', "\\\"")
+        xfcc_quoted(&cert.subject.rfc4514)
     );
     for uri in &cert.san.uris {
         out.push_str(";URI=");
-        out.push_str(uri);
+        out.push_str(&xfcc_value(uri));
     }
     for dns in &cert.san.dns_names {
         out.push_str(";DNS=");
-        out.push_str(dns);
+        out.push_str(&xfcc_value(dns));
     }
+    out
+}
+
+fn xfcc_value(value: &str) -> String {
+    if value.contains([',', ';', '=', '"', '\\']) || value.chars().any(char::is_whitespace) {
+        xfcc_quoted(value)
+    } else {
+        value.to_owned()
+    }
+}
+
+fn xfcc_quoted(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        if matches!(c, '"' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
     out
 }
 

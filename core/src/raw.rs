@@ -46,6 +46,9 @@ pub struct RawUpstreamTls {
     pub certificate_authorities: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_name: Option<String>,
+    /// tlsgate extension: certificates whose public keys the upstream must present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned_certificates: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

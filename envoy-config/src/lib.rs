@@ -589,15 +589,10 @@ fn cluster(endpoint: &Endpoint, material: &mut Material<'_>) -> Result<Yaml, Err
                 }
                 (None, _) => None,
             };
-            // A named CA is a private PKI chosen for this upstream: the chain is verified and
-            // the name is matched only against system roots, where every certificate has SANs.
-            // Envoy matches names against SANs only (never the CN), and private CAs, like the
-            // seed's, issue X.509 v1 certificates without SANs (see the README).
-            let validation = match &tls.authorities {
-                Some(anchors) => map([(
-                    "trusted_ca",
-                    material.anchors(endpoint, anchors, &format!("tlsgate-upstream{i}-ca.crt"))?,
-                )]),
+            let trusted_ca = match &tls.authorities {
+                Some(anchors) => {
+                    material.anchors(endpoint, anchors, &format!("tlsgate-upstream{i}-ca.crt"))?
+                }
                 None => {
                     let bundle = SYSTEM_CA_BUNDLES
                         .iter()
@@ -607,23 +602,38 @@ fn cluster(endpoint: &Endpoint, material: &mut Material<'_>) -> Result<Yaml, Err
                             url: endpoint.url.clone(),
                             looked_in: SYSTEM_CA_BUNDLES.join(", "),
                         })?;
-                    let san_type = if tls.server_name.parse::<IpAddr>().is_ok() {
-                        "IP_ADDRESS"
-                    } else {
-                        "DNS"
-                    };
-                    map([
-                        ("trusted_ca", map([("filename", s(*bundle))])),
-                        (
-                            "match_typed_subject_alt_names",
-                            list(vec![map([
-                                ("san_type", s(san_type)),
-                                ("matcher", map([("exact", s(tls.server_name.clone()))])),
-                            ])]),
-                        ),
-                    ])
+                    map([("filename", s(*bundle))])
                 }
             };
+            // The chain alone proves nothing about *which* server answered: every certificate
+            // the CA ever issued would do. The name is always checked against the SANs; Envoy
+            // cannot match a subject CN, so a certificate without SANs (X.509 v1, like the
+            // seed's) is accepted only by its pinned key, exactly as the native host does.
+            let identity = if tls.pinned_spki_sha256.is_empty() {
+                let san_type = if tls.server_name.parse::<IpAddr>().is_ok() {
+                    "IP_ADDRESS"
+                } else {
+                    "DNS"
+                };
+                (
+                    "match_typed_subject_alt_names",
+                    list(vec![map([
+                        ("san_type", s(san_type)),
+                        ("matcher", map([("exact", s(tls.server_name.clone()))])),
+                    ])]),
+                )
+            } else {
+                (
+                    "verify_certificate_spki",
+                    list(
+                        tls.pinned_spki_sha256
+                            .iter()
+                            .map(|p| s(p.clone()))
+                            .collect(),
+                    ),
+                )
+            };
+            let validation = map([("trusted_ca", trusted_ca), identity]);
             let alpn = match (upstream.scheme, upstream.protocol) {
                 (UpstreamScheme::Tls, _) => None,
                 (_, UpstreamProtocol::Http2) => Some(list(vec![s("h2")])),
@@ -878,18 +888,26 @@ mod tests {
     }
 
     #[test]
-    fn verifies_upstream_names_only_against_system_roots() {
+    fn always_verifies_the_upstream_name_or_its_pinned_key() {
         let dir = tempfile::tempdir().expect("tempdir");
+        let ca = tlsgate_test_support::Authority::root("Upstream CA");
+        ca.write(dir.path(), "upstream-ca");
+        let pinned = ca.server(&["pinned.internal"]);
+        pinned.write(dir.path(), "pinned");
         let private = "      url: https://upstream.internal:8443\n      protocol: http2\n      tls:\n        certificate_authorities: [ca.crt]";
         let public = "      url: https://api.example.org";
+        let with_pin = "      url: https://10.0.0.7:8443\n      tls:\n        certificate_authorities: [upstream-ca.crt]\n        pinned_certificates: [pinned.crt]";
         let policy = format!(
-            "endpoints:\n{}{}",
+            "endpoints:\n{}{}{}",
             endpoint("a.example.com", "127.0.0.1:8443", "request", private),
             endpoint("b.example.com", "127.0.0.1:9443", "request", public),
+            endpoint("c.example.com", "127.0.0.1:9444", "request", with_pin),
         );
-        if !SYSTEM_CA_BUNDLES.iter().any(|p| Path::new(p).is_file()) {
-            return; // The public-upstream case needs a system bundle; covered where one exists.
-        }
+        assert!(
+            SYSTEM_CA_BUNDLES.iter().any(|p| Path::new(p).is_file()),
+            "no system CA bundle in {SYSTEM_CA_BUNDLES:?}: install Debian's ca-certificates \
+             (scripts/setup.sh does)"
+        );
         let (doc, _) = generate_from(dir.path(), &policy);
         let clusters = doc["static_resources"]["clusters"]
             .as_vec()
@@ -898,21 +916,43 @@ mod tests {
             c["transport_socket"]["typed_config"]["common_tls_context"]["validation_context"]
                 .clone()
         };
+        let san = |c: &Yaml| {
+            let v = validation(c);
+            (
+                v["match_typed_subject_alt_names"][0]["san_type"]
+                    .as_str()
+                    .map(str::to_owned),
+                v["match_typed_subject_alt_names"][0]["matcher"]["exact"]
+                    .as_str()
+                    .map(str::to_owned),
+            )
+        };
         assert_eq!(clusters[0]["type"].as_str(), Some("STRICT_DNS"));
-        assert!(validation(&clusters[0])["match_typed_subject_alt_names"].is_badvalue());
+        // A private CA is no reason to accept any certificate it issued: the name is matched.
+        assert_eq!(
+            san(&clusters[0]),
+            (Some("DNS".into()), Some("upstream.internal".into()))
+        );
         assert_eq!(
             clusters[0]["transport_socket"]["typed_config"]["sni"].as_str(),
             Some("upstream.internal")
         );
         assert!(!clusters[0]["typed_extension_protocol_options"].is_badvalue());
         assert_eq!(
-            validation(&clusters[1])["match_typed_subject_alt_names"][0]["matcher"]["exact"]
-                .as_str(),
-            Some("api.example.org")
+            san(&clusters[1]),
+            (Some("DNS".into()), Some("api.example.org".into()))
         );
+        // A pinned key replaces the name check (a certificate without SANs has no name Envoy
+        // can match), and the pin is the certificate's SPKI hash.
+        let pins = validation(&clusters[2])["verify_certificate_spki"].clone();
+        assert_eq!(
+            pins[0].as_str().map(str::to_owned),
+            tlsgate_core::pem::spki_sha256(&pinned.cert_der.clone().into())
+        );
+        assert!(validation(&clusters[2])["match_typed_subject_alt_names"].is_badvalue());
         assert_eq!(
             doc["static_resources"]["listeners"].as_vec().map(Vec::len),
-            Some(2)
+            Some(3)
         );
     }
 

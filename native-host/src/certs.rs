@@ -175,17 +175,8 @@ fn new_key(kind: KeyType) -> anyhow::Result<KeyPair> {
 }
 
 fn write(dir: &Path, name: &str, contents: &str, mode: u32) -> anyhow::Result<PathBuf> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let path = dir.join(name);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    file.write_all(contents.as_bytes())
+    crate::files::write_atomic(&path, contents.as_bytes(), mode)
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
 }

@@ -12,11 +12,12 @@
 //!
 //! The seed's `server.crt` is X.509 v1 (no extensions, no subjectAltName), which webpki refuses.
 //! tlsgate keeps webpki for every upstream certificate and accepts an X.509 v1 leaf only when
-//! it is signed directly, with a strong signature, by a CA listed in the endpoint's
+//! its key is pinned (`upstream.tls.pinned_certificates`), it is signed directly, with a strong signature, by a CA listed in the endpoint's
 //! `upstream.tls.certificate_authorities`, is valid now, and its CN equals `server_name`
 //! (case-insensitive); the handshake signature is always verified. See [`upstream_tls`].
 
 pub mod certs;
+pub mod files;
 pub mod http;
 pub mod io;
 pub mod keys;

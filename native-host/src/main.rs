@@ -318,13 +318,5 @@ fn envoy_config(
 
 /// Writes a file readable only by its owner: it may hold a private key.
 fn write_private(path: &std::path::Path, contents: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(contents.as_bytes())
+    tlsgate::files::write_atomic(path, contents.as_bytes(), 0o600)
 }

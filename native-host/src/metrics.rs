@@ -120,7 +120,10 @@ pub async fn serve(listener: TcpListener, registry: Arc<Registry>, stop: Cancell
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
+                    // Usually out of file descriptors: wait rather than spin (as the edge's
+                    // own listeners do).
                     tracing::warn!("metrics listener: accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                     continue;
                 }
             },

@@ -419,10 +419,7 @@ async fn connection(
             return;
         }
     };
-    let client = facts
-        .client_cert
-        .facts()
-        .map_or_else(|| "-".to_owned(), |f| f.subject.rfc4514.clone());
+    let client = facts.client_cert.log_label();
     let session = Session::new(endpoint.endpoint.clone(), facts);
     let count = |verdict: &'static str, reason: &'static str| {
         metrics

@@ -10,6 +10,9 @@
 //! certificate (so it has no extensions and no subjectAltName) does it accept the leaf, provided
 //! that all of these hold:
 //!
+//! 0. the endpoint pins the upstream's key (`pinned_certificates`) and the leaf carries it:
+//!    Envoy can match names against subjectAltNames only, so a pin is the one rule both hosts
+//!    can enforce for such a certificate, and both do;
 //! 1. the endpoint lists `certificate_authorities` (never with the system roots);
 //! 2. the leaf is signed **directly** by one of those CAs (issuer name equals the CA's subject and
 //!    the signature verifies with the CA's key; no intermediates), with a signature webpki would
@@ -21,6 +24,9 @@
 //!
 //! A v3 certificate without subjectAltName keeps webpki's refusal: it can be reissued properly,
 //! and accepting it would also skip its extensions.
+//!
+//! With `pinned_certificates`, every upstream certificate (v1 or not) must also carry one of the
+//! pinned keys.
 //!
 //! The handshake signature is verified as for any certificate, so the upstream must hold the
 //! leaf's key. The first acceptance per endpoint is logged (`accepting X.509 v1 upstream
@@ -100,6 +106,7 @@ pub fn client_config(
         endpoint: endpoint.to_owned(),
         webpki,
         direct_cas,
+        pins: tls.pinned_spki_sha256.clone(),
         algorithms: provider.signature_verification_algorithms,
         logged_legacy: AtomicBool::new(false),
     });
@@ -144,12 +151,62 @@ struct UpstreamVerifier {
     webpki: Option<Arc<WebPkiServerVerifier>>,
     /// The CAs the endpoint configured; empty with the system roots.
     direct_cas: Vec<CertificateDer<'static>>,
+    /// `pinned_certificates`, as base64 SHA-256 of their SubjectPublicKeyInfo.
+    pins: Vec<String>,
     algorithms: WebPkiSupportedAlgorithms,
     logged_legacy: AtomicBool,
 }
 
 impl ServerCertVerifier for UpstreamVerifier {
     fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let verified =
+            self.verify_chain(end_entity, intermediates, server_name, ocsp_response, now)?;
+        if !self.pins.is_empty() {
+            let pinned = tlsgate_core::pem::spki_sha256(end_entity)
+                .is_some_and(|spki| self.pins.contains(&spki));
+            if !pinned {
+                tracing::warn!(endpoint = %self.endpoint, "upstream certificate does not carry a pinned key");
+                return Err(rustls::Error::InvalidCertificate(
+                    CertificateError::ApplicationVerificationFailure,
+                ));
+            }
+        }
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_handshake_signature(false, message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_handshake_signature(true, message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+impl UpstreamVerifier {
+    /// webpki's verdict, or the X.509 v1 rule of the module docs.
+    fn verify_chain(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
@@ -192,28 +249,6 @@ impl ServerCertVerifier for UpstreamVerifier {
             }
         }
     }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_handshake_signature(false, message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_handshake_signature(true, message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -236,6 +271,16 @@ impl UpstreamVerifier {
     ) -> Legacy {
         if self.direct_cas.is_empty() {
             return Legacy::NotApplicable;
+        }
+        if self.pins.is_empty() {
+            return match X509Certificate::from_der(end_entity.as_ref()) {
+                Ok((_, leaf)) if leaf.version() == X509Version::V1 => Legacy::Refused(format!(
+                    "{}: a certificate without subjectAltName is accepted only with its key \
+                     pinned (upstream.tls.pinned_certificates), the one check both hosts can make",
+                    leaf.subject()
+                )),
+                _ => Legacy::NotApplicable,
+            };
         }
         let Ok((_, leaf)) = X509Certificate::from_der(end_entity.as_ref()) else {
             return Legacy::NotApplicable;

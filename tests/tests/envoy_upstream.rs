@@ -55,6 +55,8 @@ fn envoy_presents_the_configured_client_certificate_to_the_upstream() {
         {client_certificate}
         certificate_authorities: [ca.crt]
         server_name: {SEED_SERVER_NAME}
+        # server.crt has no subjectAltName: Envoy can only know it by its pinned key.
+        pinned_certificates: [server.crt]
     traffic_policy:
       on_tcp_connect:
         - actions:

@@ -174,7 +174,11 @@ fn upstream_without_our_client_certificate_or_with_an_untrusted_certificate_answ
         "endpoints:\n{}{}",
         endpoint(
             "nocert.test",
-            format!("        certificate_authorities: [{}]\n", path(&ca))
+            format!(
+                "        certificate_authorities: [{}]\n        pinned_certificates: [{}]\n",
+                path(&ca),
+                path(&dir.path().join("server.crt"))
+            )
         ),
         endpoint(
             "untrusted.test",

@@ -74,6 +74,7 @@ impl Expect {
                     status,
                     upstream,
                     body,
+                    path,
                 },
                 Observed::Status {
                     code,
@@ -87,6 +88,12 @@ impl Expect {
                 if let Some(b) = body {
                     if !got.contains(b.as_str()) {
                         return fail(format!("body does not contain {b:?}: {got:?}"));
+                    }
+                }
+                if let Some(want) = path {
+                    let have = seen.as_ref().and_then(|v| v["path"].as_str());
+                    if have != Some(want.as_str()) {
+                        return fail(format!("upstream path: wanted {want:?}, saw {have:?}"));
                     }
                 }
                 for (name, want) in upstream {
@@ -138,6 +145,9 @@ fn with_curl(client: &Client, port: u16, dir: &Path) -> Observed {
     let sni = client.sni.clone().unwrap_or_else(|| "app.test".into());
     let path = client.path.clone().unwrap_or_else(|| "/".into());
     let mut args: Vec<String> = vec![
+        // The path exactly as the scenario writes it: curl would otherwise resolve `/./` and
+        // `/../` itself, and a path-normalization scenario would test curl.
+        "--path-as-is".into(),
         "--resolve".into(),
         format!("{sni}:{port}:127.0.0.1"),
         "--cacert".into(),

@@ -140,7 +140,8 @@ pub struct Difference {
     pub reason: String,
 }
 
-/// `refused`, `closed`, `handshake`, a status number, or `{status, upstream: {header: matcher}}`.
+/// `refused`, `closed`, `handshake`, a status number, or
+/// `{status, upstream: {header: matcher}, body, path}`.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 pub enum Expect {
@@ -152,6 +153,9 @@ pub enum Expect {
         upstream: BTreeMap<String, Value>,
         #[serde(default)]
         body: Option<String>,
+        /// The request target the upstream received.
+        #[serde(default)]
+        path: Option<String>,
     },
 }
 
