@@ -7,12 +7,13 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use sha2::{Digest, Sha256};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::oid_registry;
 use x509_parser::prelude::FromDer;
 use x509_parser::x509::X509Name;
+
+use crate::encoding::hex;
 
 /// A TLS protocol version tlsgate speaks. Older versions are refused at load time and by both
 /// hosts' handshakes; there is no variant for them on purpose.
@@ -272,7 +273,7 @@ impl ClientCertFacts {
             not_before: cert.validity().not_before.timestamp(),
             not_after: cert.validity().not_after.timestamp(),
             extensions,
-            fingerprint_sha256: hex(&Sha256::digest(der)),
+            fingerprint_sha256: hex(&crate::encoding::sha256(der)),
             is_ca,
             client_auth,
             legacy_v1: cert.version().0 == 0,
@@ -282,7 +283,7 @@ impl ClientCertFacts {
 
     /// The certificate as PEM text.
     pub fn pem(&self) -> String {
-        crate::pem::encode("CERTIFICATE", &self.der)
+        crate::encoding::pem("CERTIFICATE", &self.der)
     }
 }
 
@@ -308,15 +309,6 @@ fn ip_from_bytes(bytes: &[u8]) -> Option<IpAddr> {
         16 => <[u8; 16]>::try_from(bytes).ok().map(IpAddr::from),
         _ => None,
     }
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use fmt::Write;
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(out, "{b:02x}");
-    }
-    out
 }
 
 fn distinguished_name(name: &X509Name<'_>) -> DistinguishedName {

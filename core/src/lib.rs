@@ -9,6 +9,7 @@
 //! `panic`, and the decision functions are total.
 
 pub mod config;
+pub mod encoding;
 pub mod error;
 pub mod expr;
 pub mod facts;

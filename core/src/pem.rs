@@ -12,6 +12,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::prelude::FromDer;
 
+use crate::encoding::sha256;
 use crate::error::ConfigErrorKind;
 
 /// Where a piece of material came from; the Envoy generator references files by path so Envoy
@@ -91,7 +92,7 @@ impl CertificateChain {
     pub fn to_pem(&self) -> String {
         self.certs
             .iter()
-            .map(|c| encode("CERTIFICATE", c.as_ref()))
+            .map(|c| crate::encoding::pem("CERTIFICATE", c.as_ref()))
             .collect()
     }
 }
@@ -100,7 +101,7 @@ impl CertificateChain {
 /// Envoy's `verify_certificate_spki`. `None` when the certificate cannot be parsed.
 pub fn spki_sha256(cert: &CertificateDer<'_>) -> Option<String> {
     let (_, parsed) = X509Certificate::from_der(cert.as_ref()).ok()?;
-    Some(base64::engine::general_purpose::STANDARD.encode(sha2_digest(parsed.public_key().raw)))
+    Some(base64::engine::general_purpose::STANDARD.encode(sha256(parsed.public_key().raw)))
 }
 
 /// A private key. Its bytes are reachable only through [`PrivateKey::der`].
@@ -145,7 +146,7 @@ impl TrustAnchors {
     pub fn to_pem(&self) -> String {
         self.certs
             .iter()
-            .map(|c| encode("CERTIFICATE", c.as_ref()))
+            .map(|c| crate::encoding::pem("CERTIFICATE", c.as_ref()))
             .collect()
     }
 }
@@ -183,7 +184,7 @@ pub(crate) fn load_chain(
     let _ = is_ca;
     Ok(CertificateChain {
         origin,
-        fingerprint_sha256: crate::facts::hex(&sha2_digest(certs[0].as_ref())),
+        fingerprint_sha256: crate::encoding::hex(&sha256(certs[0].as_ref())),
         certs,
         subject,
         names,
@@ -282,26 +283,4 @@ fn describe(
     }
     let ca = cert.is_ca() || facts.is_ca;
     Ok((facts.subject.rfc4514, names, cert.version().0 + 1, ca))
-}
-
-fn sha2_digest(bytes: &[u8]) -> Vec<u8> {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(bytes).to_vec()
-}
-
-/// PEM-encodes DER with 64-column lines.
-pub fn encode(label: &str, der: &[u8]) -> String {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut out = String::with_capacity(b64.len() + b64.len() / 64 + 64);
-    out.push_str("-----BEGIN ");
-    out.push_str(label);
-    out.push_str("-----\n");
-    for chunk in b64.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
-        out.push('\n');
-    }
-    out.push_str("-----END ");
-    out.push_str(label);
-    out.push_str("-----\n");
-    out
 }

@@ -532,7 +532,7 @@ pub fn xfcc(cert: &crate::facts::ClientCertFacts) -> String {
     let mut out = format!(
         "Hash={};Cert=\"{}\";Subject={}",
         cert.fingerprint_sha256,
-        url_encode(&cert.pem()),
+        crate::encoding::url_encode(&cert.pem()),
         xfcc_quoted(&cert.subject.rfc4514)
     );
     for uri in &cert.san.uris {
@@ -564,18 +564,5 @@ fn xfcc_quoted(value: &str) -> String {
         out.push(c);
     }
     out.push('"');
-    out
-}
-
-fn url_encode(s: &str) -> String {
-    use std::fmt::Write;
-    let mut out = String::with_capacity(s.len() * 3 / 2);
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
     out
 }

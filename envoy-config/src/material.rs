@@ -5,7 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use rustls_pki_types::PrivateKeyDer;
-use tlsgate_core::pem::{encode, CertificateChain, Origin, PrivateKey, TrustAnchors};
+use tlsgate_core::encoding::pem as encode;
+use tlsgate_core::pem::{CertificateChain, Origin, PrivateKey, TrustAnchors};
 use tlsgate_core::Endpoint;
 use yaml_rust2::Yaml;
 
