@@ -13,6 +13,7 @@ pub mod encoding;
 pub mod error;
 pub mod expr;
 pub mod facts;
+pub mod limits;
 pub mod pem;
 pub mod policy;
 pub mod raw;

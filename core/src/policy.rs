@@ -37,6 +37,10 @@ pub enum DenyReason {
     Misdirected,
     /// The request target cannot be normalized safely (answered 400).
     BadTarget(BadTarget),
+    /// More than one Host (RFC 9112 §3.2 requires exactly one; answered 400).
+    DuplicateHost,
+    /// `CONNECT` would make the edge a tunnel to whatever the upstream can reach (405).
+    ConnectMethod,
 }
 
 impl DenyReason {
@@ -50,6 +54,8 @@ impl DenyReason {
             Self::ExpressionFailed { .. } => "expression_failed",
             Self::Misdirected => "misdirected_request",
             Self::BadTarget(why) => why.as_str(),
+            Self::DuplicateHost => "duplicate_host",
+            Self::ConnectMethod => "connect_method",
         }
     }
 }
@@ -356,10 +362,18 @@ impl Session {
         Verdict::Continue
     }
 
-    /// Decides a request: a target that cannot be normalized → 400, a Host of another endpoint
-    /// → 421, then `on_http_request` rules in order. A deny or custom-response ends evaluation;
-    /// add-headers accumulate, a later value replacing an earlier one of the same name.
+    /// Decides a request: `CONNECT` → 405, several Hosts or a target that cannot be normalized
+    /// → 400, a Host of another endpoint → 421, then `on_http_request` rules in order. A deny or
+    /// custom-response ends evaluation; add-headers accumulate, a later value replacing an
+    /// earlier one of the same name.
     pub fn on_http_request(&self, req: &Request<'_>) -> RequestVerdict {
+        if req.method.eq_ignore_ascii_case("CONNECT") {
+            return deny_response(405, DenyReason::ConnectMethod);
+        }
+        // Hosts join repeated Host fields with `,` (as Envoy does); no host name has one.
+        if req.host.contains(',') {
+            return deny_response(400, DenyReason::DuplicateHost);
+        }
         let target = match Target::parse(req.target) {
             Ok(target) => target,
             Err(why) => return deny_response(400, DenyReason::BadTarget(why)),

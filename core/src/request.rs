@@ -17,7 +17,7 @@ use std::sync::Arc;
 #[derive(Clone, Copy, Debug)]
 pub struct Request<'a> {
     pub method: &'a str,
-    /// Host or `:authority`, possibly with a port.
+    /// Host or `:authority`, possibly with a port; repeated Host fields joined with `,`.
     pub host: &'a str,
     /// The request target as received: path and query (`/a/../b?x=1`), not yet normalized.
     pub target: &'a str,

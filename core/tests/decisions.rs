@@ -697,3 +697,17 @@ fn a_host_with_userinfo_is_misdirected() {
     let r = responded(s.on_http_request(&get("u@x.example.com")));
     assert_eq!((r.status, r.reason), (421, Some(DenyReason::Misdirected)));
 }
+
+#[test]
+fn connect_and_several_hosts_are_refused_before_any_rule() {
+    let f = Fixture::new(HOST);
+    let s = session(&f, &policy(HOST, "", ""), ClientCert::Absent);
+    let r = responded(s.on_http_request(&Request {
+        method: "CONNECT",
+        target: "",
+        ..get(HOST)
+    }));
+    assert_eq!((r.status, r.reason), (405, Some(DenyReason::ConnectMethod)));
+    let r = responded(s.on_http_request(&get("app.example.com,evil.example.com")));
+    assert_eq!((r.status, r.reason), (400, Some(DenyReason::DuplicateHost)));
+}

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use tlsgate_core::config::{
     ClientAuth, Scheme, UpstreamProtocol, UpstreamScheme, VerificationStrategy,
 };
+use tlsgate_core::limits::Limits;
 use tlsgate_core::{Config, Endpoint, TlsVersion};
 use yaml_rust2::Yaml;
 
@@ -44,12 +45,6 @@ const SYSTEM_CA_BUNDLES: &[&str] = &[
     "/etc/ssl/cert.pem",
 ];
 
-/// Bounds on every phase that waits for a peer (the native host uses the same values). The
-/// handshake deadline is an [`Options`] field, as `tlsgate run --handshake-timeout` is a flag.
-const HEADERS_TIMEOUT: &str = "10s";
-const IDLE_TIMEOUT: &str = "300s";
-const UPSTREAM_CONNECT_TIMEOUT: &str = "5s";
-
 /// What the generator needs besides the policy.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -59,15 +54,19 @@ pub struct Options {
     pub out_dir: PathBuf,
     /// Envoy's admin listener (loopback).
     pub admin: SocketAddr,
-    /// Deadline for the ClientHello and the TLS handshake together (Envoy's
-    /// `listener_filters_timeout` and `transport_socket_connect_timeout`).
-    pub handshake_timeout: std::time::Duration,
+    /// Every deadline and bound, the same values `tlsgate run` enforces (see
+    /// [`tlsgate_core::limits`]); rendered where Envoy has the matching knob.
+    pub limits: Limits,
 }
 
-impl Options {
-    fn handshake_timeout(&self) -> Yaml {
-        s(format!("{}s", self.handshake_timeout.as_secs_f64()))
-    }
+/// A bound as a YAML integer.
+fn count(n: usize) -> Yaml {
+    int(i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+/// A duration as Envoy's YAML wants it (`10s`, `0.5s`).
+fn duration(d: std::time::Duration) -> Yaml {
+    s(format!("{}s", d.as_secs_f64()))
 }
 
 /// A generated bootstrap and the files it references.
@@ -164,14 +163,18 @@ pub fn generate(
                     ),
                 ])]),
             ),
-            ("listener_filters_timeout", options.handshake_timeout()),
+            // tls_inspector waits for the ClientHello: this is the ClientHello deadline.
+            (
+                "listener_filters_timeout",
+                duration(options.limits.client_hello),
+            ),
             ("filter_chains", list(chains)),
         ]));
     }
 
     let mut clusters = Vec::new();
     for endpoint in &config.endpoints {
-        clusters.push(cluster(endpoint, &mut material)?);
+        clusters.push(cluster(endpoint, &mut material, options)?);
     }
 
     let doc = map([
@@ -180,6 +183,29 @@ pub fn generate(
             map([("id", s("tlsgate")), ("cluster", s("tlsgate"))]),
         ),
         ("admin", map([("address", socket_address(options.admin))])),
+        // The same global connection cap as `tlsgate run --max-connections`.
+        (
+            "overload_manager",
+            map([(
+                "resource_monitors",
+                list(vec![map([
+                    (
+                        "name",
+                        s("envoy.resource_monitors.global_downstream_max_connections"),
+                    ),
+                    (
+                        "typed_config",
+                        typed(
+                            "envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig",
+                            [(
+                                "max_active_downstream_connections",
+                                count(options.limits.max_connections),
+                            )],
+                        ),
+                    ),
+                ])]),
+            )]),
+        ),
         (
             "static_resources",
             map([("listeners", list(listeners)), ("clusters", list(clusters))]),
@@ -341,7 +367,7 @@ fn filter_chain(
                     [
                         ("stat_prefix", s(format!("tlsgate_endpoint_{i}"))),
                         ("cluster", s(cluster_name(endpoint))),
-                        ("idle_timeout", s(IDLE_TIMEOUT)),
+                        ("idle_timeout", duration(options.limits.idle)),
                         // The filter holds tcp_proxy back until it has decided, which happens
                         // on the client's first bytes; tcp_proxy must keep those bytes while it
                         // connects instead of dropping them on the floor.
@@ -361,7 +387,7 @@ fn filter_chain(
         ("transport_socket", transport_socket),
         (
             "transport_socket_connect_timeout",
-            options.handshake_timeout(),
+            duration(options.limits.handshake),
         ),
         ("filters", list(vec![network_wasm, proxy])),
     ]))
@@ -438,6 +464,7 @@ fn http_connection_manager(endpoint: &Endpoint, plugin_config: &str, options: &O
                             "route",
                             map([
                                 ("cluster", s(cluster_name(endpoint))),
+                                ("timeout", duration(options.limits.upstream_response)),
                                 // The same Host the native host sends (core decides it); the
                                 // filter puts the client's in x-forwarded-host.
                                 ("host_rewrite_literal", s(endpoint.upstream.authority())),
@@ -497,12 +524,28 @@ fn http_connection_manager(endpoint: &Endpoint, plugin_config: &str, options: &O
                     ("normalize_path", Yaml::Boolean(true)),
                     ("merge_slashes", Yaml::Boolean(true)),
                     ("path_with_escaped_slashes_action", s("REJECT_REQUEST")),
-                    ("request_headers_timeout", s(HEADERS_TIMEOUT)),
-                    ("stream_idle_timeout", s(IDLE_TIMEOUT)),
+                    (
+                        "request_headers_timeout",
+                        duration(options.limits.request_headers),
+                    ),
+                    ("stream_idle_timeout", duration(options.limits.stream_idle)),
+                    (
+                        "http2_protocol_options",
+                        map([(
+                            "max_concurrent_streams",
+                            int(options.limits.max_concurrent_streams),
+                        )]),
+                    ),
+                    // CONNECT reaches the filter, which refuses it (405) as the native host
+                    // does; without this Envoy answers 403 itself.
+                    (
+                        "upgrade_configs",
+                        list(vec![map([("upgrade_type", s("CONNECT"))])]),
+                    ),
                     (
                         "common_http_protocol_options",
                         map([
-                            ("idle_timeout", s(IDLE_TIMEOUT)),
+                            ("idle_timeout", duration(options.limits.idle)),
                             // As core's `drops_client_header`: `x_forwarded_client_cert` must
                             // not reach an upstream that folds `_` into `-`.
                             ("headers_with_underscores_action", s("DROP_HEADER")),
@@ -559,7 +602,11 @@ fn http_connection_manager(endpoint: &Endpoint, plugin_config: &str, options: &O
     ])
 }
 
-fn cluster(endpoint: &Endpoint, material: &mut Material<'_>) -> Result<Yaml, Error> {
+fn cluster(
+    endpoint: &Endpoint,
+    material: &mut Material<'_>,
+    options: &Options,
+) -> Result<Yaml, Error> {
     let i = endpoint.index;
     let upstream = &endpoint.upstream;
     let is_ip = upstream.host.parse::<IpAddr>().is_ok();
@@ -694,7 +741,28 @@ fn cluster(endpoint: &Endpoint, material: &mut Material<'_>) -> Result<Yaml, Err
             "dns_lookup_family",
             opt((!is_ip).then(|| s("V4_PREFERRED"))),
         ),
-        ("connect_timeout", s(UPSTREAM_CONNECT_TIMEOUT)),
+        ("connect_timeout", duration(options.limits.upstream_connect)),
+        // Bounded fan-out, as the native host: past the cap a request is answered 503 at once
+        // (Envoy's overflow), never queued without end.
+        (
+            "circuit_breakers",
+            map([(
+                "thresholds",
+                list(vec![map([
+                    ("priority", s("DEFAULT")),
+                    (
+                        "max_connections",
+                        count(options.limits.max_upstream_requests),
+                    ),
+                    (
+                        "max_pending_requests",
+                        count(options.limits.max_upstream_requests),
+                    ),
+                    ("max_requests", count(options.limits.max_upstream_requests)),
+                    ("max_retries", int(0)),
+                ])]),
+            )]),
+        ),
         ("typed_extension_protocol_options", opt(protocol_options)),
         (
             "load_assignment",
@@ -781,7 +849,7 @@ mod tests {
             wasm: PathBuf::from("/opt/tlsgate/tlsgate_filter.wasm"),
             out_dir: dir.to_path_buf(),
             admin: "127.0.0.1:9901".parse().expect("addr"),
-            handshake_timeout: std::time::Duration::from_secs(10),
+            limits: Limits::DEFAULT,
         };
         let bootstrap = generate(&config, &filter_policy, &options).expect("generates");
         let doc = YamlLoader::load_from_str(&bootstrap.yaml)
@@ -966,7 +1034,7 @@ mod tests {
             wasm: PathBuf::from("f.wasm"),
             out_dir: PathBuf::from("."),
             admin: "0.0.0.0:9901".parse().expect("addr"),
-            handshake_timeout: std::time::Duration::from_secs(10),
+            limits: Limits::DEFAULT,
         };
         assert!(matches!(
             generate(&config, &serde_json::json!({}), &options),

@@ -12,9 +12,12 @@
 //! (connect or response deadline), each logged with its reason.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
+use std::task::Poll;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
@@ -27,6 +30,8 @@ use tlsgate_core::policy::LocalResponse;
 use tlsgate_core::request::drops_client_header;
 use tlsgate_core::{Forward, RequestVerdict, Session};
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 
 use crate::io::{Activity, InFlight};
@@ -37,43 +42,93 @@ use crate::upstream::{connect_error, ConnectError};
 
 type Inner = Either<Incoming, Full<Bytes>>;
 
-/// A response body that keeps its exchange counted as in flight until the body has been sent
-/// (or dropped). A connection is idle only when no exchange is open — Envoy's rule (streams,
-/// not bytes) — so HTTP/2 PINGs or WINDOW_UPDATEs cannot hold an idle connection open.
+/// The error a body reports when it stops moving (see [`Watched`]).
+#[derive(Debug, thiserror::Error)]
+#[error("no body data moved for {0:?} (stream idle timeout)")]
+pub struct StreamIdle(Duration);
+
+/// Resources an exchange holds until its response body has been sent (or dropped): its place
+/// in the connection's open exchanges (a connection is idle only when none is open — Envoy's
+/// rule, streams not bytes — so HTTP/2 PINGs cannot hold an idle connection open) and its slot
+/// in the endpoint's upstream request cap.
 #[derive(Debug)]
-pub struct ProxyBody {
-    inner: Inner,
-    in_flight: Option<InFlight>,
+struct Held {
+    _exchange: InFlight,
+    _upstream_slot: Option<OwnedSemaphorePermit>,
 }
 
-impl ProxyBody {
-    fn new(inner: Inner) -> Self {
+/// A body in either direction, cut with [`StreamIdle`] when no frame arrives for the stream
+/// idle deadline: an upstream that sends its head and stalls, or a client that stalls an upload,
+/// costs a timer, not a connection held forever.
+#[derive(Debug)]
+pub struct Watched<B> {
+    inner: B,
+    held: Option<Held>,
+    idle: Option<(Duration, Pin<Box<Sleep>>)>,
+}
+
+/// What the client receives.
+pub type ProxyBody = Watched<Inner>;
+
+impl<B> Watched<B> {
+    fn new(inner: B) -> Self {
         Self {
             inner,
-            in_flight: None,
+            held: None,
+            idle: None,
         }
     }
 
-    fn counting(mut self, in_flight: InFlight) -> Self {
-        self.in_flight = Some(in_flight);
+    fn idle_after(mut self, idle: Duration) -> Self {
+        self.idle = Some((idle, Box::pin(tokio::time::sleep(idle))));
+        self
+    }
+
+    fn holding(mut self, held: Held) -> Self {
+        self.held = Some(held);
         self
     }
 }
 
-impl http_body::Body for ProxyBody {
+impl<B> http_body::Body for Watched<B>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     type Data = Bytes;
-    type Error = <Inner as http_body::Body>::Error;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
 
     fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
-        let poll = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
-        if let std::task::Poll::Ready(None) = poll {
-            // Fully sent: the exchange is over even if hyper keeps the body a while longer.
-            self.in_flight = None;
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        match Pin::new(&mut self.inner).poll_frame(cx) {
+            Poll::Ready(None) => {
+                // Fully sent: the exchange is over even if hyper keeps the body a while longer.
+                self.held = None;
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(frame)) => {
+                if let Some((idle, sleep)) = &mut self.idle {
+                    let next = tokio::time::Instant::now() + *idle;
+                    sleep.as_mut().reset(next);
+                }
+                Poll::Ready(Some(frame.map_err(Into::into)))
+            }
+            Poll::Pending => {
+                let expired = match &mut self.idle {
+                    Some((idle, sleep)) => sleep.as_mut().poll(cx).is_ready().then_some(*idle),
+                    None => None,
+                };
+                match expired {
+                    Some(idle) => {
+                        self.held = None;
+                        Poll::Ready(Some(Err(Box::new(StreamIdle(idle)))))
+                    }
+                    None => Poll::Pending,
+                }
+            }
         }
-        poll
     }
 
     fn is_end_stream(&self) -> bool {
@@ -136,10 +191,17 @@ impl HttpConnection {
             .timer(TokioTimer::new())
             .header_read_timeout(self.limits.request_headers)
             .keep_alive(true);
-        builder.http2().timer(TokioTimer::new());
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(self.limits.max_concurrent_streams)
+            // Per-stream buffering towards a slow reader stays bounded (hyper's default, made
+            // explicit: a stream's send buffer is what the policy can promise).
+            .max_send_buf_size(400 * 1024);
         let conn = builder.serve_connection(io, service);
         tokio::pin!(conn);
         let mut closing: Option<tokio::time::Instant> = None;
+        let first_request = tokio::time::Instant::now() + self.limits.first_request;
         loop {
             let deadline =
                 closing.unwrap_or_else(|| tokio::time::Instant::now() + self.limits.drain);
@@ -159,21 +221,34 @@ impl HttpConnection {
                     conn.as_mut().graceful_shutdown();
                     closing = Some(tokio::time::Instant::now() + self.limits.request_headers);
                 }
+                _ = tokio::time::sleep_until(first_request), if closing.is_none() && !self.activity.any_request() => {
+                    tracing::debug!(peer = %self.peer, endpoint = %self.endpoint.label(), reason = "first_request_timeout", "no request within {:?} of the handshake; closing", self.limits.first_request);
+                    conn.as_mut().graceful_shutdown();
+                    closing = Some(tokio::time::Instant::now() + self.limits.request_headers);
+                }
                 _ = tokio::time::sleep_until(deadline), if closing.is_some() => return,
             }
         }
     }
 
     async fn handle(&self, req: Request<Incoming>) -> Response<ProxyBody> {
-        let in_flight = self.activity.request();
-        self.exchange(req)
-            .await
-            .map(|body| body.counting(in_flight))
+        let exchange = self.activity.request();
+        let (response, upstream_slot) = self.exchange(req).await;
+        response.map(|body| {
+            body.holding(Held {
+                _exchange: exchange,
+                _upstream_slot: upstream_slot,
+            })
+        })
     }
 
-    async fn exchange(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+    /// The response, and the upstream slot it holds (if it went upstream).
+    async fn exchange(
+        &self,
+        req: Request<Incoming>,
+    ) -> (Response<ProxyBody>, Option<OwnedSemaphorePermit>) {
         let started = Instant::now();
-        let host = request_host(&req).to_owned();
+        let host = request_host(&req).into_owned();
         let method = req.method().clone();
         let target = req
             .uri()
@@ -186,18 +261,6 @@ impl HttpConnection {
             path: &target,
             started,
         };
-        // Requests an edge must not forward, whatever the policy says (RFC 9112 §3.2: exactly
-        // one Host; CONNECT would turn the edge into a tunnel to the upstream's neighbours).
-        if req.headers().get_all(header::HOST).iter().count() > 1 {
-            self.count("deny", "duplicate_host");
-            log.emit("deny", "duplicate_host", 400, None);
-            return local_response(&LocalResponse::refusal(400, "duplicate_host", None));
-        }
-        if method == http::Method::CONNECT {
-            self.count("deny", "connect_method");
-            log.emit("deny", "connect_method", 405, None);
-            return local_response(&LocalResponse::refusal(405, "connect_method", None));
-        }
         let verdict = {
             // Values that are not visible ASCII are still forwarded, so rules must see them too
             // (lossily decoded, as the filter does); skipping them would let `X-Internal: \xff`
@@ -228,11 +291,23 @@ impl HttpConnection {
                 };
                 self.count(verdict, reason);
                 log.emit(verdict, reason, local.status, None);
-                local_response(&local)
+                (local_response(&local), None)
             }
             RequestVerdict::Forward(forward) => {
+                // Bounded fan-out: past the endpoint's cap, 503 at once rather than a queue
+                // (Envoy's circuit breaker overflow answers the same).
+                let Ok(slot) = self.endpoint.upstream_slots.clone().try_acquire_owned() else {
+                    self.count("forward", "upstream_overloaded");
+                    self.metrics
+                        .upstream_error(self.endpoint.label(), "upstream_overloaded");
+                    log.emit("forward", "upstream_overloaded", 503, None);
+                    return (
+                        error_response(StatusCode::SERVICE_UNAVAILABLE, "upstream overloaded\n"),
+                        None,
+                    );
+                };
                 self.count("forward", "");
-                self.forward(req, forward, log).await
+                (self.forward(req, forward, log).await, Some(slot))
             }
         }
     }
@@ -307,7 +382,10 @@ impl HttpConnection {
         } else {
             Version::HTTP_11
         };
-        let upstream_req = Request::from_parts(parts, body);
+        let upstream_req = Request::from_parts(
+            parts,
+            Watched::new(body).idle_after(self.limits.stream_idle),
+        );
         let outcome =
             tokio::time::timeout(self.limits.upstream_response, client.request(upstream_req)).await;
         match outcome {
@@ -315,7 +393,9 @@ impl HttpConnection {
                 strip_hop_by_hop(response.headers_mut(), false);
                 let status = response.status().as_u16();
                 log.emit("forward", "", status, Some(status));
-                response.map(|body| ProxyBody::new(Either::Left(body)))
+                response.map(|body| {
+                    ProxyBody::new(Either::Left(body)).idle_after(self.limits.stream_idle)
+                })
             }
             Ok(Err(error)) => {
                 let (status, reason) = match connect_error(&error) {
@@ -359,17 +439,29 @@ impl HttpConnection {
     }
 }
 
-/// `:authority` (HTTP/2, absolute-form) or `Host`.
-fn request_host(req: &Request<Incoming>) -> &str {
-    req.uri()
-        .authority()
-        .map(|a| a.as_str())
-        .or_else(|| {
-            req.headers()
-                .get(header::HOST)
-                .and_then(|v| v.to_str().ok())
-        })
-        .unwrap_or("")
+/// `:authority` (HTTP/2, absolute-form) or `Host`; several Host fields joined with `,`, as
+/// Envoy joins them, so core refuses both hosts' duplicates alike.
+fn request_host(req: &Request<Incoming>) -> std::borrow::Cow<'_, str> {
+    if let Some(authority) = req.uri().authority() {
+        return authority.as_str().into();
+    }
+    let mut values = req
+        .headers()
+        .get_all(header::HOST)
+        .iter()
+        .map(|v| String::from_utf8_lossy(v.as_bytes()));
+    let first = values.next().unwrap_or_default();
+    match values.next() {
+        None => first,
+        Some(second) => {
+            let mut joined = format!("{first},{second}");
+            for more in values {
+                joined.push(',');
+                joined.push_str(&more);
+            }
+            joined.into()
+        }
+    }
 }
 
 /// Removes hop-by-hop headers: the fixed list and whatever `Connection` names. `te: trailers`
@@ -500,11 +592,46 @@ mod tests {
     #[tokio::test]
     async fn the_exchange_stays_open_until_the_response_body_is_sent() {
         let activity = Activity::new();
-        let body = ProxyBody::new(Either::Right(Full::new(Bytes::from_static(b"hello"))))
-            .counting(activity.request());
+        let body =
+            ProxyBody::new(Either::Right(Full::new(Bytes::from_static(b"hello")))).holding(Held {
+                _exchange: activity.request(),
+                _upstream_slot: None,
+            });
         assert_eq!(activity.open_exchanges(), 1);
         let collected = body.collect().await.map(|c| c.to_bytes());
         assert_eq!(collected.ok(), Some(Bytes::from_static(b"hello")));
         assert_eq!(activity.open_exchanges(), 0);
+    }
+
+    /// A body that never yields a frame.
+    struct Stalled;
+
+    impl http_body::Body for Stalled {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _cx: &mut std::task::Context<'_>,
+        ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+            Poll::Pending
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_stops_moving_is_cut_at_the_stream_idle_deadline() {
+        let activity = Activity::new();
+        let body = Watched::new(Stalled)
+            .idle_after(Duration::from_secs(30))
+            .holding(Held {
+                _exchange: activity.request(),
+                _upstream_slot: None,
+            });
+        let started = tokio::time::Instant::now();
+        let result = body.collect().await;
+        let error = result.expect_err("cut");
+        assert!(error.is::<StreamIdle>(), "{error}");
+        assert_eq!(started.elapsed(), Duration::from_secs(30));
+        assert_eq!(activity.open_exchanges(), 0, "the exchange is released");
     }
 }

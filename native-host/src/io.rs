@@ -20,6 +20,8 @@ pub struct Activity {
     last: AtomicU64,
     /// Open exchanges: not idle, whatever the bytes say.
     in_flight: AtomicUsize,
+    /// Whether any exchange has started (for the first-request deadline).
+    started: std::sync::atomic::AtomicBool,
 }
 
 impl Activity {
@@ -28,6 +30,7 @@ impl Activity {
             origin: Instant::now(),
             last: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
+            started: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -39,8 +42,14 @@ impl Activity {
     /// Marks an exchange as open until the guard is dropped.
     pub fn request(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.started.store(true, Ordering::Relaxed);
         self.touch();
         InFlight(self.clone())
+    }
+
+    /// Whether any exchange has started on this connection.
+    pub fn any_request(&self) -> bool {
+        self.started.load(Ordering::Relaxed)
     }
 
     /// How many exchanges are open.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use tlsgate::certs::{CertsOptions, KeyType};
 use tlsgate::keys::RustlsKeyCheck;
-use tlsgate::limits::{parse_duration, Limits};
+use tlsgate::limits::{HumanDuration, Limits};
 use tlsgate::logging::LogFormat;
 use tlsgate::server::RunOptions;
 use tlsgate_core::{Config, KeyMode};
@@ -37,27 +37,8 @@ enum Command {
         metrics: Option<std::net::SocketAddr>,
         #[arg(long, value_enum, default_value = "text")]
         log_format: LogFormat,
-        /// Deadline for the ClientHello and the TLS handshake together.
-        #[arg(long, default_value = "10s", value_parser = parse_duration)]
-        handshake_timeout: Duration,
-        /// Deadline for an HTTP/1 request's headers.
-        #[arg(long, default_value = "10s", value_parser = parse_duration)]
-        header_timeout: Duration,
-        /// Close a connection after this long without traffic.
-        #[arg(long, default_value = "60s", value_parser = parse_duration)]
-        idle_timeout: Duration,
-        /// Deadline for connecting (TCP + TLS) to an upstream; past it the client gets 504.
-        #[arg(long, default_value = "5s", value_parser = parse_duration)]
-        connect_timeout: Duration,
-        /// Deadline for an upstream's response head; past it the client gets 504.
-        #[arg(long, default_value = "60s", value_parser = parse_duration)]
-        upstream_timeout: Duration,
-        /// How long SIGTERM waits for in-flight work before exiting.
-        #[arg(long, default_value = "10s", value_parser = parse_duration)]
-        drain_timeout: Duration,
-        /// Client connections served at once; further ones wait to be accepted.
-        #[arg(long, default_value_t = 10_000)]
-        max_connections: usize,
+        #[command(flatten)]
+        limits: LimitsArgs,
     },
     /// Make ca.crt/key, server.crt/key and client.crt/key (clientAuth EKU) in a directory.
     Certs {
@@ -100,14 +81,79 @@ enum Command {
         /// Envoy's admin address (keep it on loopback).
         #[arg(long, default_value = "127.0.0.1:9901")]
         admin: std::net::SocketAddr,
-        /// Deadline for the ClientHello and the TLS handshake together (as for `run`).
-        #[arg(long, default_value = "10s", value_parser = parse_duration)]
-        handshake_timeout: Duration,
+        /// The same deadlines and bounds as `tlsgate run`, rendered into the bootstrap.
+        #[command(flatten)]
+        limits: LimitsArgs,
         /// Print only the filter's plugin configuration (the policy with certificates
         /// inlined and private keys removed), e.g. for an Istio WasmPlugin's pluginConfig.
         #[arg(long, conflicts_with = "output")]
         filter_policy: bool,
     },
+}
+
+/// Deadlines and bounds, shared by `run` and `envoy-config` so both hosts get the same values.
+/// Defaults come from `tlsgate_core::limits::Limits::DEFAULT`, the one definition.
+#[derive(clap::Args, Debug, Clone, Copy)]
+struct LimitsArgs {
+    /// Deadline for a complete ClientHello after accept.
+    #[arg(long, default_value_t = HumanDuration(Limits::DEFAULT.client_hello))]
+    client_hello_timeout: HumanDuration,
+    /// Deadline for the ClientHello and the TLS handshake together.
+    #[arg(long, default_value_t = HumanDuration(Limits::DEFAULT.handshake))]
+    handshake_timeout: HumanDuration,
+    /// Deadline for the first request's headers after the handshake.
+    #[arg(long, default_value_t = HumanDuration(Limits::DEFAULT.first_request))]
+    first_request_timeout: HumanDuration,
+    /// Deadline for a request's headers.
+    #[arg(long, default_value_t = HumanDuration(Limits::DEFAULT.request_headers))]
+    header_timeout: HumanDuration,
+    /// Close a connection after this long without an open request (or, tls://, traffic).
+    #[arg(long, default_value_t = HumanDuration(Limits::DEFAULT.idle))]
+    idle_timeout: HumanDuration,
+    /// Reset a request whose body stops moving in either direction for this long.
+    #[arg(long, default_value_t = HumanDuration(Limits::DEFAULT.stream_idle))]
+    stream_idle_timeout: HumanDuration,
+    /// Deadline for connecting (TCP + TLS) to an upstream; past it the client gets 504.
+    #[arg(long, default_value_t = HumanDuration(Limits::DEFAULT.upstream_connect))]
+    connect_timeout: HumanDuration,
+    /// Deadline for an upstream's response head; past it the client gets 504.
+    #[arg(long, default_value_t = HumanDuration(Limits::DEFAULT.upstream_response))]
+    upstream_timeout: HumanDuration,
+    /// How long SIGTERM waits for in-flight work before exiting.
+    #[arg(long, default_value_t = HumanDuration(Limits::DEFAULT.drain))]
+    drain_timeout: HumanDuration,
+    /// Client connections served at once; further ones wait to be accepted.
+    #[arg(long, default_value_t = Limits::DEFAULT.max_connections)]
+    max_connections: usize,
+    /// Client connections at once from one address; further ones are closed at accept.
+    #[arg(long, default_value_t = Limits::DEFAULT.max_connections_per_source)]
+    max_connections_per_source: usize,
+    /// HTTP/2 streams open at once on one client connection.
+    #[arg(long, default_value_t = Limits::DEFAULT.max_concurrent_streams)]
+    max_concurrent_streams: u32,
+    /// Requests in flight to one endpoint's upstream; further ones are answered 503.
+    #[arg(long, default_value_t = Limits::DEFAULT.max_upstream_requests)]
+    max_upstream_requests: usize,
+}
+
+impl From<LimitsArgs> for Limits {
+    fn from(a: LimitsArgs) -> Self {
+        Limits {
+            client_hello: a.client_hello_timeout.0.min(a.handshake_timeout.0),
+            handshake: a.handshake_timeout.0,
+            first_request: a.first_request_timeout.0,
+            request_headers: a.header_timeout.0,
+            idle: a.idle_timeout.0,
+            stream_idle: a.stream_idle_timeout.0,
+            upstream_connect: a.connect_timeout.0,
+            upstream_response: a.upstream_timeout.0,
+            drain: a.drain_timeout.0,
+            max_connections: a.max_connections.max(1),
+            max_connections_per_source: a.max_connections_per_source.max(1),
+            max_concurrent_streams: a.max_concurrent_streams.max(1),
+            max_upstream_requests: a.max_upstream_requests.max(1),
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -117,27 +163,12 @@ fn main() -> ExitCode {
             config,
             metrics,
             log_format,
-            handshake_timeout,
-            header_timeout,
-            idle_timeout,
-            connect_timeout,
-            upstream_timeout,
-            drain_timeout,
-            max_connections,
+            limits,
         } => {
             tlsgate::logging::init(log_format);
-            let limits = Limits {
-                handshake: handshake_timeout,
-                request_headers: header_timeout,
-                idle: idle_timeout,
-                upstream_connect: connect_timeout,
-                upstream_response: upstream_timeout,
-                drain: drain_timeout,
-                max_connections,
-            };
             run(RunOptions {
                 files: config,
-                limits,
+                limits: limits.into(),
                 metrics,
             })
         }
@@ -162,13 +193,13 @@ fn main() -> ExitCode {
             wasm,
             output,
             admin,
-            handshake_timeout,
+            limits,
             filter_policy,
         } => {
             if filter_policy {
                 print_filter_policy(&config)
             } else {
-                envoy_config(&config, wasm, output, admin, handshake_timeout)
+                envoy_config(&config, wasm, output, admin, limits.into())
             }
         }
     }
@@ -262,7 +293,7 @@ fn envoy_config(
     wasm: PathBuf,
     output: Option<PathBuf>,
     admin: std::net::SocketAddr,
-    handshake_timeout: Duration,
+    limits: Limits,
 ) -> ExitCode {
     let result = (|| -> anyhow::Result<()> {
         // Load with keys so a policy Envoy would choke on is refused here, with our message.
@@ -284,7 +315,7 @@ fn envoy_config(
             wasm,
             out_dir: std::path::absolute(&out_dir)?,
             admin,
-            handshake_timeout,
+            limits,
         };
         let bootstrap = tlsgate_envoy::generate(&config, &filter_policy, &options)?;
         match output {

@@ -37,6 +37,8 @@ pub struct EndpointRuntime {
     pub http: Option<HttpClient>,
     /// `http` or `https`, for the upstream request URI.
     pub upstream_scheme: &'static str,
+    /// Requests in flight to the upstream (`max_upstream_requests`).
+    pub upstream_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl EndpointRuntime {
@@ -118,6 +120,9 @@ fn prepare(
         dialer,
         http,
         upstream_scheme,
+        upstream_slots: Arc::new(tokio::sync::Semaphore::new(
+            limits.max_upstream_requests.max(1),
+        )),
     })
 }
 

@@ -7,8 +7,9 @@
 //!   ─▶ tls:   bytes both ways to the upstream
 //! ```
 //!
-//! One deadline covers the ClientHello and the handshake. The current [`Runtime`] is read once
-//! per connection, so a reload changes what new connections get and nothing else.
+//! A short deadline covers the ClientHello, a longer one the whole handshake, and one source
+//! address holds at most `max_connections_per_source` slots. The current [`Runtime`] is read
+//! once per connection, so a reload changes what new connections get and nothing else.
 
 use std::collections::HashMap;
 use std::io;
@@ -51,6 +52,7 @@ struct Shared {
     provider: Arc<CryptoProvider>,
     metrics: Arc<Metrics>,
     permits: Arc<Semaphore>,
+    sources: Arc<SourceLimiter>,
     tracker: TaskTracker,
     shutdown: CancellationToken,
 }
@@ -81,6 +83,9 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         provider,
         metrics: metrics.clone(),
         permits: Arc::new(Semaphore::new(options.limits.max_connections.max(1))),
+        sources: Arc::new(SourceLimiter::new(
+            options.limits.max_connections_per_source,
+        )),
         tracker: TaskTracker::new(),
         shutdown: CancellationToken::new(),
     });
@@ -279,12 +284,75 @@ async fn accept_loop(
                 }
             },
         };
+        // One address may not take every slot: past its share, close at once (the permit goes
+        // back before the next accept).
+        let Some(source) = shared.sources.acquire(peer.ip()) else {
+            shared
+                .metrics
+                .handshake("-", "refused", "source_connection_limit");
+            tracing::info!(%peer, reason = "source_connection_limit", "closing: too many connections from this address");
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let runtime = shared.current();
         let task_shared = shared.clone();
         shared.tracker.spawn(async move {
+            let _source = source;
             connection(task_shared, runtime, bind, stream, peer, permit).await;
         });
+    }
+}
+
+/// Open connections per source address, bounded by `max_connections_per_source`.
+#[derive(Debug)]
+struct SourceLimiter {
+    max: usize,
+    open: std::sync::Mutex<HashMap<std::net::IpAddr, usize>>,
+}
+
+/// One counted connection; uncounts on drop.
+#[derive(Debug)]
+struct SourceGuard {
+    limiter: Arc<SourceLimiter>,
+    ip: std::net::IpAddr,
+}
+
+impl SourceLimiter {
+    fn new(max: usize) -> Self {
+        Self {
+            max: max.max(1),
+            open: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn acquire(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<SourceGuard> {
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = open.entry(ip).or_insert(0);
+        if *count >= self.max {
+            return None;
+        }
+        *count += 1;
+        Some(SourceGuard {
+            limiter: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for SourceGuard {
+    fn drop(&mut self) {
+        let mut open = self
+            .limiter
+            .open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = open.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.ip);
+            }
+        }
     }
 }
 
@@ -319,10 +387,13 @@ async fn connection(
     let _active = ActiveGuard::new(&shared.metrics);
     let limits = shared.limits;
     let metrics = &shared.metrics;
-    let deadline = tokio::time::Instant::now() + limits.handshake;
+    let accepted = tokio::time::Instant::now();
+    let deadline = accepted + limits.handshake;
+    // A socket that says nothing holds a slot for the (short) ClientHello deadline only.
+    let hello_deadline = accepted + limits.client_hello.min(limits.handshake);
 
     let acceptor = LazyConfigAcceptor::new(Acceptor::default(), stream);
-    let mut start = match tokio::time::timeout_at(deadline, acceptor).await {
+    let mut start = match tokio::time::timeout_at(hello_deadline, acceptor).await {
         Ok(Ok(start)) => start,
         Ok(Err(e)) => {
             let reason = handshake_reason(&e);
@@ -331,8 +402,8 @@ async fn connection(
             return;
         }
         Err(_) => {
-            tracing::info!(%peer, reason = "handshake_timeout", "no ClientHello within {:?}; closing", limits.handshake);
-            metrics.handshake("-", "failed", "handshake_timeout");
+            tracing::info!(%peer, reason = "client_hello_timeout", "no ClientHello within {:?}; closing", limits.client_hello);
+            metrics.handshake("-", "failed", "client_hello_timeout");
             return;
         }
     };
@@ -524,5 +595,29 @@ fn handshake_reason(error: &io::Error) -> &'static str {
         Some(_) => "tls_error",
         None if error.kind() == io::ErrorKind::UnexpectedEof => "eof",
         None => "io_error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_address_gets_its_share_and_gives_it_back() {
+        let limiter = Arc::new(SourceLimiter::new(2));
+        let a: std::net::IpAddr = [127, 0, 0, 2].into();
+        let b: std::net::IpAddr = [127, 0, 0, 3].into();
+        let first = limiter.acquire(a).expect("first");
+        let _second = limiter.acquire(a).expect("second");
+        assert!(
+            limiter.acquire(a).is_none(),
+            "a third from the same address"
+        );
+        assert!(
+            limiter.acquire(b).is_some(),
+            "another address is unaffected"
+        );
+        drop(first);
+        assert!(limiter.acquire(a).is_some(), "a slot came back");
     }
 }

@@ -238,7 +238,10 @@ impl AsyncWrite for UpstreamStream {
 }
 
 /// The pooled HTTP client of one endpoint.
-pub type HttpClient = Client<Dialer, Incoming>;
+/// A client request's body on its way upstream, cut if it stops moving.
+pub type UploadBody = crate::http::Watched<Incoming>;
+
+pub type HttpClient = Client<Dialer, UploadBody>;
 
 pub fn http_client(dialer: Dialer, protocol: UpstreamProtocol) -> HttpClient {
     let mut builder = Client::builder(TokioExecutor::new());

@@ -13,6 +13,22 @@ use crate::table::Policy;
 
 /// Handshake deadline both hosts are given, so `idle` and `half-hello` end in seconds.
 pub const HANDSHAKE_TIMEOUT_SECS: u64 = 3;
+/// Upstream-response and stream-idle deadlines both hosts are given (the same flags, so the
+/// same values: the scenarios show both hosts cut a stalled upstream at the same point).
+pub const UPSTREAM_TIMEOUT_SECS: u64 = 3;
+
+/// The deadline flags every host under test gets, `tlsgate run` and `tlsgate envoy-config`
+/// alike.
+fn limit_args() -> Vec<String> {
+    vec![
+        "--handshake-timeout".into(),
+        format!("{HANDSHAKE_TIMEOUT_SECS}s"),
+        "--upstream-timeout".into(),
+        format!("{UPSTREAM_TIMEOUT_SECS}s"),
+        "--stream-idle-timeout".into(),
+        format!("{UPSTREAM_TIMEOUT_SECS}s"),
+    ]
+}
 const START_TIMEOUT: Duration = Duration::from_secs(90);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +54,10 @@ pub struct Upstreams {
     pub mtls_port: u16,
     pub seed_port: u16,
     pub dead_port: u16,
+    /// Accepts, reads the request, never answers.
+    pub silent_port: u16,
+    /// Answers with a response head and part of a body, then stalls.
+    pub stalling_port: u16,
     _mtls: Proc,
     _seed: Proc,
 }
@@ -61,15 +81,46 @@ impl Upstreams {
             ("seed/server.crt", "seed/server.key", "seed/ca.crt"),
             &echo,
         );
+        // Bound before the dead port is picked, so the kernel cannot hand that port out again.
+        let silent_port = stalled_upstream(b"");
+        let stalling_port = stalled_upstream(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\ncontent-type: text/plain\r\n\r\nfirst bytes",
+        );
         Upstreams {
             echo,
             mtls_port,
             seed_port,
             dead_port: free_port(),
+            silent_port,
+            stalling_port,
             _mtls: mtls,
             _seed: seed,
         }
     }
+}
+
+/// An upstream that reads each request, writes `answer` (maybe nothing), and then keeps the
+/// connection open without another byte, for as long as the test process lives.
+fn stalled_upstream(answer: &'static [u8]) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+                let _ = stream.read(&mut buf);
+                let _ = stream.write_all(answer);
+                // Hold the socket until the peer gives up (bounded: the hosts' deadlines are
+                // seconds, and the test process ends anyway).
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
+                while matches!(stream.read(&mut buf), Ok(n) if n > 0) {}
+            });
+        }
+    });
+    port
 }
 
 /// A native tlsgate that requires a client certificate and tells the echo behind it, in
@@ -142,17 +193,21 @@ impl Host {
             .replace(
                 "{dead}",
                 &format!("http://127.0.0.1:{}", upstreams.dead_port),
+            )
+            .replace(
+                "{silent}",
+                &format!("http://127.0.0.1:{}", upstreams.silent_port),
+            )
+            .replace(
+                "{stalling}",
+                &format!("http://127.0.0.1:{}", upstreams.stalling_port),
             );
         let path = dir.join(format!("{}-{name}.yaml", kind.name()));
         std::fs::write(&path, text).map_err(|e| e.to_string())?;
         let proc = match kind {
             HostKind::Native => {
                 let mut cmd = Command::new(tlsgate_bin());
-                cmd.arg("run")
-                    .arg("-c")
-                    .arg(&path)
-                    .arg("--handshake-timeout")
-                    .arg(format!("{HANDSHAKE_TIMEOUT_SECS}s"));
+                cmd.arg("run").arg("-c").arg(&path).args(limit_args());
                 let proc = Proc::spawn(&format!("native-{name}"), cmd);
                 proc.wait_for_log("listening on", START_TIMEOUT)?;
                 proc
@@ -170,8 +225,7 @@ impl Host {
                     .arg(&out)
                     .arg("--admin")
                     .arg(format!("127.0.0.1:{admin}"))
-                    .arg("--handshake-timeout")
-                    .arg(format!("{HANDSHAKE_TIMEOUT_SECS}s"));
+                    .args(limit_args());
                 let run = run_bounded(cmd, b"", Duration::from_secs(60));
                 if run.exit_code != 0 {
                     return Err(format!(

@@ -88,7 +88,8 @@ pub enum ValiditySpec {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Policy {
-    /// The policy file, with `{port}`, `{echo}`, `{mtls_upstream}` and `{dead}` placeholders.
+    /// The policy file, with `{port}`, `{echo}`, `{mtls_upstream}`, `{dead}`, `{silent}` and
+    /// `{stalling}` placeholders (see the table's header).
     pub text: String,
     /// A request that must succeed; played after every raw-input scenario.
     pub health: Option<Client>,
