@@ -216,6 +216,11 @@ impl HttpConnection {
                     conn.as_mut().graceful_shutdown();
                     closing = Some(tokio::time::Instant::now() + self.limits.drain);
                 }
+                _ = self.endpoint.retired.cancelled(), if closing.is_none() => {
+                    tracing::debug!(peer = %self.peer, endpoint = %self.endpoint.label(), "the endpoint changed in a reload; draining");
+                    conn.as_mut().graceful_shutdown();
+                    closing = Some(tokio::time::Instant::now() + self.limits.drain);
+                }
                 _ = self.activity.idle(self.limits.idle), if closing.is_none() => {
                     tracing::debug!(peer = %self.peer, endpoint = %self.endpoint.label(), "closing idle connection");
                     conn.as_mut().graceful_shutdown();

@@ -6,7 +6,6 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use rustls::crypto::CryptoProvider;
 use tlsgate_core::config::{Scheme, UpstreamScheme};
@@ -39,6 +38,21 @@ pub struct EndpointRuntime {
     pub upstream_scheme: &'static str,
     /// Requests in flight to the upstream (`max_upstream_requests`).
     pub upstream_slots: Arc<tokio::sync::Semaphore>,
+    /// What this endpoint enforces, as a digest: a reload that changes it (a CA, the strategy,
+    /// a rule, the versions, the upstream) retires the endpoint's open connections. A rotated
+    /// server certificate alone does not: it changes nothing a client was admitted under.
+    pub digest: Vec<u8>,
+    /// Cancelled when a reload replaced or removed this endpoint: its connections drain
+    /// (HTTP/1 `Connection: close` after the in-flight request, HTTP/2 GOAWAY, tls:// sessions
+    /// cut after the drain deadline), so nobody keeps what the new policy took away.
+    pub retired: tokio_util::sync::CancellationToken,
+}
+
+impl EndpointRuntime {
+    /// The endpoint as the listener knows it; a reload matches old and new by this.
+    pub fn key(&self) -> (std::net::SocketAddr, String) {
+        (self.endpoint.bind, self.endpoint.host.to_string())
+    }
 }
 
 impl EndpointRuntime {
@@ -123,7 +137,21 @@ fn prepare(
         upstream_slots: Arc::new(tokio::sync::Semaphore::new(
             limits.max_upstream_requests.max(1),
         )),
+        digest: digest(endpoint),
+        retired: tokio_util::sync::CancellationToken::new(),
     })
+}
+
+/// A digest of everything an endpoint enforces on its clients and upstream. The validated
+/// configuration's `Debug` form names every field, every CA's bytes, every rule's source and
+/// action, and never a private key's bytes (they are redacted). It is compared only within one
+/// process, so its exact text is no contract. The endpoint's own certificate and key are left
+/// out (see [`EndpointRuntime::digest`]).
+fn digest(endpoint: &EndpointPolicy) -> Vec<u8> {
+    let mut config: Endpoint = Endpoint::clone(endpoint);
+    config.tls.certificate = None;
+    config.tls.private_key = None;
+    tlsgate_core::encoding::sha256(format!("{config:?}").as_bytes())
 }
 
 /// Certificate, key and CA files of an endpoint, resolved against its policy file's directory
@@ -153,17 +181,22 @@ fn referenced_files(endpoint: &Endpoint) -> Vec<PathBuf> {
         .collect()
 }
 
-/// What a watched file looked like: modification time and length (`None`: unreadable).
-pub type Fingerprint = Vec<(PathBuf, Option<(SystemTime, u64)>)>;
+/// What a watched file held: the SHA-256 of its bytes (`None`: unreadable). Content, not
+/// modification time: a rewrite within one timestamp tick, or one that keeps the size, is
+/// still a change.
+pub type Fingerprint = Vec<(PathBuf, Option<Vec<u8>>)>;
 
+/// Fingerprints `paths` as they are now. Callers take it *before* loading, so a file written
+/// while the load was reading it differs from the fingerprint at the next check and is loaded
+/// again: what is served is never a half-written file mistaken for the finished one.
 pub fn fingerprint(paths: &[PathBuf]) -> Fingerprint {
     paths
         .iter()
         .map(|p| {
-            let meta = std::fs::metadata(p)
+            let digest = std::fs::read(p)
                 .ok()
-                .and_then(|m| Some((m.modified().ok()?, m.len())));
-            (p.clone(), meta)
+                .map(|bytes| tlsgate_core::encoding::sha256(&bytes));
+            (p.clone(), digest)
         })
         .collect()
 }

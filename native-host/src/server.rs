@@ -134,15 +134,18 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         tokio::select! {
             _ = term.recv() => { tracing::info!("SIGTERM: no longer accepting; draining"); break; }
             _ = int.recv() => { tracing::info!("SIGINT: no longer accepting; draining"); break; }
+            // The fingerprint is taken before loading: a file that changes while it is read
+            // differs at the next check and is loaded again (see `fingerprint`).
             _ = hup.recv() => {
+                let before = fingerprint(&shared.current().watched);
                 reload(&shared, &mut listeners, "SIGHUP").await;
-                seen = fingerprint(&shared.current().watched);
+                seen = before;
             }
             _ = tick.tick() => {
                 let now = fingerprint(&shared.current().watched);
                 if now != seen {
                     reload(&shared, &mut listeners, "a referenced file changed").await;
-                    seen = fingerprint(&shared.current().watched);
+                    seen = now;
                 }
             }
         }
@@ -224,7 +227,24 @@ async fn reload(
         }
     }
     let endpoints = runtime.endpoints.len();
+    let previous = shared.current();
+    let mut retired = 0;
+    for old in &previous.endpoints {
+        let unchanged = runtime
+            .endpoints
+            .iter()
+            .any(|new| new.key() == old.key() && new.digest == old.digest);
+        if !unchanged {
+            old.retired.cancel();
+            retired += 1;
+        }
+    }
     shared.replace(runtime);
+    if retired > 0 {
+        tracing::info!(
+            "reload ({trigger}): draining open connections of {retired} changed or removed endpoint(s)"
+        );
+    }
     for (bind, listener) in added {
         match spawn_listener(shared, bind, listener) {
             Ok(stop) => {

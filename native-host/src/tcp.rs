@@ -62,5 +62,11 @@ pub async fn proxy<IO>(
             }
         },
         _ = activity.idle(limits.idle) => access("idle_timeout", "idle_timeout", 0, 0),
+        // A reload changed this endpoint: bytes have no request boundary to stop at, so the
+        // session gets the drain deadline to finish, then is cut.
+        _ = async {
+            endpoint.retired.cancelled().await;
+            tokio::time::sleep(limits.drain).await;
+        } => access("retired", "endpoint_changed", 0, 0),
     }
 }

@@ -272,6 +272,84 @@ fn sighup_serves_a_rotated_certificate_to_new_connections_while_an_open_one_comp
 }
 
 #[test]
+fn a_reload_that_adds_a_deny_rule_drains_kept_alive_connections() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Authority::root("CA");
+    let (ca_crt, _) = ca.write(dir.path(), "ca");
+    ca.server(&["drain-rule.test"]).write(dir.path(), "server");
+    let upstream = echo_upstream();
+    let port = free_port();
+    let policy = |rules: &str| {
+        format!(
+            "endpoints:\n{}",
+            https_endpoint(
+                "drain-rule.test",
+                port,
+                &http_upstream(&upstream.url()),
+                &tls_config(&[
+                    ("server_certificate", "server.crt"),
+                    ("server_private_key", "server.key")
+                ]),
+                rules
+            )
+        )
+    };
+    let gate = start_gate(
+        dir.path(),
+        "drain-rule",
+        &policy(""),
+        &["--drain-timeout", "2s"],
+    );
+    let mut held = HeldConnection::open(port, "drain-rule.test", &ca_crt);
+    held.send(b"GET /before HTTP/1.1\r\nHost: drain-rule.test\r\n\r\n");
+    held.wait_for("HTTP/1.1 200");
+
+    let offset = gate.log_len();
+    std::fs::write(
+        dir.path().join("drain-rule.yaml"),
+        policy("        - actions: [{type: deny, config: {status_code: 403}}]\n"),
+    )
+    .unwrap();
+    gate.signal(Signal::Hup).unwrap();
+    gate.wait_for_log_after(
+        offset,
+        "draining open connections of 1",
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    // The kept-alive connection was closed by the reload: a request on it gets no 200, and
+    // s_client sees the connection end.
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = held
+        .child
+        .stdin
+        .as_mut()
+        .map(|stdin| stdin.write_all(b"GET /after HTTP/1.1\r\nHost: drain-rule.test\r\n\r\n"));
+    let exited = (0..50).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        matches!(held.child.try_wait(), Ok(Some(_)))
+    });
+    assert!(
+        exited,
+        "the connection stayed open:\n{}",
+        held.output.lock().unwrap()
+    );
+    assert!(
+        !upstream.requests().iter().any(|r| r.path == "/after"),
+        "a request after the reload reached the upstream"
+    );
+    // New connections get the new rule.
+    let denied = curl(&[
+        "--resolve",
+        &resolve("drain-rule.test", port),
+        "--cacert",
+        &ca_crt.display().to_string(),
+        &format!("https://drain-rule.test:{port}/"),
+    ]);
+    assert_eq!(denied.status, Some(403), "{denied:?}");
+}
+
+#[test]
 fn a_bad_reload_is_logged_and_the_previous_configuration_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Authority::root("CA");
