@@ -103,6 +103,10 @@ pub struct TerminateTls {
     /// Present only in [`KeyMode::Load`].
     pub private_key: Option<PrivateKey>,
     pub client_auth: ClientAuth,
+    /// Whether clients may resume sessions (tickets and session IDs); on by default. Off costs
+    /// a full handshake per connection and is what a fair handshake benchmark, or an operator
+    /// who wants every connection to present its certificate afresh, asks for.
+    pub session_resumption: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -1259,6 +1263,7 @@ fn terminate_tls(
         server_private_key,
         mutual_tls_certificate_authorities,
         mutual_tls_verification_strategy,
+        session_resumption,
     } = raw;
     let min = parse_version(min_version, TlsVersion::Tls12, &path.key("min_version"))?;
     let max = parse_version(max_version, TlsVersion::Tls13, &path.key("max_version"))?;
@@ -1348,6 +1353,7 @@ fn terminate_tls(
         certificate,
         private_key,
         client_auth,
+        session_resumption: session_resumption.unwrap_or(true),
     })
 }
 

@@ -87,6 +87,11 @@ pub enum Unverified {
     /// a v1 leaf under a trusted CA verifies too in BoringSSL, while webpki refuses both;
     /// tlsgate never takes either as a client's identity, in either host.
     NotEndEntity,
+    /// The chain was trusted, but the certificate is not within its validity period now. TLS
+    /// stacks check validity on a full handshake only: a session resumed after the
+    /// certificate expired carries the old verdict, so core checks the time on every
+    /// connection.
+    OutsideValidity,
 }
 
 /// What the host's TLS stack found when it checked a presented certificate's chain.
@@ -101,12 +106,16 @@ pub enum ChainCheck {
 }
 
 impl ClientCert {
-    /// Classifies a presented certificate the same way in every host.
-    pub fn presented(facts: Box<ClientCertFacts>, chain: ChainCheck) -> Self {
+    /// Classifies a presented certificate the same way in every host; `now` is seconds since
+    /// the Unix epoch.
+    pub fn presented(facts: Box<ClientCertFacts>, chain: ChainCheck, now: i64) -> Self {
         if facts.is_ca || facts.legacy_v1 {
             return Self::Unverified(facts, Unverified::NotEndEntity);
         }
         match chain {
+            ChainCheck::Trusted if now < facts.not_before || now > facts.not_after => {
+                Self::Unverified(facts, Unverified::OutsideValidity)
+            }
             ChainCheck::Trusted => Self::Verified(facts),
             ChainCheck::Untrusted => Self::Unverified(facts, Unverified::UntrustedIssuer),
             ChainCheck::NotChecked => Self::Unverified(facts, Unverified::NotChecked),
@@ -121,6 +130,7 @@ impl ClientCert {
             Self::Unverified(_, Unverified::NotChecked) => "not_checked",
             Self::Unverified(_, Unverified::UntrustedIssuer) => "untrusted_issuer",
             Self::Unverified(_, Unverified::NotEndEntity) => "not_end_entity",
+            Self::Unverified(_, Unverified::OutsideValidity) => "outside_validity",
             Self::Absent => "absent",
         }
     }

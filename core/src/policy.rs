@@ -12,7 +12,7 @@ use crate::config::{
     VerificationStrategy,
 };
 use crate::expr::Variables;
-use crate::facts::{ClientAuthUsage, ClientCert, TlsFacts};
+use crate::facts::{ClientAuthUsage, ClientCert, TlsFacts, Unverified};
 use crate::request::{BadTarget, Forward, Request, Target, ENDPOINT_HEADER};
 use crate::sni::{HostPattern, SniRouter};
 
@@ -27,6 +27,9 @@ pub enum DenyReason {
     ClientCertificateUntrusted,
     /// The certificate's extendedKeyUsage excludes client authentication.
     ClientCertificateWrongUsage,
+    /// `require-and-verify`: the certificate is expired or not yet valid (seen on a resumed
+    /// session, which TLS stacks do not re-verify).
+    ClientCertificateOutsideValidity,
     /// A `deny` action ran; `rule` is its position in the phase as written.
     Policy { rule: usize },
     /// `restrict-ips` refused the client address.
@@ -41,6 +44,10 @@ pub enum DenyReason {
     DuplicateHost,
     /// `CONNECT` would make the edge a tunnel to whatever the upstream can reach (405).
     ConnectMethod,
+    /// The server name the client sent is not one this endpoint serves. The native host never
+    /// routes such a name here; Envoy's `*.example.com` filter chain also takes
+    /// `a.b.example.com`, which a wildcard endpoint (one label) does not serve.
+    UnservedServerName,
 }
 
 impl DenyReason {
@@ -49,6 +56,7 @@ impl DenyReason {
             Self::ClientCertificateRequired => "client_certificate_required",
             Self::ClientCertificateUntrusted => "client_certificate_untrusted",
             Self::ClientCertificateWrongUsage => "client_certificate_wrong_usage",
+            Self::ClientCertificateOutsideValidity => "client_certificate_outside_validity",
             Self::Policy { .. } => "policy_deny",
             Self::IpRestricted { .. } => "ip_restricted",
             Self::ExpressionFailed { .. } => "expression_failed",
@@ -56,6 +64,7 @@ impl DenyReason {
             Self::BadTarget(why) => why.as_str(),
             Self::DuplicateHost => "duplicate_host",
             Self::ConnectMethod => "connect_method",
+            Self::UnservedServerName => "unserved_server_name",
         }
     }
 }
@@ -333,9 +342,15 @@ impl Session {
             .get_or_init(|| Variables::for_connection(&self.facts))
     }
 
-    /// Decides whether the connection may proceed: the verification strategy first, then the
-    /// `on_tcp_connect` rules in order. The first deny wins.
+    /// Decides whether the connection may proceed: the server name first (it must be one this
+    /// endpoint serves), the verification strategy, then the `on_tcp_connect` rules in order.
+    /// The first deny wins.
     pub fn on_tcp_connect(&self) -> Verdict {
+        if let Some(sni) = &self.facts.sni {
+            if !self.endpoint.host.matches(&crate::sni::normalize(sni)) {
+                return Verdict::Deny(DenyReason::UnservedServerName);
+            }
+        }
         if let Err(reason) =
             check_client_certificate(&self.endpoint.tls.client_auth, &self.facts.client_cert)
         {
@@ -522,6 +537,10 @@ pub fn check_client_certificate(auth: &ClientAuth, cert: &ClientCert) -> Result<
             Err(DenyReason::ClientCertificateWrongUsage)
         }
         (_, ClientCert::Verified(_)) => Ok(()),
+        (
+            VerificationStrategy::RequireAndVerify,
+            ClientCert::Unverified(_, Unverified::OutsideValidity),
+        ) => Err(DenyReason::ClientCertificateOutsideValidity),
         (VerificationStrategy::RequireAndVerify, ClientCert::Unverified(..)) => {
             Err(DenyReason::ClientCertificateUntrusted)
         }

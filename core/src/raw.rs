@@ -112,6 +112,9 @@ pub struct RawTerminateTls {
     pub mutual_tls_certificate_authorities: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mutual_tls_verification_strategy: Option<String>,
+    /// tlsgate extension: `false` turns TLS session resumption off for this endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_resumption: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

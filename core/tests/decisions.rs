@@ -711,3 +711,43 @@ fn connect_and_several_hosts_are_refused_before_any_rule() {
     let r = responded(s.on_http_request(&get("app.example.com,evil.example.com")));
     assert_eq!((r.status, r.reason), (400, Some(DenyReason::DuplicateHost)));
 }
+
+#[test]
+fn a_wildcard_endpoint_does_not_serve_a_name_two_labels_down() {
+    let f = Fixture::new("*.example.com");
+    let config = f.load(&policy("*.example.com", "", "")).expect("loads");
+    let policy = Policy::new(config);
+    let endpoint = Arc::clone(policy.endpoint(0).expect("endpoint"));
+    let facts = |sni: &str| TlsFacts {
+        version: TlsVersion::Tls13,
+        cipher_suite: String::new(),
+        sni: Some(sni.into()),
+        alpn: None,
+        client_ip: IpAddr::from([127, 0, 0, 1]),
+        client_cert: ClientCert::Absent,
+    };
+    let one = Session::new(Arc::clone(&endpoint), facts("x.example.com"));
+    assert_eq!(one.on_tcp_connect(), Verdict::Continue);
+    let two = Session::new(endpoint, facts("a.b.example.com"));
+    assert_eq!(two.on_tcp_connect(), deny(DenyReason::UnservedServerName));
+}
+
+#[test]
+fn a_trusted_certificate_outside_its_validity_is_no_identity() {
+    // What a resumed session presents after the certificate expired: the TLS stack does not
+    // look again, core does.
+    let f = Fixture::new(HOST);
+    let cert = facts(&f.client.cert_der);
+    let after = cert.not_after + 1;
+    let expired = ClientCert::presented(cert, tlsgate_core::facts::ChainCheck::Trusted, after);
+    assert_eq!(expired.verification(), "outside_validity");
+    let s = session(&f, &policy(HOST, &mtls("require-and-verify"), ""), expired);
+    assert_eq!(
+        s.on_tcp_connect(),
+        deny(DenyReason::ClientCertificateOutsideValidity)
+    );
+    let cert = facts(&f.client.cert_der);
+    let now = cert.not_before + 1;
+    let current = ClientCert::presented(cert, tlsgate_core::facts::ChainCheck::Trusted, now);
+    assert_eq!(current.verification(), "verified");
+}

@@ -317,6 +317,15 @@ fn filter_chain(
                 "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
                 [
                     ("require_client_certificate", opt(require)),
+                    // `session_resumption: false`: no tickets and no session cache, as natively.
+                    (
+                        "disable_stateless_session_resumption",
+                        opt((!tls.session_resumption).then(|| boolean(true))),
+                    ),
+                    (
+                        "disable_stateful_session_resumption",
+                        opt((!tls.session_resumption).then(|| boolean(true))),
+                    ),
                     (
                         "common_tls_context",
                         map([

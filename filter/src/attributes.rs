@@ -224,7 +224,17 @@ fn client_cert(endpoint: &Endpoint) -> Result<ClientCert, Unavailable> {
         (ClientAuth::On { .. }, false) => ChainCheck::Untrusted,
         (ClientAuth::Off, _) => ChainCheck::NotChecked,
     };
-    Ok(ClientCert::presented(facts, chain))
+    // Envoy's clock; a resumed session keeps its first handshake's verdict, so core checks
+    // the certificate's validity against now.
+    let now = hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .and_then(|d| i64::try_from(d.as_secs()).ok())
+        .ok_or(Unavailable::Invalid {
+            attribute: "current time",
+            reason: "the host gave no usable time".into(),
+        })?;
+    Ok(ClientCert::presented(facts, chain, now))
 }
 
 /// A boolean attribute; absent reads as false (Envoy omits TLS flags on plaintext streams).

@@ -91,6 +91,7 @@ impl ServerTls {
             certificate,
             private_key,
             client_auth,
+            session_resumption,
         } = &endpoint.tls;
         let rejected = |what: &'static str, reason: String| TlsSetupError::Rejected {
             endpoint: endpoint.url.clone(),
@@ -160,6 +161,13 @@ impl ServerTls {
             None => builder.with_no_client_auth(),
         };
         let mut config = builder.with_cert_resolver(Arc::new(SingleCertAndKey::from(certified)));
+        // TLS 1.2 clients get the server's preference (AEADs with forward secrecy first, as
+        // the provider lists them), not whatever order they offered.
+        config.ignore_client_order = true;
+        if !session_resumption {
+            config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+            config.send_tls13_tickets = 0;
+        }
         if endpoint.scheme == Scheme::Https {
             config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         }
@@ -215,7 +223,8 @@ impl ServerTls {
                 }
             }
         };
-        Ok(ClientCert::presented(facts, chain))
+        let now = i64::try_from(UnixTime::now().as_secs()).unwrap_or(i64::MAX);
+        Ok(ClientCert::presented(facts, chain, now))
     }
 }
 

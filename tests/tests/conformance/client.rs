@@ -29,6 +29,8 @@ pub enum Observed {
     Closed(String),
     /// An openssl client completed the handshake.
     Handshake,
+    /// An openssl client resumed the session of a previous connection (`resume: true`).
+    Resumed,
     /// The client refused the server's certificate (curl exit 60).
     ServerUntrusted,
     /// The server kept a connection open past the deadline it should enforce.
@@ -53,6 +55,7 @@ impl fmt::Display for Observed {
             Self::Refused(_) => f.write_str("refused"),
             Self::Closed(_) => f.write_str("closed"),
             Self::Handshake => f.write_str("handshake"),
+            Self::Resumed => f.write_str("resumed"),
             Self::ServerUntrusted => f.write_str("server-untrusted"),
             Self::Hung => f.write_str("hung"),
             Self::Broken(why) => write!(f, "broken ({why})"),
@@ -127,6 +130,9 @@ impl Expect {
 pub fn play(client: &Client, host: &Host, dir: &Path) -> Observed {
     if let Some(send) = &client.send {
         return raw(send, host.port);
+    }
+    if client.resume {
+        return resume(client, host.port, dir);
     }
     let openssl = matches!(client.tls.as_deref(), Some("1.0" | "1.1"))
         || client.sni.as_deref() == Some("none");
@@ -242,6 +248,40 @@ fn s_client(client: &Client, port: u16, dir: &Path) -> Observed {
         Observed::Handshake
     } else {
         Observed::Refused(run.stderr)
+    }
+}
+
+/// Two openssl clients: the first completes a request (so TLS 1.3 tickets arrive) and saves
+/// its session, the second offers it. `resumed` if the server took it, `handshake` if the
+/// second connection was a full handshake (no session was offered, or it was refused).
+fn resume(client: &Client, port: u16, dir: &Path) -> Observed {
+    let sni = client.sni.clone().unwrap_or_else(|| "app.test".into());
+    let session = match tempfile::NamedTempFile::new() {
+        Ok(f) => f.into_temp_path(),
+        Err(e) => return Observed::Broken(e.to_string()),
+    };
+    let _ = std::fs::remove_file(&session);
+    let mut first = s_client_command(client, port, dir);
+    first.arg("-sess_out").arg(&session).arg("-ign_eof");
+    let request = format!("GET / HTTP/1.1\r\nHost: {sni}\r\nConnection: close\r\n\r\n");
+    let run = run_bounded(first, request.as_bytes(), Duration::from_secs(10));
+    if !run.stdout.contains("HTTP/1.1 ") {
+        return Observed::Broken(format!(
+            "the first connection got no response: {}",
+            run.stderr
+        ));
+    }
+    let mut second = s_client_command(client, port, dir);
+    if session.exists() {
+        second.arg("-sess_in").arg(&session);
+    }
+    let run = run_bounded(second, b"Q\n", Duration::from_secs(10));
+    if run.stdout.contains("Reused, ") {
+        Observed::Resumed
+    } else if run.stdout.contains("New, ") {
+        Observed::Handshake
+    } else {
+        Observed::Broken(format!("s_client: {}", run.stderr.trim()))
     }
 }
 

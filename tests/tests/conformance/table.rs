@@ -121,6 +121,10 @@ pub struct Client {
     pub send: Option<String>,
     /// Connect from this loopback address (restrict-ips).
     pub from: Option<String>,
+    /// Connect twice with openssl, offering the first session on the second connection:
+    /// `resumed` or `handshake` (a full one).
+    #[serde(default)]
+    pub resume: bool,
 }
 
 #[derive(Debug, Deserialize)]
