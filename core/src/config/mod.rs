@@ -1,0 +1,313 @@
+//! The validated policy: raw shapes parsed into domain types, certificates loaded and checked.
+//!
+//! Each conversion destructures its raw struct completely, so a field added to [`crate::raw`]
+//! breaks the build here until it is given a meaning.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use ipnet::IpNet;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::error::ConfigError;
+use crate::expr::{Expression, Template};
+use crate::facts::TlsVersion;
+use crate::pem::{CertificateChain, MaterialReader, PrivateKey, TrustAnchors};
+use crate::raw::*;
+use crate::sni::HostPattern;
+
+mod endpoint;
+mod filter_policy;
+mod load;
+mod rules;
+mod tls;
+
+pub use filter_policy::filter_policy;
+
+/// Checks that a private key belongs to a certificate. Core has no signature code (it builds
+/// for proxy-wasm and stays free of TLS libraries), so the host that will use the key supplies
+/// the check with its own crypto provider.
+pub trait KeyPairCheck {
+    fn check(&self, leaf: &CertificateDer<'_>, key: &PrivateKeyDer<'_>) -> Result<(), String>;
+}
+
+/// What to do with private keys named in a policy.
+#[derive(Clone, Copy)]
+pub enum KeyMode<'a> {
+    /// Load every key and check it against its certificate (native host, `tlsgate check`).
+    Load(&'a dyn KeyPairCheck),
+    /// Ignore keys: the host terminates TLS elsewhere (the proxy-wasm filter, where Envoy holds
+    /// the keys). Certificates are still loaded for metadata and coverage checks.
+    Skip,
+}
+
+impl fmt::Debug for KeyMode<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Load(_) => "KeyMode::Load",
+            Self::Skip => "KeyMode::Skip",
+        })
+    }
+}
+
+/// How a policy is loaded on this host.
+#[derive(Clone, Copy, Debug)]
+pub struct LoadOptions<'a> {
+    pub reader: &'a dyn MaterialReader,
+    pub keys: KeyMode<'a>,
+}
+
+impl fmt::Debug for dyn MaterialReader + '_ {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MaterialReader")
+    }
+}
+
+/// A loaded policy: every endpoint of every file given.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub endpoints: Vec<Endpoint>,
+    /// Things that load but are probably not what was meant (a certificate that does not cover
+    /// its endpoint's host).
+    pub warnings: Vec<ConfigError>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scheme {
+    /// Terminate TLS and proxy HTTP.
+    Https,
+    /// Terminate TLS and proxy the bytes.
+    Tls,
+}
+
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// Position in the loaded config; stable identifier in logs and metrics.
+    pub index: usize,
+    /// The file this endpoint came from.
+    pub file: Option<PathBuf>,
+    pub url: String,
+    pub scheme: Scheme,
+    pub host: HostPattern,
+    pub bind: SocketAddr,
+    pub tls: TerminateTls,
+    pub upstream: Upstream,
+    pub tcp_rules: Vec<Rule<TcpAction>>,
+    pub http_rules: Vec<Rule<HttpAction>>,
+    pub forward_client_cert: ForwardClientCert,
+}
+
+#[derive(Debug, Clone)]
+pub struct TerminateTls {
+    pub min_version: TlsVersion,
+    pub max_version: TlsVersion,
+    pub certificate: Option<CertificateChain>,
+    /// Present only in [`KeyMode::Load`].
+    pub private_key: Option<PrivateKey>,
+    pub client_auth: ClientAuth,
+    /// Whether clients may resume sessions (tickets and session IDs); on by default. Off costs
+    /// a full handshake per connection and is what a fair handshake benchmark, or an operator
+    /// who wants every connection to present its certificate afresh, asks for.
+    pub session_resumption: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum ClientAuth {
+    /// No CAs configured: client certificates are not asked for.
+    Off,
+    On {
+        authorities: TrustAnchors,
+        strategy: VerificationStrategy,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VerificationStrategy {
+    /// A certificate is required and must chain to a configured CA.
+    RequireAndVerify,
+    /// A certificate is required; its chain is not checked (possession of the key is).
+    RequireAny,
+    /// A certificate is asked for; none, or any, is accepted.
+    Request,
+}
+
+impl VerificationStrategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RequireAndVerify => "require-and-verify",
+            Self::RequireAny => "require-any",
+            Self::Request => "request",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpstreamScheme {
+    Http,
+    Https,
+    Tcp,
+    Tls,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UpstreamProtocol {
+    Http1,
+    Http2,
+}
+
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub url: String,
+    pub scheme: UpstreamScheme,
+    pub host: String,
+    pub port: u16,
+    pub protocol: UpstreamProtocol,
+    pub tls: Option<UpstreamTls>,
+}
+
+impl Upstream {
+    /// The `Host` (`:authority`) the upstream is sent: the name it is reached by — its TLS
+    /// `server_name`, else its URL host — with the port when it is not the scheme's default.
+    /// The client's Host goes to `x-forwarded-host`. Both hosts use this, so an upstream that
+    /// checks Host against its own name (as tlsgate does, with 421) sees the same either way.
+    pub fn authority(&self) -> String {
+        let name = match &self.tls {
+            Some(tls) => tls.server_name.as_str(),
+            None => self.host.as_str(),
+        };
+        let name = if name.contains(':') {
+            format!("[{name}]")
+        } else {
+            name.to_owned()
+        };
+        let default_port = match self.scheme {
+            UpstreamScheme::Http => Some(80),
+            UpstreamScheme::Https => Some(443),
+            UpstreamScheme::Tcp | UpstreamScheme::Tls => None,
+        };
+        if Some(self.port) == default_port {
+            name
+        } else {
+            format!("{name}:{}", self.port)
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamTls {
+    pub client_certificate: Option<CertificateChain>,
+    pub client_key: Option<PrivateKey>,
+    /// `None`: the system's roots.
+    pub authorities: Option<TrustAnchors>,
+    pub server_name: String,
+    /// SHA-256 of the SubjectPublicKeyInfo (base64) of each `pinned_certificates` entry. When
+    /// set, the upstream's certificate must carry one of these keys as well as chain to the
+    /// CAs; it is also the only way a certificate without subjectAltName (X.509 v1, like the
+    /// seed's `server.crt`) is accepted, in both hosts, since Envoy cannot match a subject CN.
+    pub pinned_spki_sha256: Vec<String>,
+}
+
+/// Which header tells the upstream who the client is, after a verified handshake.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ForwardClientCert {
+    /// Envoy's `x-forwarded-client-cert` (default).
+    Xfcc,
+    /// RFC 9440 `Client-Cert` (and `Client-Cert-Chain` when there is one).
+    Rfc9440,
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct Rule<A> {
+    /// Position in its phase's list as written (`on_tcp_connect[index]`), for logs and metrics.
+    pub index: usize,
+    pub name: Option<String>,
+    pub expressions: Vec<Expression>,
+    pub actions: Vec<A>,
+}
+
+#[derive(Debug, Clone)]
+pub enum TcpAction {
+    Deny,
+    RestrictIps(IpPolicy),
+}
+
+#[derive(Debug, Clone)]
+pub enum HttpAction {
+    Deny {
+        status: u16,
+    },
+    CustomResponse {
+        status: u16,
+        /// May interpolate `${…}`, as add-headers values do.
+        body: Template,
+        headers: Vec<(String, String)>,
+    },
+    AddHeaders(Vec<(String, Template)>),
+    RestrictIps(IpPolicy),
+}
+
+/// `restrict-ips`: a client must be in `allow` (when it is not empty) and not in `deny`.
+#[derive(Debug, Clone, Default)]
+pub struct IpPolicy {
+    pub allow: Vec<IpNet>,
+    pub deny: Vec<IpNet>,
+}
+
+impl IpPolicy {
+    pub fn admits(&self, ip: std::net::IpAddr) -> bool {
+        let ip = match ip {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map(std::net::IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        if self.deny.iter().any(|n| n.contains(&ip)) {
+            return false;
+        }
+        self.allow.is_empty() || self.allow.iter().any(|n| n.contains(&ip))
+    }
+}
+
+impl fmt::Display for Endpoint {
+    /// The one-line summary `tlsgate check` prints.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let tls = &self.tls;
+        let versions = if tls.min_version == tls.max_version {
+            format!("TLS {}", tls.min_version)
+        } else {
+            format!("TLS {}-{}", tls.min_version, tls.max_version)
+        };
+        let mtls = match &tls.client_auth {
+            ClientAuth::Off => "client certificates off".to_owned(),
+            ClientAuth::On {
+                authorities,
+                strategy,
+            } => format!(
+                "client certificates {} ({} CA{})",
+                strategy.as_str(),
+                authorities.certs.len(),
+                if authorities.certs.len() == 1 {
+                    ""
+                } else {
+                    "s"
+                }
+            ),
+        };
+        let rules = self.tcp_rules.len() + self.http_rules.len();
+        let upstream_mtls = match &self.upstream.tls {
+            Some(UpstreamTls {
+                client_certificate: Some(_),
+                ..
+            }) => " with client certificate",
+            _ => "",
+        };
+        write!(
+            f,
+            "{} on {}: {versions}, {mtls}, {rules} rule{} -> {}{upstream_mtls}",
+            self.host,
+            self.bind,
+            if rules == 1 { "" } else { "s" },
+            self.upstream.url
+        )
+    }
+}

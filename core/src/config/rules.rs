@@ -1,0 +1,349 @@
+//! Rules and actions of `on_tcp_connect` and `on_http_request`, and the headers a policy may
+//! set.
+
+use ipnet::IpNet;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::error::{invalid, ConfigError, ConfigErrorKind};
+use crate::expr::{Expression, Phase, Template};
+use crate::source::FieldPath;
+
+use super::load::*;
+use super::tls::*;
+use super::*;
+
+pub(super) fn action_config<T: DeserializeOwned + Default>(
+    action: &RawAction,
+    path: &FieldPath,
+) -> Result<T, ConfigError> {
+    match &action.config {
+        None | Some(Value::Null) => Ok(T::default()),
+        Some(value) => deserialize(value, path.key("config")),
+    }
+}
+
+pub(super) const TCP_ACTIONS: &str = "terminate-tls, deny, restrict-ips";
+pub(super) const HTTP_ACTIONS: &str = "deny, custom-response, add-headers, restrict-ips";
+
+pub(super) fn tcp_rule(
+    raw: RawRule,
+    index: usize,
+    path: &FieldPath,
+    options: &LoadOptions<'_>,
+    tls: &mut Option<(TerminateTls, FieldPath)>,
+) -> Result<Option<Rule<TcpAction>>, ConfigError> {
+    let RawRule {
+        name,
+        expressions,
+        actions,
+    } = raw;
+    let expressions = compile_expressions(&expressions, path, Phase::TcpConnect)?;
+    let mut out = Vec::new();
+    if actions.is_empty() {
+        return Err(err(
+            path.key("actions"),
+            invalid("a rule needs at least one action"),
+        ));
+    }
+    for (a, action) in actions.iter().enumerate() {
+        let action_path = path.key("actions").index(a);
+        match action.kind.as_str() {
+            "terminate-tls" => {
+                if !expressions.is_empty() {
+                    return Err(err(
+                        action_path.key("type"),
+                        invalid(
+                            "terminate-tls cannot depend on expressions: TLS is terminated \
+                             before any connection fact is known; move it to a rule without \
+                             expressions",
+                        ),
+                    ));
+                }
+                if let Some((_, first)) = tls {
+                    return Err(err(
+                        action_path.key("type"),
+                        invalid(format!(
+                            "a second terminate-tls action; the first is at {first}"
+                        )),
+                    ));
+                }
+                let config = action_config::<RawTerminateTls>(action, &action_path)?;
+                *tls = Some((
+                    terminate_tls(config, &action_path.key("config"), options)?,
+                    action_path.key("config"),
+                ));
+            }
+            "deny" => {
+                let _: RawDeny = action_config(action, &action_path)?;
+                out.push(TcpAction::Deny);
+            }
+            "restrict-ips" => {
+                out.push(TcpAction::RestrictIps(restrict_ips(
+                    action_config(action, &action_path)?,
+                    &action_path.key("config"),
+                )?));
+            }
+            other => {
+                return Err(err(
+                    action_path.key("type"),
+                    ConfigErrorKind::UnknownAction {
+                        found: other.to_owned(),
+                        phase: "on_tcp_connect",
+                        allowed: TCP_ACTIONS,
+                    },
+                ))
+            }
+        }
+    }
+    if out.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Rule {
+        index,
+        name,
+        expressions,
+        actions: out,
+    }))
+}
+
+pub(super) fn http_rule(
+    raw: RawRule,
+    index: usize,
+    path: &FieldPath,
+) -> Result<Rule<HttpAction>, ConfigError> {
+    let RawRule {
+        name,
+        expressions,
+        actions,
+    } = raw;
+    let expressions = compile_expressions(&expressions, path, Phase::HttpRequest)?;
+    if actions.is_empty() {
+        return Err(err(
+            path.key("actions"),
+            invalid("a rule needs at least one action"),
+        ));
+    }
+    let mut out = Vec::new();
+    for (a, action) in actions.iter().enumerate() {
+        let action_path = path.key("actions").index(a);
+        let config_path = action_path.key("config");
+        out.push(match action.kind.as_str() {
+            "deny" => {
+                let RawDeny { status_code } = action_config(action, &action_path)?;
+                HttpAction::Deny {
+                    status: status(status_code.unwrap_or(403), &config_path.key("status_code"))?,
+                }
+            }
+            "custom-response" => {
+                let RawCustomResponse {
+                    status_code,
+                    body,
+                    headers,
+                } = action_config(action, &action_path)?;
+                let status = status(
+                    status_code.ok_or_else(|| {
+                        err(
+                            config_path.key("status_code"),
+                            invalid("custom-response needs a status_code"),
+                        )
+                    })?,
+                    &config_path.key("status_code"),
+                )?;
+                let headers = headers
+                    .into_iter()
+                    .map(|(k, v)| {
+                        header_name(&k, &config_path.key("headers").key(&k))?;
+                        header_value(&v, &config_path.key("headers").key(&k))?;
+                        Ok((k.to_ascii_lowercase(), v))
+                    })
+                    .collect::<Result<_, ConfigError>>()?;
+                let body = body.unwrap_or_default();
+                let body = Template::compile(&body, Phase::HttpRequest).map_err(|reason| {
+                    err(
+                        config_path.key("body"),
+                        ConfigErrorKind::Expression {
+                            expression: body.clone(),
+                            reason,
+                        },
+                    )
+                })?;
+                HttpAction::CustomResponse {
+                    status,
+                    body,
+                    headers,
+                }
+            }
+            "add-headers" => {
+                if action.config.is_none() {
+                    return Err(err(
+                        config_path,
+                        invalid("add-headers needs config.headers"),
+                    ));
+                }
+                let RawAddHeaders { headers } = action_config(action, &action_path)?;
+                let mut compiled = Vec::new();
+                for (k, v) in headers {
+                    let p = config_path.key("headers").key(&k);
+                    header_name(&k, &p)?;
+                    let template = Template::compile(&v, Phase::HttpRequest).map_err(|reason| {
+                        err(
+                            p.clone(),
+                            ConfigErrorKind::Expression {
+                                expression: v.clone(),
+                                reason,
+                            },
+                        )
+                    })?;
+                    if let Some(lit) = template.as_literal() {
+                        header_value(lit, &p)?;
+                    }
+                    compiled.push((k.to_ascii_lowercase(), template));
+                }
+                HttpAction::AddHeaders(compiled)
+            }
+            "restrict-ips" => HttpAction::RestrictIps(restrict_ips(
+                action_config(action, &action_path)?,
+                &config_path,
+            )?),
+            other => {
+                return Err(err(
+                    action_path.key("type"),
+                    ConfigErrorKind::UnknownAction {
+                        found: other.to_owned(),
+                        phase: "on_http_request",
+                        allowed: HTTP_ACTIONS,
+                    },
+                ))
+            }
+        });
+    }
+    Ok(Rule {
+        index,
+        name,
+        expressions,
+        actions: out,
+    })
+}
+
+pub(super) fn compile_expressions(
+    sources: &[String],
+    path: &FieldPath,
+    phase: Phase,
+) -> Result<Vec<Expression>, ConfigError> {
+    sources
+        .iter()
+        .enumerate()
+        .map(|(i, source)| {
+            Expression::compile(source, phase).map_err(|reason| {
+                err(
+                    path.key("expressions").index(i),
+                    ConfigErrorKind::Expression {
+                        expression: source.clone(),
+                        reason,
+                    },
+                )
+            })
+        })
+        .collect()
+}
+
+pub(super) fn status(code: u16, path: &FieldPath) -> Result<u16, ConfigError> {
+    if (200..=599).contains(&code) {
+        Ok(code)
+    } else {
+        Err(err(
+            path.clone(),
+            invalid(format!(
+                "{code} is not an HTTP status to answer with (200-599)"
+            )),
+        ))
+    }
+}
+
+/// Headers the proxy owns; a policy may not set them.
+pub(super) const RESERVED_HEADERS: &[&str] = &[
+    "host",
+    "connection",
+    "content-length",
+    "transfer-encoding",
+    "te",
+    "upgrade",
+    "keep-alive",
+    "proxy-connection",
+    "trailer",
+];
+
+pub(super) fn header_name(name: &str, path: &FieldPath) -> Result<(), ConfigError> {
+    let valid = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if !valid {
+        return Err(err(
+            path.clone(),
+            invalid(format!("`{name}` is not a valid header name")),
+        ));
+    }
+    let lower = name.to_ascii_lowercase();
+    if RESERVED_HEADERS.contains(&lower.as_str()) || name.starts_with(':') {
+        return Err(err(
+            path.clone(),
+            invalid(format!(
+                "`{name}` is managed by the proxy and cannot be set by a policy"
+            )),
+        ));
+    }
+    if crate::request::EDGE_HEADERS.contains(&lower.as_str()) {
+        return Err(err(
+            path.clone(),
+            invalid(format!(
+                "`{name}` is set by tlsgate itself (the verified client identity, the client's \
+                 address and the Host it asked for), so the upstream can trust it; pick \
+                 another name for the policy's header"
+            )),
+        ));
+    }
+    Ok(())
+}
+
+pub(super) fn header_value(value: &str, path: &FieldPath) -> Result<(), ConfigError> {
+    if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+        return Err(err(
+            path.clone(),
+            invalid("header values cannot contain CR, LF or NUL"),
+        ));
+    }
+    Ok(())
+}
+
+pub(super) fn restrict_ips(raw: RawRestrictIps, path: &FieldPath) -> Result<IpPolicy, ConfigError> {
+    let RawRestrictIps { allow, deny } = raw;
+    if allow.is_empty() && deny.is_empty() {
+        return Err(err(
+            path.clone(),
+            invalid("restrict-ips needs `allow` or `deny` CIDRs"),
+        ));
+    }
+    let parse = |list: Vec<String>, key: &str| -> Result<Vec<IpNet>, ConfigError> {
+        list.into_iter()
+            .enumerate()
+            .map(|(i, s)| {
+                s.parse::<IpNet>()
+                    .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
+                    .map_err(|_| {
+                        err(
+                            path.key(key).index(i),
+                            invalid(format!(
+                                "`{s}` is not a CIDR (10.0.0.0/8, 2001:db8::/32) or address"
+                            )),
+                        )
+                    })
+            })
+            .collect()
+    };
+    Ok(IpPolicy {
+        allow: parse(allow, "allow")?,
+        deny: parse(deny, "deny")?,
+    })
+}
