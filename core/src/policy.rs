@@ -90,6 +90,16 @@ pub enum Verdict {
     Deny(DenyReason),
 }
 
+impl Verdict {
+    /// The verdict as both hosts' metrics and logs spell it.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Continue => "allow",
+            Self::Deny(_) => "deny",
+        }
+    }
+}
+
 /// A response the proxy gives itself instead of forwarding.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LocalResponse {

@@ -53,7 +53,12 @@ impl NetworkFilter {
         let session = Session::new(connection.endpoint, connection.facts);
         match session.on_tcp_connect() {
             Verdict::Continue => {
-                metrics::verdict(Some(index), Phase::TcpConnect, "allow", None);
+                metrics::verdict(
+                    Some(index),
+                    Phase::TcpConnect,
+                    Verdict::Continue.label(),
+                    None,
+                );
                 State::Allowed
             }
             Verdict::Deny(reason) => {

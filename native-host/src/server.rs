@@ -541,7 +541,7 @@ async fn connection(
         linger(tls.get_mut().0).await;
         return;
     }
-    count("continue", "-");
+    count(Verdict::Continue.label(), "-");
 
     match endpoint.endpoint.scheme {
         Scheme::Https => {
