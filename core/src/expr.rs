@@ -223,6 +223,22 @@ impl Template {
         self.reads_headers
     }
 
+    /// The template as written (`x=${expr}`), up to whitespace inside `${…}`.
+    pub fn source(&self) -> String {
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Text(t) => out.push_str(t),
+                Part::Expr(source, _) => {
+                    out.push_str("${");
+                    out.push_str(source);
+                    out.push('}');
+                }
+            }
+        }
+        out
+    }
+
     /// Whether the template is plain text (no expressions), so it can be used as is.
     pub fn as_literal(&self) -> Option<&str> {
         match self.parts.as_slice() {

@@ -21,7 +21,7 @@ pub mod request;
 pub mod sni;
 pub mod source;
 
-pub use config::{filter_policy, Config, Endpoint, KeyMode, KeyPairCheck, LoadOptions};
+pub use config::{Config, Endpoint, KeyMode, KeyPairCheck, LoadOptions};
 pub use error::{ConfigError, ConfigErrorKind};
 pub use facts::{ClientCert, ClientCertFacts, TlsFacts, TlsVersion};
 pub use policy::{EndpointPolicy, Policy, RequestVerdict, Session, Verdict};

@@ -112,17 +112,14 @@ pub enum Error {
 
 /// Generates the bootstrap for `config`; `filter_policy` (from `tlsgate_core::filter_policy`)
 /// becomes the wasm plugin configuration.
-pub fn generate(
-    config: &Config,
-    filter_policy: &serde_json::Value,
-    options: &Options,
-) -> Result<Bootstrap, Error> {
+pub fn generate(config: &Config, options: &Options) -> Result<Bootstrap, Error> {
     if !options.admin.ip().is_loopback() {
         return Err(Error::AdminNotLoopback(options.admin));
     }
-    // Pretty-printed so a load error in the filter ("line 12") points at a readable line.
-    let plugin_config =
-        serde_json::to_string_pretty(filter_policy).map_err(|e| Error::Emit(e.to_string()))?;
+    // Derived from the loaded model (never by reading the files again), pretty-printed so a
+    // load error in the filter ("line 12") points at a readable line.
+    let plugin_config = serde_json::to_string_pretty(&config.filter_policy())
+        .map_err(|e| Error::Emit(e.to_string()))?;
     let mut material = Material {
         out_dir: &options.out_dir,
         files: Vec::new(),
@@ -853,14 +850,13 @@ mod tests {
         std::fs::write(&path, policy).expect("policy");
         let files = [path];
         let config = Config::load_files(&files, KeyMode::Load(&AcceptAnyKey)).expect("loads");
-        let filter_policy = tlsgate_core::filter_policy(&files).expect("filter policy");
         let options = Options {
             wasm: PathBuf::from("/opt/tlsgate/tlsgate_filter.wasm"),
             out_dir: dir.to_path_buf(),
             admin: "127.0.0.1:9901".parse().expect("addr"),
             limits: Limits::DEFAULT,
         };
-        let bootstrap = generate(&config, &filter_policy, &options).expect("generates");
+        let bootstrap = generate(&config, &options).expect("generates");
         let doc = YamlLoader::load_from_str(&bootstrap.yaml)
             .expect("the output is YAML")
             .into_iter()
@@ -1046,7 +1042,7 @@ mod tests {
             limits: Limits::DEFAULT,
         };
         assert!(matches!(
-            generate(&config, &serde_json::json!({}), &options),
+            generate(&config, &options),
             Err(Error::AdminNotLoopback(_))
         ));
     }

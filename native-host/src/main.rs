@@ -270,9 +270,8 @@ fn check(files: &[PathBuf]) -> ExitCode {
 }
 
 fn print_filter_policy(files: &[PathBuf]) -> ExitCode {
-    let result = Config::load_files(files, KeyMode::Load(&RustlsKeyCheck))
-        .and_then(|_| tlsgate_core::filter_policy(files));
-    match result.map(|policy| serde_json::to_string_pretty(&policy)) {
+    let result = Config::load_files(files, KeyMode::Load(&RustlsKeyCheck));
+    match result.map(|config| serde_json::to_string_pretty(&config.filter_policy())) {
         Ok(Ok(json)) => {
             println!("{json}");
             ExitCode::SUCCESS
@@ -301,7 +300,6 @@ fn envoy_config(
         for warning in &config.warnings {
             eprintln!("warning: {warning}");
         }
-        let filter_policy = tlsgate_core::filter_policy(files)?;
         let out_dir = match &output {
             Some(path) => path
                 .parent()
@@ -317,7 +315,7 @@ fn envoy_config(
             admin,
             limits,
         };
-        let bootstrap = tlsgate_envoy::generate(&config, &filter_policy, &options)?;
+        let bootstrap = tlsgate_envoy::generate(&config, &options)?;
         match output {
             Some(path) => {
                 std::fs::create_dir_all(&options.out_dir)?;

@@ -91,6 +91,7 @@ impl ServerTls {
             certificate,
             private_key,
             client_auth,
+            rule: _,
             session_resumption,
         } = &endpoint.tls;
         let rejected = |what: &'static str, reason: String| TlsSetupError::Rejected {

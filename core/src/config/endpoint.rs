@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use crate::error::{invalid, ConfigError};
-use crate::pem::{load_anchors, load_chain};
+use crate::pem::{load_anchors, load_chain, CertificateChain};
 use crate::sni::HostPattern;
 use crate::source::FieldPath;
 
@@ -300,7 +300,7 @@ impl Upstream {
                     server_name: None,
                     pinned_certificates: None,
                 });
-                let pinned_spki_sha256 = match pinned_certificates {
+                let pinned_certificates: Vec<CertificateChain> = match pinned_certificates {
                     None => Vec::new(),
                     Some(list) if list.is_empty() => return Err(err(
                         tls_path.key("pinned_certificates"),
@@ -312,15 +312,23 @@ impl Upstream {
                         .iter()
                         .enumerate()
                         .map(|(i, value)| {
-                            let at = tls_path.key("pinned_certificates").index(i);
-                            let chain = load_chain(value, "pinned_certificates", options.reader)
-                                .map_err(|k| err(at.clone(), k))?;
-                            crate::pem::spki_sha256(chain.leaf()).ok_or_else(|| {
-                                err(at, invalid("the certificate's public key cannot be read"))
-                            })
+                            load_chain(value, "pinned_certificates", options.reader)
+                                .map_err(|k| err(tls_path.key("pinned_certificates").index(i), k))
                         })
                         .collect::<Result<_, _>>()?,
                 };
+                let pinned_spki_sha256 = pinned_certificates
+                    .iter()
+                    .enumerate()
+                    .map(|(i, chain)| {
+                        crate::pem::spki_sha256(chain.leaf()).ok_or_else(|| {
+                            err(
+                                tls_path.key("pinned_certificates").index(i),
+                                invalid("the certificate's public key cannot be read"),
+                            )
+                        })
+                    })
+                    .collect::<Result<_, _>>()?;
                 let (client_certificate, client_key) = match client_certificate {
                     None => (None, None),
                     Some(pair) => {
@@ -365,6 +373,7 @@ impl Upstream {
                     authorities,
                     server_name,
                     pinned_spki_sha256,
+                    pinned_certificates,
                 })
             }
         };

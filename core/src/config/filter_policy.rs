@@ -1,111 +1,197 @@
-//! The policy as the proxy-wasm filter receives it.
+//! The policy as the proxy-wasm filter receives it, derived from the loaded model.
+//!
+//! The filter has no file system and must never see a private key, so it gets the same
+//! endpoints and rules with every certificate and CA inlined as PEM (re-encoded from the parsed
+//! DER: a file that bundles a certificate with its key cannot carry the key along) and every
+//! key left out. It is produced from the validated [`Config`], not by reading the files again:
+//! what the filter enforces is what was loaded, each file is read once, and every error a
+//! policy can have was already reported with its file and line.
 
-use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::error::{invalid, ConfigError, ConfigErrorKind};
-use crate::pem::{load_anchors, load_chain};
-use crate::source::{self, FieldPath};
+use crate::raw::{
+    RawAction, RawCertificatePair, RawConfig, RawEndpoint, RawRule, RawTerminateTls,
+    RawTrafficPolicy, RawUpstream, RawUpstreamTls,
+};
 
-use super::load::*;
 use super::*;
 
-/// The policy the proxy-wasm filter receives as its plugin configuration: the same endpoints
-/// and rules, with certificates and CAs inlined as PEM (the filter has no file system) and every
-/// private key removed (Envoy holds the keys; they never enter the wasm VM).
-///
-/// Works on the raw documents so the filter sees the rules exactly as written.
-pub fn filter_policy(paths: &[PathBuf]) -> Result<Value, ConfigError> {
-    let mut endpoints = Vec::new();
-    for path in paths {
-        let fail = |path_in_doc: FieldPath, kind: ConfigErrorKind| ConfigError {
-            file: Some(path.clone()),
-            path: path_in_doc,
-            location: None,
-            kind: Box::new(kind),
-        };
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            fail(
-                FieldPath::root(),
-                ConfigErrorKind::Unreadable {
-                    path: path.clone(),
-                    reason: e.to_string(),
-                },
-            )
-        })?;
-        let doc = source::parse(&text).map_err(|e| ConfigError {
-            location: e.location,
-            ..fail(FieldPath::root(), ConfigErrorKind::Syntax(e.message))
-        })?;
-        let raw: RawConfig = deserialize(&doc.value, FieldPath::root()).map_err(|mut e| {
-            e.file = Some(path.clone());
-            e.location = doc.locate(&e.path);
-            e
-        })?;
-        let reader = crate::pem::FileReader {
-            base_dir: path.parent().unwrap_or(Path::new(".")).to_path_buf(),
-        };
-        // Certificates are re-encoded from their parsed DER, never copied as text: a file that
-        // bundles a certificate with its key must not carry the key into the plugin config.
-        let chain = |value: &str, at: FieldPath| -> Result<String, ConfigError> {
-            load_chain(value, "certificate", &reader)
-                .map(|c| c.to_pem())
-                .map_err(|k| fail(at, k))
-        };
-        let anchors = |values: &mut Vec<String>, at: FieldPath| -> Result<(), ConfigError> {
-            for value in values.iter_mut() {
-                let parsed = load_anchors(
-                    std::slice::from_ref(value),
-                    "certificate_authorities",
-                    &reader,
-                )
-                .map_err(|(_, k)| fail(at.clone(), k))?;
-                *value = parsed.to_pem();
-            }
-            Ok(())
-        };
-        for (i, mut endpoint) in raw.endpoints.into_iter().enumerate() {
-            let at = FieldPath::root().key("endpoints").index(i);
-            if let Some(tls) = endpoint.upstream.tls.as_mut() {
-                if let Some(pair) = tls.client_certificate.as_mut() {
-                    pair.certificate = chain(&pair.certificate, at.clone())?;
-                    pair.private_key = None;
-                }
-                if let Some(cas) = tls.certificate_authorities.as_mut() {
-                    anchors(cas, at.clone())?;
-                }
-                for pinned in tls.pinned_certificates.iter_mut().flatten() {
-                    *pinned = chain(pinned, at.clone())?;
-                }
-            }
-            if let Some(policy) = endpoint.traffic_policy.as_mut() {
-                for rule in &mut policy.on_tcp_connect {
-                    for action in &mut rule.actions {
-                        if action.kind != "terminate-tls" {
-                            continue;
-                        }
-                        let Some(config) = action.config.take() else {
-                            continue;
-                        };
-                        let mut tls: RawTerminateTls = deserialize(&config, at.clone())?;
-                        tls.server_private_key = None;
-                        if let Some(cert) = tls.server_certificate.as_mut() {
-                            *cert = chain(cert, at.clone())?;
-                        }
-                        if let Some(cas) = tls.mutual_tls_certificate_authorities.as_mut() {
-                            anchors(cas, at.clone())?;
-                        }
-                        action.config = Some(
-                            serde_json::to_value(tls)
-                                .map_err(|e| fail(at.clone(), invalid(e.to_string())))?,
-                        );
-                    }
-                }
-            }
-            endpoints.push(endpoint);
+impl Config {
+    /// The filter's plugin configuration (JSON): this config without keys or file paths.
+    /// Loading it with [`KeyMode::Skip`] and [`crate::pem::InlineOnly`] gives the same
+    /// endpoints, rules and rule positions.
+    pub fn filter_policy(&self) -> Value {
+        let endpoints = self.endpoints.iter().map(raw_endpoint).collect();
+        serde_json::to_value(RawConfig { endpoints }).unwrap_or(Value::Null)
+    }
+}
+
+fn raw_endpoint(e: &Endpoint) -> RawEndpoint {
+    RawEndpoint {
+        url: e.url.clone(),
+        bind: e.bind.to_string(),
+        upstream: raw_upstream(&e.upstream),
+        traffic_policy: Some(RawTrafficPolicy {
+            on_tcp_connect: tcp_rules(e),
+            on_http_request: e.http_rules.iter().map(raw_http_rule).collect(),
+        }),
+        forward_client_cert: match e.forward_client_cert {
+            ForwardClientCert::Xfcc => None,
+            ForwardClientCert::Rfc9440 => Some("client-cert".into()),
+            ForwardClientCert::None => Some("none".into()),
+        },
+    }
+}
+
+fn raw_upstream(u: &Upstream) -> RawUpstream {
+    RawUpstream {
+        url: u.url.clone(),
+        protocol: (u.protocol == UpstreamProtocol::Http2).then(|| "http2".into()),
+        tls: u.tls.as_ref().map(|tls| RawUpstreamTls {
+            client_certificate: tls.client_certificate.as_ref().map(|c| RawCertificatePair {
+                certificate: c.to_pem(),
+                private_key: None,
+            }),
+            certificate_authorities: tls.authorities.as_ref().map(|a| vec![a.to_pem()]),
+            server_name: Some(tls.server_name.clone()),
+            pinned_certificates: (!tls.pinned_certificates.is_empty())
+                .then(|| tls.pinned_certificates.iter().map(|c| c.to_pem()).collect()),
+        }),
+    }
+}
+
+/// `on_tcp_connect` with every rule at its position as written: the terminate-tls action goes
+/// back into the rule that held it (alone, or first among that rule's actions).
+fn tcp_rules(e: &Endpoint) -> Vec<RawRule> {
+    let len = e
+        .tcp_rules
+        .iter()
+        .map(|r| r.index + 1)
+        .chain([e.tls.rule + 1])
+        .max()
+        .unwrap_or(0);
+    let mut slots: Vec<Option<RawRule>> = vec![None; len];
+    for rule in &e.tcp_rules {
+        if let Some(slot) = slots.get_mut(rule.index) {
+            *slot = Some(RawRule {
+                name: rule.name.clone(),
+                expressions: sources(&rule.expressions),
+                actions: rule.actions.iter().map(raw_tcp_action).collect(),
+            });
         }
     }
-    serde_json::to_value(RawConfig { endpoints })
-        .map_err(|e| ConfigError::new(FieldPath::root(), invalid(e.to_string())))
+    let terminate = action("terminate-tls", Some(terminate_tls_value(&e.tls)));
+    if let Some(slot) = slots.get_mut(e.tls.rule) {
+        match slot {
+            Some(rule) => rule.actions.insert(0, terminate),
+            None => {
+                *slot = Some(RawRule {
+                    name: None,
+                    expressions: Vec::new(),
+                    actions: vec![terminate],
+                })
+            }
+        }
+    }
+    slots.into_iter().flatten().collect()
+}
+
+fn terminate_tls_value(tls: &TerminateTls) -> Value {
+    let (authorities, strategy) = match &tls.client_auth {
+        ClientAuth::Off => (None, None),
+        ClientAuth::On {
+            authorities,
+            strategy,
+        } => (
+            Some(vec![authorities.to_pem()]),
+            Some(strategy.as_str().to_owned()),
+        ),
+    };
+    let raw = RawTerminateTls {
+        min_version: Some(Value::from(tls.min_version.as_str())),
+        max_version: Some(Value::from(tls.max_version.as_str())),
+        server_certificate: tls.certificate.as_ref().map(|c| c.to_pem()),
+        server_private_key: None,
+        mutual_tls_certificate_authorities: authorities,
+        mutual_tls_verification_strategy: strategy,
+        session_resumption: (!tls.session_resumption).then_some(false),
+    };
+    serde_json::to_value(raw).unwrap_or(Value::Null)
+}
+
+fn raw_tcp_action(a: &TcpAction) -> RawAction {
+    match a {
+        TcpAction::Deny => action("deny", None),
+        TcpAction::RestrictIps(ips) => action("restrict-ips", Some(ip_policy(ips))),
+    }
+}
+
+fn raw_http_rule(rule: &Rule<HttpAction>) -> RawRule {
+    RawRule {
+        name: rule.name.clone(),
+        expressions: sources(&rule.expressions),
+        actions: rule
+            .actions
+            .iter()
+            .map(|a| match a {
+                HttpAction::Deny { status } => {
+                    action("deny", Some(serde_json::json!({ "status_code": status })))
+                }
+                HttpAction::CustomResponse {
+                    status,
+                    body,
+                    headers,
+                } => {
+                    let headers: BTreeMap<&str, &str> = headers
+                        .iter()
+                        .map(|(n, v)| (n.as_str(), v.as_str()))
+                        .collect();
+                    let mut config = serde_json::json!({
+                        "status_code": status,
+                        "body": body.source(),
+                    });
+                    if !headers.is_empty() {
+                        config["headers"] = serde_json::json!(headers);
+                    }
+                    action("custom-response", Some(config))
+                }
+                HttpAction::AddHeaders(headers) => {
+                    let headers: BTreeMap<&str, String> = headers
+                        .iter()
+                        .map(|(n, t)| (n.as_str(), t.source()))
+                        .collect();
+                    action(
+                        "add-headers",
+                        Some(serde_json::json!({ "headers": headers })),
+                    )
+                }
+                HttpAction::RestrictIps(ips) => action("restrict-ips", Some(ip_policy(ips))),
+            })
+            .collect(),
+    }
+}
+
+fn ip_policy(ips: &IpPolicy) -> Value {
+    let nets = |list: &[IpNet]| list.iter().map(ToString::to_string).collect::<Vec<_>>();
+    let mut config = serde_json::Map::new();
+    if !ips.allow.is_empty() {
+        config.insert("allow".into(), serde_json::json!(nets(&ips.allow)));
+    }
+    if !ips.deny.is_empty() {
+        config.insert("deny".into(), serde_json::json!(nets(&ips.deny)));
+    }
+    Value::Object(config)
+}
+
+fn sources(expressions: &[crate::expr::Expression]) -> Vec<String> {
+    expressions.iter().map(|e| e.source().to_owned()).collect()
+}
+
+fn action(kind: &str, config: Option<Value>) -> RawAction {
+    RawAction {
+        kind: kind.to_owned(),
+        config,
+    }
 }

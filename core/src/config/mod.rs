@@ -23,8 +23,6 @@ mod load;
 mod rules;
 mod tls;
 
-pub use filter_policy::filter_policy;
-
 /// Checks that a private key belongs to a certificate. Core has no signature code (it builds
 /// for proxy-wasm and stays free of TLS libraries), so the host that will use the key supplies
 /// the check with its own crypto provider.
@@ -106,6 +104,9 @@ pub struct TerminateTls {
     /// Present only in [`KeyMode::Load`].
     pub private_key: Option<PrivateKey>,
     pub client_auth: ClientAuth,
+    /// Position of the `on_tcp_connect` rule that holds the terminate-tls action (rules keep
+    /// their positions as written, for deny reasons and for the filter's copy of the policy).
+    pub rule: usize,
     /// Whether clients may resume sessions (tickets and session IDs); on by default. Off costs
     /// a full handshake per connection and is what a fair handshake benchmark, or an operator
     /// who wants every connection to present its certificate afresh, asks for.
@@ -206,6 +207,8 @@ pub struct UpstreamTls {
     /// CAs; it is also the only way a certificate without subjectAltName (X.509 v1, like the
     /// seed's `server.crt`) is accepted, in both hosts, since Envoy cannot match a subject CN.
     pub pinned_spki_sha256: Vec<String>,
+    /// The `pinned_certificates` themselves, in the same order.
+    pub pinned_certificates: Vec<CertificateChain>,
 }
 
 /// Which header tells the upstream who the client is, after a verified handshake.

@@ -70,7 +70,7 @@ pub(super) fn tcp_rule(
                 }
                 let config = action_config::<RawTerminateTls>(action, &action_path)?;
                 *tls = Some((
-                    terminate_tls(config, &action_path.key("config"), options)?,
+                    terminate_tls(config, index, &action_path.key("config"), options)?,
                     action_path.key("config"),
                 ));
             }

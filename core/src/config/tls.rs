@@ -88,6 +88,7 @@ pub(super) fn parse_version(
 
 pub(super) fn terminate_tls(
     raw: RawTerminateTls,
+    rule: usize,
     path: &FieldPath,
     options: &LoadOptions<'_>,
 ) -> Result<TerminateTls, ConfigError> {
@@ -188,6 +189,7 @@ pub(super) fn terminate_tls(
         certificate,
         private_key,
         client_auth,
+        rule,
         session_resumption: session_resumption.unwrap_or(true),
     })
 }
