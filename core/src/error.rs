@@ -113,6 +113,12 @@ pub enum ConfigErrorKind {
         phase: &'static str,
         allowed: &'static str,
     },
+    #[error("`{found}` is an ngrok action tlsgate does not implement; {phase} accepts {allowed}")]
+    UnsupportedAction {
+        found: String,
+        phase: &'static str,
+        allowed: &'static str,
+    },
     #[error("expression `{expression}`: {reason}")]
     Expression { expression: String, reason: String },
 }

@@ -301,7 +301,9 @@ fn rules_read_headers(rules: &[crate::config::Rule<HttpAction>]) -> bool {
                     headers.iter().any(|(_, t)| t.reads_request_headers())
                 }
                 HttpAction::CustomResponse { body, .. } => body.reads_request_headers(),
-                HttpAction::Deny { .. } | HttpAction::RestrictIps(_) => false,
+                HttpAction::Deny { .. }
+                | HttpAction::RestrictIps(_)
+                | HttpAction::RemoveHeaders(_) => false,
             })
     })
 }
@@ -419,6 +421,7 @@ impl Session {
                 .base_headers
                 .get_or_init(|| self.base_headers())
                 .clone(),
+            remove_headers: Vec::new(),
             authority: Arc::clone(&self.endpoint.upstream_authority),
         };
         forward.set("x-forwarded-host", req.host.to_owned());
@@ -457,6 +460,11 @@ impl Session {
                     HttpAction::RestrictIps(ips) => {
                         if !ips.admits(self.facts.client_ip) {
                             return deny_response(403, DenyReason::IpRestricted { rule: i });
+                        }
+                    }
+                    HttpAction::RemoveHeaders(names) => {
+                        for name in names {
+                            forward.remove(name);
                         }
                     }
                     HttpAction::AddHeaders(headers) => {

@@ -6,8 +6,9 @@
 //!
 //! 1. every header the edge owns ([`EDGE_HEADERS`]) and every header name with `_`
 //!    ([`drops_client_header`]) is removed from what the client sent;
-//! 2. each of [`Forward::set_headers`] is set, replacing any value under that name;
-//! 3. the request target becomes [`Forward::target`] (the normalized path and the query) and
+//! 2. the names in [`Forward::remove_headers`] are removed (`remove-headers`);
+//! 3. each of [`Forward::set_headers`] is set, replacing any value under that name;
+//! 4. the request target becomes [`Forward::target`] (the normalized path and the query) and
 //!    `Host`/`:authority` becomes [`Forward::authority`].
 
 use std::fmt;
@@ -70,12 +71,23 @@ pub struct Forward {
     /// header (after a verified handshake), `x-forwarded-*`, the endpoint header and the
     /// policy's `add-headers`, in that order.
     pub set_headers: Vec<(String, String)>,
+    /// Lowercase names the policy removes (`remove-headers`): hosts drop the client's values
+    /// under these names, as they drop the edge's own.
+    pub remove_headers: Vec<String>,
     /// `Host` / `:authority` for the upstream: its own name (see
     /// [`crate::config::Upstream::authority`]).
     pub authority: Arc<str>,
 }
 
 impl Forward {
+    /// Removes `name`: the client's value and any value set so far.
+    pub(crate) fn remove(&mut self, name: &str) {
+        self.set_headers.retain(|(n, _)| n != name);
+        if !self.remove_headers.iter().any(|n| n == name) {
+            self.remove_headers.push(name.to_owned());
+        }
+    }
+
     /// Sets `name` to `value`, replacing an earlier value under that name.
     pub(crate) fn set(&mut self, name: &str, value: String) {
         match self.set_headers.iter_mut().find(|(n, _)| n == name) {

@@ -231,14 +231,32 @@ fn two_endpoints_may_not_claim_one_host_on_one_bind() {
 #[test]
 fn unknown_action_names_the_phase_and_the_alternatives() {
     let f = Fixture::new(HOST);
-    let e = f.error(&policy(HOST, "", "        - actions: [{type: redirect}]\n"));
+    let e = f.error(&policy(HOST, "", "        - actions: [{type: dney}]\n"));
     assert!(
         e.contains(
-            "on_tcp_connect[1].actions[0].type: unknown action type `redirect` in on_tcp_connect"
+            "on_tcp_connect[1].actions[0].type: unknown action type `dney` in on_tcp_connect"
         ),
         "{e}"
     );
     assert!(e.contains("terminate-tls, deny, restrict-ips"), "{e}");
+}
+
+#[test]
+fn an_ngrok_action_tlsgate_does_not_implement_is_named_as_such() {
+    let f = Fixture::new(HOST);
+    let e = f.error(&policy(
+        HOST,
+        "",
+        "      on_http_request:\n        - actions: [{type: rate-limit, config: {capacity: 10}}]\n",
+    ));
+    assert!(
+        e.contains(
+            "on_http_request[0].actions[0].type: `rate-limit` is an ngrok action tlsgate does \
+             not implement; on_http_request accepts deny, custom-response, add-headers, \
+             remove-headers, restrict-ips"
+        ),
+        "{e}"
+    );
 }
 
 #[test]

@@ -751,3 +751,20 @@ fn a_trusted_certificate_outside_its_validity_is_no_identity() {
     let current = ClientCert::presented(cert, tlsgate_core::facts::ChainCheck::Trusted, now);
     assert_eq!(current.verification(), "verified");
 }
+
+#[test]
+fn remove_headers_drops_the_clients_value_and_an_earlier_add() {
+    let f = Fixture::new(HOST);
+    let rules = "        - actions: [{type: add-headers, config: {headers: {x-a: one, x-b: two}}}]\n        - actions: [{type: remove-headers, config: {headers: [X-A, x-secret]}}]\n        - actions: [{type: add-headers, config: {headers: {x-secret: ours}}}]\n";
+    let s = session(
+        &f,
+        &http(rules),
+        ClientCert::Verified(facts(&f.client.cert_der)),
+    );
+    let forward = forwarded(s.on_http_request(&get(HOST)));
+    assert_eq!(forward.header("x-a"), None);
+    assert_eq!(forward.header("x-b"), Some("two"));
+    assert_eq!(forward.header("x-secret"), Some("ours"));
+    assert!(forward.remove_headers.iter().any(|n| n == "x-a"));
+    assert!(forward.remove_headers.iter().any(|n| n == "x-secret"));
+}

@@ -171,7 +171,11 @@ fn refusal(status: u16, reason: &str) -> LocalResponse {
 /// which the generator sets from the same rule). `Host` is the route's `host_rewrite_literal`,
 /// which the generator takes from the same compiled policy.
 fn apply(forward: &Forward, received_target: &str) -> Result<(), proxy_wasm::types::Status> {
-    for name in EDGE_HEADERS {
+    for name in EDGE_HEADERS
+        .iter()
+        .copied()
+        .chain(forward.remove_headers.iter().map(String::as_str))
+    {
         hostcalls::remove_map_value(MapType::HttpRequestHeaders, name)?;
     }
     for (name, value) in &forward.set_headers {

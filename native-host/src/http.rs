@@ -344,7 +344,10 @@ impl HttpConnection {
         let dropped: Vec<HeaderName> = parts
             .headers
             .keys()
-            .filter(|name| drops_client_header(name.as_str()))
+            .filter(|name| {
+                drops_client_header(name.as_str())
+                    || forward.remove_headers.iter().any(|r| r == name.as_str())
+            })
             .cloned()
             .collect();
         for name in dropped {

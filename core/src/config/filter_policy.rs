@@ -167,6 +167,10 @@ fn raw_http_rule(rule: &Rule<HttpAction>) -> RawRule {
                         Some(serde_json::json!({ "headers": headers })),
                     )
                 }
+                HttpAction::RemoveHeaders(names) => action(
+                    "remove-headers",
+                    Some(serde_json::json!({ "headers": names })),
+                ),
                 HttpAction::RestrictIps(ips) => action("restrict-ips", Some(ip_policy(ips))),
             })
             .collect(),

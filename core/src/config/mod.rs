@@ -248,6 +248,9 @@ pub enum HttpAction {
         headers: Vec<(String, String)>,
     },
     AddHeaders(Vec<(String, Template)>),
+    /// Lowercase names; what the client sent under them, and what an earlier add-headers set,
+    /// does not reach the upstream.
+    RemoveHeaders(Vec<String>),
     RestrictIps(IpPolicy),
 }
 

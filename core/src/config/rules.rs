@@ -24,7 +24,63 @@ pub(super) fn action_config<T: DeserializeOwned + Default>(
 }
 
 pub(super) const TCP_ACTIONS: &str = "terminate-tls, deny, restrict-ips";
-pub(super) const HTTP_ACTIONS: &str = "deny, custom-response, add-headers, restrict-ips";
+pub(super) const HTTP_ACTIONS: &str =
+    "deny, custom-response, add-headers, remove-headers, restrict-ips";
+
+/// ngrok's actions (its Traffic Policy reference). One tlsgate does not implement is refused as
+/// such, with the list of those it does, rather than as an unknown word.
+const NGROK_ACTIONS: &[&str] = &[
+    "add-headers",
+    "ai-gateway",
+    "basic-auth",
+    "circuit-breaker",
+    "close-connection",
+    "compress-response",
+    "custom-response",
+    "deny",
+    "forward-internal",
+    "http-request",
+    "jwt-validation",
+    "log",
+    "oauth",
+    "openid-connect",
+    "owasp-crs-request",
+    "owasp-crs-response",
+    "rate-limit",
+    "redirect",
+    "remove-headers",
+    "request-body-find-replace",
+    "response-body-find-replace",
+    "restrict-ips",
+    "saml",
+    "set-vars",
+    "sse-find-replace",
+    "terminate-tls",
+    "url-rewrite",
+    "verify-webhook",
+];
+
+/// The error for an action type this phase does not run.
+pub(super) fn unknown_action(
+    found: &str,
+    phase: &'static str,
+    allowed: &'static str,
+) -> ConfigErrorKind {
+    let implemented = |list: &str| list.split(", ").any(|a| a == found);
+    if NGROK_ACTIONS.contains(&found) && !implemented(TCP_ACTIONS) && !implemented(HTTP_ACTIONS) {
+        ConfigErrorKind::UnsupportedAction {
+            found: found.to_owned(),
+            phase,
+            allowed,
+        }
+    } else {
+        ConfigErrorKind::UnknownAction {
+            found: found.to_owned(),
+            phase,
+            allowed,
+        }
+    }
+}
 
 pub(super) fn tcp_rule(
     raw: RawRule,
@@ -87,11 +143,7 @@ pub(super) fn tcp_rule(
             other => {
                 return Err(err(
                     action_path.key("type"),
-                    ConfigErrorKind::UnknownAction {
-                        found: other.to_owned(),
-                        phase: "on_tcp_connect",
-                        allowed: TCP_ACTIONS,
-                    },
+                    unknown_action(other, "on_tcp_connect", TCP_ACTIONS),
                 ))
             }
         }
@@ -202,6 +254,21 @@ pub(super) fn http_rule(
                 }
                 HttpAction::AddHeaders(compiled)
             }
+            "remove-headers" => {
+                if action.config.is_none() {
+                    return Err(err(
+                        config_path,
+                        invalid("remove-headers needs config.headers"),
+                    ));
+                }
+                let RawRemoveHeaders { headers } = action_config(action, &action_path)?;
+                let mut names = Vec::with_capacity(headers.len());
+                for (i, name) in headers.iter().enumerate() {
+                    header_name(name, &config_path.key("headers").index(i))?;
+                    names.push(name.to_ascii_lowercase());
+                }
+                HttpAction::RemoveHeaders(names)
+            }
             "restrict-ips" => HttpAction::RestrictIps(restrict_ips(
                 action_config(action, &action_path)?,
                 &config_path,
@@ -209,11 +276,7 @@ pub(super) fn http_rule(
             other => {
                 return Err(err(
                     action_path.key("type"),
-                    ConfigErrorKind::UnknownAction {
-                        found: other.to_owned(),
-                        phase: "on_http_request",
-                        allowed: HTTP_ACTIONS,
-                    },
+                    unknown_action(other, "on_http_request", HTTP_ACTIONS),
                 ))
             }
         });
