@@ -97,6 +97,8 @@ fn main() {
         sni: Some("app.example.com".into()),
         alpn: Some("h2".into()),
         client_ip: IpAddr::from([127, 0, 0, 1]),
+        client_port: 50_000,
+        server: std::net::SocketAddr::from(([127, 0, 0, 1], 443)),
         client_cert: ClientCert::Verified(Box::new(
             ClientCertFacts::from_der(&client.cert_der).expect("parses"),
         )),

@@ -81,6 +81,9 @@ const CLIENT: Shape = Shape::Object(&[
 
 const CONN: Shape = Shape::Object(&[
     ("client_ip", Shape::Leaf),
+    ("client_port", Shape::Leaf),
+    ("server_ip", Shape::Leaf),
+    ("server_port", Shape::Leaf),
     (
         "tls",
         Shape::Object(&[
@@ -467,9 +470,6 @@ fn check_path(path: &[&str], phase: Phase, bound: &[String]) -> Result<(), Strin
 /// ngrok connection variables tlsgate does not (yet) provide: a policy that names one is told
 /// so, rather than that the name is unknown (see docs/ngrok-compatibility.md).
 const NGROK_VARIABLES: &[&str] = &[
-    "conn.client_port",
-    "conn.server_ip",
-    "conn.server_port",
     "conn.ts",
     "conn.bytes_in",
     "conn.bytes_out",
@@ -689,6 +689,9 @@ fn client_value(cert: &ClientCert) -> Value {
 fn conn_value(facts: &TlsFacts) -> Value {
     map(vec![
         ("client_ip", Value::from(facts.client_ip.to_string())),
+        ("client_port", Value::Int(i64::from(facts.client_port))),
+        ("server_ip", Value::from(facts.server.ip().to_string())),
+        ("server_port", Value::Int(i64::from(facts.server.port()))),
         (
             "tls",
             map(vec![
@@ -745,6 +748,8 @@ fn samples(phase: Phase) -> Vec<Variables> {
         sni: Some("example.com".into()),
         alpn: Some("h2".into()),
         client_ip: std::net::IpAddr::from([127, 0, 0, 1]),
+        client_port: 50_000,
+        server: std::net::SocketAddr::from(([127, 0, 0, 1], 443)),
         client_cert: ClientCert::Absent,
     };
     let sample_cert = ClientCertFacts {
@@ -870,6 +875,8 @@ mod tests {
             sni: None,
             alpn: None,
             client_ip: std::net::IpAddr::from([127, 0, 0, 1]),
+            client_port: 50_000,
+            server: std::net::SocketAddr::from(([127, 0, 0, 1], 443)),
             client_cert: ClientCert::Absent,
         };
         assert_eq!(

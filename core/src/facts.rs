@@ -58,6 +58,10 @@ pub struct TlsFacts {
     pub sni: Option<String>,
     pub alpn: Option<String>,
     pub client_ip: IpAddr,
+    /// The client's TCP port.
+    pub client_port: u16,
+    /// The local address the connection arrived on.
+    pub server: std::net::SocketAddr,
     pub client_cert: ClientCert,
 }
 

@@ -39,6 +39,8 @@ fn session_from(f: &Fixture, yaml: &str, cert: ClientCert, ip: &str) -> Session 
         sni: Some(HOST.into()),
         alpn: Some("h2".into()),
         client_ip: ip.parse::<IpAddr>().expect("ip"),
+        client_port: 50_000,
+        server: std::net::SocketAddr::from(([127, 0, 0, 1], 443)),
         client_cert: cert,
     };
     Session::new(endpoint, facts)
@@ -531,6 +533,8 @@ fn a_wildcard_endpoint_does_not_front_a_more_specific_one() {
         sni: Some("x.example.com".into()),
         alpn: None,
         client_ip: IpAddr::from([127, 0, 0, 1]),
+        client_port: 50_000,
+        server: std::net::SocketAddr::from(([127, 0, 0, 1], 443)),
         client_cert: ClientCert::Absent,
     };
     let s = Session::new(endpoint, facts);
@@ -724,6 +728,8 @@ fn a_wildcard_endpoint_does_not_serve_a_name_two_labels_down() {
         sni: Some(sni.into()),
         alpn: None,
         client_ip: IpAddr::from([127, 0, 0, 1]),
+        client_port: 50_000,
+        server: std::net::SocketAddr::from(([127, 0, 0, 1], 443)),
         client_cert: ClientCert::Absent,
     };
     let one = Session::new(Arc::clone(&endpoint), facts("x.example.com"));

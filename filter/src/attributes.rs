@@ -108,9 +108,14 @@ pub(crate) fn read_connection(policy: &Policy) -> Result<Connection, Unavailable
     };
 
     const SOURCE: &str = "source.address";
-    let client_ip = decode::ip_of(&required(SOURCE)?).ok_or(Unavailable::Invalid {
+    let client = decode::socket_addr(&required(SOURCE)?).ok_or(Unavailable::Invalid {
         attribute: SOURCE,
-        reason: "not an IP address".into(),
+        reason: "not an IP address and port".into(),
+    })?;
+    const DESTINATION: &str = "destination.address";
+    let server = decode::socket_addr(&required(DESTINATION)?).ok_or(Unavailable::Invalid {
+        attribute: DESTINATION,
+        reason: "not an IP address and port".into(),
     })?;
 
     let endpoint = select_endpoint(policy, sni.as_deref())?;
@@ -123,7 +128,9 @@ pub(crate) fn read_connection(policy: &Policy) -> Result<Connection, Unavailable
             cipher_suite: String::new(),
             sni,
             alpn: None,
-            client_ip,
+            client_ip: client.ip(),
+            client_port: client.port(),
+            server,
             client_cert,
         },
     })

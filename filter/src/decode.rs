@@ -1,6 +1,6 @@
 //! Envoy's attribute encodings, decoded without host calls (so they are tested natively).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
@@ -51,16 +51,7 @@ pub fn boolean(bytes: &[u8]) -> Option<bool> {
     }
 }
 
-/// `source.address` (`127.0.0.1:43210`, `[::1]:43210`) as an IP address.
-pub fn ip_of(address: &[u8]) -> Option<IpAddr> {
-    let text = std::str::from_utf8(address).ok()?;
-    text.parse::<SocketAddr>()
-        .map(|a| a.ip())
-        .or_else(|_| text.parse::<IpAddr>())
-        .ok()
-}
-
-/// `destination.address` as a socket address.
+/// `source.address` / `destination.address` (`ip:port`, `[v6]:port`) as a socket address.
 pub fn socket_addr(address: &[u8]) -> Option<SocketAddr> {
     std::str::from_utf8(address).ok()?.parse().ok()
 }
@@ -147,12 +138,15 @@ mod tests {
 
     #[test]
     fn reads_addresses() {
-        assert_eq!(ip_of(b"127.0.0.1:4321"), Some([127, 0, 0, 1].into()));
         assert_eq!(
-            ip_of(b"[::1]:4321"),
-            Some(std::net::Ipv6Addr::LOCALHOST.into())
+            socket_addr(b"127.0.0.1:4321"),
+            Some(([127, 0, 0, 1], 4321).into())
         );
-        assert_eq!(ip_of(b"10.0.0.1"), Some([10, 0, 0, 1].into()));
-        assert_eq!(ip_of(b"nonsense"), None);
+        assert_eq!(
+            socket_addr(b"[::1]:4321"),
+            Some((std::net::Ipv6Addr::LOCALHOST, 4321).into())
+        );
+        assert_eq!(socket_addr(b"10.0.0.1"), None, "a port is required");
+        assert_eq!(socket_addr(b"nonsense"), None);
     }
 }

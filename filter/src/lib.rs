@@ -65,6 +65,8 @@ mod tests {
             sni: Some("app.example.com".into()),
             alpn: None,
             client_ip: std::net::IpAddr::from([127, 0, 0, 1]),
+            client_port: 50_000,
+            server: std::net::SocketAddr::from(([127, 0, 0, 1], 443)),
             client_cert: tlsgate_core::ClientCert::Absent,
         }
     }

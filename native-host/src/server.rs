@@ -487,7 +487,8 @@ async fn connection(
     };
     metrics.handshake(endpoint.label(), "ok", "-");
 
-    let facts = match endpoint.server_tls.facts(tls.get_ref().1, peer.ip()) {
+    let local = tls.get_ref().0.local_addr().unwrap_or(bind);
+    let facts = match endpoint.server_tls.facts(tls.get_ref().1, peer, local) {
         Ok(facts) => facts,
         Err(e) => {
             tracing::info!(

@@ -184,7 +184,8 @@ impl ServerTls {
     pub fn facts(
         &self,
         conn: &ServerConnection,
-        client_ip: std::net::IpAddr,
+        peer: std::net::SocketAddr,
+        local: std::net::SocketAddr,
     ) -> Result<TlsFacts, UnreadableCertificate> {
         let version = match conn.protocol_version() {
             Some(rustls::ProtocolVersion::TLSv1_2) => TlsVersion::Tls12,
@@ -201,7 +202,9 @@ impl ServerTls {
             alpn: conn
                 .alpn_protocol()
                 .map(|p| String::from_utf8_lossy(p).into_owned()),
-            client_ip,
+            client_ip: peer.ip(),
+            client_port: peer.port(),
+            server: local,
             client_cert: self.client_cert(conn)?,
         })
     }
