@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use cel::common::ast::Expr;
+use cel::common::types::{CelBool, CelList, CelString};
 use cel::common::value::{CowVal, Val};
 use cel::context::VariableResolver;
 use cel::objects::{Key, Map};
@@ -331,6 +332,34 @@ fn check_regex_literal(call: &cel::common::ast::CallExpr) -> Result<(), String> 
     Ok(())
 }
 
+/// `inCidrRange(ip, '10.0.0/8')` would fail on every evaluation and deny every request; literal
+/// ranges are checked once, here.
+fn check_cidr_literals(call: &cel::common::ast::CallExpr) -> Result<(), String> {
+    use cel::common::ast::LiteralValue;
+    let ranges: Vec<&IdedExpr> = match (call.func_name.as_str(), call.args.as_slice()) {
+        ("inCidrRange", [_, range]) => vec![range],
+        ("inCidrRanges", [_, list]) => match &list.expr {
+            Expr::List(list) => list.elements.iter().collect(),
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
+    };
+    for range in ranges {
+        if let Expr::Literal(LiteralValue::String(text)) = &range.expr {
+            let text = text.inner();
+            let valid =
+                text.parse::<ipnet::IpNet>().is_ok() || text.parse::<std::net::IpAddr>().is_ok();
+            if !valid {
+                return Err(format!(
+                    "`{text}` in {}() is not a CIDR (10.0.0.0/8, 2001:db8::/32) or address",
+                    call.func_name
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn check_references(e: &IdedExpr, w: &mut Walk) -> Result<(), String> {
     match &e.expr {
         Expr::Ident(name) => w.path(&[name.as_str()]),
@@ -353,7 +382,17 @@ fn check_references(e: &IdedExpr, w: &mut Walk) -> Result<(), String> {
             }
         }
         Expr::Call(call) => {
+            if let Some((_, instead)) = NGROK_MACROS_MISSING
+                .iter()
+                .find(|(name, _)| *name == call.func_name)
+            {
+                return Err(format!(
+                    "`{}` is an ngrok macro tlsgate does not provide; {instead}",
+                    call.func_name
+                ));
+            }
             check_regex_literal(call)?;
+            check_cidr_literals(call)?;
             if let Some(target) = &call.target {
                 check_references(target, w)?;
             }
@@ -467,6 +506,28 @@ fn check_path(path: &[&str], phase: Phase, bound: &[String]) -> Result<(), Strin
     Ok(())
 }
 
+/// ngrok macros tlsgate does not provide, with what to write instead.
+const NGROK_MACROS_MISSING: &[(&str, &str)] = &[
+    (
+        "hasReqHeader",
+        "write `'x-name' in req.headers` (names are lowercase)",
+    ),
+    (
+        "getReqHeader",
+        "write `req.headers['x-name']` (a list; names are lowercase)",
+    ),
+    ("hasReqCookie", "cookies are not parsed by tlsgate"),
+    ("getReqCookie", "cookies are not parsed by tlsgate"),
+    (
+        "hasQueryParam",
+        "query parameters are not parsed by tlsgate",
+    ),
+    (
+        "getQueryParam",
+        "query parameters are not parsed by tlsgate",
+    ),
+];
+
 /// ngrok connection variables tlsgate does not (yet) provide: a policy that names one is told
 /// so, rather than that the name is unknown (see docs/ngrok-compatibility.md).
 const NGROK_VARIABLES: &[&str] = &[
@@ -564,7 +625,58 @@ fn to_val(value: Value) -> Option<Arc<dyn Val>> {
 /// table on every evaluation, which dominated the per-request cost.
 fn stdlib() -> &'static Arc<cel::Env> {
     static ENV: std::sync::OnceLock<Arc<cel::Env>> = std::sync::OnceLock::new();
-    ENV.get_or_init(|| Arc::new(cel::Env::stdlib()))
+    ENV.get_or_init(|| {
+        let mut env = cel::Env::stdlib();
+        // ngrok's IP macros. A registration can only fail on a name clash with the standard
+        // library, which a test rules out; the macros are then simply absent, and a policy
+        // naming them fails to load (every expression is evaluated at load).
+        let _ = cel::add_overload!(env, fn in_cidr_range: (CelString, CelString) -> Result<CelBool>,
+            name = "inCidrRange", id = "tlsgate_in_cidr_range");
+        let _ = cel::add_overload!(env, fn in_cidr_ranges: (CelString, CelList) -> Result<CelBool>,
+            name = "inCidrRanges", id = "tlsgate_in_cidr_ranges");
+        Arc::new(env)
+    })
+}
+
+/// `inCidrRange(ip, cidr)`: whether the address is in the range (an IPv4-mapped IPv6 address
+/// counts as its IPv4 address, as `restrict-ips` does).
+fn in_cidr_range(ip: &CelString<'_>, cidr: &CelString<'_>) -> Result<CelBool, ExecutionError> {
+    Ok(CelBool::from(cidr_contains(cidr.inner(), ip.inner())?))
+}
+
+/// `inCidrRanges(ip, [cidr, …])`: whether the address is in any of the ranges.
+fn in_cidr_ranges(ip: &CelString<'_>, cidrs: &CelList<'_>) -> Result<CelBool, ExecutionError> {
+    for item in cidrs.inner() {
+        let Some(cidr) = item.downcast_ref::<CelString<'_>>() else {
+            return Err(cidr_error("inCidrRanges", "the ranges must be strings"));
+        };
+        if cidr_contains(cidr.inner(), ip.inner())? {
+            return Ok(CelBool::from(true));
+        }
+    }
+    Ok(CelBool::from(false))
+}
+
+fn cidr_contains(cidr: &str, ip: &str) -> Result<bool, ExecutionError> {
+    let net: ipnet::IpNet = cidr
+        .parse()
+        .or_else(|_| cidr.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| cidr_error("inCidrRange", &format!("`{cidr}` is not a CIDR")))?;
+    let ip: std::net::IpAddr = ip
+        .parse()
+        .map_err(|_| cidr_error("inCidrRange", &format!("`{ip}` is not an IP address")))?;
+    let ip = match ip {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
+        v4 => v4,
+    };
+    Ok(net.contains(&ip))
+}
+
+fn cidr_error(function: &str, message: &str) -> ExecutionError {
+    ExecutionError::FunctionError {
+        function: function.to_owned(),
+        message: message.to_owned(),
+    }
 }
 
 fn map(entries: Vec<(&'static str, Value)>) -> Value {
@@ -860,6 +972,42 @@ mod tests {
             Phase::TcpConnect,
         )
         .expect("a valid regex compiles");
+    }
+
+    #[test]
+    fn ngrok_ip_macros_match_ranges() {
+        let facts = TlsFacts {
+            version: crate::facts::TlsVersion::Tls13,
+            cipher_suite: String::new(),
+            sni: None,
+            alpn: None,
+            client_ip: std::net::IpAddr::from([10, 1, 2, 3]),
+            client_port: 50_000,
+            server: std::net::SocketAddr::from(([127, 0, 0, 1], 443)),
+            client_cert: ClientCert::Absent,
+        };
+        let vars = Variables::for_connection(&facts);
+        let eval = |source: &str| {
+            Expression::compile(source, Phase::TcpConnect)
+                .unwrap_or_else(|e| panic!("{source}: {e}"))
+                .matches(&vars)
+        };
+        assert_eq!(eval("inCidrRange(conn.client_ip, '10.0.0.0/8')"), Ok(true));
+        assert_eq!(
+            eval("inCidrRange(conn.client_ip, '192.168.0.0/16')"),
+            Ok(false)
+        );
+        assert_eq!(
+            eval("inCidrRanges(conn.client_ip, ['192.168.0.0/16', '10.1.2.3'])"),
+            Ok(true)
+        );
+        assert_eq!(eval("inCidrRanges(conn.client_ip, [])"), Ok(false));
+        let err = Expression::compile("inCidrRange(conn.client_ip, '10.0.0/8')", Phase::TcpConnect)
+            .expect_err("a bad literal range");
+        assert!(err.contains("not a CIDR"), "{err}");
+        let err = Expression::compile("inCidrRange(conn.client_ip, 8)", Phase::TcpConnect)
+            .expect_err("a number is no range");
+        assert!(err.contains("type error"), "{err}");
     }
 
     #[test]

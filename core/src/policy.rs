@@ -36,6 +36,8 @@ pub enum DenyReason {
     IpRestricted { rule: usize },
     /// An expression could not be evaluated; the policy fails closed.
     ExpressionFailed { rule: usize },
+    /// A `close-connection` action ran; `rule` is its position in the phase as written.
+    CloseConnection { rule: usize },
     /// The request's Host belongs to another endpoint than the one chosen by SNI.
     Misdirected,
     /// The request target cannot be normalized safely (answered 400).
@@ -60,6 +62,7 @@ impl DenyReason {
             Self::Policy { .. } => "policy_deny",
             Self::IpRestricted { .. } => "ip_restricted",
             Self::ExpressionFailed { .. } => "expression_failed",
+            Self::CloseConnection { .. } => "close_connection",
             Self::Misdirected => "misdirected_request",
             Self::BadTarget(why) => why.as_str(),
             Self::DuplicateHost => "duplicate_host",
@@ -74,7 +77,8 @@ impl fmt::Display for DenyReason {
         match self {
             Self::Policy { rule }
             | Self::IpRestricted { rule }
-            | Self::ExpressionFailed { rule } => {
+            | Self::ExpressionFailed { rule }
+            | Self::CloseConnection { rule } => {
                 write!(f, "{} (rule {rule})", self.as_str())
             }
             _ => f.write_str(self.as_str()),
@@ -116,6 +120,8 @@ pub enum RequestVerdict {
     /// Forward, edited exactly as [`Forward`] says (see [`crate::request`]).
     Forward(Forward),
     Respond(LocalResponse),
+    /// Close the client's connection without answering (`close-connection`).
+    Close(DenyReason),
 }
 
 impl LocalResponse {
@@ -302,6 +308,7 @@ fn rules_read_headers(rules: &[crate::config::Rule<HttpAction>]) -> bool {
                 }
                 HttpAction::CustomResponse { body, .. } => body.reads_request_headers(),
                 HttpAction::Deny { .. }
+                | HttpAction::CloseConnection
                 | HttpAction::RestrictIps(_)
                 | HttpAction::RemoveHeaders(_) => false,
             })
@@ -378,6 +385,9 @@ impl Session {
             for action in &rule.actions {
                 match action {
                     TcpAction::Deny => return Verdict::Deny(DenyReason::Policy { rule: i }),
+                    TcpAction::CloseConnection => {
+                        return Verdict::Deny(DenyReason::CloseConnection { rule: i })
+                    }
                     TcpAction::RestrictIps(ips) => {
                         if !ips.admits(self.facts.client_ip) {
                             return Verdict::Deny(DenyReason::IpRestricted { rule: i });
@@ -441,6 +451,9 @@ impl Session {
                 match action {
                     HttpAction::Deny { status } => {
                         return deny_response(*status, DenyReason::Policy { rule: i })
+                    }
+                    HttpAction::CloseConnection => {
+                        return RequestVerdict::Close(DenyReason::CloseConnection { rule: i })
                     }
                     HttpAction::CustomResponse {
                         status,

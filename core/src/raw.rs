@@ -141,6 +141,11 @@ pub struct RawAddHeaders {
     pub headers: BTreeMap<String, String>,
 }
 
+/// `close-connection` takes no configuration.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCloseConnection {}
+
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRemoveHeaders {

@@ -238,7 +238,10 @@ fn unknown_action_names_the_phase_and_the_alternatives() {
         ),
         "{e}"
     );
-    assert!(e.contains("terminate-tls, deny, restrict-ips"), "{e}");
+    assert!(
+        e.contains("terminate-tls, deny, close-connection, restrict-ips"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -252,8 +255,8 @@ fn an_ngrok_action_tlsgate_does_not_implement_is_named_as_such() {
     assert!(
         e.contains(
             "on_http_request[0].actions[0].type: `rate-limit` is an ngrok action tlsgate does \
-             not implement; on_http_request accepts deny, custom-response, add-headers, \
-             remove-headers, restrict-ips"
+             not implement; on_http_request accepts deny, close-connection, custom-response, \
+             add-headers, remove-headers, restrict-ips"
         ),
         "{e}"
     );

@@ -297,14 +297,14 @@ fn http(rules: &str) -> String {
 fn forwarded(v: RequestVerdict) -> Forward {
     match v {
         RequestVerdict::Forward(forward) => forward,
-        RequestVerdict::Respond(r) => panic!("expected forward, got {r:?}"),
+        other => panic!("expected forward, got {other:?}"),
     }
 }
 
 fn responded(v: RequestVerdict) -> tlsgate_core::policy::LocalResponse {
     match v {
         RequestVerdict::Respond(r) => r,
-        RequestVerdict::Forward(_) => panic!("expected a local response"),
+        other => panic!("expected a local response, got {other:?}"),
     }
 }
 
@@ -773,4 +773,29 @@ fn remove_headers_drops_the_clients_value_and_an_earlier_add() {
     assert_eq!(forward.header("x-secret"), Some("ours"));
     assert!(forward.remove_headers.iter().any(|n| n == "x-a"));
     assert!(forward.remove_headers.iter().any(|n| n == "x-secret"));
+}
+
+#[test]
+fn close_connection_closes_without_a_response_in_either_phase() {
+    let f = Fixture::new(HOST);
+    let rule = "        - expressions: [\"req.path == '/bye'\"]\n          actions: [{type: close-connection}]\n";
+    let s = session(
+        &f,
+        &http(rule),
+        ClientCert::Verified(facts(&f.client.cert_der)),
+    );
+    forwarded(s.on_http_request(&get(HOST)));
+    assert_eq!(
+        s.on_http_request(&Request {
+            target: "/bye",
+            ..get(HOST)
+        }),
+        RequestVerdict::Close(DenyReason::CloseConnection { rule: 0 })
+    );
+    let tcp = policy(HOST, "", "        - actions: [{type: close-connection}]\n");
+    let s = session(&f, &tcp, ClientCert::Absent);
+    assert_eq!(
+        s.on_tcp_connect(),
+        deny(DenyReason::CloseConnection { rule: 1 })
+    );
 }

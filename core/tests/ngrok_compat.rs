@@ -128,3 +128,24 @@ fn the_variable_tables_match_the_loader() {
         }
     }
 }
+
+#[test]
+fn the_macros_table_matches_the_loader() {
+    for row in table("Macros") {
+        let name = row[0].as_str();
+        let call = match name {
+            "inCidrRange" => "inCidrRange(conn.client_ip, '10.0.0.0/8')".to_owned(),
+            "inCidrRanges" => "inCidrRanges(conn.client_ip, ['10.0.0.0/8'])".to_owned(),
+            other => format!("{other}('x-a') == {other}('x-a')"),
+        };
+        match (
+            supported(&row, 1, 2),
+            Expression::compile(&call, Phase::HttpRequest),
+        ) {
+            (true, Ok(_)) => {}
+            (true, Err(e)) => panic!("{name} is documented as provided: {e}"),
+            (false, Ok(_)) => panic!("{name} compiles but is documented as not provided"),
+            (false, Err(e)) => assert!(e.contains("tlsgate does not provide"), "{name}: {e}"),
+        }
+    }
+}

@@ -127,6 +127,26 @@ impl HttpFilter {
                 metrics::verdict(Some(index), Phase::HttpRequest, "forward", None);
                 Action::Continue
             }
+            RequestVerdict::Close(reason) => {
+                log(
+                    LogLevel::Info,
+                    &format!(
+                        "closing the connection of {} {path} from {} on {} (endpoints[{index}]): {reason}",
+                        method,
+                        session.facts().client_ip,
+                        session.endpoint().host,
+                    ),
+                );
+                metrics::verdict(
+                    Some(index),
+                    Phase::HttpRequest,
+                    "respond",
+                    Some(reason.as_str()),
+                );
+                // No response: the stream is reset (HTTP/1: the connection closes with it).
+                let _ = hostcalls::reset_http_request();
+                Action::Pause
+            }
             RequestVerdict::Respond(response) => {
                 let reason = response
                     .reason

@@ -11,7 +11,6 @@
 //! Upstream failures answer 502 (refused, unreachable, TLS failure, broken response) or 504
 //! (connect or response deadline), each logged with its reason.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -41,6 +40,11 @@ use crate::runtime::EndpointRuntime;
 use crate::upstream::{connect_error, ConnectError};
 
 type Inner = Either<Incoming, Full<Bytes>>;
+
+/// A `close-connection` verdict, as the service error that makes hyper drop the connection.
+#[derive(Debug, thiserror::Error)]
+#[error("closed by policy: {0}")]
+pub struct ClosedByPolicy(tlsgate_core::policy::DenyReason);
 
 /// The error a body reports when it stops moving (see [`Watched`]).
 #[derive(Debug, thiserror::Error)]
@@ -183,7 +187,7 @@ impl HttpConnection {
         let this = self.clone();
         let service = hyper::service::service_fn(move |req: Request<Incoming>| {
             let this = this.clone();
-            async move { Ok::<_, Infallible>(this.handle(req).await) }
+            async move { this.handle(req).await }
         });
         let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
         builder
@@ -236,22 +240,24 @@ impl HttpConnection {
         }
     }
 
-    async fn handle(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+    /// The response; `Err` makes hyper close the connection (HTTP/1) or reset the stream
+    /// (HTTP/2) without answering, which is what `close-connection` asks for.
+    async fn handle(&self, req: Request<Incoming>) -> Result<Response<ProxyBody>, ClosedByPolicy> {
         let exchange = self.activity.request();
-        let (response, upstream_slot) = self.exchange(req).await;
-        response.map(|body| {
+        let (response, upstream_slot) = self.exchange(req).await?;
+        Ok(response.map(|body| {
             body.holding(Held {
                 _exchange: exchange,
                 _upstream_slot: upstream_slot,
             })
-        })
+        }))
     }
 
     /// The response, and the upstream slot it holds (if it went upstream).
     async fn exchange(
         &self,
         req: Request<Incoming>,
-    ) -> (Response<ProxyBody>, Option<OwnedSemaphorePermit>) {
+    ) -> Result<(Response<ProxyBody>, Option<OwnedSemaphorePermit>), ClosedByPolicy> {
         let started = Instant::now();
         let host = request_host(&req).into_owned();
         let method = req.method().clone();
@@ -296,7 +302,12 @@ impl HttpConnection {
                 };
                 self.count(verdict, reason);
                 log.emit(verdict, reason, local.status, None);
-                (local_response(&local), None)
+                Ok((local_response(&local), None))
+            }
+            RequestVerdict::Close(reason) => {
+                self.count("deny", reason.as_str());
+                log.emit("deny", reason.as_str(), 0, None);
+                Err(ClosedByPolicy(reason))
             }
             RequestVerdict::Forward(forward) => {
                 // Bounded fan-out: past the endpoint's cap, 503 at once rather than a queue
@@ -306,13 +317,13 @@ impl HttpConnection {
                     self.metrics
                         .upstream_error(self.endpoint.label(), "upstream_overloaded");
                     log.emit("forward", "upstream_overloaded", 503, None);
-                    return (
+                    return Ok((
                         error_response(StatusCode::SERVICE_UNAVAILABLE, "upstream overloaded\n"),
                         None,
-                    );
+                    ));
                 };
                 self.count("forward", "");
-                (self.forward(req, forward, log).await, Some(slot))
+                Ok((self.forward(req, forward, log).await, Some(slot)))
             }
         }
     }

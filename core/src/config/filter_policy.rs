@@ -124,6 +124,7 @@ fn terminate_tls_value(tls: &TerminateTls) -> Value {
 fn raw_tcp_action(a: &TcpAction) -> RawAction {
     match a {
         TcpAction::Deny => action("deny", None),
+        TcpAction::CloseConnection => action("close-connection", None),
         TcpAction::RestrictIps(ips) => action("restrict-ips", Some(ip_policy(ips))),
     }
 }
@@ -167,6 +168,7 @@ fn raw_http_rule(rule: &Rule<HttpAction>) -> RawRule {
                         Some(serde_json::json!({ "headers": headers })),
                     )
                 }
+                HttpAction::CloseConnection => action("close-connection", None),
                 HttpAction::RemoveHeaders(names) => action(
                     "remove-headers",
                     Some(serde_json::json!({ "headers": names })),

@@ -233,6 +233,8 @@ pub struct Rule<A> {
 #[derive(Debug, Clone)]
 pub enum TcpAction {
     Deny,
+    /// ngrok's `close-connection`: in this phase the same as `deny`.
+    CloseConnection,
     RestrictIps(IpPolicy),
 }
 
@@ -241,6 +243,8 @@ pub enum HttpAction {
     Deny {
         status: u16,
     },
+    /// Close the client's connection without a response.
+    CloseConnection,
     CustomResponse {
         status: u16,
         /// May interpolate `${…}`, as add-headers values do.

@@ -23,9 +23,9 @@ pub(super) fn action_config<T: DeserializeOwned + Default>(
     }
 }
 
-pub(super) const TCP_ACTIONS: &str = "terminate-tls, deny, restrict-ips";
+pub(super) const TCP_ACTIONS: &str = "terminate-tls, deny, close-connection, restrict-ips";
 pub(super) const HTTP_ACTIONS: &str =
-    "deny, custom-response, add-headers, remove-headers, restrict-ips";
+    "deny, close-connection, custom-response, add-headers, remove-headers, restrict-ips";
 
 /// ngrok's actions (its Traffic Policy reference). One tlsgate does not implement is refused as
 /// such, with the list of those it does, rather than as an unknown word.
@@ -134,6 +134,10 @@ pub(super) fn tcp_rule(
                 let _: RawDeny = action_config(action, &action_path)?;
                 out.push(TcpAction::Deny);
             }
+            "close-connection" => {
+                let RawCloseConnection {} = action_config(action, &action_path)?;
+                out.push(TcpAction::CloseConnection);
+            }
             "restrict-ips" => {
                 out.push(TcpAction::RestrictIps(restrict_ips(
                     action_config(action, &action_path)?,
@@ -181,6 +185,10 @@ pub(super) fn http_rule(
         let action_path = path.key("actions").index(a);
         let config_path = action_path.key("config");
         out.push(match action.kind.as_str() {
+            "close-connection" => {
+                let RawCloseConnection {} = action_config(action, &action_path)?;
+                HttpAction::CloseConnection
+            }
             "deny" => {
                 let RawDeny { status_code } = action_config(action, &action_path)?;
                 HttpAction::Deny {
