@@ -36,3 +36,11 @@ if [ ! -x "$envoy_bin" ] || ! "$envoy_bin" --version 2>/dev/null | grep -q "/$EN
 fi
 ln -sf "$envoy_bin" "$TOOLS/bin/envoy"
 say "envoy: $("$TOOLS/bin/envoy" --version 2>/dev/null | grep -o 'version: [^ ]*' | head -1)"
+
+# The conformance suite's WebSocket client: the `websockets` package, into .tools/python.
+if ! PYTHONPATH="$TOOLS/python" python3 -c 'import websockets.sync.client' >/dev/null 2>&1; then
+  say "installing the websockets package (the WebSocket test client) into .tools/python"
+  rm -rf "$TOOLS/python"
+  python3 -m pip install --quiet --disable-pip-version-check --no-deps --root-user-action=ignore \
+    --target "$TOOLS/python" "websockets==15.0.1"
+fi

@@ -546,7 +546,12 @@ fn http_connection_manager(endpoint: &Endpoint, plugin_config: &str, options: &O
                     // does; without this Envoy answers 403 itself.
                     (
                         "upgrade_configs",
-                        list(vec![map([("upgrade_type", s("CONNECT"))])]),
+                        list(vec![
+                            map([("upgrade_type", s("CONNECT"))]),
+                            // WebSocket over HTTP/1.1, subject to on_http_request like any
+                            // request; the native host carries the same upgrade.
+                            map([("upgrade_type", s("websocket"))]),
+                        ]),
                     ),
                     (
                         "common_http_protocol_options",

@@ -202,7 +202,9 @@ impl HttpConnection {
             // Per-stream buffering towards a slow reader stays bounded (hyper's default, made
             // explicit: a stream's send buffer is what the policy can promise).
             .max_send_buf_size(400 * 1024);
-        let conn = builder.serve_connection(io, service);
+        // With upgrades: a WebSocket request that the policy forwards and the upstream accepts
+        // (101) becomes a byte tunnel (see `tunnel`).
+        let conn = builder.serve_connection_with_upgrades(io, service);
         tokio::pin!(conn);
         let mut closing: Option<tokio::time::Instant> = None;
         let first_request = tokio::time::Instant::now() + self.limits.first_request;
@@ -341,16 +343,35 @@ impl HttpConnection {
 
     async fn forward(
         &self,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
         forward: Forward,
         log: AccessLine<'_>,
     ) -> Response<ProxyBody> {
         let Some(client) = &self.endpoint.http else {
             return error_response(StatusCode::BAD_GATEWAY, "no HTTP upstream\n");
         };
-        let (mut parts, body) = req.into_parts();
         let h2 = self.endpoint.endpoint.upstream.protocol == UpstreamProtocol::Http2;
+        let websocket = is_websocket_upgrade(&req);
+        if websocket && h2 {
+            log.emit("forward", "websocket_over_http2_upstream", 502, None);
+            return error_response(
+                StatusCode::BAD_GATEWAY,
+                "WebSocket needs an http1 upstream\n",
+            );
+        }
+        let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
+        let (mut parts, body) = req.into_parts();
         strip_hop_by_hop(&mut parts.headers, h2);
+        if websocket {
+            // Hop-by-hop, but the one upgrade this edge carries through (Envoy's
+            // `upgrade_configs: websocket` does the same).
+            parts
+                .headers
+                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            parts
+                .headers
+                .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        }
         parts.headers.remove(header::HOST);
         let dropped: Vec<HeaderName> = parts
             .headers
@@ -409,8 +430,24 @@ impl HttpConnection {
             tokio::time::timeout(self.limits.upstream_response, client.request(upstream_req)).await;
         match outcome {
             Ok(Ok(mut response)) => {
+                let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
                 strip_hop_by_hop(response.headers_mut(), false);
                 let status = response.status().as_u16();
+                if let (true, Some(client_upgrade)) = (switching, client_upgrade) {
+                    let upstream_upgrade = hyper::upgrade::on(&mut response);
+                    response
+                        .headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+                    response
+                        .headers_mut()
+                        .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+                    tokio::spawn(tunnel(
+                        client_upgrade,
+                        upstream_upgrade,
+                        self.limits.idle,
+                        self.endpoint.label().to_owned(),
+                    ));
+                }
                 log.emit("forward", "", status, Some(status));
                 response.map(|body| {
                     ProxyBody::new(Either::Left(body)).idle_after(self.limits.stream_idle)
@@ -455,6 +492,52 @@ impl HttpConnection {
                 )
             }
         }
+    }
+}
+
+/// An HTTP/1.1 request to switch to WebSocket (`Connection: upgrade`, `Upgrade: websocket`).
+fn is_websocket_upgrade(req: &Request<Incoming>) -> bool {
+    let connection_upgrade = req
+        .headers()
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    req.version() == Version::HTTP_11
+        && connection_upgrade
+        && req
+            .headers()
+            .get(header::UPGRADE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket"))
+}
+
+/// Bytes both ways between an upgraded client connection and the upgraded upstream
+/// connection, until either side closes or nothing moves for `idle` (the tls:// rule).
+async fn tunnel(
+    client: hyper::upgrade::OnUpgrade,
+    upstream: hyper::upgrade::OnUpgrade,
+    idle: Duration,
+    endpoint: String,
+) {
+    let (client, upstream) = match tokio::join!(client, upstream) {
+        (Ok(c), Ok(u)) => (c, u),
+        (c, u) => {
+            tracing::debug!(%endpoint, "websocket upgrade did not complete: client {:?}, upstream {:?}", c.err(), u.err());
+            return;
+        }
+    };
+    let activity = Activity::new();
+    let mut client = crate::io::Tracked::new(TokioIo::new(client), activity.clone());
+    let mut upstream = TokioIo::new(upstream);
+    tokio::select! {
+        result = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
+            if let Err(e) = result {
+                tracing::debug!(%endpoint, "websocket tunnel ended: {e}");
+            }
+        }
+        _ = activity.idle(idle) => tracing::debug!(%endpoint, "websocket tunnel idle; closing"),
     }
 }
 

@@ -176,6 +176,16 @@ fn serve(stream: TcpStream, seen: &Mutex<Vec<EchoedRequest>>) -> io::Result<()> 
     let mut writer = stream.try_clone()?;
     let mut reader = BufReader::new(stream);
     while let Some((request, keep_alive)) = read_request(&mut reader, &mut writer)? {
+        if request
+            .header("upgrade")
+            .is_some_and(|u| u.eq_ignore_ascii_case("websocket"))
+        {
+            let key = request.header("sec-websocket-key").unwrap_or_default();
+            seen.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(request);
+            return websocket_echo(&key, &mut reader, &mut writer);
+        }
         let body = request.to_json().to_string();
         seen.lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -193,6 +203,76 @@ fn serve(stream: TcpStream, seen: &Mutex<Vec<EchoedRequest>>) -> io::Result<()> 
         }
     }
     Ok(())
+}
+
+/// Answers a WebSocket upgrade (RFC 6455) and echoes every data frame back, unmasked, until
+/// the client closes. What tlsgate forwarded in the upgrade request is recorded like any
+/// other request.
+fn websocket_echo(key: &str, reader: &mut impl Read, writer: &mut impl Write) -> io::Result<()> {
+    use base64::Engine as _;
+    let mut sha = sha1_smol::Sha1::new();
+    sha.update(key.trim().as_bytes());
+    sha.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    let accept = base64::engine::general_purpose::STANDARD.encode(sha.digest().bytes());
+    write!(
+        writer,
+        "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\
+         sec-websocket-accept: {accept}\r\n\r\n"
+    )?;
+    writer.flush()?;
+    loop {
+        let mut head = [0u8; 2];
+        reader.read_exact(&mut head)?;
+        let opcode = head[0] & 0x0f;
+        let masked = head[1] & 0x80 != 0;
+        let len = match head[1] & 0x7f {
+            126 => {
+                let mut b = [0u8; 2];
+                reader.read_exact(&mut b)?;
+                u64::from(u16::from_be_bytes(b))
+            }
+            127 => {
+                let mut b = [0u8; 8];
+                reader.read_exact(&mut b)?;
+                u64::from_be_bytes(b)
+            }
+            n => u64::from(n),
+        };
+        if len > MAX_BODY as u64 {
+            return Err(invalid("websocket frame too large"));
+        }
+        let mut mask = [0u8; 4];
+        if masked {
+            reader.read_exact(&mut mask)?;
+        }
+        let mut payload = vec![0u8; len as usize];
+        reader.read_exact(&mut payload)?;
+        if masked {
+            for (i, b) in payload.iter_mut().enumerate() {
+                *b ^= mask[i % 4];
+            }
+        }
+        // A server's frames are unmasked; echo the frame's opcode (text, binary, ping→pong).
+        let reply_opcode = if opcode == 0x9 { 0xA } else { opcode };
+        let mut frame = vec![0x80 | reply_opcode];
+        match payload.len() {
+            n if n < 126 => frame.push(n as u8),
+            n if n <= usize::from(u16::MAX) => {
+                frame.push(126);
+                frame.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                frame.push(127);
+                frame.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        frame.extend_from_slice(&payload);
+        writer.write_all(&frame)?;
+        writer.flush()?;
+        if opcode == 0x8 {
+            return Ok(());
+        }
+    }
 }
 
 /// Reads one request; `None` when the peer closed the connection between requests.

@@ -134,6 +134,9 @@ pub fn play(client: &Client, host: &Host, dir: &Path) -> Observed {
     if client.resume {
         return resume(client, host.port, dir);
     }
+    if client.websocket {
+        return websocket(client, host.port, dir);
+    }
     let openssl = matches!(client.tls.as_deref(), Some("1.0" | "1.1"))
         || client.sni.as_deref() == Some("none");
     if openssl {
@@ -186,6 +189,13 @@ fn with_curl(client: &Client, port: u16, dir: &Path) -> Observed {
     if let Some(m) = &client.method {
         args.push("-X".into());
         args.push(m.clone());
+    }
+    if client.http1 {
+        args.push("--http1.1".into());
+    }
+    if let Some(target) = &client.target {
+        args.push("--request-target".into());
+        args.push(target.clone());
     }
     if let Some(from) = &client.from {
         args.push("--interface".into());
@@ -248,6 +258,48 @@ fn s_client(client: &Client, port: u16, dir: &Path) -> Observed {
         Observed::Handshake
     } else {
         Observed::Refused(run.stderr)
+    }
+}
+
+/// A real WebSocket client (Python's `websockets`, installed by `make setup` into
+/// `.tools/python`) opening `wss://SNI:PORT/PATH` and sending one message.
+fn websocket(client: &Client, port: u16, dir: &Path) -> Observed {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let script = root.join("tests/conformance/ws_client.py");
+    let mut cmd = Command::new(tool("python3"));
+    cmd.env("PYTHONPATH", root.join(".tools/python"))
+        .arg(&script)
+        .arg("--port")
+        .arg(port.to_string())
+        .arg("--sni")
+        .arg(client.sni.as_deref().unwrap_or("app.test"))
+        .arg("--ca")
+        .arg(file(dir, client.trust.as_deref().unwrap_or("ca"), "crt"))
+        .arg("--path")
+        .arg(client.path.as_deref().unwrap_or("/"));
+    if let Some(cert) = &client.cert {
+        cmd.arg("--cert")
+            .arg(file(dir, cert, "crt"))
+            .arg("--key")
+            .arg(file(dir, client.key.as_deref().unwrap_or(cert), "key"));
+    }
+    let run = run_bounded(cmd, b"", Duration::from_secs(30));
+    if run.stderr.contains("No module named") {
+        return Observed::Broken(format!(
+            "the WebSocket client needs the websockets package: run `make setup` ({})",
+            run.stderr.trim()
+        ));
+    }
+    let Ok(outcome) = serde_json::from_str::<Value>(run.stdout.trim()) else {
+        return Observed::Broken(format!("ws_client.py: {}{}", run.stdout, run.stderr));
+    };
+    match (outcome["status"].as_u64(), outcome["echo"].as_str()) {
+        (Some(code), echo) => Observed::Status {
+            code: u16::try_from(code).unwrap_or(0),
+            body: echo.unwrap_or_default().to_owned(),
+            upstream: None,
+        },
+        (None, _) => Observed::Closed(outcome["error"].as_str().unwrap_or_default().to_owned()),
     }
 }
 

@@ -125,6 +125,15 @@ pub struct Client {
     /// `resumed` or `handshake` (a full one).
     #[serde(default)]
     pub resume: bool,
+    /// Speak HTTP/1.1 only (curl `--http1.1`).
+    #[serde(default)]
+    pub http1: bool,
+    /// The request target as sent (curl `--request-target`), e.g. authority-form for CONNECT.
+    pub target: Option<String>,
+    /// Open a WebSocket (tests/conformance/ws_client.py) and send one message: the outcome is
+    /// 101 with the echoed message as the body, or the status the upgrade was answered with.
+    #[serde(default)]
+    pub websocket: bool,
 }
 
 #[derive(Debug, Deserialize)]
