@@ -347,9 +347,7 @@ fn check_cidr_literals(call: &cel::common::ast::CallExpr) -> Result<(), String> 
     for range in ranges {
         if let Expr::Literal(LiteralValue::String(text)) = &range.expr {
             let text = text.inner();
-            let valid =
-                text.parse::<ipnet::IpNet>().is_ok() || text.parse::<std::net::IpAddr>().is_ok();
-            if !valid {
+            if crate::net::parse_range(text).is_none() {
                 return Err(format!(
                     "`{text}` in {}() is not a CIDR (10.0.0.0/8, 2001:db8::/32) or address",
                     call.func_name
@@ -658,18 +656,12 @@ fn in_cidr_ranges(ip: &CelString<'_>, cidrs: &CelList<'_>) -> Result<CelBool, Ex
 }
 
 fn cidr_contains(cidr: &str, ip: &str) -> Result<bool, ExecutionError> {
-    let net: ipnet::IpNet = cidr
-        .parse()
-        .or_else(|_| cidr.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-        .map_err(|_| cidr_error("inCidrRange", &format!("`{cidr}` is not a CIDR")))?;
+    let net = crate::net::parse_range(cidr)
+        .ok_or_else(|| cidr_error("inCidrRange", &format!("`{cidr}` is not a CIDR")))?;
     let ip: std::net::IpAddr = ip
         .parse()
         .map_err(|_| cidr_error("inCidrRange", &format!("`{ip}` is not an IP address")))?;
-    let ip = match ip {
-        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, std::net::IpAddr::V4),
-        v4 => v4,
-    };
-    Ok(net.contains(&ip))
+    Ok(net.contains(&crate::net::canonical(ip)))
 }
 
 fn cidr_error(function: &str, message: &str) -> ExecutionError {

@@ -14,6 +14,7 @@ pub mod error;
 pub mod expr;
 pub mod facts;
 pub mod limits;
+pub mod net;
 pub mod pem;
 pub mod policy;
 pub mod raw;

@@ -267,10 +267,7 @@ pub struct IpPolicy {
 
 impl IpPolicy {
     pub fn admits(&self, ip: std::net::IpAddr) -> bool {
-        let ip = match ip {
-            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map(std::net::IpAddr::V4).unwrap_or(ip),
-            v4 => v4,
-        };
+        let ip = crate::net::canonical(ip);
         if self.deny.iter().any(|n| n.contains(&ip)) {
             return false;
         }

@@ -400,16 +400,14 @@ pub(super) fn restrict_ips(raw: RawRestrictIps, path: &FieldPath) -> Result<IpPo
         list.into_iter()
             .enumerate()
             .map(|(i, s)| {
-                s.parse::<IpNet>()
-                    .or_else(|_| s.parse::<std::net::IpAddr>().map(IpNet::from))
-                    .map_err(|_| {
-                        err(
-                            path.key(key).index(i),
-                            invalid(format!(
-                                "`{s}` is not a CIDR (10.0.0.0/8, 2001:db8::/32) or address"
-                            )),
-                        )
-                    })
+                crate::net::parse_range(&s).ok_or_else(|| {
+                    err(
+                        path.key(key).index(i),
+                        invalid(format!(
+                            "`{s}` is not a CIDR (10.0.0.0/8, 2001:db8::/32) or address"
+                        )),
+                    )
+                })
             })
             .collect()
     };
