@@ -65,14 +65,40 @@ impl fmt::Display for Unavailable {
     }
 }
 
-/// Reads one attribute. `Ok(None)` when Envoy does not have it for this stream.
-fn get(attribute: &'static str) -> Result<Option<Vec<u8>>, Unavailable> {
-    let path: Vec<&str> = attribute.split('.').collect();
-    hostcalls::get_property(path).map_err(|status| Unavailable::Host { attribute, status })
+/// What the filter asks its host. Envoy answers through proxy-wasm hostcalls ([`Envoy`]); unit
+/// tests answer from a table, so endpoint selection, the certificate mapping and "a missing or
+/// odd attribute denies" are tested without Envoy.
+pub(crate) trait Host {
+    /// One attribute by its path (`["connection", "mtls"]`); `Ok(None)` when the host does not
+    /// have it for this stream.
+    fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, Status>;
+    /// The host's clock.
+    fn now(&self) -> Result<std::time::SystemTime, Status>;
 }
 
-fn required(attribute: &'static str) -> Result<Vec<u8>, Unavailable> {
-    get(attribute)?.ok_or(Unavailable::Missing { attribute })
+/// Envoy, through the proxy-wasm ABI.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Envoy;
+
+impl Host for Envoy {
+    fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, Status> {
+        hostcalls::get_property(path.to_vec())
+    }
+
+    fn now(&self) -> Result<std::time::SystemTime, Status> {
+        hostcalls::get_current_time()
+    }
+}
+
+/// Reads one attribute. `Ok(None)` when the host does not have it for this stream.
+fn get(host: &dyn Host, attribute: &'static str) -> Result<Option<Vec<u8>>, Unavailable> {
+    let path: Vec<&str> = attribute.split('.').collect();
+    host.property(&path)
+        .map_err(|status| Unavailable::Host { attribute, status })
+}
+
+fn required(host: &dyn Host, attribute: &'static str) -> Result<Vec<u8>, Unavailable> {
+    get(host, attribute)?.ok_or(Unavailable::Missing { attribute })
 }
 
 fn text(attribute: &'static str, bytes: Vec<u8>) -> Result<String, Unavailable> {
@@ -91,16 +117,16 @@ pub(crate) struct Connection {
 
 /// Reads the connection's facts. Call it only once the handshake is over: in a network filter
 /// at the first downstream data, in an HTTP filter at any point of a request.
-pub(crate) fn read_connection(policy: &Policy) -> Result<Connection, Unavailable> {
+pub(crate) fn read_connection(host: &dyn Host, policy: &Policy) -> Result<Connection, Unavailable> {
     const VERSION: &str = "connection.tls_version";
-    let version_text = text(VERSION, required(VERSION)?)?;
+    let version_text = text(VERSION, required(host, VERSION)?)?;
     let version = TlsVersion::from_envoy(&version_text).ok_or_else(|| Unavailable::Invalid {
         attribute: VERSION,
         reason: format!("`{version_text}` is not TLS 1.2 or 1.3"),
     })?;
 
     const SNI: &str = "connection.requested_server_name";
-    let sni = match get(SNI)? {
+    let sni = match get(host, SNI)? {
         Some(bytes) => Some(text(SNI, bytes)?)
             .filter(|s| !s.is_empty())
             .map(|s| tlsgate_core::sni::normalize(&s)),
@@ -108,18 +134,19 @@ pub(crate) fn read_connection(policy: &Policy) -> Result<Connection, Unavailable
     };
 
     const SOURCE: &str = "source.address";
-    let client = decode::socket_addr(&required(SOURCE)?).ok_or(Unavailable::Invalid {
+    let client = decode::socket_addr(&required(host, SOURCE)?).ok_or(Unavailable::Invalid {
         attribute: SOURCE,
         reason: "not an IP address and port".into(),
     })?;
     const DESTINATION: &str = "destination.address";
-    let server = decode::socket_addr(&required(DESTINATION)?).ok_or(Unavailable::Invalid {
-        attribute: DESTINATION,
-        reason: "not an IP address and port".into(),
-    })?;
+    let server =
+        decode::socket_addr(&required(host, DESTINATION)?).ok_or(Unavailable::Invalid {
+            attribute: DESTINATION,
+            reason: "not an IP address and port".into(),
+        })?;
 
-    let endpoint = select_endpoint(policy, sni.as_deref())?;
-    let client_cert = client_cert(&endpoint)?;
+    let endpoint = select_endpoint(host, policy, sni.as_deref())?;
+    let client_cert = client_cert(host, &endpoint)?;
     Ok(Connection {
         endpoint,
         facts: TlsFacts {
@@ -139,9 +166,13 @@ pub(crate) fn read_connection(policy: &Policy) -> Result<Connection, Unavailable
 /// The endpoint whose filter chain Envoy chose: from the chain's name when `tlsgate
 /// envoy-config` named it, otherwise by routing the SNI as the native host does (Istio names
 /// chains itself).
-fn select_endpoint(policy: &Policy, sni: Option<&str>) -> Result<Arc<EndpointPolicy>, Unavailable> {
+fn select_endpoint(
+    host: &dyn Host,
+    policy: &Policy,
+    sni: Option<&str>,
+) -> Result<Arc<EndpointPolicy>, Unavailable> {
     const CHAIN: &str = "xds.filter_chain_name";
-    if let Some(name) = get(CHAIN)? {
+    if let Some(name) = get(host, CHAIN)? {
         let name = text(CHAIN, name)?;
         if let Some(index) = decode::endpoint_index(&name) {
             return policy
@@ -155,7 +186,7 @@ fn select_endpoint(policy: &Policy, sni: Option<&str>) -> Result<Arc<EndpointPol
                 });
         }
     }
-    let local = get("destination.address")?.and_then(|a| decode::socket_addr(&a));
+    let local = get(host, "destination.address")?.and_then(|a| decode::socket_addr(&a));
     let on = |matches_local: bool| {
         let mut found: Vec<usize> = policy
             .listeners()
@@ -207,23 +238,24 @@ fn select_endpoint(policy: &Policy, sni: Option<&str>) -> Result<Arc<EndpointPol
 /// against the endpoint's CAs. Under `require-any` and `request` the TLS context runs with
 /// `ACCEPT_UNTRUSTED`: a certificate that does not verify still completes the handshake and is
 /// [`Unverified::NotChecked`] here; the policy decides what that is worth.
-fn client_cert(endpoint: &Endpoint) -> Result<ClientCert, Unavailable> {
-    if !flag("connection.mtls")? {
+fn client_cert(host: &dyn Host, endpoint: &Endpoint) -> Result<ClientCert, Unavailable> {
+    if !flag(host, "connection.mtls")? {
         return Ok(ClientCert::Absent);
     }
     const PEER: &str = "connection.peer_certificate";
-    let der =
-        decode::peer_certificate_der(&required(PEER)?).map_err(|reason| Unavailable::Invalid {
+    let der = decode::peer_certificate_der(&required(host, PEER)?).map_err(|reason| {
+        Unavailable::Invalid {
             attribute: PEER,
             reason,
-        })?;
+        }
+    })?;
     let facts = Box::new(
         ClientCertFacts::from_der(&der).map_err(|e| Unavailable::Invalid {
             attribute: PEER,
             reason: e.to_string(),
         })?,
     );
-    let verified = flag("connection.peer_certificate_valid")?;
+    let verified = flag(host, "connection.peer_certificate_valid")?;
     // Envoy verifies the chain even under ACCEPT_UNTRUSTED, so `peer_certificate_valid` is
     // the chain check for every strategy.
     let chain = match (&endpoint.tls.client_auth, verified) {
@@ -233,7 +265,8 @@ fn client_cert(endpoint: &Endpoint) -> Result<ClientCert, Unavailable> {
     };
     // Envoy's clock; a resumed session keeps its first handshake's verdict, so core checks
     // the certificate's validity against now.
-    let now = hostcalls::get_current_time()
+    let now = host
+        .now()
         .ok()
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .and_then(|d| i64::try_from(d.as_secs()).ok())
@@ -245,12 +278,188 @@ fn client_cert(endpoint: &Endpoint) -> Result<ClientCert, Unavailable> {
 }
 
 /// A boolean attribute; absent reads as false (Envoy omits TLS flags on plaintext streams).
-fn flag(attribute: &'static str) -> Result<bool, Unavailable> {
-    match get(attribute)? {
+fn flag(host: &dyn Host, attribute: &'static str) -> Result<bool, Unavailable> {
+    match get(host, attribute)? {
         Some(bytes) => decode::boolean(&bytes).ok_or(Unavailable::Invalid {
             attribute,
             reason: "not a boolean".into(),
         }),
         None => Ok(false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::expect_used, clippy::panic)]
+
+    use std::collections::HashMap;
+    use std::time::{Duration, SystemTime};
+
+    use tlsgate_test_support::Authority;
+
+    use super::*;
+
+    /// A host that answers from a table, as Envoy 1.40 encodes each attribute.
+    struct Table {
+        attributes: HashMap<&'static str, Vec<u8>>,
+        now: SystemTime,
+    }
+
+    impl Host for Table {
+        fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, Status> {
+            Ok(self.attributes.get(path.join(".").as_str()).cloned())
+        }
+
+        fn now(&self) -> Result<SystemTime, Status> {
+            Ok(self.now)
+        }
+    }
+
+    /// A policy with a require-any endpoint (so unverified certificates are admitted and the
+    /// class is visible) trusting `ca`, and the attributes of a plain TLS 1.3 connection to it.
+    fn setup(ca: &Authority) -> (Policy, Table) {
+        let server = ca.server(&["app.example.com"]).cert_pem;
+        let policy = serde_json::json!({"endpoints": [{
+            "url": "https://app.example.com",
+            "bind": "127.0.0.1:8443",
+            "upstream": {"url": "http://127.0.0.1:8080"},
+            "traffic_policy": {"on_tcp_connect": [{"actions": [
+                {"type": "terminate-tls", "config": {
+                    "server_certificate": server,
+                    "mutual_tls_certificate_authorities": [ca.cert_pem()],
+                    "mutual_tls_verification_strategy": "require-any"
+                }}
+            ]}]}
+        }]});
+        let policy = crate::load(&policy.to_string()).unwrap_or_else(|e| panic!("{e}"));
+        let attributes = HashMap::from([
+            ("connection.tls_version", b"TLSv1.3".to_vec()),
+            (
+                "connection.requested_server_name",
+                b"app.example.com".to_vec(),
+            ),
+            ("source.address", b"127.0.0.1:50000".to_vec()),
+            ("destination.address", b"127.0.0.1:8443".to_vec()),
+            ("xds.filter_chain_name", b"tlsgate.endpoints[0]".to_vec()),
+            ("connection.mtls", vec![0]),
+        ]);
+        let table = Table {
+            attributes,
+            now: SystemTime::now(),
+        };
+        (policy, table)
+    }
+
+    fn present(table: &mut Table, pem: &str, valid: bool) {
+        table.attributes.insert("connection.mtls", vec![1]);
+        table
+            .attributes
+            .insert("connection.peer_certificate", pem.as_bytes().to_vec());
+        table
+            .attributes
+            .insert("connection.peer_certificate_valid", vec![u8::from(valid)]);
+    }
+
+    #[test]
+    fn reads_a_connection_into_facts() {
+        let ca = Authority::root("CA");
+        let (policy, table) = setup(&ca);
+        let c = read_connection(&table, &policy).expect("reads");
+        assert_eq!(c.endpoint.index, 0);
+        assert_eq!(c.facts.version, TlsVersion::Tls13);
+        assert_eq!(c.facts.sni.as_deref(), Some("app.example.com"));
+        assert_eq!(c.facts.client_port, 50000);
+        assert_eq!(c.facts.server, ([127, 0, 0, 1], 8443).into());
+        assert!(matches!(c.facts.client_cert, ClientCert::Absent));
+    }
+
+    #[test]
+    fn maps_the_certificate_envoy_verified_or_not() {
+        let ca = Authority::root("CA");
+        let (policy, mut table) = setup(&ca);
+        let client = ca.client("alice");
+        present(&mut table, &client.cert_pem, true);
+        let c = read_connection(&table, &policy).expect("reads");
+        assert_eq!(c.facts.client_cert.verification(), "verified");
+        present(&mut table, &client.cert_pem, false);
+        let c = read_connection(&table, &policy).expect("reads");
+        assert_eq!(c.facts.client_cert.verification(), "untrusted_issuer");
+        // A resumed session keeps Envoy's first verdict; the clock says it has expired since.
+        present(&mut table, &client.cert_pem, true);
+        table.now += Duration::from_secs(60 * 60 * 24 * 365 * 30);
+        let c = read_connection(&table, &policy).expect("reads");
+        assert_eq!(c.facts.client_cert.verification(), "outside_validity");
+    }
+
+    #[test]
+    fn a_missing_or_odd_attribute_denies() {
+        let ca = Authority::root("CA");
+        let (policy, table) = setup(&ca);
+        let broken = |key: &'static str, value: Option<&[u8]>| {
+            let mut t = Table {
+                attributes: table.attributes.clone(),
+                now: table.now,
+            };
+            match value {
+                Some(v) => t.attributes.insert(key, v.to_vec()),
+                None => t.attributes.remove(key),
+            };
+            read_connection(&t, &policy)
+                .err()
+                .unwrap_or_else(|| panic!("{key} {value:?} was accepted"))
+                .label()
+        };
+        assert_eq!(
+            broken("connection.tls_version", None),
+            "connection_facts_unavailable"
+        );
+        assert_eq!(
+            broken("connection.tls_version", Some(b"TLSv1.1")),
+            "connection_facts_unavailable"
+        );
+        assert_eq!(
+            broken("source.address", Some(b"nonsense")),
+            "connection_facts_unavailable"
+        );
+        assert_eq!(
+            broken("connection.mtls", Some(b"yes")),
+            "connection_facts_unavailable"
+        );
+        assert_eq!(
+            broken("xds.filter_chain_name", Some(b"tlsgate.endpoints[7]")),
+            "no_endpoint"
+        );
+        let mut garbage = Table {
+            attributes: table.attributes.clone(),
+            now: table.now,
+        };
+        present(
+            &mut garbage,
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+            true,
+        );
+        assert!(read_connection(&garbage, &policy).is_err());
+    }
+
+    #[test]
+    fn a_foreign_chain_name_routes_by_server_name() {
+        let ca = Authority::root("CA");
+        let (policy, mut table) = setup(&ca);
+        table
+            .attributes
+            .insert("xds.filter_chain_name", b"istio-gateway-chain".to_vec());
+        assert_eq!(
+            read_connection(&table, &policy)
+                .expect("routes")
+                .endpoint
+                .index,
+            0
+        );
+        table.attributes.insert(
+            "connection.requested_server_name",
+            b"other.example.com".to_vec(),
+        );
+        let e = read_connection(&table, &policy).expect_err("no endpoint");
+        assert_eq!(e.label(), "no_endpoint");
     }
 }

@@ -9,7 +9,7 @@ use tlsgate_core::policy::LocalResponse;
 use tlsgate_core::request::EDGE_HEADERS;
 use tlsgate_core::{Endpoint, Forward, Policy, Request, RequestVerdict, Session, Verdict};
 
-use crate::attributes::{read_connection, Unavailable};
+use crate::attributes::{read_connection, Envoy, Unavailable};
 use crate::metrics::{self, log, Phase};
 use crate::sessions::{connection_id, Cached, SharedSessions};
 
@@ -35,7 +35,7 @@ impl HttpFilter {
             return Ok(cached);
         }
         metrics::session_cache(false);
-        let mut connection = read_connection(policy)?;
+        let mut connection = read_connection(&Envoy, policy)?;
         connection.facts.alpn = negotiated_alpn();
         let session = Session::new(connection.endpoint, connection.facts);
         // The network filter has already run this; repeating it keeps an HTTP-only deployment

@@ -7,7 +7,7 @@ use proxy_wasm::traits::{Context, StreamContext};
 use proxy_wasm::types::{Action, LogLevel};
 use tlsgate_core::{Policy, Session, Verdict};
 
-use crate::attributes::read_connection;
+use crate::attributes::{read_connection, Envoy};
 use crate::metrics::{self, log, Phase};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,7 +37,7 @@ impl NetworkFilter {
             metrics::verdict(None, Phase::TcpConnect, "deny", Some("no_policy"));
             return State::Denied;
         };
-        let connection = match read_connection(policy) {
+        let connection = match read_connection(&Envoy, policy) {
             Ok(connection) => connection,
             Err(why) => {
                 log(
