@@ -79,6 +79,7 @@ pub enum ConfigErrorKind {
     #[error("certificate #{index} in {what} cannot be parsed: {reason}")]
     BadCertificate {
         what: &'static str,
+        /// Position in the PEM value or file, counting from 1.
         index: usize,
         reason: String,
     },

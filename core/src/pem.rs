@@ -180,7 +180,11 @@ pub(crate) fn load_chain(
 ) -> Result<CertificateChain, ConfigErrorKind> {
     let (origin, bytes) = read_value(value, reader)?;
     let certs = parse_certs(&bytes, what)?;
-    let (subject, names, version, is_ca) = describe(&certs[0], what)?;
+    let (subject, names, version, is_ca) = describe(&certs[0], what, 1)?;
+    // The rest of the chain must at least be certificates; say which one is not.
+    for (n, cert) in certs.iter().enumerate().skip(1) {
+        describe(cert, what, n + 1)?;
+    }
     let _ = is_ca;
     Ok(CertificateChain {
         origin,
@@ -226,8 +230,12 @@ pub(crate) fn load_anchors(
     };
     for (i, value) in values.iter().enumerate() {
         let (origin, bytes) = read_value(value, reader).map_err(|e| (i, e))?;
-        for cert in parse_certs(&bytes, what).map_err(|e| (i, e))? {
-            let (subject, _, _, is_ca) = describe(&cert, what).map_err(|e| (i, e))?;
+        for (n, cert) in parse_certs(&bytes, what)
+            .map_err(|e| (i, e))?
+            .into_iter()
+            .enumerate()
+        {
+            let (subject, _, _, is_ca) = describe(&cert, what, n + 1).map_err(|e| (i, e))?;
             if !is_ca {
                 return Err((i, ConfigErrorKind::NotACa { subject }));
             }
@@ -263,17 +271,18 @@ fn parse_certs(
 fn describe(
     der: &CertificateDer<'_>,
     what: &'static str,
+    index: usize,
 ) -> Result<(String, Vec<String>, u32, bool), ConfigErrorKind> {
     let (_, cert) =
         X509Certificate::from_der(der.as_ref()).map_err(|e| ConfigErrorKind::BadCertificate {
             what,
-            index: 0,
+            index,
             reason: e.to_string(),
         })?;
     let facts = crate::facts::ClientCertFacts::from_der(der.as_ref()).map_err(|e| {
         ConfigErrorKind::BadCertificate {
             what,
-            index: 0,
+            index,
             reason: e.0,
         }
     })?;

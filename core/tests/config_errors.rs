@@ -429,3 +429,22 @@ fn key_material_in_the_wrong_place_is_never_echoed() {
     ));
     assert!(loaded.is_ok(), "{:?}", loaded.err().map(|e| e.to_string()));
 }
+
+#[test]
+fn a_broken_certificate_in_a_bundle_is_named_by_its_position() {
+    let f = Fixture::new(HOST);
+    let bundle = format!(
+        "{}-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        f.ca.cert_pem()
+    );
+    std::fs::write(f.path().join("bundle.crt"), bundle).unwrap();
+    let e = f.error(&policy(
+        HOST,
+        &tls(&["mutual_tls_certificate_authorities: [bundle.crt]"]),
+        "",
+    ));
+    assert!(
+        e.contains("certificate #2 in mutual_tls_certificate_authorities cannot be parsed"),
+        "{e}"
+    );
+}
