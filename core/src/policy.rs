@@ -112,6 +112,8 @@ pub struct LocalResponse {
     pub headers: Vec<(String, String)>,
     /// Why the request was not forwarded; `None` for a `custom-response` that is not a refusal.
     pub reason: Option<DenyReason>,
+    /// For logs only, never sent: what went wrong in more words (why an expression failed).
+    pub detail: Option<String>,
 }
 
 /// The answer for a request.
@@ -132,6 +134,7 @@ impl LocalResponse {
             body: format!("denied by policy: {label}\n"),
             headers: Vec::new(),
             reason,
+            detail: None,
         }
     }
 }
@@ -365,38 +368,50 @@ impl Session {
     /// endpoint serves), the verification strategy, then the `on_tcp_connect` rules in order.
     /// The first deny wins.
     pub fn on_tcp_connect(&self) -> Verdict {
+        self.on_tcp_connect_explained().0
+    }
+
+    /// [`Session::on_tcp_connect`], with what went wrong in more words when an expression
+    /// failed to evaluate (for logs: hosts deny with `expression_failed` and say why).
+    pub fn on_tcp_connect_explained(&self) -> (Verdict, Option<String>) {
+        let deny = |reason| (Verdict::Deny(reason), None);
         if let Some(sni) = &self.facts.sni {
             if !self.endpoint.host.matches(&crate::sni::normalize(sni)) {
-                return Verdict::Deny(DenyReason::UnservedServerName);
+                return deny(DenyReason::UnservedServerName);
             }
         }
         if let Err(reason) =
             check_client_certificate(&self.endpoint.tls.client_auth, &self.facts.client_cert)
         {
-            return Verdict::Deny(reason);
+            return deny(reason);
         }
         for rule in &self.endpoint.tcp_rules {
             let i = rule.index;
             match self.rule_matches(&rule.expressions) {
                 Ok(true) => {}
                 Ok(false) => continue,
-                Err(()) => return Verdict::Deny(DenyReason::ExpressionFailed { rule: i }),
+                Err(why) => {
+                    return (
+                        Verdict::Deny(DenyReason::ExpressionFailed { rule: i }),
+                        Some(why),
+                    )
+                }
             }
             for action in &rule.actions {
                 match action {
-                    TcpAction::Deny => return Verdict::Deny(DenyReason::Policy { rule: i }),
+                    TcpAction::Deny => return deny(DenyReason::Policy { rule: i }),
                     TcpAction::CloseConnection => {
-                        return Verdict::Deny(DenyReason::CloseConnection { rule: i })
+                        return deny(DenyReason::CloseConnection { rule: i })
                     }
                     TcpAction::RestrictIps(ips) => {
                         if !ips.admits(self.facts.client_ip) {
-                            return Verdict::Deny(DenyReason::IpRestricted { rule: i });
+                            return deny(DenyReason::IpRestricted { rule: i });
                         }
                     }
                 }
             }
         }
-        Verdict::Continue
+        (Verdict::Continue, None)
     }
 
     /// Decides a request: `CONNECT` → 405, several Hosts or a target that cannot be normalized
@@ -423,6 +438,7 @@ impl Session {
                     .into(),
                 headers: Vec::new(),
                 reason: Some(DenyReason::Misdirected),
+                detail: None,
             });
         }
         let mut forward = Forward {
@@ -445,7 +461,7 @@ impl Session {
             match matches_all(&rule.expressions, &vars) {
                 Ok(true) => {}
                 Ok(false) => continue,
-                Err(()) => return deny_response(403, DenyReason::ExpressionFailed { rule: i }),
+                Err(why) => return expression_failed(i, why),
             }
             for action in &rule.actions {
                 match action {
@@ -460,14 +476,16 @@ impl Session {
                         body,
                         headers,
                     } => {
-                        let Ok(body) = body.render(&vars) else {
-                            return deny_response(403, DenyReason::ExpressionFailed { rule: i });
+                        let body = match body.render(&vars) {
+                            Ok(body) => body,
+                            Err(why) => return expression_failed(i, why),
                         };
                         return RequestVerdict::Respond(LocalResponse {
                             status: *status,
                             body,
                             headers: headers.clone(),
                             reason: None,
+                            detail: None,
                         });
                     }
                     HttpAction::RestrictIps(ips) => {
@@ -488,12 +506,13 @@ impl Session {
                                 }
                                 // A value HTTP cannot carry (any control character) is a
                                 // failed rule in both hosts, never a dropped or mangled header.
-                                _ => {
-                                    return deny_response(
-                                        403,
-                                        DenyReason::ExpressionFailed { rule: i },
+                                Ok(_) => {
+                                    return expression_failed(
+                                        i,
+                                        format!("the value for `{name}` holds a control character"),
                                     )
                                 }
+                                Err(why) => return expression_failed(i, why),
                             }
                         }
                     }
@@ -503,7 +522,7 @@ impl Session {
         RequestVerdict::Forward(forward)
     }
 
-    fn rule_matches(&self, expressions: &[crate::expr::Expression]) -> Result<bool, ()> {
+    fn rule_matches(&self, expressions: &[crate::expr::Expression]) -> Result<bool, String> {
         if expressions.is_empty() {
             return Ok(true);
         }
@@ -538,15 +557,23 @@ impl Session {
     }
 }
 
-fn matches_all(expressions: &[crate::expr::Expression], vars: &Variables) -> Result<bool, ()> {
+/// Whether every expression is true; `Err` says which one failed to evaluate and why.
+fn matches_all(expressions: &[crate::expr::Expression], vars: &Variables) -> Result<bool, String> {
     for e in expressions {
-        match e.matches(vars) {
-            Ok(true) => {}
-            Ok(false) => return Ok(false),
-            Err(_) => return Err(()),
+        if !e.matches(vars)? {
+            return Ok(false);
         }
     }
     Ok(true)
+}
+
+/// A refusal for an expression that failed at run time, with why in `detail` (for logs).
+fn expression_failed(rule: usize, why: String) -> RequestVerdict {
+    let reason = DenyReason::ExpressionFailed { rule };
+    RequestVerdict::Respond(LocalResponse {
+        detail: Some(why),
+        ..LocalResponse::refusal(403, reason.as_str(), Some(reason))
+    })
 }
 
 fn deny_response(status: u16, reason: DenyReason) -> RequestVerdict {

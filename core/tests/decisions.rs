@@ -470,6 +470,10 @@ fn an_expression_that_fails_at_run_time_denies() {
         (r.status, r.reason),
         (403, Some(DenyReason::ExpressionFailed { rule: 0 }))
     );
+    // Why, for the logs (never in the body the client gets).
+    let detail = r.detail.expect("a detail");
+    assert!(detail.contains("req.headers['x-role'][0]"), "{detail}");
+    assert!(!r.body.contains("x-role"), "{}", r.body);
 }
 
 #[test]

@@ -5,6 +5,7 @@ use std::rc::Rc;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, LogLevel, MapType};
+use tlsgate_core::facts::escape_control;
 use tlsgate_core::policy::LocalResponse;
 use tlsgate_core::request::EDGE_HEADERS;
 use tlsgate_core::{Endpoint, Forward, Policy, Request, RequestVerdict, Session, Verdict};
@@ -156,11 +157,16 @@ impl HttpFilter {
                     log(
                         LogLevel::Info,
                         &format!(
-                            "answered {} {path} from {} on {} (endpoints[{index}]) with {}: {reason}",
+                            "answered {} {path} from {} on {} (endpoints[{index}]) with {}: {reason}{}",
                             method,
                             session.facts().client_ip,
                             session.endpoint().host,
-                            response.status
+                            response.status,
+                            response
+                                .detail
+                                .as_deref()
+                                .map(|d| format!(": {}", escape_control(d)))
+                                .unwrap_or_default()
                         ),
                     );
                 }

@@ -5,6 +5,7 @@ use std::rc::Rc;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, StreamContext};
 use proxy_wasm::types::{Action, LogLevel};
+use tlsgate_core::facts::escape_control;
 use tlsgate_core::{Policy, Session, Verdict};
 
 use crate::attributes::{read_connection, Envoy};
@@ -51,7 +52,8 @@ impl NetworkFilter {
         let index = connection.endpoint.index;
         crate::http::publish_metadata(&connection.endpoint);
         let session = Session::new(connection.endpoint, connection.facts);
-        match session.on_tcp_connect() {
+        let (verdict, detail) = session.on_tcp_connect_explained();
+        match verdict {
             Verdict::Continue => {
                 metrics::verdict(
                     Some(index),
@@ -65,9 +67,12 @@ impl NetworkFilter {
                 log(
                     LogLevel::Info,
                     &format!(
-                        "closed connection from {} to {} (endpoints[{index}]): {reason}",
+                        "closed connection from {} to {} (endpoints[{index}]): {reason}{}",
                         session.facts().client_ip,
-                        session.endpoint().host
+                        session.endpoint().host,
+                        detail
+                            .map(|d| format!(": {}", escape_control(&d)))
+                            .unwrap_or_default()
                     ),
                 );
                 metrics::verdict(

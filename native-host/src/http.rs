@@ -25,6 +25,7 @@ use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tlsgate_core::config::UpstreamProtocol;
+use tlsgate_core::facts::escape_control;
 use tlsgate_core::policy::LocalResponse;
 use tlsgate_core::request::drops_client_header;
 use tlsgate_core::{Forward, RequestVerdict, Session};
@@ -303,6 +304,15 @@ impl HttpConnection {
                     None => ("respond", "custom_response"),
                 };
                 self.count(verdict, reason);
+                if let Some(detail) = &local.detail {
+                    tracing::warn!(
+                        endpoint = %self.endpoint.label(),
+                        peer = %self.peer,
+                        reason,
+                        "a rule failed to evaluate: {}",
+                        escape_control(detail)
+                    );
+                }
                 log.emit(verdict, reason, local.status, None);
                 Ok((local_response(&local), None))
             }

@@ -20,6 +20,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use rustls::crypto::CryptoProvider;
 use rustls::server::Acceptor;
 use tlsgate_core::config::Scheme;
+use tlsgate_core::facts::escape_control;
 use tlsgate_core::{Session, Verdict};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -523,7 +524,7 @@ async fn connection(
             })
             .inc();
     };
-    if let Verdict::Deny(reason) = session.on_tcp_connect() {
+    if let (Verdict::Deny(reason), detail) = session.on_tcp_connect_explained() {
         let facts = session.facts();
         tracing::info!(
             target: "tlsgate::access",
@@ -534,6 +535,7 @@ async fn connection(
             client = %client,
             verdict = "deny",
             reason = %reason,
+            detail = %detail.as_deref().map_or_else(|| "-".to_owned(), escape_control),
             "connection denied"
         );
         count("deny", reason.as_str());
