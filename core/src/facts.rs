@@ -48,6 +48,12 @@ impl fmt::Display for TlsVersion {
     }
 }
 
+/// The key-exchange groups both hosts offer, most preferred first, by their IANA/OpenSSL names:
+/// the post-quantum hybrid first (what current Chrome, Firefox, Go and OpenSSL 3.5 send), then
+/// classical groups for older clients. The native host's provider (aws-lc-rs with
+/// `prefer-post-quantum`) has this order; the Envoy generator renders it as `ecdh_curves`.
+pub const KEY_EXCHANGE_GROUPS: [&str; 4] = ["X25519MLKEM768", "X25519", "P-256", "P-384"];
+
 /// Everything the policy may look at for one connection.
 #[derive(Clone, Debug)]
 pub struct TlsFacts {

@@ -337,6 +337,17 @@ fn filter_chain(
                                         "tls_maximum_protocol_version",
                                         s(envoy_version(tls.max_version)),
                                     ),
+                                    // The same groups in the same order as the native host:
+                                    // post-quantum first (BoringSSL offers none by default).
+                                    (
+                                        "ecdh_curves",
+                                        list(
+                                            tlsgate_core::facts::KEY_EXCHANGE_GROUPS
+                                                .iter()
+                                                .map(|g| s(*g))
+                                                .collect(),
+                                        ),
+                                    ),
                                 ]),
                             ),
                             ("tls_certificates", list(vec![certificate])),

@@ -1,6 +1,6 @@
 //! Private-key checks with rustls' crypto provider, supplied to core's loader.
 
-use rustls::crypto::ring::sign::any_supported_type;
+use rustls::crypto::aws_lc_rs::sign::any_supported_type;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tlsgate_core::KeyPairCheck;
 use x509_parser::prelude::{FromDer, X509Certificate};

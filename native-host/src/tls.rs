@@ -48,7 +48,10 @@ pub enum TlsSetupError {
 
 /// The one crypto provider of the process: ring, with rustls' default (safe) suites and groups.
 pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    // aws-lc-rs: post-quantum key exchange offered first (X25519MLKEM768, then X25519, P-256,
+    // P-384 for older clients, as the generated Envoy config lists them), and faster RSA than
+    // ring.
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
 /// The protocol versions between `min` and `max`, inclusive.
@@ -370,6 +373,71 @@ mod tests {
             iana_cipher_name(rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256),
             "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256"
         );
+    }
+
+    #[test]
+    fn offers_the_key_exchange_groups_core_names_in_its_order() {
+        let names: Vec<String> = provider()
+            .kx_groups
+            .iter()
+            .map(|g| match g.name() {
+                rustls::NamedGroup::secp256r1 => "P-256".to_owned(),
+                rustls::NamedGroup::secp384r1 => "P-384".to_owned(),
+                other => format!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(names, tlsgate_core::facts::KEY_EXCHANGE_GROUPS);
+    }
+
+    /// A real handshake in memory with a client that offers only the post-quantum group.
+    #[test]
+    fn a_post_quantum_only_client_completes_a_handshake() {
+        use rustls::{ClientConfig, ClientConnection, ServerConnection};
+        let ca = tlsgate_test_support::Authority::root("CA");
+        let server = ca.server(&["pq.example.com"]);
+        let provider = provider();
+        let key = rustls::pki_types::PrivateKeyDer::try_from(server.key_der.clone()).unwrap();
+        let server_config = ServerConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![server.cert_der.clone().into()], key)
+            .unwrap();
+        let mut roots = RootCertStore::empty();
+        roots.add(ca.cert_der().into()).unwrap();
+        let mut pq_only = (*provider).clone();
+        pq_only
+            .kx_groups
+            .retain(|g| format!("{:?}", g.name()) == "X25519MLKEM768");
+        let client_config = ClientConfig::builder_with_provider(Arc::new(pq_only))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let mut client = ClientConnection::new(
+            Arc::new(client_config),
+            "pq.example.com".try_into().unwrap(),
+        )
+        .unwrap();
+        let mut server = ServerConnection::new(Arc::new(server_config)).unwrap();
+        for _ in 0..10 {
+            let mut buf = Vec::new();
+            client.write_tls(&mut buf).unwrap();
+            server.read_tls(&mut buf.as_slice()).unwrap();
+            server.process_new_packets().unwrap();
+            let mut buf = Vec::new();
+            server.write_tls(&mut buf).unwrap();
+            client.read_tls(&mut buf.as_slice()).unwrap();
+            client.process_new_packets().unwrap();
+            if !client.is_handshaking() && !server.is_handshaking() {
+                break;
+            }
+        }
+        assert!(!server.is_handshaking());
+        let group = server
+            .negotiated_key_exchange_group()
+            .map(|g| format!("{:?}", g.name()));
+        assert_eq!(group.as_deref(), Some("X25519MLKEM768"));
     }
 
     #[test]
