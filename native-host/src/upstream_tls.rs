@@ -241,8 +241,8 @@ impl UpstreamVerifier {
                     tracing::info!(
                         endpoint = %self.endpoint,
                         "accepting X.509 v{version} upstream certificate without \
-                         subjectAltName ({subject}): signed directly by a configured CA, \
-                         valid now, CN matches the server name"
+                         subjectAltName ({subject}): its key is pinned, it is signed directly by \
+                         a configured CA, valid now, and its CN matches the server name"
                     );
                 }
                 Ok(ServerCertVerified::assertion())
