@@ -300,6 +300,7 @@ mod tests {
     use super::*;
 
     /// A host that answers from a table, as Envoy 1.40 encodes each attribute.
+    #[derive(Clone)]
     struct Table {
         attributes: HashMap<&'static str, Vec<u8>>,
         now: SystemTime,
@@ -396,10 +397,7 @@ mod tests {
         let ca = Authority::root("CA");
         let (policy, table) = setup(&ca);
         let broken = |key: &'static str, value: Option<&[u8]>| {
-            let mut t = Table {
-                attributes: table.attributes.clone(),
-                now: table.now,
-            };
+            let mut t = table.clone();
             match value {
                 Some(v) => t.attributes.insert(key, v.to_vec()),
                 None => t.attributes.remove(key),
@@ -409,30 +407,20 @@ mod tests {
                 .unwrap_or_else(|| panic!("{key} {value:?} was accepted"))
                 .label()
         };
-        assert_eq!(
-            broken("connection.tls_version", None),
-            "connection_facts_unavailable"
-        );
-        assert_eq!(
-            broken("connection.tls_version", Some(b"TLSv1.1")),
-            "connection_facts_unavailable"
-        );
-        assert_eq!(
-            broken("source.address", Some(b"nonsense")),
-            "connection_facts_unavailable"
-        );
-        assert_eq!(
-            broken("connection.mtls", Some(b"yes")),
-            "connection_facts_unavailable"
-        );
+        for (key, value) in [
+            ("connection.tls_version", None),
+            ("connection.tls_version", Some(&b"TLSv1.1"[..])),
+            ("source.address", Some(&b"nonsense"[..])),
+            ("destination.address", None),
+            ("connection.mtls", Some(&b"yes"[..])),
+        ] {
+            assert_eq!(broken(key, value), "connection_facts_unavailable", "{key}");
+        }
         assert_eq!(
             broken("xds.filter_chain_name", Some(b"tlsgate.endpoints[7]")),
             "no_endpoint"
         );
-        let mut garbage = Table {
-            attributes: table.attributes.clone(),
-            now: table.now,
-        };
+        let mut garbage = table.clone();
         present(
             &mut garbage,
             "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
