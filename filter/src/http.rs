@@ -197,9 +197,12 @@ fn refusal(status: u16, reason: &str) -> LocalResponse {
 /// which the generator sets from the same rule). `Host` is the route's `host_rewrite_literal`,
 /// which the generator takes from the same compiled policy.
 fn apply(forward: &Forward, received_target: &str) -> Result<(), proxy_wasm::types::Status> {
+    // A name core sets is replaced by the set below; removing it first would be a second
+    // hostcall per request for nothing.
     for name in EDGE_HEADERS
         .iter()
         .copied()
+        .filter(|name| forward.header(name).is_none())
         .chain(forward.remove_headers.iter().map(String::as_str))
     {
         hostcalls::remove_map_value(MapType::HttpRequestHeaders, name)?;
