@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use native_common::{http_upstream, https_endpoint, path, resolve, start_gate, tls_config};
+use native_common::{http_upstream, https_endpoint, resolve, start_gate, tls_config};
 use tlsgate_e2e::{curl, echo_upstream, free_port, tool, Signal};
 use tlsgate_test_support::Authority;
 
@@ -20,22 +20,10 @@ use tlsgate_test_support::Authority;
 fn a_client_that_sends_nothing_is_cut_at_the_client_hello_deadline() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Authority::root("CA");
-    let (crt, key) = ca.server(&["idle.test"]).write(dir.path(), "server");
+    ca.server(&["idle.test"]).write(dir.path(), "server");
     let upstream = echo_upstream();
     let port = free_port();
-    let policy = format!(
-        "endpoints:\n{}",
-        https_endpoint(
-            "idle.test",
-            port,
-            &http_upstream(&upstream.url()),
-            &tls_config(&[
-                ("server_certificate", &path(&crt)),
-                ("server_private_key", &path(&key))
-            ]),
-            ""
-        )
-    );
+    let policy = one_endpoint("idle.test", port, &upstream.url(), "");
     // The ClientHello deadline, not the (longer) handshake deadline, cuts a silent socket.
     let gate = start_gate(
         dir.path(),
@@ -73,23 +61,11 @@ fn a_client_that_sends_nothing_is_cut_at_the_client_hello_deadline() {
 fn silent_sockets_from_one_address_cannot_take_every_slot() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Authority::root("CA");
-    let (crt, key) = ca.server(&["slots.test"]).write(dir.path(), "server");
+    ca.server(&["slots.test"]).write(dir.path(), "server");
     let (ca_crt, _) = ca.write(dir.path(), "ca");
     let upstream = echo_upstream();
     let port = free_port();
-    let policy = format!(
-        "endpoints:\n{}",
-        https_endpoint(
-            "slots.test",
-            port,
-            &http_upstream(&upstream.url()),
-            &tls_config(&[
-                ("server_certificate", &path(&crt)),
-                ("server_private_key", &path(&key))
-            ]),
-            ""
-        )
-    );
+    let policy = one_endpoint("slots.test", port, &upstream.url(), "");
     let gate = start_gate(
         dir.path(),
         "slots",
@@ -142,6 +118,24 @@ fn silent_sockets_from_one_address_cannot_take_every_slot() {
     gate.wait_for_log("source_connection_limit", Duration::from_secs(5))
         .unwrap();
     drop(held);
+}
+
+/// A policy with one https endpoint for `host` on `port`, terminating with the `server.crt` and
+/// `server.key` written beside it, in front of `upstream`, with `rules` as on_http_request.
+fn one_endpoint(host: &str, port: u16, upstream: &str, rules: &str) -> String {
+    format!(
+        "endpoints:\n{}",
+        https_endpoint(
+            host,
+            port,
+            &http_upstream(upstream),
+            &tls_config(&[
+                ("server_certificate", "server.crt"),
+                ("server_private_key", "server.key")
+            ]),
+            rules
+        )
+    )
 }
 
 /// `openssl s_client` holding one connection open, fed from the test.
@@ -221,19 +215,7 @@ fn sighup_serves_a_rotated_certificate_to_new_connections_while_an_open_one_comp
     let (crt, key) = old_ca.server(&["rot.test"]).write(dir.path(), "server");
     let upstream = echo_upstream();
     let port = free_port();
-    let policy = format!(
-        "endpoints:\n{}",
-        https_endpoint(
-            "rot.test",
-            port,
-            &http_upstream(&upstream.url()),
-            &tls_config(&[
-                ("server_certificate", "server.crt"),
-                ("server_private_key", "server.key")
-            ]),
-            ""
-        )
-    );
+    let policy = one_endpoint("rot.test", port, &upstream.url(), "");
     let gate = start_gate(dir.path(), "rotate", &policy, &[]);
     let get = |ca: &std::path::Path| {
         curl(&[
@@ -279,21 +261,7 @@ fn a_reload_that_adds_a_deny_rule_drains_kept_alive_connections() {
     ca.server(&["drain-rule.test"]).write(dir.path(), "server");
     let upstream = echo_upstream();
     let port = free_port();
-    let policy = |rules: &str| {
-        format!(
-            "endpoints:\n{}",
-            https_endpoint(
-                "drain-rule.test",
-                port,
-                &http_upstream(&upstream.url()),
-                &tls_config(&[
-                    ("server_certificate", "server.crt"),
-                    ("server_private_key", "server.key")
-                ]),
-                rules
-            )
-        )
-    };
+    let policy = |rules: &str| one_endpoint("drain-rule.test", port, &upstream.url(), rules);
     let gate = start_gate(
         dir.path(),
         "drain-rule",
@@ -354,22 +322,10 @@ fn a_bad_reload_is_logged_and_the_previous_configuration_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Authority::root("CA");
     let (ca_crt, _) = ca.write(dir.path(), "ca");
-    let (crt, key) = ca.server(&["keep.test"]).write(dir.path(), "server");
+    ca.server(&["keep.test"]).write(dir.path(), "server");
     let upstream = echo_upstream();
     let port = free_port();
-    let policy = format!(
-        "endpoints:\n{}",
-        https_endpoint(
-            "keep.test",
-            port,
-            &http_upstream(&upstream.url()),
-            &tls_config(&[
-                ("server_certificate", &path(&crt)),
-                ("server_private_key", &path(&key))
-            ]),
-            ""
-        )
-    );
+    let policy = one_endpoint("keep.test", port, &upstream.url(), "");
     let gate = start_gate(dir.path(), "keep", &policy, &[]);
     let offset = gate.log_len();
     std::fs::write(
@@ -433,21 +389,14 @@ fn sigterm_drains_an_in_flight_request_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
     let ca = Authority::root("CA");
     let (ca_crt, _) = ca.write(dir.path(), "ca");
-    let (crt, key) = ca.server(&["drain.test"]).write(dir.path(), "server");
+    ca.server(&["drain.test"]).write(dir.path(), "server");
     let (upstream_port, arrived) = slow_upstream(Duration::from_millis(1500));
     let port = free_port();
-    let policy = format!(
-        "endpoints:\n{}",
-        https_endpoint(
-            "drain.test",
-            port,
-            &http_upstream(&format!("http://127.0.0.1:{upstream_port}")),
-            &tls_config(&[
-                ("server_certificate", &path(&crt)),
-                ("server_private_key", &path(&key))
-            ]),
-            ""
-        )
+    let policy = one_endpoint(
+        "drain.test",
+        port,
+        &format!("http://127.0.0.1:{upstream_port}"),
+        "",
     );
     let mut gate = start_gate(dir.path(), "drain", &policy, &["--log-format", "json"]);
     // JSON logs: one object per line.
