@@ -77,6 +77,7 @@ fn main() {
     let options = LoadOptions {
         reader: &reader,
         keys: KeyMode::Load(&TrustKeys),
+        deployment: tlsgate_core::Deployment::none(),
     };
     let file = PathBuf::from("bench.yaml");
 

@@ -122,6 +122,12 @@ pub enum ConfigErrorKind {
     },
     #[error("expression `{expression}`: {reason}")]
     Expression { expression: String, reason: String },
+    /// An error inside a Kubernetes resource, named as `kubectl` names it.
+    #[error("{resource}: {inner}")]
+    InResource {
+        resource: String,
+        inner: Box<ConfigErrorKind>,
+    },
 }
 
 pub(crate) fn invalid(message: impl Into<String>) -> ConfigErrorKind {

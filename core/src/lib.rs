@@ -13,6 +13,7 @@ pub mod encoding;
 pub mod error;
 pub mod expr;
 pub mod facts;
+mod kube;
 pub mod limits;
 pub mod net;
 pub mod pem;
@@ -22,7 +23,9 @@ pub mod request;
 pub mod sni;
 pub mod source;
 
-pub use config::{Config, Endpoint, KeyMode, KeyPairCheck, LoadOptions};
+pub use config::{
+    Config, Deployment, Endpoint, KeyMode, KeyPairCheck, Listen, LoadOptions, Resolve,
+};
 pub use error::{ConfigError, ConfigErrorKind};
 pub use facts::{ClientCert, ClientCertFacts, TlsFacts, TlsVersion};
 pub use policy::{EndpointPolicy, Policy, RequestVerdict, Session, Verdict};

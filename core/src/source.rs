@@ -127,8 +127,10 @@ pub struct SyntaxError {
     pub location: Option<Location>,
 }
 
-/// Parses YAML or JSON text into a [`Document`].
-pub fn parse(text: &str) -> Result<Document, SyntaxError> {
+/// Parses every document of a YAML stream (`---`-separated, as `kubectl apply -f` reads them),
+/// each with its own positions (lines count from the start of the text). Empty documents
+/// (a trailing `---`) are left out.
+pub fn parse_stream(text: &str) -> Result<Vec<Document>, SyntaxError> {
     let mut builder = Builder::default();
     let mut parser = Parser::new_from_str(text);
     parser.load(&mut builder, true).map_err(|e| SyntaxError {
@@ -138,15 +140,22 @@ pub fn parse(text: &str) -> Result<Document, SyntaxError> {
     if let Some(error) = builder.error {
         return Err(error);
     }
-    match builder.documents.len() {
+    Ok(builder
+        .documents
+        .into_iter()
+        .filter(|d| !d.value.is_null())
+        .collect())
+}
+
+/// Parses YAML or JSON text into a [`Document`].
+pub fn parse(text: &str) -> Result<Document, SyntaxError> {
+    let mut documents = parse_stream(text)?;
+    match documents.len() {
         0 => Err(SyntaxError {
             message: "the file is empty; a policy needs an `endpoints:` list".into(),
             location: None,
         }),
-        1 => Ok(Document {
-            value: builder.documents.pop().unwrap_or(Value::Null),
-            locations: builder.locations,
-        }),
+        1 => Ok(documents.remove(0)),
         n => Err(SyntaxError {
             message: format!(
                 "the file holds {n} YAML documents; a tlsgate policy is one document \
@@ -174,7 +183,7 @@ enum Frame {
 struct Builder {
     stack: Vec<Frame>,
     path: FieldPath,
-    documents: Vec<Value>,
+    documents: Vec<Document>,
     anchors: HashMap<usize, Value>,
     locations: HashMap<FieldPath, Location>,
     error: Option<SyntaxError>,
@@ -207,7 +216,14 @@ impl Builder {
             self.anchors.insert(anchor, value.clone());
         }
         match self.stack.last_mut() {
-            None => self.documents.push(value),
+            None => {
+                // A document ends: its positions and anchors are its own.
+                self.anchors.clear();
+                self.documents.push(Document {
+                    value,
+                    locations: std::mem::take(&mut self.locations),
+                });
+            }
             Some(Frame::Sequence(items, _)) => items.push(value),
             Some(Frame::Mapping(map, _, pending)) => match pending.take() {
                 Some(key) => {
@@ -411,6 +427,18 @@ mod tests {
     fn reports_syntax_errors_with_a_position() {
         let err = parse("a: [1, 2\nb: 3\n").expect_err("unclosed");
         assert!(err.location.is_some());
+    }
+
+    #[test]
+    fn reads_each_document_of_a_stream_with_its_own_lines() {
+        let docs = parse_stream("kind: A\n---\nkind: B\nspec:\n  x: 1\n---\n").expect("parses");
+        assert_eq!(docs.len(), 2, "the empty trailing document is left out");
+        assert_eq!(docs[1].value["kind"], Value::String("B".into()));
+        let x = FieldPath::root().key("spec").key("x");
+        assert_eq!(docs[1].locate(&x).map(|l| l.line), Some(5));
+        assert_eq!(docs[0].locate(&x).map(|l| l.line), Some(1));
+        let err = parse("a: 1\n---\nb: 2\n").expect_err("two documents");
+        assert!(err.message.contains("2 YAML documents"), "{}", err.message);
     }
 
     #[test]

@@ -45,8 +45,12 @@ fn a_certificate_file_that_bundles_its_key_is_inlined_without_the_key() {
 ",
     )
     .unwrap();
-    let config =
-        tlsgate_core::Config::load_files(&[policy], tlsgate_core::KeyMode::Skip).expect("loads");
+    let config = tlsgate_core::Config::load_files(
+        &[policy],
+        tlsgate_core::KeyMode::Skip,
+        tlsgate_core::Deployment::none(),
+    )
+    .expect("loads");
     let json = config.filter_policy().to_string();
     assert!(
         !json.contains("PRIVATE KEY"),
@@ -112,8 +116,12 @@ fn the_derived_policy_loads_back_to_the_same_rules_at_the_same_positions() {
 "#,
     )
     .unwrap();
-    let loaded =
-        tlsgate_core::Config::load_files(&[policy], tlsgate_core::KeyMode::Skip).expect("loads");
+    let loaded = tlsgate_core::Config::load_files(
+        &[policy],
+        tlsgate_core::KeyMode::Skip,
+        tlsgate_core::Deployment::none(),
+    )
+    .expect("loads");
     let derived = loaded.filter_policy();
     let text = derived.to_string();
     assert!(!text.contains("PRIVATE KEY"), "{text}");
@@ -125,6 +133,7 @@ fn the_derived_policy_loads_back_to_the_same_rules_at_the_same_positions() {
     let options = tlsgate_core::LoadOptions {
         reader: &tlsgate_core::pem::InlineOnly,
         keys: tlsgate_core::KeyMode::Skip,
+        deployment: tlsgate_core::Deployment::none(),
     };
     let again = tlsgate_core::Config::load_str(&text, None, &options, 0).expect("loads back");
     assert_eq!(

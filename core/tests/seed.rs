@@ -50,6 +50,7 @@ fn seed_terminate_tls_block_loads_with_openssl_made_certificates() {
     let options = LoadOptions {
         reader: &reader,
         keys: KeyMode::Skip,
+        deployment: tlsgate_core::Deployment::none(),
     };
     let config = Config::load_str(&yaml, None, &options, 0).expect("the seed policy loads");
     let endpoint = &config.endpoints[0];

@@ -631,7 +631,12 @@ fn cluster(
 ) -> Result<Yaml, Error> {
     let i = endpoint.index;
     let upstream = &endpoint.upstream;
-    let is_ip = upstream.host.parse::<IpAddr>().is_ok();
+    // `--resolve` gives an address to connect to; the name stays in SNI and Host.
+    let (address, port) = match upstream.address {
+        Some(address) => (address.ip().to_string(), address.port()),
+        None => (upstream.host.clone(), upstream.port),
+    };
+    let is_ip = address.parse::<IpAddr>().is_ok();
     let transport_socket = match (&upstream.tls, upstream.scheme) {
         (Some(tls), UpstreamScheme::Https | UpstreamScheme::Tls) => {
             let client_certificate = match (&tls.client_certificate, &tls.client_key) {
@@ -800,10 +805,7 @@ fn cluster(
                                 "address",
                                 map([(
                                     "socket_address",
-                                    map([
-                                        ("address", s(upstream.host.clone())),
-                                        ("port_value", int(upstream.port)),
-                                    ]),
+                                    map([("address", s(address)), ("port_value", int(port))]),
                                 )]),
                             )]),
                         )])]),
@@ -821,7 +823,7 @@ mod tests {
 
     use super::*;
     use std::path::Path;
-    use tlsgate_core::KeyMode;
+    use tlsgate_core::{Deployment, KeyMode};
     use tlsgate_test_support::Authority;
     use yaml_rust2::YamlLoader;
 
@@ -865,7 +867,8 @@ mod tests {
         let path = dir.join("policy.yaml");
         std::fs::write(&path, policy).expect("policy");
         let files = [path];
-        let config = Config::load_files(&files, KeyMode::Load(&AcceptAnyKey)).expect("loads");
+        let config = Config::load_files(&files, KeyMode::Load(&AcceptAnyKey), Deployment::none())
+            .expect("loads");
         let options = Options {
             wasm: PathBuf::from("/opt/tlsgate/tlsgate_filter.wasm"),
             out_dir: dir.to_path_buf(),
@@ -1050,6 +1053,8 @@ mod tests {
         let config = Config {
             endpoints: Vec::new(),
             warnings: Vec::new(),
+            files: Vec::new(),
+            notes: Vec::new(),
         };
         let options = Options {
             wasm: PathBuf::from("f.wasm"),

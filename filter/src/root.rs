@@ -134,6 +134,7 @@ pub fn load(text: &str) -> Result<Policy, String> {
     let options = LoadOptions {
         reader: &tlsgate_core::pem::InlineOnly,
         keys: KeyMode::Skip,
+        deployment: tlsgate_core::Deployment::none(),
     };
     let config = Config::load_str(text, None, &options, 0).map_err(|e| e.to_string())?;
     Ok(Policy::new(config))

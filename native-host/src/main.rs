@@ -10,7 +10,7 @@ use tlsgate::keys::RustlsKeyCheck;
 use tlsgate::limits::{HumanDuration, Limits};
 use tlsgate::logging::LogFormat;
 use tlsgate::server::RunOptions;
-use tlsgate_core::{Config, KeyMode};
+use tlsgate_core::{Config, Deployment, KeyMode};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -29,7 +29,7 @@ enum Command {
     ///
     /// SIGTERM drains and exits 0; SIGHUP (or a change to any referenced file) reloads.
     Run {
-        /// Policy file (YAML or JSON); repeat for several.
+        /// Policy file, Kubernetes manifest (YAML or JSON) or a directory of them; repeat for several.
         #[arg(short = 'c', long = "config", required = true)]
         config: Vec<PathBuf>,
         /// Serve Prometheus metrics at http://ADDR/metrics (keep it on a private address).
@@ -39,6 +39,8 @@ enum Command {
         log_format: LogFormat,
         #[command(flatten)]
         limits: LimitsArgs,
+        #[command(flatten)]
+        deployment: DeploymentArgs,
     },
     /// Make ca.crt/key, server.crt/key and client.crt/key (clientAuth EKU) in a directory.
     Certs {
@@ -62,13 +64,15 @@ enum Command {
     },
     /// Validate policy files and print one line per endpoint.
     Check {
-        /// Policy file (YAML or JSON); repeat for several.
+        /// Policy file, Kubernetes manifest (YAML or JSON) or a directory of them; repeat for several.
         #[arg(short = 'c', long = "config", required = true)]
         config: Vec<PathBuf>,
+        #[command(flatten)]
+        deployment: DeploymentArgs,
     },
     /// Write an Envoy bootstrap that runs the same policy with the tlsgate proxy-wasm filter.
     EnvoyConfig {
-        /// Policy file (YAML or JSON); repeat for several.
+        /// Policy file, Kubernetes manifest (YAML or JSON) or a directory of them; repeat for several.
         #[arg(short = 'c', long = "config", required = true)]
         config: Vec<PathBuf>,
         /// The built filter (`make wasm` puts it in target/wasm32-wasip1/release-wasm/).
@@ -88,7 +92,32 @@ enum Command {
         /// inlined and private keys removed), e.g. for an Istio WasmPlugin's pluginConfig.
         #[arg(long, conflicts_with = "output")]
         filter_policy: bool,
+        #[command(flatten)]
+        deployment: DeploymentArgs,
     },
+}
+
+/// Where manifests meet this machine; shared by `run`, `check` and `envoy-config`.
+#[derive(clap::Args, Debug, Clone)]
+struct DeploymentArgs {
+    /// PORT=ADDR:PORT: an endpoint a Kubernetes manifest puts on PORT (443 for an https://
+    /// URL, a Gateway listener's port) listens on ADDR:PORT instead of 0.0.0.0:PORT. Repeatable.
+    #[arg(long = "listen", value_name = "PORT=ADDR:PORT")]
+    listen: Vec<tlsgate_core::Listen>,
+    /// NAME[.NAMESPACE]:PORT=ADDR:PORT (curl's convention): reach the upstream NAME:PORT (a
+    /// Service, outside its cluster) at ADDR:PORT; the name is still sent in SNI and Host.
+    /// Repeatable.
+    #[arg(long = "resolve", value_name = "NAME:PORT=ADDR:PORT")]
+    resolve: Vec<tlsgate_core::Resolve>,
+}
+
+impl From<DeploymentArgs> for Deployment {
+    fn from(a: DeploymentArgs) -> Self {
+        Deployment {
+            listen: a.listen,
+            resolve: a.resolve,
+        }
+    }
 }
 
 /// Deadlines and bounds, shared by `run` and `envoy-config` so both hosts get the same values.
@@ -164,10 +193,12 @@ fn main() -> ExitCode {
             metrics,
             log_format,
             limits,
+            deployment,
         } => {
             tlsgate::logging::init(log_format);
             run(RunOptions {
                 files: config,
+                deployment: deployment.into(),
                 limits: limits.into(),
                 metrics,
             })
@@ -187,7 +218,7 @@ fn main() -> ExitCode {
             client_name,
             days,
         }),
-        Command::Check { config } => check(&config),
+        Command::Check { config, deployment } => check(&config, &deployment.into()),
         Command::EnvoyConfig {
             config,
             wasm,
@@ -195,11 +226,13 @@ fn main() -> ExitCode {
             admin,
             limits,
             filter_policy,
+            deployment,
         } => {
+            let deployment = deployment.into();
             if filter_policy {
-                print_filter_policy(&config)
+                print_filter_policy(&config, &deployment)
             } else {
-                envoy_config(&config, wasm, output, admin, limits.into())
+                envoy_config(&config, &deployment, wasm, output, admin, limits.into())
             }
         }
     }
@@ -244,21 +277,27 @@ fn certs(options: &CertsOptions) -> ExitCode {
     }
 }
 
-fn check(files: &[PathBuf]) -> ExitCode {
-    match Config::load_files(files, KeyMode::Load(&RustlsKeyCheck)) {
+fn check(files: &[PathBuf], deployment: &Deployment) -> ExitCode {
+    match Config::load_files(files, KeyMode::Load(&RustlsKeyCheck), deployment) {
         Ok(config) => {
             for warning in &config.warnings {
                 eprintln!("warning: {warning}");
             }
+            for note in &config.notes {
+                eprintln!("note: {note}");
+            }
             for endpoint in &config.endpoints {
                 println!("{endpoint}");
+                for origin in &endpoint.origin {
+                    println!("  from {origin}");
+                }
             }
             println!(
                 "ok: {} endpoint{} in {} file{}",
                 config.endpoints.len(),
                 if config.endpoints.len() == 1 { "" } else { "s" },
-                files.len(),
-                if files.len() == 1 { "" } else { "s" }
+                config.files.len(),
+                if config.files.len() == 1 { "" } else { "s" }
             );
             ExitCode::SUCCESS
         }
@@ -269,8 +308,8 @@ fn check(files: &[PathBuf]) -> ExitCode {
     }
 }
 
-fn print_filter_policy(files: &[PathBuf]) -> ExitCode {
-    let result = Config::load_files(files, KeyMode::Load(&RustlsKeyCheck));
+fn print_filter_policy(files: &[PathBuf], deployment: &Deployment) -> ExitCode {
+    let result = Config::load_files(files, KeyMode::Load(&RustlsKeyCheck), deployment);
     match result.map(|config| serde_json::to_string_pretty(&config.filter_policy())) {
         Ok(Ok(json)) => {
             println!("{json}");
@@ -289,6 +328,7 @@ fn print_filter_policy(files: &[PathBuf]) -> ExitCode {
 
 fn envoy_config(
     files: &[PathBuf],
+    deployment: &Deployment,
     wasm: PathBuf,
     output: Option<PathBuf>,
     admin: std::net::SocketAddr,
@@ -296,9 +336,12 @@ fn envoy_config(
 ) -> ExitCode {
     let result = (|| -> anyhow::Result<()> {
         // Load with keys so a policy Envoy would choke on is refused here, with our message.
-        let config = Config::load_files(files, KeyMode::Load(&RustlsKeyCheck))?;
+        let config = Config::load_files(files, KeyMode::Load(&RustlsKeyCheck), deployment)?;
         for warning in &config.warnings {
             eprintln!("warning: {warning}");
+        }
+        for note in &config.notes {
+            eprintln!("note: {note}");
         }
         let out_dir = match &output {
             Some(path) => path

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use rustls::crypto::CryptoProvider;
 use tlsgate_core::config::{Scheme, UpstreamScheme};
 use tlsgate_core::pem::Origin;
-use tlsgate_core::{Config, ConfigError, Endpoint, EndpointPolicy, KeyMode, Policy};
+use tlsgate_core::{Config, ConfigError, Deployment, Endpoint, EndpointPolicy, KeyMode, Policy};
 
 use crate::keys::RustlsKeyCheck;
 use crate::limits::Limits;
@@ -76,16 +76,22 @@ impl Runtime {
     /// Loads and compiles `files`. Blocking (reads files); call it off the async workers.
     pub fn load(
         files: &[PathBuf],
+        deployment: &Deployment,
         limits: &Limits,
         provider: &Arc<CryptoProvider>,
     ) -> Result<Self, LoadError> {
-        let config = Config::load_files(files, KeyMode::Load(&RustlsKeyCheck))?;
+        let config = Config::load_files(files, KeyMode::Load(&RustlsKeyCheck), deployment)?;
         for warning in &config.warnings {
             tracing::warn!("{warning}");
         }
+        for note in &config.notes {
+            tracing::info!("{note}");
+        }
+        // The directories given (a new manifest dropped in one is a change) and every file read.
+        let mut watched: Vec<PathBuf> = files.iter().filter(|p| p.is_dir()).cloned().collect();
+        watched.extend(config.files.iter().cloned());
         let policy = Policy::new(config);
         let mut endpoints = Vec::with_capacity(policy.endpoints().len());
-        let mut watched: Vec<PathBuf> = files.to_vec();
         for endpoint in policy.endpoints() {
             endpoints.push(Arc::new(prepare(endpoint, limits, provider)?));
             for path in referenced_files(endpoint) {
@@ -193,9 +199,21 @@ pub fn fingerprint(paths: &[PathBuf]) -> Fingerprint {
     paths
         .iter()
         .map(|p| {
-            let digest = std::fs::read(p)
-                .ok()
-                .map(|bytes| tlsgate_core::encoding::sha256(&bytes));
+            let digest = if p.is_dir() {
+                // A directory's fingerprint is its list of names: files added or removed.
+                std::fs::read_dir(p).ok().map(|entries| {
+                    let mut names: Vec<String> = entries
+                        .filter_map(Result::ok)
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect();
+                    names.sort();
+                    tlsgate_core::encoding::sha256(names.join("\n").as_bytes())
+                })
+            } else {
+                std::fs::read(p)
+                    .ok()
+                    .map(|bytes| tlsgate_core::encoding::sha256(&bytes))
+            };
             (p.clone(), digest)
         })
         .collect()

@@ -21,7 +21,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::server::Acceptor;
 use tlsgate_core::config::Scheme;
 use tlsgate_core::facts::escape_control;
-use tlsgate_core::{Session, Verdict};
+use tlsgate_core::{Deployment, Session, Verdict};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -40,6 +40,8 @@ use crate::{tcp, tls};
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     pub files: Vec<PathBuf>,
+    /// `--listen` / `--resolve`: manifest ports and Service names mapped to local addresses.
+    pub deployment: Deployment,
     pub limits: Limits,
     pub metrics: Option<SocketAddr>,
 }
@@ -49,6 +51,7 @@ pub struct RunOptions {
 struct Shared {
     state: RwLock<Arc<Runtime>>,
     files: Vec<PathBuf>,
+    deployment: Deployment,
     limits: Limits,
     provider: Arc<CryptoProvider>,
     metrics: Arc<Metrics>,
@@ -75,11 +78,18 @@ impl Shared {
 /// be loaded or an address could not be bound.
 pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     let provider = tls::provider();
-    let runtime = load(&options.files, options.limits, &provider).await?;
+    let runtime = load(
+        &options.files,
+        &options.deployment,
+        options.limits,
+        &provider,
+    )
+    .await?;
     let metrics = Arc::new(Metrics::default());
     let shared = Arc::new(Shared {
         state: RwLock::new(Arc::new(runtime)),
         files: options.files.clone(),
+        deployment: options.deployment.clone(),
         limits: options.limits,
         provider,
         metrics: metrics.clone(),
@@ -177,14 +187,17 @@ fn signal(kind: tokio::signal::unix::SignalKind) -> anyhow::Result<tokio::signal
 
 async fn load(
     files: &[PathBuf],
+    deployment: &Deployment,
     limits: Limits,
     provider: &Arc<CryptoProvider>,
 ) -> anyhow::Result<Runtime> {
     let files = files.to_vec();
+    let deployment = deployment.clone();
     let provider = provider.clone();
-    let runtime = tokio::task::spawn_blocking(move || Runtime::load(&files, &limits, &provider))
-        .await
-        .map_err(|e| anyhow::anyhow!("loading the configuration: {e}"))??;
+    let runtime =
+        tokio::task::spawn_blocking(move || Runtime::load(&files, &deployment, &limits, &provider))
+            .await
+            .map_err(|e| anyhow::anyhow!("loading the configuration: {e}"))??;
     Ok(runtime)
 }
 
@@ -202,7 +215,14 @@ async fn reload(
             .get_or_create(&ReloadLabels { outcome })
             .inc();
     };
-    let runtime = match load(&shared.files, shared.limits, &shared.provider).await {
+    let runtime = match load(
+        &shared.files,
+        &shared.deployment,
+        shared.limits,
+        &shared.provider,
+    )
+    .await
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             tracing::error!(

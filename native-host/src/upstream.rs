@@ -73,6 +73,8 @@ pub struct Dialer {
 struct DialerInner {
     host: String,
     port: u16,
+    /// `--resolve`: connect here instead of resolving `host`.
+    address: Option<std::net::SocketAddr>,
     /// `host:port` for messages.
     addr: String,
     tls: Option<(TlsConnector, ServerName<'static>)>,
@@ -95,15 +97,19 @@ impl Dialer {
         tls: Option<(Arc<ClientConfig>, ServerName<'static>)>,
         timeout: Duration,
     ) -> Self {
-        let addr = if upstream.host.contains(':') {
+        let mut addr = if upstream.host.contains(':') {
             format!("[{}]:{}", upstream.host, upstream.port)
         } else {
             format!("{}:{}", upstream.host, upstream.port)
         };
+        if let Some(address) = upstream.address {
+            addr = format!("{addr} (at {address})");
+        }
         Self {
             inner: Arc::new(DialerInner {
                 host: upstream.host.clone(),
                 port: upstream.port,
+                address: upstream.address,
                 addr,
                 tls: tls.map(|(config, name)| (TlsConnector::from(config), name)),
                 timeout,
@@ -120,12 +126,14 @@ impl Dialer {
     pub async fn connect(&self) -> Result<UpstreamStream, ConnectError> {
         let inner = &self.inner;
         let attempt = async {
-            let tcp = TcpStream::connect((inner.host.as_str(), inner.port))
-                .await
-                .map_err(|source| ConnectError::Io {
-                    addr: inner.addr.clone(),
-                    source,
-                })?;
+            let tcp = match inner.address {
+                Some(address) => TcpStream::connect(address).await,
+                None => TcpStream::connect((inner.host.as_str(), inner.port)).await,
+            }
+            .map_err(|source| ConnectError::Io {
+                addr: inner.addr.clone(),
+                source,
+            })?;
             // Latency matters more than packet count for proxied requests.
             let _ = tcp.set_nodelay(true);
             match &inner.tls {

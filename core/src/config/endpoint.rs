@@ -210,6 +210,7 @@ impl Endpoint {
             tcp_rules,
             http_rules,
             forward_client_cert,
+            origin: Vec::new(),
         })
     }
 }
@@ -378,6 +379,7 @@ impl Upstream {
             }
         };
         Ok(Self {
+            address: options.deployment.resolve_for(&parsed.host, port),
             url,
             scheme,
             host: parsed.host,

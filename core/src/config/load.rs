@@ -7,20 +7,32 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::error::{invalid, ConfigError, ConfigErrorKind};
+use crate::kube;
 use crate::source::{self, Document, FieldPath};
 
 use super::*;
 
 impl Config {
-    /// Loads one or more policy files; endpoints of all files form one config. Certificate
-    /// and key paths are read relative to the file that names them.
-    pub fn load_files(paths: &[PathBuf], keys: KeyMode<'_>) -> Result<Self, ConfigError> {
+    /// Loads policy files and Kubernetes manifests; the endpoints of all of them form one
+    /// config. A directory stands for its `*.yaml`, `*.yml` and `*.json` files in name order
+    /// (as `kubectl apply -f DIR` reads it). Certificate and key paths are read relative to
+    /// the file that names them; `deployment` maps manifest ports and Service names to local
+    /// addresses.
+    pub fn load_files(
+        paths: &[PathBuf],
+        keys: KeyMode<'_>,
+        deployment: &Deployment,
+    ) -> Result<Self, ConfigError> {
+        let files = expand(paths)?;
         let mut config = Config {
             endpoints: Vec::new(),
             warnings: Vec::new(),
+            files: files.clone(),
+            notes: Vec::new(),
         };
-        let mut documents = Vec::with_capacity(paths.len());
-        for path in paths {
+        let mut documents = Vec::with_capacity(files.len());
+        let mut resources = Vec::new();
+        for path in &files {
             let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
                 file: Some(path.clone()),
                 path: FieldPath::root(),
@@ -30,21 +42,38 @@ impl Config {
                     reason: e.to_string(),
                 }),
             })?;
+            let parsed = source::parse_stream(&text).map_err(|e| syntax_error(e, Some(path)))?;
+            if parsed.iter().any(|d| kube::is_manifest(&d.value)) {
+                for doc in parsed {
+                    kube::collect(path, doc, &mut resources)?;
+                }
+                continue;
+            }
+            let doc = single_document(parsed).map_err(|e| syntax_error(e, Some(path)))?;
             let reader = crate::pem::FileReader {
                 base_dir: path.parent().unwrap_or(Path::new(".")).to_path_buf(),
             };
             let options = LoadOptions {
                 reader: &reader,
                 keys,
+                deployment,
             };
-            let (part, doc) =
-                Self::load_document(&text, Some(path), &options, config.endpoints.len())?;
+            let (part, doc) = Self::load_parsed(doc, Some(path), &options, config.endpoints.len())?;
             config.endpoints.extend(part.endpoints);
             config.warnings.extend(part.warnings);
-            documents.push(doc);
+            documents.push((path.clone(), doc));
         }
+        let manifest_endpoints = if resources.is_empty() {
+            Vec::new()
+        } else {
+            config.load_manifests(&resources, keys, deployment)?
+        };
         // Each file was checked alone; hosts may still collide across files.
         check_unique_hosts(&config.endpoints).map_err(|(i, e)| {
+            if let Some((_, synth)) = manifest_endpoints.iter().find(|(n, _)| *n == i) {
+                let at = FieldPath::root().key("url");
+                return synth.locate(ConfigError::new(at, *e.kind), &resources);
+            }
             // Files were loaded in order, so the endpoints before this file's are the others'.
             let first_of_file = config.endpoints[..i]
                 .iter()
@@ -52,10 +81,10 @@ impl Config {
                 .count();
             let path = relative_path(&e.path, first_of_file);
             let file = config.endpoints[i].file.clone();
-            let doc = paths
+            let doc = documents
                 .iter()
-                .position(|p| Some(p) == file.as_ref())
-                .and_then(|n| documents.get(n));
+                .find(|(p, _)| Some(p) == file.as_ref())
+                .map(|(_, d)| d);
             ConfigError {
                 location: doc.and_then(|d| d.locate(&path)),
                 file,
@@ -63,7 +92,90 @@ impl Config {
                 kind: e.kind,
             }
         })?;
+        config.note_unused(deployment);
         Ok(config)
+    }
+
+    /// Turns the resources of every manifest into endpoints, through the same loader as a
+    /// policy file. Returns each new endpoint's position with the map that locates its errors.
+    fn load_manifests(
+        &mut self,
+        resources: &[kube::Resource],
+        keys: KeyMode<'_>,
+        deployment: &Deployment,
+    ) -> Result<Vec<(usize, kube::Synth)>, ConfigError> {
+        let mut manifests = kube::Manifests::new(resources, deployment);
+        let made = manifests.endpoints()?;
+        self.notes.append(&mut manifests.notes);
+        let mut out = Vec::with_capacity(made.len());
+        for synth in made {
+            let primary = &resources[synth.primary];
+            let reader = crate::pem::FileReader {
+                base_dir: primary
+                    .file
+                    .parent()
+                    .unwrap_or(Path::new("."))
+                    .to_path_buf(),
+            };
+            let options = LoadOptions {
+                reader: &reader,
+                keys,
+                deployment,
+            };
+            let raw: RawEndpoint = deserialize(&synth.value, FieldPath::root())
+                .map_err(|e| synth.locate(e, resources))?;
+            let mut warnings = Vec::new();
+            let mut endpoint = Endpoint::from_raw(
+                raw,
+                self.endpoints.len(),
+                Some(&primary.file),
+                FieldPath::root(),
+                &options,
+                &mut warnings,
+            )
+            .map_err(|e| synth.locate(e, resources))?;
+            endpoint.origin = synth
+                .parts
+                .iter()
+                .map(|&p| format!("{} ({})", resources[p].label(), resources[p].file.display()))
+                .collect();
+            self.warnings
+                .extend(warnings.into_iter().map(|w| synth.locate(w, resources)));
+            out.push((self.endpoints.len(), synth));
+            self.endpoints.push(endpoint);
+        }
+        Ok(out)
+    }
+
+    /// A `--listen` or `--resolve` that matches nothing is probably a typo: say so.
+    fn note_unused(&mut self, deployment: &Deployment) {
+        for listen in &deployment.listen {
+            if !self.endpoints.iter().any(|e| e.bind == listen.address) {
+                self.notes.push(format!(
+                    "--listen {}={}: no endpoint of the manifests is on port {}",
+                    listen.port, listen.address, listen.port
+                ));
+            }
+        }
+        for resolve in &deployment.resolve {
+            let used = self.endpoints.iter().any(|e| {
+                deployment.resolve_entry(&e.upstream.host, e.upstream.port) == Some(resolve)
+            });
+            if !used {
+                let upstreams: Vec<String> = self
+                    .endpoints
+                    .iter()
+                    .map(|e| format!("{}:{}", e.upstream.host, e.upstream.port))
+                    .collect();
+                self.notes.push(format!(
+                    "--resolve {}:{}={}: no upstream has that name and port (upstreams: {})",
+                    resolve.name,
+                    resolve.port,
+                    resolve.address,
+                    upstreams.join(", ")
+                ));
+            }
+        }
     }
 
     /// Loads a policy from text. `file` names it in errors; `first_index` numbers endpoints
@@ -74,11 +186,12 @@ impl Config {
         options: &LoadOptions<'_>,
         first_index: usize,
     ) -> Result<Self, ConfigError> {
-        Self::load_document(text, file, options, first_index).map(|(config, _)| config)
+        let doc = source::parse(text).map_err(|e| syntax_error(e, file))?;
+        Self::load_parsed(doc, file, options, first_index).map(|(config, _)| config)
     }
 
-    fn load_document(
-        text: &str,
+    fn load_parsed(
+        doc: Document,
         file: Option<&Path>,
         options: &LoadOptions<'_>,
         first_index: usize,
@@ -90,17 +203,6 @@ impl Config {
             }
             e
         };
-        let doc = source::parse(text).map_err(|e| {
-            with_file(
-                ConfigError {
-                    file: None,
-                    path: FieldPath::root(),
-                    location: e.location,
-                    kind: Box::new(ConfigErrorKind::Syntax(e.message)),
-                },
-                None,
-            )
-        })?;
         let raw: RawConfig =
             deserialize(&doc.value, FieldPath::root()).map_err(|e| with_file(e, Some(&doc)))?;
         let mut warnings = Vec::new();
@@ -133,10 +235,84 @@ impl Config {
             Config {
                 endpoints,
                 warnings,
+                files: file.map(Path::to_path_buf).into_iter().collect(),
+                notes: Vec::new(),
             },
             doc,
         ))
     }
+}
+
+fn syntax_error(e: source::SyntaxError, file: Option<&Path>) -> ConfigError {
+    ConfigError {
+        file: file.map(Path::to_path_buf),
+        path: FieldPath::root(),
+        location: e.location,
+        kind: Box::new(ConfigErrorKind::Syntax(e.message)),
+    }
+}
+
+/// The one document of a tlsgate policy file.
+fn single_document(mut docs: Vec<Document>) -> Result<Document, source::SyntaxError> {
+    match docs.len() {
+        1 => Ok(docs.remove(0)),
+        0 => Err(source::SyntaxError {
+            message: "the file is empty; a policy needs an `endpoints:` list".into(),
+            location: None,
+        }),
+        n => Err(source::SyntaxError {
+            message: format!(
+                "the file holds {n} YAML documents and they are not Kubernetes resources; a \
+                 tlsgate policy is one document (split the others into their own files)"
+            ),
+            location: None,
+        }),
+    }
+}
+
+/// The files `-c` names: a directory stands for its `*.yaml`, `*.yml` and `*.json` files in
+/// name order.
+fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ConfigError> {
+    let mut out = Vec::new();
+    for path in paths {
+        if !path.is_dir() {
+            out.push(path.clone());
+            continue;
+        }
+        let unreadable = |e: std::io::Error| ConfigError {
+            file: Some(path.clone()),
+            path: FieldPath::root(),
+            location: None,
+            kind: Box::new(ConfigErrorKind::Unreadable {
+                path: path.clone(),
+                reason: e.to_string(),
+            }),
+        };
+        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+            .map_err(unreadable)?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| {
+                p.is_file()
+                    && p.extension()
+                        .and_then(|e| e.to_str())
+                        .is_some_and(|e| matches!(e, "yaml" | "yml" | "json"))
+            })
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            return Err(ConfigError {
+                file: Some(path.clone()),
+                path: FieldPath::root(),
+                location: None,
+                kind: Box::new(invalid(
+                    "the directory holds no *.yaml, *.yml or *.json file",
+                )),
+            });
+        }
+        out.extend(files);
+    }
+    Ok(out)
 }
 
 /// Rewrites `endpoints[N]…` to `endpoints[first]…` numbering.
@@ -206,7 +382,7 @@ pub(super) fn deserialize<T: DeserializeOwned>(
 
 /// serde quotes the offending value (`invalid type: string "…", expected …`). A long or
 /// multi-line value may be PEM, a key among them: keep the shape of the message, drop the value.
-pub(super) fn redact(message: String) -> String {
+pub(crate) fn redact(message: String) -> String {
     for prefix in ["invalid type: string \"", "invalid value: string \""] {
         if let Some(rest) = message.strip_prefix(prefix) {
             if let Some(end) = rest.rfind("\", expected") {

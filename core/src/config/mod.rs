@@ -20,6 +20,8 @@ use crate::sni::HostPattern;
 mod endpoint;
 mod filter_policy;
 mod load;
+
+pub(crate) use load::redact as redact_message;
 mod rules;
 mod tls;
 
@@ -54,6 +56,125 @@ impl fmt::Debug for KeyMode<'_> {
 pub struct LoadOptions<'a> {
     pub reader: &'a dyn MaterialReader,
     pub keys: KeyMode<'a>,
+    pub deployment: &'a Deployment,
+}
+
+/// What the command line says about the machine a policy runs on, as opposed to what the
+/// policy says: Kubernetes manifests name ports and cluster Service names, which mean nothing
+/// outside a cluster until they are mapped to local addresses. Both `tlsgate run` and
+/// `tlsgate envoy-config` take the same flags, so both hosts listen and connect alike.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Deployment {
+    /// `--listen PORT=ADDR:PORT`: an endpoint a manifest puts on PORT listens on ADDR:PORT
+    /// (default `0.0.0.0:PORT`). Policy files name their `bind` themselves.
+    pub listen: Vec<Listen>,
+    /// `--resolve NAME[.NAMESPACE]:PORT=ADDR:PORT` (curl's convention): an upstream named
+    /// NAME:PORT is reached at ADDR:PORT; the name still goes in SNI and Host.
+    pub resolve: Vec<Resolve>,
+}
+
+static NO_DEPLOYMENT: Deployment = Deployment {
+    listen: Vec::new(),
+    resolve: Vec::new(),
+};
+
+impl Deployment {
+    /// No flags: manifests listen on `0.0.0.0:PORT`, upstream names are resolved by DNS.
+    pub fn none() -> &'static Deployment {
+        &NO_DEPLOYMENT
+    }
+
+    /// The `--resolve` entry for the upstream `host:port`.
+    pub fn resolve_entry(&self, host: &str, port: u16) -> Option<&Resolve> {
+        let host = cluster_name(host);
+        self.resolve.iter().find(|r| {
+            let name = cluster_name(&r.name);
+            r.port == port
+                && (name == host || (!name.contains('.') && host == format!("{name}.default")))
+        })
+    }
+
+    /// Where an endpoint a manifest puts on `port` listens.
+    pub fn bind_for(&self, port: u16) -> SocketAddr {
+        self.listen
+            .iter()
+            .find(|l| l.port == port)
+            .map(|l| l.address)
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], port)))
+    }
+
+    /// The address `--resolve` gives the upstream `host:port`. A name without a dot also
+    /// matches the Service of that name in the `default` namespace (`example-service` and
+    /// `example-service.default`), and the cluster suffix `.svc[.cluster.local]` is ignored.
+    pub fn resolve_for(&self, host: &str, port: u16) -> Option<SocketAddr> {
+        self.resolve_entry(host, port).map(|r| r.address)
+    }
+}
+
+fn cluster_name(name: &str) -> String {
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    for suffix in [".svc.cluster.local", ".svc"] {
+        if let Some(short) = name.strip_suffix(suffix) {
+            return short.to_owned();
+        }
+    }
+    name
+}
+
+/// One `--listen PORT=ADDR:PORT`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Listen {
+    pub port: u16,
+    pub address: SocketAddr,
+}
+
+impl std::str::FromStr for Listen {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let usage = || {
+            format!(
+                "`{s}`: write PORT=ADDR:PORT, e.g. 443=127.0.0.1:8443 (the port the manifest \
+                 names, then where to listen)"
+            )
+        };
+        let (port, address) = s.split_once('=').ok_or_else(usage)?;
+        Ok(Self {
+            port: port.trim().parse().map_err(|_| usage())?,
+            address: address.trim().parse().map_err(|_| usage())?,
+        })
+    }
+}
+
+/// One `--resolve NAME:PORT=ADDR:PORT`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resolve {
+    pub name: String,
+    pub port: u16,
+    pub address: SocketAddr,
+}
+
+impl std::str::FromStr for Resolve {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let usage = || {
+            format!(
+                "`{s}`: write NAME[.NAMESPACE]:PORT=ADDR:PORT, e.g. \
+                 my-service.my-namespace:8080=127.0.0.1:9000"
+            )
+        };
+        let (target, address) = s.split_once('=').ok_or_else(usage)?;
+        let (name, port) = target.rsplit_once(':').ok_or_else(usage)?;
+        if name.is_empty() {
+            return Err(usage());
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            port: port.parse().map_err(|_| usage())?,
+            address: address.trim().parse().map_err(|_| usage())?,
+        })
+    }
 }
 
 impl fmt::Debug for dyn MaterialReader + '_ {
@@ -69,6 +190,12 @@ pub struct Config {
     /// Things that load but are probably not what was meant (a certificate that does not cover
     /// its endpoint's host).
     pub warnings: Vec<ConfigError>,
+    /// Every policy or manifest file read (a directory given with `-c` is expanded to its
+    /// files), for hosts that watch them.
+    pub files: Vec<PathBuf>,
+    /// What a manifest held that tlsgate did not turn into an endpoint, one line each
+    /// (`skipped Deployment default/web: …`).
+    pub notes: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,6 +221,9 @@ pub struct Endpoint {
     pub tcp_rules: Vec<Rule<TcpAction>>,
     pub http_rules: Vec<Rule<HttpAction>>,
     pub forward_client_cert: ForwardClientCert,
+    /// The Kubernetes resources this endpoint was made from (`AgentEndpoint default/web`),
+    /// empty for a tlsgate policy file.
+    pub origin: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -165,6 +295,9 @@ pub struct Upstream {
     pub port: u16,
     pub protocol: UpstreamProtocol,
     pub tls: Option<UpstreamTls>,
+    /// Where to connect instead of resolving `host` (`--resolve`); the name still goes in SNI
+    /// and Host.
+    pub address: Option<SocketAddr>,
 }
 
 impl Upstream {
@@ -308,9 +441,13 @@ impl fmt::Display for Endpoint {
             }) => " with client certificate",
             _ => "",
         };
+        let resolved = match self.upstream.address {
+            Some(address) => format!(" (at {address})"),
+            None => String::new(),
+        };
         write!(
             f,
-            "{} on {}: {versions}, {mtls}, {rules} rule{} -> {}{upstream_mtls}",
+            "{} on {}: {versions}, {mtls}, {rules} rule{} -> {}{resolved}{upstream_mtls}",
             self.host,
             self.bind,
             if rules == 1 { "" } else { "s" },

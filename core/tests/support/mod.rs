@@ -71,6 +71,7 @@ impl Fixture {
         let options = LoadOptions {
             reader: &reader,
             keys: KeyMode::Load(&keys),
+            deployment: tlsgate_core::Deployment::none(),
         };
         let file = PathBuf::from("policy.yaml");
         Config::load_str(yaml, Some(&file), &options, 0)

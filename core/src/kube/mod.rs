@@ -1,0 +1,664 @@
+//! Kubernetes manifests as policy: the resources ngrok's operator reads (`AgentEndpoint`,
+//! `CloudEndpoint`, `NgrokTrafficPolicy` + `Ingress`, `Gateway` + `HTTPRoute`, with their
+//! `Secret`s, `ConfigMap`s, `BackendTLSPolicy` and `ReferenceGrant`s), turned into the same
+//! endpoints a tlsgate policy file describes.
+//!
+//! The translation writes each endpoint as a tlsgate policy endpoint (a [`crate::raw::RawEndpoint`]
+//! value) and hands it to the one loader, so a manifest is validated, compiled and enforced by
+//! exactly the code a policy file is. What it keeps besides is a map from every part of that
+//! endpoint back to the resource and field it came from: an error anywhere (a bad CEL
+//! expression inside an inline traffic policy, a key that does not match its certificate in a
+//! Secret) names the manifest file, its line and the resource's own field path.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use crate::config::Deployment;
+use crate::error::{invalid, ConfigError, ConfigErrorKind};
+use crate::source::{Document, FieldPath, Segment};
+
+mod gateway;
+mod ingress;
+mod ngrok;
+
+const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
+const NGROK_GROUP: &str = "ngrok.k8s.ngrok.com";
+
+/// Whether a parsed document is a Kubernetes resource rather than a tlsgate policy.
+pub(crate) fn is_manifest(value: &Value) -> bool {
+    value.get("apiVersion").is_some_and(Value::is_string)
+        && value.get("kind").is_some_and(Value::is_string)
+}
+
+/// One resource, where it was written, and what it says.
+#[derive(Debug)]
+pub(crate) struct Resource {
+    pub file: PathBuf,
+    pub doc: Arc<Document>,
+    /// Where the object sits in its document (`items[2]` inside a `kind: List`).
+    pub root: FieldPath,
+    /// API group (`""` for the core group: Secret, ConfigMap, Service).
+    pub group: String,
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    pub value: Value,
+}
+
+impl Resource {
+    /// `AgentEndpoint default/example`, as kubectl names it.
+    pub fn label(&self) -> String {
+        format!("{} {}/{}", self.kind, self.namespace, self.name)
+    }
+
+    fn full_path(&self, path: &FieldPath) -> FieldPath {
+        let mut full = self.root.clone();
+        for segment in path.segments() {
+            full.push(segment.clone());
+        }
+        full
+    }
+
+    /// An error at `path` inside this resource, with its file and line.
+    pub fn error(&self, path: &FieldPath, kind: ConfigErrorKind) -> ConfigError {
+        let full = self.full_path(path);
+        ConfigError {
+            file: Some(self.file.clone()),
+            location: self.doc.locate(&full),
+            path: full,
+            kind: Box::new(ConfigErrorKind::InResource {
+                resource: self.label(),
+                inner: Box::new(kind),
+            }),
+        }
+    }
+
+    pub fn invalid(&self, path: &FieldPath, message: impl Into<String>) -> ConfigError {
+        self.error(path, invalid(message))
+    }
+
+    /// `spec`, deserialized into the shape tlsgate reads (fields it does not read are
+    /// ignored, as the API server would keep them).
+    pub fn spec<T: DeserializeOwned>(&self) -> Result<T, ConfigError> {
+        let spec = self.value.get("spec").cloned().unwrap_or(json!({}));
+        serde_path_to_error::deserialize(&spec).map_err(|e| {
+            let mut path = FieldPath::root().key("spec");
+            for segment in e.path().iter() {
+                match segment {
+                    serde_path_to_error::Segment::Seq { index } => path = path.index(*index),
+                    serde_path_to_error::Segment::Map { key }
+                    | serde_path_to_error::Segment::Enum { variant: key } => path = path.key(key),
+                    serde_path_to_error::Segment::Unknown => {}
+                }
+            }
+            let message = crate::config::redact_message(e.into_inner().to_string());
+            self.error(&path, ConfigErrorKind::Shape(message))
+        })
+    }
+
+    pub fn annotation(&self, key: &str) -> Option<&str> {
+        self.value
+            .pointer("/metadata/annotations")
+            .and_then(|a| a.get(key))
+            .and_then(Value::as_str)
+    }
+
+    fn is(&self, group: &str, kind: &str) -> bool {
+        self.group == group && self.kind == kind
+    }
+}
+
+/// Reads the resources of one document (a `kind: List` gives its items). Kinds tlsgate does
+/// not read are noted and skipped.
+pub(crate) fn collect(
+    file: &std::path::Path,
+    doc: Document,
+    out: &mut Vec<Resource>,
+) -> Result<(), ConfigError> {
+    let doc = Arc::new(doc);
+    let mut objects = vec![(FieldPath::root(), doc.value.clone())];
+    if doc.value.get("kind").and_then(Value::as_str) == Some("List") {
+        let items = doc.value.get("items").and_then(Value::as_array);
+        objects = items
+            .map(|items| {
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| (FieldPath::root().key("items").index(i), v.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+    }
+    for (root, value) in objects {
+        let at = |path: &FieldPath, message: String| {
+            let mut full = root.clone();
+            for segment in path.segments() {
+                full.push(segment.clone());
+            }
+            ConfigError {
+                file: Some(file.to_path_buf()),
+                location: doc.locate(&full),
+                path: full,
+                kind: Box::new(invalid(message)),
+            }
+        };
+        if !is_manifest(&value) {
+            return Err(at(
+                &FieldPath::root(),
+                "a Kubernetes resource needs `apiVersion` and `kind` (and a tlsgate policy \
+                 file cannot be mixed with manifests in one file)"
+                    .into(),
+            ));
+        }
+        let api_version = value["apiVersion"].as_str().unwrap_or_default();
+        let group = match api_version.rsplit_once('/') {
+            Some((group, _)) => group.to_owned(),
+            None => String::new(),
+        };
+        let kind = value["kind"].as_str().unwrap_or_default().to_owned();
+        let name = value
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| {
+                at(
+                    &FieldPath::root().key("metadata"),
+                    format!("this {kind} has no metadata.name; every resource needs one"),
+                )
+            })?
+            .to_owned();
+        let namespace = value
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+            .unwrap_or("default")
+            .to_owned();
+        let resource = Resource {
+            file: file.to_path_buf(),
+            doc: Arc::clone(&doc),
+            root,
+            group,
+            kind,
+            namespace,
+            name,
+            value,
+        };
+        if let Some(other) = out.iter().find(|r| {
+            r.group == resource.group
+                && r.kind == resource.kind
+                && r.namespace == resource.namespace
+                && r.name == resource.name
+        }) {
+            let first = match other.doc.locate(&other.root) {
+                Some(l) => format!("{}:{}", other.file.display(), l.line),
+                None => other.file.display().to_string(),
+            };
+            return Err(resource.invalid(
+                &FieldPath::root().key("metadata").key("name"),
+                format!("defined twice (first at {first}); keep one"),
+            ));
+        }
+        out.push(resource);
+    }
+    Ok(())
+}
+
+/// One endpoint made from manifests: a tlsgate policy endpoint, and where each part of it was
+/// written.
+#[derive(Debug)]
+pub(crate) struct Synth {
+    pub value: Value,
+    /// The resource the endpoint is named after (its file is the endpoint's file).
+    pub primary: usize,
+    /// Every resource that went into it, by index.
+    pub parts: Vec<usize>,
+    /// (path inside `value`, resource, path inside the resource): longest prefix wins.
+    map: Vec<(FieldPath, usize, FieldPath)>,
+}
+
+impl Synth {
+    fn new(primary: usize) -> Self {
+        Self {
+            value: json!({}),
+            primary,
+            parts: vec![primary],
+            map: Vec::new(),
+        }
+    }
+
+    /// Records that `at` (a path in the endpoint) came from `path` in `resource`.
+    fn from(&mut self, at: FieldPath, resource: usize, path: FieldPath) {
+        if !self.parts.contains(&resource) {
+            self.parts.push(resource);
+        }
+        self.map.push((at, resource, path));
+    }
+
+    /// Re-addresses an error found in the endpoint to the manifest that caused it.
+    pub fn locate(&self, error: ConfigError, resources: &[Resource]) -> ConfigError {
+        let segments = error.path.segments();
+        let best = self
+            .map
+            .iter()
+            .filter(|(at, _, _)| segments.starts_with(at.segments()))
+            .max_by_key(|(at, _, _)| at.segments().len());
+        let (resource, path) = match best {
+            Some((at, resource, path)) => {
+                let mut path = path.clone();
+                for segment in &segments[at.segments().len()..] {
+                    path.push(segment.clone());
+                }
+                (&resources[*resource], path)
+            }
+            None => (&resources[self.primary], FieldPath::root()),
+        };
+        resource.error(&path, *error.kind)
+    }
+}
+
+/// The manifests given, indexed for lookups by kind, namespace and name.
+pub(crate) struct Manifests<'a> {
+    pub resources: &'a [Resource],
+    pub deployment: &'a Deployment,
+    pub notes: Vec<String>,
+}
+
+impl<'a> Manifests<'a> {
+    pub fn new(resources: &'a [Resource], deployment: &'a Deployment) -> Self {
+        Self {
+            resources,
+            deployment,
+            notes: Vec::new(),
+        }
+    }
+
+    /// Every endpoint the manifests describe, in the order their resources were given.
+    pub fn endpoints(&mut self) -> Result<Vec<Synth>, ConfigError> {
+        let mut out = Vec::new();
+        let resources = self.resources;
+        for (i, r) in resources.iter().enumerate() {
+            match (r.group.as_str(), r.kind.as_str()) {
+                (NGROK_GROUP, "AgentEndpoint") => {
+                    if let Some(synth) = ngrok::agent_endpoint(self, i)? {
+                        out.push(synth);
+                    }
+                }
+                (NGROK_GROUP, "CloudEndpoint") => out.push(ngrok::cloud_endpoint(self, i)?),
+                ("networking.k8s.io", "Ingress") => out.extend(ingress::endpoints(self, i)?),
+                (GATEWAY_GROUP, "Gateway") => out.extend(gateway::endpoints(self, i)?),
+                // Read when something refers to them.
+                (NGROK_GROUP, "NgrokTrafficPolicy")
+                | ("", "Secret" | "ConfigMap" | "Service")
+                | (GATEWAY_GROUP, "HTTPRoute" | "ReferenceGrant" | "BackendTLSPolicy")
+                | (GATEWAY_GROUP, "GatewayClass") => {}
+                _ => self.notes.push(format!(
+                    "skipped {} ({}): tlsgate reads AgentEndpoint, CloudEndpoint, Ingress, \
+                     Gateway and what they refer to",
+                    r.label(),
+                    r.file.display()
+                )),
+            }
+        }
+        if out.is_empty() {
+            return Err(ConfigError {
+                file: self.resources.first().map(|r| r.file.clone()),
+                path: FieldPath::root(),
+                location: None,
+                kind: Box::new(invalid(
+                    "the manifests describe no endpoint: tlsgate serves AgentEndpoint, \
+                     CloudEndpoint, Ingress (with a k8s.ngrok.com/traffic-policy) and Gateway \
+                     HTTPS listeners",
+                )),
+            });
+        }
+        Ok(out)
+    }
+
+    /// The resource a reference names. A reference into another namespace needs a
+    /// `ReferenceGrant` there, as Gateway API requires of every cross-namespace reference.
+    pub fn lookup(
+        &self,
+        from: usize,
+        at: &FieldPath,
+        (group, kind): (&str, &str),
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<usize, ConfigError> {
+        let source = &self.resources[from];
+        let namespace = namespace.unwrap_or(&source.namespace);
+        if namespace != source.namespace && !self.granted(source, (group, kind), namespace, name) {
+            return Err(source.invalid(
+                at,
+                format!(
+                    "refers to {kind} {namespace}/{name} in another namespace; that needs a \
+                     ReferenceGrant in namespace {namespace} allowing {} from namespace {} \
+                     (Gateway API's rule for every cross-namespace reference)",
+                    source.kind, source.namespace
+                ),
+            ));
+        }
+        self.resources
+            .iter()
+            .position(|r| r.is(group, kind) && r.namespace == namespace && r.name == name)
+            .ok_or_else(|| {
+                let files: Vec<String> = {
+                    let mut f: Vec<String> = self
+                        .resources
+                        .iter()
+                        .map(|r| r.file.display().to_string())
+                        .collect();
+                    f.dedup();
+                    f
+                };
+                source.invalid(
+                    at,
+                    format!(
+                        "refers to {kind} {namespace}/{name}, which is not in the files given \
+                         ({}); add its manifest{}",
+                        files.join(", "),
+                        match kind {
+                            "Secret" =>
+                                " (`kubectl create secret tls NAME --cert=… --key=… \
+                                         --dry-run=client -o yaml` writes one)",
+                            "ConfigMap" =>
+                                " (`kubectl create configmap NAME \
+                                            --from-file=ca.crt --dry-run=client -o yaml` \
+                                            writes one)",
+                            _ => "",
+                        }
+                    ),
+                )
+            })
+    }
+
+    fn granted(
+        &self,
+        from: &Resource,
+        (group, kind): (&str, &str),
+        namespace: &str,
+        name: &str,
+    ) -> bool {
+        #[derive(Deserialize)]
+        struct Grant {
+            #[serde(default)]
+            from: Vec<Peer>,
+            #[serde(default)]
+            to: Vec<Peer>,
+        }
+        #[derive(Deserialize)]
+        struct Peer {
+            #[serde(default)]
+            group: String,
+            kind: String,
+            #[serde(default)]
+            namespace: Option<String>,
+            #[serde(default)]
+            name: Option<String>,
+        }
+        self.resources
+            .iter()
+            .filter(|r| r.is(GATEWAY_GROUP, "ReferenceGrant") && r.namespace == namespace)
+            .filter_map(|r| r.spec::<Grant>().ok())
+            .any(|g| {
+                g.from.iter().any(|p| {
+                    p.group == from.group
+                        && p.kind == from.kind
+                        && p.namespace.as_deref() == Some(from.namespace.as_str())
+                }) && g.to.iter().any(|p| {
+                    p.group == group
+                        && p.kind == kind
+                        && p.name.as_deref().is_none_or(|n| n == name)
+                })
+            })
+    }
+
+    /// `tls.crt` and `tls.key` of a `kubernetes.io/tls` Secret: (certificate PEM, key PEM,
+    /// their paths in the Secret).
+    pub fn tls_secret(&self, secret: usize) -> Result<(Located, Located), ConfigError> {
+        let r = &self.resources[secret];
+        if let Some(t) = r.value.get("type").and_then(Value::as_str) {
+            if t != "kubernetes.io/tls" && t != "Opaque" {
+                return Err(r.invalid(
+                    &FieldPath::root().key("type"),
+                    format!(
+                        "is of type {t}; a certificate and key come from a kubernetes.io/tls \
+                         Secret (`kubectl create secret tls`)"
+                    ),
+                ));
+            }
+        }
+        Ok((self.data(secret, "tls.crt")?, self.data(secret, "tls.key")?))
+    }
+
+    /// A key of a Secret's or ConfigMap's data, as text: `stringData`/`data` (a Secret's `data`
+    /// is base64, a ConfigMap's is text) or `binaryData` (base64).
+    pub fn data(&self, resource: usize, key: &str) -> Result<(String, FieldPath), ConfigError> {
+        let r = &self.resources[resource];
+        let secret = r.kind == "Secret";
+        let fields: &[(&str, bool)] = if secret {
+            &[("stringData", false), ("data", true)]
+        } else {
+            &[("data", false), ("binaryData", true)]
+        };
+        for (field, base64) in fields {
+            let path = FieldPath::root().key(field).key(key);
+            let Some(value) = r.value.get(field).and_then(|d| d.get(key)) else {
+                continue;
+            };
+            let Some(text) = value.as_str() else {
+                return Err(r.invalid(&path, "must be a string"));
+            };
+            if !base64 {
+                return Ok((text.to_owned(), path));
+            }
+            let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(compact.as_bytes())
+                .map_err(|e| r.invalid(&path, format!("is not base64 ({e})")))?;
+            let text = String::from_utf8(bytes).map_err(|_| {
+                r.invalid(
+                    &path,
+                    "does not decode to PEM text (tlsgate reads PEM, as kubectl writes it)",
+                )
+            })?;
+            return Ok((text, path));
+        }
+        let present: Vec<String> = fields
+            .iter()
+            .filter_map(|(f, _)| r.value.get(f).and_then(Value::as_object))
+            .flat_map(|m| m.keys().cloned())
+            .collect();
+        Err(r.invalid(
+            &FieldPath::root().key(fields[1].0),
+            format!(
+                "has no key `{key}` (it has: {})",
+                if present.is_empty() {
+                    "none".to_owned()
+                } else {
+                    present.join(", ")
+                }
+            ),
+        ))
+    }
+
+    /// The PEM of `ca.crt` in each ConfigMap (or Secret) of `refs`, for trust anchors.
+    pub fn ca_refs(
+        &self,
+        from: usize,
+        refs: &[ObjectRef],
+        at: &FieldPath,
+        synth: &mut Synth,
+        synth_at: &FieldPath,
+    ) -> Result<Vec<Value>, ConfigError> {
+        let mut out = Vec::new();
+        for (i, reference) in refs.iter().enumerate() {
+            let path = at.index(i);
+            let kind = reference.kind.as_deref().unwrap_or("ConfigMap");
+            if kind != "ConfigMap" && kind != "Secret" {
+                return Err(self.resources[from].invalid(
+                    &path.key("kind"),
+                    format!("CA certificates come from a ConfigMap (key ca.crt), not a {kind}"),
+                ));
+            }
+            let target = self.lookup(
+                from,
+                &path,
+                ("", kind),
+                reference.namespace.as_deref(),
+                &reference.name,
+            )?;
+            let (pem, pem_path) = self.data(target, "ca.crt")?;
+            synth.from(synth_at.index(out.len()), target, pem_path);
+            out.push(Value::String(pem));
+        }
+        Ok(out)
+    }
+}
+
+/// A value read from a resource, and where in that resource it was written.
+pub(crate) type Located = (String, FieldPath);
+
+/// `{name, namespace?, kind?, group?}`, the shape of most references.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct ObjectRef {
+    pub name: String,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub group: Option<String>,
+}
+
+/// Whether a traffic policy value holds a terminate-tls action.
+pub(crate) fn has_terminate_tls(policy: &Value) -> bool {
+    policy
+        .get("on_tcp_connect")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|rule| rule.get("actions").and_then(Value::as_array))
+        .flatten()
+        .any(|a| a.get("type").and_then(Value::as_str) == Some("terminate-tls"))
+}
+
+/// One path a route serves: `Exact` or `Prefix` (Kubernetes' element-wise prefix).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PathMatch {
+    Exact(String),
+    Prefix(String),
+}
+
+impl PathMatch {
+    /// Checks a path a manifest gives, so it can be written into a CEL string literal.
+    pub fn new(exact: bool, path: &str) -> Result<Self, String> {
+        let allowed = |c: char| c.is_ascii_alphanumeric() || "/-._~%!$&()*+,;=:@".contains(c);
+        if !path.starts_with('/') || !path.chars().all(allowed) {
+            return Err(format!(
+                "`{path}` is not a path tlsgate can match: it starts with / and holds only \
+                 letters, digits and -._~%!$&()*+,;=:@"
+            ));
+        }
+        Ok(if exact {
+            Self::Exact(path.to_owned())
+        } else {
+            Self::Prefix(path.trim_end_matches('/').to_owned())
+        })
+    }
+
+    fn cel(&self) -> String {
+        match self {
+            Self::Exact(p) => format!("req.path == '{p}'"),
+            Self::Prefix(p) if p.is_empty() => "true".to_owned(),
+            Self::Prefix(p) => format!("(req.path == '{p}' || req.path.startsWith('{p}/'))"),
+        }
+    }
+}
+
+/// Routing after the policy, as ngrok's operator does: a request for a path no route serves
+/// gets 404. Nothing is added when a route serves every path.
+pub(crate) fn unrouted_paths_rule(paths: &[PathMatch]) -> Option<Value> {
+    if paths.iter().any(|p| *p == PathMatch::Prefix(String::new())) {
+        return None;
+    }
+    let served: Vec<String> = paths.iter().map(PathMatch::cel).collect();
+    Some(json!({
+        "name": "no route serves this path",
+        "expressions": [format!("!({})", served.join(" || "))],
+        "actions": [{"type": "deny", "config": {"status_code": 404}}],
+    }))
+}
+
+/// An endpoint URL as the operator reads it (`https://host[:port]`, `tls://host:port` or a
+/// bare domain) → (scheme, host, port).
+pub(crate) fn endpoint_url(url: &str) -> Result<(&'static str, String, u16), String> {
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (scheme.to_ascii_lowercase(), rest),
+        None => ("https".to_owned(), url),
+    };
+    let scheme = match scheme.as_str() {
+        "https" => "https",
+        "tls" => "tls",
+        "http" | "tcp" => {
+            return Err(format!(
+                "`{url}`: tlsgate terminates TLS, so it serves https:// and tls:// endpoints"
+            ))
+        }
+        other => return Err(format!("`{url}`: unknown scheme `{other}`")),
+    };
+    let authority = rest.trim_end_matches('/');
+    if authority.contains('/') {
+        return Err(format!("`{url}`: an endpoint URL names a host, not a path"));
+    }
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) => (
+            host,
+            port.parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| format!("`{url}`: `{port}` is not a port number"))?,
+        ),
+        None => (authority, 443),
+    };
+    if host.is_empty() {
+        return Err(format!(
+            "`{url}` names no host; tlsgate serves the names you give it (ngrok's randomly \
+             assigned addresses do not exist here)"
+        ));
+    }
+    Ok((scheme, host.to_ascii_lowercase(), port))
+}
+
+/// Joins path segments under a prefix.
+pub(crate) fn path(segments: &[&str]) -> FieldPath {
+    let mut p = FieldPath::root();
+    for s in segments {
+        p.push(match s.parse::<usize>() {
+            Ok(i) => Segment::Index(i),
+            Err(_) => Segment::Key((*s).to_owned()),
+        });
+    }
+    p
+}
+
+/// The tlsgate policy endpoint as a value, with the fields every kind sets.
+pub(crate) fn endpoint_value(
+    deployment: &Deployment,
+    scheme: &str,
+    host: &str,
+    port: u16,
+    upstream: Value,
+    traffic_policy: Value,
+) -> Value {
+    let mut endpoint = Map::new();
+    endpoint.insert("url".into(), json!(format!("{scheme}://{host}")));
+    endpoint.insert("bind".into(), json!(deployment.bind_for(port).to_string()));
+    endpoint.insert("upstream".into(), upstream);
+    endpoint.insert("traffic_policy".into(), traffic_policy);
+    Value::Object(endpoint)
+}
