@@ -159,6 +159,65 @@ fn mtls_upstream(
     (port, proc)
 }
 
+/// Fills a policy's placeholders (see the table's header): upstream URLs and addresses, the
+/// host's port, and certificate material from the run's directory as a JSON string
+/// (`{pem:NAME}`, which YAML reads as a double-quoted scalar) or as base64 (`{b64:NAME}`, as
+/// a Secret's `data` holds it).
+fn render(text: &str, port: u16, upstreams: &Upstreams, dir: &Path) -> Result<String, String> {
+    use base64::Engine as _;
+    let echo = upstreams.echo.port();
+    let mut out = text
+        .replace("{port}", &port.to_string())
+        .replace("{echo}", &upstreams.echo.url())
+        .replace("{echo_addr}", &format!("127.0.0.1:{echo}"))
+        .replace("{echo_tcp}", &format!("tcp://127.0.0.1:{echo}"))
+        .replace(
+            "{mtls_upstream}",
+            &format!("https://127.0.0.1:{}", upstreams.mtls_port),
+        )
+        .replace(
+            "{seed_upstream}",
+            &format!("https://127.0.0.1:{}", upstreams.seed_port),
+        )
+        .replace(
+            "{seed_upstream_addr}",
+            &format!("127.0.0.1:{}", upstreams.seed_port),
+        )
+        .replace(
+            "{dead}",
+            &format!("http://127.0.0.1:{}", upstreams.dead_port),
+        )
+        .replace(
+            "{silent}",
+            &format!("http://127.0.0.1:{}", upstreams.silent_port),
+        )
+        .replace(
+            "{stalling}",
+            &format!("http://127.0.0.1:{}", upstreams.stalling_port),
+        );
+    for (tag, encode) in [
+        (
+            "{pem:",
+            (|t: &str| serde_json::to_string(t).unwrap_or_default()) as fn(&str) -> String,
+        ),
+        ("{b64:", |t: &str| {
+            base64::engine::general_purpose::STANDARD.encode(t)
+        }),
+    ] {
+        while let Some(start) = out.find(tag) {
+            let end = out[start..]
+                .find('}')
+                .map(|e| start + e)
+                .ok_or_else(|| format!("unclosed {tag}…}} placeholder"))?;
+            let file = &out[start + tag.len()..end];
+            let content = std::fs::read_to_string(dir.join(file))
+                .map_err(|e| format!("{tag}{file}}}: {e}"))?;
+            out.replace_range(start..=end, &encode(&content));
+        }
+    }
+    Ok(out)
+}
+
 /// A running host with one policy.
 pub struct Host {
     pub port: u16,
@@ -174,40 +233,22 @@ impl Host {
         dir: &Path,
     ) -> Result<Host, String> {
         let port = free_port();
-        let text = policy
-            .text
-            .replace("{port}", &port.to_string())
-            .replace("{echo}", &upstreams.echo.url())
-            .replace(
-                "{echo_tcp}",
-                &format!("tcp://127.0.0.1:{}", upstreams.echo.port()),
-            )
-            .replace(
-                "{mtls_upstream}",
-                &format!("https://127.0.0.1:{}", upstreams.mtls_port),
-            )
-            .replace(
-                "{seed_upstream}",
-                &format!("https://127.0.0.1:{}", upstreams.seed_port),
-            )
-            .replace(
-                "{dead}",
-                &format!("http://127.0.0.1:{}", upstreams.dead_port),
-            )
-            .replace(
-                "{silent}",
-                &format!("http://127.0.0.1:{}", upstreams.silent_port),
-            )
-            .replace(
-                "{stalling}",
-                &format!("http://127.0.0.1:{}", upstreams.stalling_port),
-            );
+        let text = render(&policy.text, port, upstreams, dir)?;
+        let args = policy
+            .args
+            .iter()
+            .map(|a| render(a, port, upstreams, dir))
+            .collect::<Result<Vec<_>, _>>()?;
         let path = dir.join(format!("{}-{name}.yaml", kind.name()));
         std::fs::write(&path, text).map_err(|e| e.to_string())?;
         let proc = match kind {
             HostKind::Native => {
                 let mut cmd = Command::new(tlsgate_bin());
-                cmd.arg("run").arg("-c").arg(&path).args(limit_args());
+                cmd.arg("run")
+                    .arg("-c")
+                    .arg(&path)
+                    .args(limit_args())
+                    .args(&args);
                 let proc = Proc::spawn(&format!("native-{name}"), cmd);
                 proc.wait_for_log("listening on", START_TIMEOUT)?;
                 proc
@@ -225,7 +266,8 @@ impl Host {
                     .arg(&out)
                     .arg("--admin")
                     .arg(format!("127.0.0.1:{admin}"))
-                    .args(limit_args());
+                    .args(limit_args())
+                    .args(&args);
                 let run = run_bounded(cmd, b"", Duration::from_secs(60));
                 if run.exit_code != 0 {
                     return Err(format!(

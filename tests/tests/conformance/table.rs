@@ -91,6 +91,10 @@ pub struct Policy {
     /// The policy file, with `{port}`, `{echo}`, `{mtls_upstream}`, `{dead}`, `{silent}` and
     /// `{stalling}` placeholders (see the table's header).
     pub text: String,
+    /// Command-line arguments both hosts get (`--listen`, `--resolve`), with the same
+    /// placeholders.
+    #[serde(default)]
+    pub args: Vec<String>,
     /// A request that must succeed; played after every raw-input scenario.
     pub health: Option<Client>,
 }
