@@ -166,3 +166,153 @@ fn arbitrary_bytes_are_an_error_not_a_crash() {
         out.stderr
     );
 }
+
+/// A directory of manifests as `kubectl create … --dry-run=client -o yaml` writes them, with
+/// the seed's openssl-made files.
+fn write_gateway_manifests(dir: &Path) {
+    use base64::Engine as _;
+    let b64 = |f: &str| {
+        base64::engine::general_purpose::STANDARD.encode(std::fs::read(dir.join(f)).unwrap())
+    };
+    let ca = std::fs::read_to_string(dir.join("ca.crt")).unwrap();
+    let k8s = dir.join("k8s");
+    std::fs::create_dir_all(&k8s).unwrap();
+    std::fs::write(
+        k8s.join("secret.yaml"),
+        format!(
+            "apiVersion: v1\ndata:\n  tls.crt: {}\n  tls.key: {}\nkind: Secret\nmetadata:\n  \
+             name: server-cert-secret\n  namespace: default\ntype: kubernetes.io/tls\n",
+            b64("server.crt"),
+            b64("server.key")
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        k8s.join("configmap.json"),
+        serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "ca-cert-config"}, "data": {"ca.crt": ca}})
+        .to_string(),
+    )
+    .unwrap();
+    std::fs::write(
+        k8s.join("gateway.yaml"),
+        "apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: example-gateway, namespace: default}
+spec:
+  gatewayClassName: ngrok
+  listeners:
+  - name: example
+    hostname: terminate-tls-example.ngrok.app
+    port: 443
+    protocol: HTTPS
+    tls:
+      certificateRefs: [{kind: Secret, name: server-cert-secret}]
+      frontendValidation:
+        caCertificateRefs: [{kind: ConfigMap, name: ca-cert-config}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: example-route, namespace: default}
+spec:
+  hostnames: [terminate-tls-example.ngrok.app]
+  parentRefs: [{name: example-gateway}]
+  rules:
+  - backendRefs: [{name: example-service, port: 80}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: example-service}
+",
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_directory_of_manifests_shows_each_endpoint_with_the_resources_it_came_from() {
+    let dir = tempfile::tempdir().unwrap();
+    seed_openssl_certs(dir.path()).unwrap();
+    write_gateway_manifests(dir.path());
+    let mut cmd = Command::new(tlsgate_bin());
+    cmd.current_dir(dir.path()).args([
+        "check",
+        "-c",
+        "k8s",
+        "--listen",
+        "443=127.0.0.1:8443",
+        "--resolve",
+        "example-service:80=127.0.0.1:9000",
+        "--resolve",
+        "typo-service:80=127.0.0.1:9001",
+    ]);
+    let out = run_bounded(cmd, b"", Duration::from_secs(30));
+    assert_eq!(out.exit_code, 0, "{out:?}");
+    assert!(
+        out.stdout.starts_with(
+            "terminate-tls-example.ngrok.app on 127.0.0.1:8443: TLS 1.2-1.3, client \
+             certificates require-and-verify (1 CA), 0 rules -> \
+             http://example-service.default:80 (at 127.0.0.1:9000)\n"
+        ),
+        "{}",
+        out.stdout
+    );
+    for origin in [
+        "  from Gateway default/example-gateway (k8s/gateway.yaml)",
+        "  from Secret default/server-cert-secret (k8s/secret.yaml)",
+        "  from ConfigMap default/ca-cert-config (k8s/configmap.json)",
+        "  from HTTPRoute default/example-route (k8s/gateway.yaml)",
+    ] {
+        assert!(out.stdout.contains(origin), "{origin}:\n{}", out.stdout);
+    }
+    assert!(
+        out.stdout.ends_with("ok: 1 endpoint in 3 files\n"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stderr
+            .contains("note: skipped Deployment default/example-service"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("note: --resolve typo-service:80=127.0.0.1:9001: no upstream has that name"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_manifest_error_names_the_file_line_resource_and_what_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    seed_openssl_certs(dir.path()).unwrap();
+    write_gateway_manifests(dir.path());
+    std::fs::remove_file(dir.path().join("k8s/configmap.json")).unwrap();
+    let out = check(dir.path(), &["k8s"]);
+    assert_eq!(out.exit_code, 2, "{out:?}");
+    assert!(
+        out.stderr.starts_with(
+            "error: k8s/gateway.yaml:14:29: spec.listeners[0].tls.frontendValidation\
+             .caCertificateRefs[0]: Gateway default/example-gateway: refers to ConfigMap \
+             default/ca-cert-config, which is not in the files given"
+        ),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_malformed_listen_flag_says_what_to_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(tlsgate_bin());
+    cmd.current_dir(dir.path())
+        .args(["check", "-c", "x.yaml", "--listen", "8443"]);
+    let out = run_bounded(cmd, b"", Duration::from_secs(30));
+    assert_eq!(out.exit_code, 2, "{out:?}");
+    assert!(
+        out.stderr.contains("write PORT=ADDR:PORT"),
+        "{}",
+        out.stderr
+    );
+}
