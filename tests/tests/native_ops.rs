@@ -13,7 +13,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use native_common::{http_upstream, https_endpoint, resolve, start_gate, tls_config};
-use tlsgate_e2e::{curl, echo_upstream, free_port, tool, Signal};
+use tlsgate_e2e::{curl, echo_upstream, free_port, tlsgate_bin, tool, Proc, Signal};
 use tlsgate_test_support::Authority;
 
 #[test]
@@ -432,4 +432,68 @@ fn sigterm_drains_an_in_flight_request_and_exits_zero() {
     assert_eq!(status.code(), Some(0), "{}", gate.log());
     // Once draining, nothing new is accepted.
     assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
+}
+
+/// An AgentEndpoint for `host` on the manifest port 443, terminating with the files beside its
+/// directory, in front of the Service `svc.default:80`.
+fn agent_endpoint(name: &str, host: &str) -> String {
+    format!(
+        "apiVersion: ngrok.k8s.ngrok.com/v1alpha1
+kind: AgentEndpoint
+metadata: {{name: {name}}}
+spec:
+  url: https://{host}
+  upstream: {{url: 'http://svc.default:80'}}
+  trafficPolicy:
+    inline:
+      on_tcp_connect:
+        - actions:
+            - type: terminate-tls
+              config: {{server_certificate: ../server.crt, server_private_key: ../server.key}}
+"
+    )
+}
+
+#[test]
+fn a_manifest_added_to_a_watched_directory_is_served_without_a_signal() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Authority::root("CA");
+    let (ca_crt, _) = ca.write(dir.path(), "ca");
+    ca.server(&["a.k8s.test", "b.k8s.test"])
+        .write(dir.path(), "server");
+    let manifests = dir.path().join("k8s");
+    std::fs::create_dir(&manifests).unwrap();
+    std::fs::write(manifests.join("a.yaml"), agent_endpoint("a", "a.k8s.test")).unwrap();
+    let upstream = echo_upstream();
+    let port = free_port();
+    let mut cmd = Command::new(tlsgate_bin());
+    cmd.arg("run").arg("-c").arg(&manifests).args([
+        "--listen".to_owned(),
+        format!("443=127.0.0.1:{port}"),
+        "--resolve".to_owned(),
+        format!("svc:80=127.0.0.1:{}", upstream.port()),
+    ]);
+    let gate = Proc::spawn("k8s-dir", cmd);
+    gate.wait_for_log("serving ", Duration::from_secs(60))
+        .unwrap();
+    let get = |host: &str| {
+        curl(&[
+            "--resolve",
+            &resolve(host, port),
+            "--cacert",
+            &ca_crt.display().to_string(),
+            &format!("https://{host}:{port}/"),
+        ])
+    };
+    assert_eq!(get("a.k8s.test").status, Some(200), "{}", gate.log());
+    assert_eq!(get("b.k8s.test").status, None, "b is not served yet");
+
+    let offset = gate.log_len();
+    // Written elsewhere and moved in, as a user (or kubectl cp) would: never half a file.
+    let staged = dir.path().join("b.yaml.tmp");
+    std::fs::write(&staged, agent_endpoint("b", "b.k8s.test")).unwrap();
+    std::fs::rename(&staged, manifests.join("b.yaml")).unwrap();
+    gate.wait_for_log_after(offset, "reloaded configuration", Duration::from_secs(15))
+        .unwrap();
+    assert_eq!(get("b.k8s.test").status, Some(200), "{}", gate.log());
 }
