@@ -32,8 +32,8 @@ for tool in openssl python3; do
 done
 
 umask 077 # the rendered manifests and the *.key files hold private keys
-mkdir -p "$1"
-OUT="$(cd "$1" && pwd)"
+OUT="$(python3 -c 'import os, sys; print(os.path.realpath(sys.argv[1]))' "$1")"
+HERE="$(python3 -c 'import os, sys; print(os.path.realpath(sys.argv[1]))' "$HERE")"
 case "$OUT/" in
   "$HERE/" | "$HERE/agent-endpoint/"* | "$HERE/cloud-endpoint/"* | "$HERE/ingress/"* | \
     "$HERE/gateway/"* | "$HERE/upstream-mtls/"*)
@@ -41,6 +41,7 @@ case "$OUT/" in
     exit 64
     ;;
 esac
+mkdir -p "$OUT"
 cd "$OUT"
 
 if [ -s ca.crt ] && [ -s ca.key ] && [ -s server.crt ] && [ -s server.key ] &&
