@@ -553,3 +553,58 @@ spec:
     assert_eq!(tls.server_name, "upstream.internal.example");
     assert!(tls.authorities.is_some());
 }
+
+#[test]
+fn what_tlsgate_cannot_enforce_is_refused_not_dropped() {
+    let f = Fixture::new(HOST);
+    // Per-port client certificate validation: dropping it would turn mTLS off for that port.
+    let mut files = gateway_files(&f, SEED_OPTIONS, "        name: server-cert-secret");
+    files[2].1 = files[2].1.replace(
+        "  gatewayClassName: ngrok\n",
+        "  gatewayClassName: ngrok\n  tls:\n    frontend:\n      perPort:\n      - port: 443\n",
+    );
+    let error = load(&f, &files).expect_err("perPort");
+    assert!(error.contains("spec.tls.frontend.perPort"), "{error}");
+
+    // A backend's own filters, like a rule's.
+    let mut files = gateway_files(&f, SEED_OPTIONS, "        name: server-cert-secret");
+    files[2].1 = files[2].1.replace(
+        "      weight: 1\n",
+        "      weight: 1\n      filters:\n      - type: RequestHeaderModifier\n",
+    );
+    let error = load(&f, &files).expect_err("backend filters");
+    assert!(error.contains("backendRefs[0].filters"), "{error}");
+
+    // A policy in another namespace, like any cross-namespace reference, needs a grant.
+    let f = Fixture::new(HOST);
+    let agent = agent_endpoint(&f);
+    let start = agent.find("  trafficPolicy:").unwrap();
+    let by_ref = format!(
+        "{}  trafficPolicy:\n    targetRef:\n      name: example-tp\n      namespace: policies\n",
+        &agent[..start]
+    );
+    let policy =
+        traffic_policy(&f, "example-tp").replace("namespace: default", "namespace: policies");
+    let error = load(&f, &[("a.yaml", by_ref), ("b.yaml", policy)]).expect_err("no grant");
+    assert!(error.contains("ReferenceGrant"), "{error}");
+}
+
+#[test]
+fn resources_of_another_class_are_someone_elses() {
+    let f = Fixture::new(HOST);
+    let mut files = gateway_files(&f, SEED_OPTIONS, "        name: server-cert-secret");
+    files[2].1 = files[2]
+        .1
+        .replace("gatewayClassName: ngrok", "gatewayClassName: istio");
+    files.push(("4-agent.yaml", agent_endpoint(&f)));
+    let config = load(&f, &files).expect("the AgentEndpoint still loads");
+    assert_eq!(config.endpoints.len(), 1);
+    assert!(
+        config
+            .notes
+            .iter()
+            .any(|n| n.contains("gatewayClassName is istio")),
+        "{:?}",
+        config.notes
+    );
+}

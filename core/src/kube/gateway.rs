@@ -21,6 +21,8 @@ const OPTION_FIELDS: [&str; 3] = [
 #[serde(rename_all = "camelCase")]
 struct GatewaySpec {
     #[serde(default)]
+    gateway_class_name: Option<String>,
+    #[serde(default)]
     listeners: Vec<Listener>,
     #[serde(default)]
     tls: Option<GatewayTls>,
@@ -34,9 +36,13 @@ struct GatewayTls {
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct Frontend {
     #[serde(default)]
     default: Option<FrontendDefault>,
+    /// Not read yet: refused, so a port's client-certificate requirement is never dropped.
+    #[serde(default)]
+    per_port: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -147,6 +153,10 @@ struct BackendRef {
     kind: Option<String>,
     #[serde(default)]
     port: Option<u16>,
+    #[serde(default)]
+    weight: Option<u32>,
+    #[serde(default)]
+    filters: Vec<Value>,
 }
 
 /// One endpoint per HTTPS listener and host name its routes serve.
@@ -155,6 +165,28 @@ pub(super) fn endpoints(m: &mut Manifests<'_>, g: usize) -> Result<Vec<Synth>, C
     let gateway = &resources[g];
     let spec: GatewaySpec = gateway.spec()?;
     let mut out = Vec::new();
+    if let Some(class) = spec
+        .gateway_class_name
+        .as_deref()
+        .filter(|c| !super::CLASSES.contains(c))
+    {
+        m.notes.push(format!(
+            "skipped {} ({}): its gatewayClassName is {class}, not ngrok or tlsgate",
+            gateway.label(),
+            gateway.file.display()
+        ));
+        return Ok(out);
+    }
+    if let Some(Frontend {
+        per_port: Some(_), ..
+    }) = spec.tls.as_ref().and_then(|t| t.frontend.as_ref())
+    {
+        return Err(gateway.invalid(
+            &path(&["spec", "tls", "frontend", "perPort"]),
+            "per-port client certificate validation is not supported yet; put the validation \
+             on the listener (tls.frontendValidation) or in spec.tls.frontend.default",
+        ));
+    }
     for (l, listener) in spec.listeners.iter().enumerate() {
         let at = path(&["spec", "listeners"]).index(l);
         if listener.protocol != "HTTPS" {
@@ -224,7 +256,6 @@ pub(super) fn endpoints(m: &mut Manifests<'_>, g: usize) -> Result<Vec<Synth>, C
             );
             synth.from(FieldPath::root().key("url"), g, at.clone());
             synth.from(FieldPath::root().key("bind"), g, at.key("port"));
-            synth.parts.push(backend.route);
             out.push(synth);
         }
     }
@@ -308,6 +339,7 @@ fn terminate_tls(
                             Some(FrontendDefault {
                                 validation: Some(v),
                             }),
+                        ..
                     }),
             }),
         ) => (
@@ -504,6 +536,20 @@ fn collect_route(
             }
         };
         let backend_at = rule_at.key("backendRefs").index(0);
+        if !backend.filters.is_empty() {
+            return Err(route.invalid(
+                &backend_at.key("filters"),
+                "HTTPRoute filters are not supported yet; express header changes as \
+                 add-headers / remove-headers in a traffic policy",
+            ));
+        }
+        if backend.weight == Some(0) {
+            return Err(route.invalid(
+                &backend_at.key("weight"),
+                "weight 0 sends this rule no traffic (Gateway API answers 500); remove the \
+                 rule or give the backend weight",
+            ));
+        }
         if backend.kind.as_deref().unwrap_or("Service") != "Service" {
             return Err(route.invalid(&backend_at.key("kind"), "tlsgate forwards to a Service"));
         }
@@ -511,23 +557,8 @@ fn collect_route(
             .port
             .ok_or_else(|| route.invalid(&backend_at, "needs a port"))?;
         let namespace = backend.namespace.as_deref().unwrap_or(&route.namespace);
-        if namespace != route.namespace {
-            // A Service manifest is not needed, but the grant is: check it the same way.
-            let granted = m
-                .lookup(
-                    r,
-                    &backend_at,
-                    ("", "Service"),
-                    Some(namespace),
-                    &backend.name,
-                )
-                .map(|_| ());
-            if let Err(e) = granted {
-                if e.to_string().contains("ReferenceGrant") {
-                    return Err(e);
-                }
-            }
-        }
+        // A Service manifest is not needed, but a grant for another namespace is.
+        m.check_grant(r, &backend_at, ("", "Service"), namespace, &backend.name)?;
         let mut paths = Vec::new();
         if rule.matches.is_empty() {
             paths.push(PathMatch::Prefix(String::new()));

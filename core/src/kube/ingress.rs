@@ -8,8 +8,6 @@ use super::*;
 
 /// The annotation naming the NgrokTrafficPolicy; the newer one wins when both are present.
 const POLICY_ANNOTATIONS: [&str; 2] = ["ngrok.com/traffic-policy", "k8s.ngrok.com/traffic-policy"];
-/// Ingress classes tlsgate serves; an Ingress of another class is someone else's.
-const CLASSES: [&str; 2] = ["ngrok", "tlsgate"];
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -83,8 +81,13 @@ pub(super) fn endpoints(m: &mut Manifests<'_>, i: usize) -> Result<Vec<Synth>, C
     let resources = m.resources;
     let r = &resources[i];
     let spec: IngressSpec = r.spec()?;
-    if let Some(class) = &spec.ingress_class_name {
-        if !CLASSES.contains(&class.as_str()) {
+    // The class field, else the annotation older manifests use.
+    let class = spec
+        .ingress_class_name
+        .as_deref()
+        .or_else(|| r.annotation("kubernetes.io/ingress.class"));
+    if let Some(class) = class {
+        if !super::CLASSES.contains(&class) {
             m.notes.push(format!(
                 "skipped {} ({}): its ingressClassName is {class}, not ngrok or tlsgate",
                 r.label(),
@@ -169,7 +172,7 @@ pub(super) fn endpoints(m: &mut Manifests<'_>, i: usize) -> Result<Vec<Synth>, C
             .find_map(|a| r.annotation(a).map(|v| (*a, v)))
         {
             Some((annotation, name)) => {
-                ngrok::policy_by_name(m, i, &annotations.key(annotation), name, &mut synth)?
+                ngrok::policy_by_name(m, i, &annotations.key(annotation), None, name, &mut synth)?
             }
             None => json!({}),
         };

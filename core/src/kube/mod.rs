@@ -28,6 +28,8 @@ mod ngrok;
 
 const GATEWAY_GROUP: &str = "gateway.networking.k8s.io";
 const NGROK_GROUP: &str = "ngrok.k8s.ngrok.com";
+/// Ingress and Gateway classes tlsgate serves; a resource of another class is someone else's.
+const CLASSES: [&str; 2] = ["ngrok", "tlsgate"];
 
 /// Whether a parsed document is a Kubernetes resource rather than a tlsgate policy.
 pub(crate) fn is_manifest(value: &Value) -> bool {
@@ -311,8 +313,8 @@ impl<'a> Manifests<'a> {
                 location: None,
                 kind: Box::new(invalid(
                     "the manifests describe no endpoint: tlsgate serves AgentEndpoint, \
-                     CloudEndpoint, Ingress (with a k8s.ngrok.com/traffic-policy) and Gateway \
-                     HTTPS listeners",
+                     CloudEndpoint, Ingress (class ngrok or tlsgate) and Gateway HTTPS \
+                     listeners with an HTTPRoute (the notes say what was skipped)",
                 )),
             });
         }
@@ -331,17 +333,7 @@ impl<'a> Manifests<'a> {
     ) -> Result<usize, ConfigError> {
         let source = &self.resources[from];
         let namespace = namespace.unwrap_or(&source.namespace);
-        if namespace != source.namespace && !self.granted(source, (group, kind), namespace, name) {
-            return Err(source.invalid(
-                at,
-                format!(
-                    "refers to {kind} {namespace}/{name} in another namespace; that needs a \
-                     ReferenceGrant in namespace {namespace} allowing {} from namespace {} \
-                     (Gateway API's rule for every cross-namespace reference)",
-                    source.kind, source.namespace
-                ),
-            ));
-        }
+        self.check_grant(from, at, (group, kind), namespace, name)?;
         self.resources
             .iter()
             .position(|r| r.is(group, kind) && r.namespace == namespace && r.name == name)
@@ -374,6 +366,31 @@ impl<'a> Manifests<'a> {
                     ),
                 )
             })
+    }
+
+    /// A reference from `from` into `namespace`: allowed in its own namespace, or where a
+    /// `ReferenceGrant` there allows it.
+    pub fn check_grant(
+        &self,
+        from: usize,
+        at: &FieldPath,
+        (group, kind): (&str, &str),
+        namespace: &str,
+        name: &str,
+    ) -> Result<(), ConfigError> {
+        let source = &self.resources[from];
+        if namespace == source.namespace || self.granted(source, (group, kind), namespace, name) {
+            return Ok(());
+        }
+        Err(source.invalid(
+            at,
+            format!(
+                "refers to {kind} {namespace}/{name} in another namespace; that needs a \
+                 ReferenceGrant in namespace {namespace} allowing {} from namespace {} \
+                 (Gateway API's rule for every cross-namespace reference)",
+                source.kind, source.namespace
+            ),
+        ))
     }
 
     fn granted(

@@ -228,6 +228,12 @@ fn traffic_policy(
 ) -> Result<Value, ConfigError> {
     let r = &m.resources[i];
     let at = path(&["spec", "trafficPolicy"]);
+    if source.is_some() && by_name.is_some() {
+        return Err(r.invalid(
+            &at,
+            "give the policy once: trafficPolicy or trafficPolicyName, not both",
+        ));
+    }
     let reference = match (source, by_name) {
         (Some(s), _) if s.inline.is_some() || s.policy.is_some() => {
             let (field, value) = match (&s.inline, &s.policy) {
@@ -254,22 +260,25 @@ fn traffic_policy(
                 ..
             }),
             _,
-        ) => (t.name.clone(), at.key("targetRef")),
-        (_, Some(name)) => (name.to_owned(), path(&["spec", "trafficPolicyName"])),
+        ) => (t.name.clone(), t.namespace.as_deref(), at.key("targetRef")),
+        (_, Some(name)) => (name.to_owned(), None, path(&["spec", "trafficPolicyName"])),
         _ => return Ok(json!({})),
     };
-    policy_by_name(m, i, &reference.1, &reference.0, synth)
+    let (name, namespace, at) = reference;
+    policy_by_name(m, i, &at, namespace, &name, synth)
 }
 
-/// `spec.policy` of the NgrokTrafficPolicy `name` in the resource's namespace.
+/// `spec.policy` of the NgrokTrafficPolicy `name` (in the resource's namespace unless the
+/// reference names another, which then needs a ReferenceGrant like any other).
 pub(super) fn policy_by_name(
     m: &Manifests<'_>,
     i: usize,
     at: &FieldPath,
+    namespace: Option<&str>,
     name: &str,
     synth: &mut Synth,
 ) -> Result<Value, ConfigError> {
-    let target = m.lookup(i, at, (NGROK_GROUP, "NgrokTrafficPolicy"), None, name)?;
+    let target = m.lookup(i, at, (NGROK_GROUP, "NgrokTrafficPolicy"), namespace, name)?;
     let policy_path = path(&["spec", "policy"]);
     let value = m.resources[target]
         .value
