@@ -37,18 +37,7 @@ mkdir -p "$OUT"
 cd "$OUT"
 
 say "certificates: the seed's openssl commands, verbatim"
-cat > seed-openssl.sh <<'SEED'
-openssl genpkey -algorithm RSA -out ca.key -pkeyopt rsa_keygen_bits:2048
-openssl req -x509 -new -nodes -key ca.key -sha256 -days 365 -out ca.crt -subj "/CN=ExampleCA"
-openssl genpkey -algorithm RSA -out server.key -pkeyopt rsa_keygen_bits:2048
-openssl req -new -key server.key -out server.csr -subj "/CN=terminate-tls-example.ngrok.app"
-openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 365 -sha256
-openssl genpkey -algorithm RSA -out client.key -pkeyopt rsa_keygen_bits:2048
-openssl req -new -key client.key -out client.csr -subj "/CN=ExampleClient"
-openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out client.crt -days 365 -sha256 -extfile <(printf "extendedKeyUsage = clientAuth")
-SEED
-sed 's/^/  $ /' seed-openssl.sh
-bash -euo pipefail seed-openssl.sh 2> openssl.log || { cat openssl.log >&2; exit 1; }
+"$ROOT/scripts/seed-certs.sh" .
 echo "server.crt is X.509 $(openssl x509 -in server.crt -noout -text | grep -o 'Version: [0-9]*') (no subjectAltName)"
 
 # A client certificate from a CA nobody trusts, for the failing case.

@@ -27,6 +27,29 @@ impl ConfigError {
     }
 }
 
+impl ConfigError {
+    /// An error about a whole file (no field, no line).
+    pub(crate) fn in_file(file: &std::path::Path, kind: ConfigErrorKind) -> Self {
+        Self {
+            file: Some(file.to_path_buf()),
+            path: FieldPath::root(),
+            location: None,
+            kind: Box::new(kind),
+        }
+    }
+
+    /// A file or directory that cannot be read.
+    pub(crate) fn unreadable(file: &std::path::Path, error: &std::io::Error) -> Self {
+        Self::in_file(
+            file,
+            ConfigErrorKind::Unreadable {
+                path: file.to_path_buf(),
+                reason: error.to_string(),
+            },
+        )
+    }
+}
+
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.file {

@@ -596,6 +596,11 @@ fn resources_of_another_class_are_someone_elses() {
     files[2].1 = files[2]
         .1
         .replace("gatewayClassName: ngrok", "gatewayClassName: istio");
+    let error = load(&f, &files).expect_err("nothing left to serve");
+    assert!(
+        error.contains("describe no endpoint") && error.contains("gatewayClassName is istio"),
+        "the error says what was skipped: {error}"
+    );
     files.push(("4-agent.yaml", agent_endpoint(&f)));
     let config = load(&f, &files).expect("the AgentEndpoint still loads");
     assert_eq!(config.endpoints.len(), 1);

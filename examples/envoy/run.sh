@@ -12,16 +12,7 @@ root="$(cd "$here/../.." && pwd)"
 mkdir -p "$here/run"
 cd "$here/run"
 cp "$here/policy.yaml" policy.yaml
-if [ ! -f client.crt ]; then
-  openssl genpkey -algorithm RSA -out ca.key -pkeyopt rsa_keygen_bits:2048
-  openssl req -x509 -new -nodes -key ca.key -sha256 -days 365 -out ca.crt -subj "/CN=ExampleCA"
-  openssl genpkey -algorithm RSA -out server.key -pkeyopt rsa_keygen_bits:2048
-  openssl req -new -key server.key -out server.csr -subj "/CN=terminate-tls-example.ngrok.app"
-  openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 365 -sha256
-  openssl genpkey -algorithm RSA -out client.key -pkeyopt rsa_keygen_bits:2048
-  openssl req -new -key client.key -out client.csr -subj "/CN=ExampleClient"
-  openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out client.crt -days 365 -sha256 -extfile <(printf "extendedKeyUsage = clientAuth")
-fi
+"$root/scripts/seed-certs.sh" .
 make -C "$root" --no-print-directory wasm
 wasm="$root/target/wasm32-wasip1/release-wasm/tlsgate_filter.wasm"
 cargo run -q --manifest-path "$root/Cargo.toml" -p tlsgate -- \

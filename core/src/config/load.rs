@@ -33,15 +33,8 @@ impl Config {
         let mut documents = Vec::with_capacity(files.len());
         let mut resources = Vec::new();
         for path in &files {
-            let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-                file: Some(path.clone()),
-                path: FieldPath::root(),
-                location: None,
-                kind: Box::new(ConfigErrorKind::Unreadable {
-                    path: path.clone(),
-                    reason: e.to_string(),
-                }),
-            })?;
+            let text =
+                std::fs::read_to_string(path).map_err(|e| ConfigError::unreadable(path, &e))?;
             let parsed = source::parse_stream(&text).map_err(|e| syntax_error(e, Some(path)))?;
             if parsed.iter().any(|d| kube::is_manifest(&d.value)) {
                 for doc in parsed {
@@ -135,9 +128,9 @@ impl Config {
             )
             .map_err(|e| synth.locate(e, resources))?;
             endpoint.origin = synth
-                .parts
-                .iter()
-                .map(|&p| format!("{} ({})", resources[p].label(), resources[p].file.display()))
+                .parts()
+                .into_iter()
+                .map(|p| format!("{} ({})", resources[p].label(), resources[p].file.display()))
                 .collect();
             self.warnings
                 .extend(warnings.into_iter().map(|w| synth.locate(w, resources)));
@@ -279,17 +272,8 @@ fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ConfigError> {
             out.push(path.clone());
             continue;
         }
-        let unreadable = |e: std::io::Error| ConfigError {
-            file: Some(path.clone()),
-            path: FieldPath::root(),
-            location: None,
-            kind: Box::new(ConfigErrorKind::Unreadable {
-                path: path.clone(),
-                reason: e.to_string(),
-            }),
-        };
         let mut files: Vec<PathBuf> = std::fs::read_dir(path)
-            .map_err(unreadable)?
+            .map_err(|e| ConfigError::unreadable(path, &e))?
             .filter_map(Result::ok)
             .map(|e| e.path())
             .filter(|p| {
@@ -301,14 +285,10 @@ fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ConfigError> {
             .collect();
         files.sort();
         if files.is_empty() {
-            return Err(ConfigError {
-                file: Some(path.clone()),
-                path: FieldPath::root(),
-                location: None,
-                kind: Box::new(invalid(
-                    "the directory holds no *.yaml, *.yml or *.json file",
-                )),
-            });
+            return Err(ConfigError::in_file(
+                path,
+                invalid("the directory holds no *.yaml, *.yml or *.json file"),
+            ));
         }
         out.extend(files);
     }
@@ -359,7 +339,7 @@ pub(super) fn check_unique_hosts(endpoints: &[Endpoint]) -> Result<(), (usize, C
     Ok(())
 }
 
-pub(super) fn deserialize<T: DeserializeOwned>(
+pub(crate) fn deserialize<T: DeserializeOwned>(
     value: &Value,
     at: FieldPath,
 ) -> Result<T, ConfigError> {
@@ -382,7 +362,7 @@ pub(super) fn deserialize<T: DeserializeOwned>(
 
 /// serde quotes the offending value (`invalid type: string "…", expected …`). A long or
 /// multi-line value may be PEM, a key among them: keep the shape of the message, drop the value.
-pub(crate) fn redact(message: String) -> String {
+pub(super) fn redact(message: String) -> String {
     for prefix in ["invalid type: string \"", "invalid value: string \""] {
         if let Some(rest) = message.strip_prefix(prefix) {
             if let Some(end) = rest.rfind("\", expected") {

@@ -20,10 +20,10 @@ use crate::sni::HostPattern;
 mod endpoint;
 mod filter_policy;
 mod load;
-
-pub(crate) use load::redact as redact_message;
 mod rules;
 mod tls;
+
+pub(crate) use load::deserialize;
 
 /// Checks that a private key belongs to a certificate. Core has no signature code (it builds
 /// for proxy-wasm and stays free of TLS libraries), so the host that will use the key supplies

@@ -229,7 +229,7 @@ pub(super) fn endpoints(m: &mut Manifests<'_>, g: usize) -> Result<Vec<Synth>, C
         for (host, paths, backend) in hosts {
             let mut synth = Synth::new(g);
             let mut policy = json!({});
-            let config = terminate_tls(m, g, &spec, listener, tls, &at, &mut synth)?;
+            let config = terminate_tls(m, g, &spec, tls, &at, &mut synth)?;
             append_rule(
                 &mut policy,
                 "on_tcp_connect",
@@ -275,7 +275,6 @@ fn terminate_tls(
     m: &Manifests<'_>,
     g: usize,
     spec: &GatewaySpec,
-    listener: &Listener,
     tls: &ListenerTls,
     at: &FieldPath,
     synth: &mut Synth,
@@ -404,7 +403,6 @@ fn terminate_tls(
         synth.from(config_at.key(field), g, option_at);
         config.insert(field.to_owned(), value.clone());
     }
-    let _ = listener;
     Ok(Value::Object(config))
 }
 
@@ -628,8 +626,6 @@ fn collect_route(
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct BackendTlsSpec {
-    #[serde(default)]
-    target_refs: Vec<ObjectRef>,
     validation: BackendValidation,
 }
 
@@ -678,7 +674,6 @@ pub(super) fn service_upstream(
         return Ok(json!({"url": format!("http://{name}.{namespace}:{port}")}));
     };
     let spec: BackendTlsSpec = policy.spec()?;
-    let _ = &spec.target_refs;
     let validation_at = path(&["spec", "validation"]);
     if !spec.validation.subject_alt_names.is_empty() {
         return Err(policy.invalid(

@@ -246,20 +246,16 @@ pub(super) fn append_rule(policy: &mut Value, phase: &str, rule: Value) -> usize
     if !policy.is_object() {
         *policy = json!({});
     }
-    let rules = policy
+    match policy
         .as_object_mut()
-        .map(|p| p.entry(phase).or_insert_with(|| json!([])));
-    match rules {
+        .map(|p| p.entry(phase).or_insert_with(|| json!([])))
+    {
         Some(Value::Array(rules)) => {
             rules.push(rule);
             rules.len() - 1
         }
-        Some(other) => {
-            // Not a list: leave it for the loader to refuse, with its own message.
-            let _ = other;
-            0
-        }
-        None => 0,
+        // Not a list: the loader refuses the phase with its own message.
+        _ => 0,
     }
 }
 

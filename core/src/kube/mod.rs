@@ -88,19 +88,8 @@ impl Resource {
     /// ignored, as the API server would keep them).
     pub fn spec<T: DeserializeOwned>(&self) -> Result<T, ConfigError> {
         let spec = self.value.get("spec").cloned().unwrap_or(json!({}));
-        serde_path_to_error::deserialize(&spec).map_err(|e| {
-            let mut path = FieldPath::root().key("spec");
-            for segment in e.path().iter() {
-                match segment {
-                    serde_path_to_error::Segment::Seq { index } => path = path.index(*index),
-                    serde_path_to_error::Segment::Map { key }
-                    | serde_path_to_error::Segment::Enum { variant: key } => path = path.key(key),
-                    serde_path_to_error::Segment::Unknown => {}
-                }
-            }
-            let message = crate::config::redact_message(e.into_inner().to_string());
-            self.error(&path, ConfigErrorKind::Shape(message))
-        })
+        crate::config::deserialize(&spec, FieldPath::root().key("spec"))
+            .map_err(|e| self.error(&e.path, *e.kind))
     }
 
     pub fn annotation(&self, key: &str) -> Option<&str> {
@@ -217,8 +206,6 @@ pub(crate) struct Synth {
     pub value: Value,
     /// The resource the endpoint is named after (its file is the endpoint's file).
     pub primary: usize,
-    /// Every resource that went into it, by index.
-    pub parts: Vec<usize>,
     /// (path inside `value`, resource, path inside the resource): longest prefix wins.
     map: Vec<(FieldPath, usize, FieldPath)>,
 }
@@ -228,17 +215,24 @@ impl Synth {
         Self {
             value: json!({}),
             primary,
-            parts: vec![primary],
             map: Vec::new(),
         }
     }
 
     /// Records that `at` (a path in the endpoint) came from `path` in `resource`.
     fn from(&mut self, at: FieldPath, resource: usize, path: FieldPath) {
-        if !self.parts.contains(&resource) {
-            self.parts.push(resource);
-        }
         self.map.push((at, resource, path));
+    }
+
+    /// Every resource that went into the endpoint, by index: the primary one first.
+    pub fn parts(&self) -> Vec<usize> {
+        let mut parts = vec![self.primary];
+        for (_, resource, _) in &self.map {
+            if !parts.contains(resource) {
+                parts.push(*resource);
+            }
+        }
+        parts
     }
 
     /// Re-addresses an error found in the endpoint to the manifest that caused it.
@@ -306,17 +300,21 @@ impl<'a> Manifests<'a> {
                 )),
             }
         }
-        if out.is_empty() {
-            return Err(ConfigError {
-                file: self.resources.first().map(|r| r.file.clone()),
-                path: FieldPath::root(),
-                location: None,
-                kind: Box::new(invalid(
+        if let (true, Some(first)) = (out.is_empty(), resources.first()) {
+            // The notes are not printed when loading fails, so the error carries them.
+            let skipped = if self.notes.is_empty() {
+                String::new()
+            } else {
+                format!("; {}", self.notes.join("; "))
+            };
+            return Err(ConfigError::in_file(
+                &first.file,
+                invalid(format!(
                     "the manifests describe no endpoint: tlsgate serves AgentEndpoint, \
                      CloudEndpoint, Ingress (class ngrok or tlsgate) and Gateway HTTPS \
-                     listeners with an HTTPRoute (the notes say what was skipped)",
+                     listeners with an HTTPRoute{skipped}"
                 )),
-            });
+            ));
         }
         Ok(out)
     }

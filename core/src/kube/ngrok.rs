@@ -143,21 +143,17 @@ fn agent_upstream(
         }
     }
     let annotations = path(&["metadata", "annotations"]);
-    if let Some(value) = r.annotation(UPSTREAM_CA) {
-        let (target, pem_path) = configmap_key(m, i, UPSTREAM_CA, value, "ca.crt")?;
-        let pem = m.data(target, &pem_path)?;
-        synth.from(
-            tls_at.key("certificate_authorities").index(0),
-            target,
-            pem.1,
-        );
-        tls.insert("certificate_authorities".into(), json!([pem.0]));
-    }
-    if let Some(value) = r.annotation(UPSTREAM_PINNED) {
-        let (target, key) = configmap_key(m, i, UPSTREAM_PINNED, value, "tls.crt")?;
-        let pem = m.data(target, &key)?;
-        synth.from(tls_at.key("pinned_certificates").index(0), target, pem.1);
-        tls.insert("pinned_certificates".into(), json!([pem.0]));
+    for (annotation, default_key, field) in [
+        (UPSTREAM_CA, "ca.crt", "certificate_authorities"),
+        (UPSTREAM_PINNED, "tls.crt", "pinned_certificates"),
+    ] {
+        let Some(value) = r.annotation(annotation) else {
+            continue;
+        };
+        let (target, key) = configmap_key(m, i, annotation, value, default_key)?;
+        let (pem, pem_path) = m.data(target, &key)?;
+        synth.from(tls_at.key(field).index(0), target, pem_path);
+        tls.insert(field.into(), json!([pem]));
     }
     if let Some(name) = r.annotation(UPSTREAM_SERVER_NAME) {
         synth.from(
