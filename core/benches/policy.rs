@@ -16,14 +16,17 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tlsgate_core::pem::FileReader;
 use tlsgate_core::sni::{HostPattern, SniRouter};
 use tlsgate_core::{
-    ClientCert, ClientCertFacts, Config, KeyMode, KeyPairCheck, LoadOptions, Policy, Request,
+    ClientCert, ClientCertFacts, Config, HostCrypto, KeyMode, LoadOptions, Policy, Request,
     Session, TlsFacts, TlsVersion,
 };
 use tlsgate_test_support::Authority;
 
 struct TrustKeys;
-impl KeyPairCheck for TrustKeys {
-    fn check(&self, _: &CertificateDer<'_>, _: &PrivateKeyDer<'_>) -> Result<(), String> {
+impl HostCrypto for TrustKeys {
+    fn check_key_pair(&self, _: &CertificateDer<'_>, _: &PrivateKeyDer<'_>) -> Result<(), String> {
+        Ok(())
+    }
+    fn check_crl_signature(&self, _: &[u8], _: &[u8]) -> Result<(), String> {
         Ok(())
     }
 }

@@ -50,3 +50,11 @@ pub fn pem(label: &str, der: &[u8]) -> String {
     out.push_str("-----\n");
     out
 }
+
+/// Seconds since the Unix epoch as RFC 3339 UTC (`2026-11-29T01:43:41Z`).
+pub fn rfc3339(secs: i64) -> String {
+    match chrono::DateTime::from_timestamp(secs, 0) {
+        Some(t) => t.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        None => format!("@{secs}"),
+    }
+}

@@ -116,6 +116,27 @@ pub enum ConfigErrorKind {
          list the certificate of the authority that issued your clients, not a client certificate"
     )]
     NotACa { subject: String },
+    #[error("{reason}")]
+    BadRevocationList { reason: String },
+    #[error(
+        "the CRL of {issuer} is not from any of this endpoint's CAs ({authorities}): list the \
+         CRL each CA in mutual_tls_certificate_authorities publishes"
+    )]
+    RevocationListIssuer { issuer: String, authorities: String },
+    #[error(
+        "the CRL of {issuer} is not signed by that CA's key ({reason}): a forged or corrupted CRL"
+    )]
+    RevocationListSignature { issuer: String, reason: String },
+    #[error(
+        "the CRL of {issuer} expired at {next_update} (its nextUpdate): fetch a current one \
+         from the CA; an expired CRL says nothing about certificates revoked since"
+    )]
+    RevocationListExpired { issuer: String, next_update: String },
+    #[error(
+        "the CA {authority} has no CRL in the list: every certificate it issued would be \
+         refused as of unknown revocation status; add its CRL"
+    )]
+    MissingRevocationList { authority: String },
     #[error("{present} is set but {missing} is not: set both or neither")]
     Incomplete {
         present: &'static str,

@@ -716,6 +716,7 @@ fn client_value(cert: &ClientCert) -> Value {
     let empty = ClientCertFacts {
         subject: DistinguishedName::default(),
         issuer: DistinguishedName::default(),
+        issuer_der: Vec::new(),
         san: Default::default(),
         serial_number: String::new(),
         signature_algorithm: String::new(),
@@ -868,6 +869,7 @@ fn samples(phase: Phase) -> Vec<Variables> {
             rfc4514: "CN=ca".into(),
             ..DistinguishedName::default()
         },
+        issuer_der: Vec::new(),
         san: crate::facts::SubjectAltNames {
             dns_names: vec!["client.example.com".into()],
             uris: vec!["spiffe://example.com/client".into()],

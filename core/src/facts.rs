@@ -14,6 +14,7 @@ use x509_parser::prelude::FromDer;
 use x509_parser::x509::X509Name;
 
 use crate::encoding::hex;
+use crate::revocation::{Revocation, RevocationStatus};
 
 /// A TLS protocol version tlsgate speaks. Older versions are refused at load time and by both
 /// hosts' handshakes; there is no variant for them on purpose.
@@ -102,6 +103,11 @@ pub enum Unverified {
     /// certificate expired carries the old verdict, so core checks the time on every
     /// connection.
     OutsideValidity,
+    /// The endpoint's CRL for the certificate's issuer lists it.
+    Revoked,
+    /// The endpoint checks revocation and has no current CRL for the certificate's issuer
+    /// (the CRL is past its `nextUpdate`): its status is unknown, so it is no identity.
+    RevocationUnknown,
 }
 
 /// What the host's TLS stack found when it checked a presented certificate's chain.
@@ -118,9 +124,31 @@ pub enum ChainCheck {
 impl ClientCert {
     /// Classifies a presented certificate the same way in every host; `now` is seconds since
     /// the Unix epoch.
-    pub fn presented(facts: Box<ClientCertFacts>, chain: ChainCheck, now: i64) -> Self {
+    ///
+    /// With CRLs configured, a certificate they list is [`Unverified::Revoked`] whatever the
+    /// TLS stack found (its chain check fails too, and a resumed session's does not run), and
+    /// one whose issuer has no current CRL is [`Unverified::RevocationUnknown`] unless its
+    /// chain was not trusted anyway.
+    pub fn presented(
+        facts: Box<ClientCertFacts>,
+        chain: ChainCheck,
+        now: i64,
+        revocation: Option<&Revocation>,
+    ) -> Self {
         if facts.is_ca || facts.legacy_v1 {
             return Self::Unverified(facts, Unverified::NotEndEntity);
+        }
+        if let (Some(revocation), ChainCheck::Trusted | ChainCheck::Untrusted) = (revocation, chain)
+        {
+            match revocation.status(&facts, now) {
+                RevocationStatus::Revoked => return Self::Unverified(facts, Unverified::Revoked),
+                RevocationStatus::Unknown
+                    if chain == ChainCheck::Trusted || revocation.covers(&facts) =>
+                {
+                    return Self::Unverified(facts, Unverified::RevocationUnknown)
+                }
+                RevocationStatus::Unknown | RevocationStatus::Good => {}
+            }
         }
         match chain {
             ChainCheck::Trusted if now < facts.not_before || now > facts.not_after => {
@@ -141,6 +169,8 @@ impl ClientCert {
             Self::Unverified(_, Unverified::UntrustedIssuer) => "untrusted_issuer",
             Self::Unverified(_, Unverified::NotEndEntity) => "not_end_entity",
             Self::Unverified(_, Unverified::OutsideValidity) => "outside_validity",
+            Self::Unverified(_, Unverified::Revoked) => "revoked",
+            Self::Unverified(_, Unverified::RevocationUnknown) => "revocation_unknown",
             Self::Absent => "absent",
         }
     }
@@ -214,6 +244,8 @@ pub enum ClientAuthUsage {
 pub struct ClientCertFacts {
     pub subject: DistinguishedName,
     pub issuer: DistinguishedName,
+    /// The issuer name's DER, to find the issuer's CRL.
+    pub issuer_der: Vec<u8>,
     pub san: SubjectAltNames,
     /// Lowercase hex without separators.
     pub serial_number: String,
@@ -285,8 +317,9 @@ impl ClientCertFacts {
         Ok(Self {
             subject: distinguished_name(cert.subject()),
             issuer: distinguished_name(cert.issuer()),
+            issuer_der: cert.issuer().as_raw().to_vec(),
             san,
-            serial_number: hex(cert.raw_serial()).trim_start_matches("00").to_owned(),
+            serial_number: crate::revocation::serial_spelling(cert.raw_serial()),
             signature_algorithm: signature_algorithm_name(
                 &cert.signature_algorithm.algorithm.to_id_string(),
             ),

@@ -20,12 +20,11 @@ pub mod pem;
 pub mod policy;
 pub mod raw;
 pub mod request;
+pub mod revocation;
 pub mod sni;
 pub mod source;
 
-pub use config::{
-    Config, Deployment, Endpoint, KeyMode, KeyPairCheck, Listen, LoadOptions, Resolve,
-};
+pub use config::{Config, Deployment, Endpoint, HostCrypto, KeyMode, Listen, LoadOptions, Resolve};
 pub use error::{ConfigError, ConfigErrorKind};
 pub use facts::{ClientCert, ClientCertFacts, TlsFacts, TlsVersion};
 pub use policy::{EndpointPolicy, Policy, RequestVerdict, Session, Verdict};

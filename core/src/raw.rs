@@ -112,6 +112,14 @@ pub struct RawTerminateTls {
     pub mutual_tls_certificate_authorities: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mutual_tls_verification_strategy: Option<String>,
+    /// tlsgate extension: certificate revocation lists (PEM or DER, inline or a path) checked
+    /// for every client certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mutual_tls_certificate_revocation_lists: Option<Vec<String>>,
+    /// tlsgate extension: `chain` (default) or `leaf`, which certificates the CRLs are checked
+    /// for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mutual_tls_revocation_check: Option<String>,
     /// tlsgate extension: `false` turns TLS session resumption off for this endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_resumption: Option<bool>,

@@ -749,7 +749,8 @@ fn a_trusted_certificate_outside_its_validity_is_no_identity() {
     let f = Fixture::new(HOST);
     let cert = facts(&f.client.cert_der);
     let after = cert.not_after + 1;
-    let expired = ClientCert::presented(cert, tlsgate_core::facts::ChainCheck::Trusted, after);
+    let expired =
+        ClientCert::presented(cert, tlsgate_core::facts::ChainCheck::Trusted, after, None);
     assert_eq!(expired.verification(), "outside_validity");
     let s = session(&f, &policy(HOST, &mtls("require-and-verify"), ""), expired);
     assert_eq!(
@@ -758,7 +759,7 @@ fn a_trusted_certificate_outside_its_validity_is_no_identity() {
     );
     let cert = facts(&f.client.cert_der);
     let now = cert.not_before + 1;
-    let current = ClientCert::presented(cert, tlsgate_core::facts::ChainCheck::Trusted, now);
+    let current = ClientCert::presented(cert, tlsgate_core::facts::ChainCheck::Trusted, now, None);
     assert_eq!(current.verification(), "verified");
 }
 

@@ -66,8 +66,10 @@ fn seed_terminate_tls_block_loads_with_openssl_made_certificates() {
         ClientAuth::On {
             authorities,
             strategy,
+            revocation,
         } => {
             assert_eq!(*strategy, VerificationStrategy::RequireAndVerify);
+            assert!(revocation.is_none(), "the seed checks no CRL");
             assert_eq!(authorities.subjects, vec!["CN=ExampleCA".to_owned()]);
         }
         ClientAuth::Off => panic!("mTLS should be on"),

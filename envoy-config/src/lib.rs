@@ -20,6 +20,7 @@ use tlsgate_core::config::{
     ClientAuth, Scheme, UpstreamProtocol, UpstreamScheme, VerificationStrategy,
 };
 use tlsgate_core::limits::Limits;
+use tlsgate_core::revocation::RevocationDepth;
 use tlsgate_core::{Config, Endpoint, TlsVersion};
 use yaml_rust2::Yaml;
 
@@ -279,12 +280,27 @@ fn filter_chain(
         ClientAuth::On {
             authorities,
             strategy,
+            revocation,
         } => {
             let ca = material.anchors(
                 endpoint,
                 authorities,
                 &format!("tlsgate-endpoint{i}-client-ca.crt"),
             )?;
+            // The same CRLs as the native host, checked for the same certificates: BoringSSL
+            // then refuses a certificate whose issuer has no CRL, or whose CRL is past its
+            // nextUpdate, as webpki does.
+            let crl = match revocation {
+                Some(r) => Some(material.revocation(
+                    endpoint,
+                    r,
+                    &format!("tlsgate-endpoint{i}-client.crl"),
+                )?),
+                None => None,
+            };
+            let leaf_only = revocation
+                .as_ref()
+                .is_some_and(|r| r.depth == RevocationDepth::Leaf);
             let (require, untrusted) = match strategy {
                 VerificationStrategy::RequireAndVerify => (true, false),
                 VerificationStrategy::RequireAny => (true, true),
@@ -294,6 +310,11 @@ fn filter_chain(
                 Some(boolean(require)),
                 Some(map([
                     ("trusted_ca", ca),
+                    ("crl", opt(crl)),
+                    (
+                        "only_verify_leaf_cert_crl",
+                        opt(leaf_only.then(|| boolean(true))),
+                    ),
                     (
                         "trust_chain_verification",
                         opt(untrusted.then(|| s("ACCEPT_UNTRUSTED"))),
@@ -829,8 +850,11 @@ mod tests {
 
     /// Key/certificate agreement is the native host's check; these tests only need loading.
     struct AcceptAnyKey;
-    impl tlsgate_core::KeyPairCheck for AcceptAnyKey {
-        fn check(
+    impl tlsgate_core::HostCrypto for AcceptAnyKey {
+        fn check_crl_signature(&self, _: &[u8], _: &[u8]) -> Result<(), String> {
+            Ok(())
+        }
+        fn check_key_pair(
             &self,
             _: &rustls_pki_types::CertificateDer<'_>,
             _: &rustls_pki_types::PrivateKeyDer<'_>,

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use rustls_pki_types::PrivateKeyDer;
 use tlsgate_core::encoding::pem as encode;
 use tlsgate_core::pem::{CertificateChain, Origin, PrivateKey, TrustAnchors};
+use tlsgate_core::revocation::{Revocation, RevocationList};
 use tlsgate_core::Endpoint;
 use yaml_rust2::Yaml;
 
@@ -71,6 +72,31 @@ impl Material<'_> {
             }
         }
         Ok(self.write(name, anchors.to_pem()))
+    }
+
+    /// `{filename: …}` for an endpoint's CRLs: one PEM file is referenced in place (so a new
+    /// CRL is read when Envoy restarts); DER, inline or several files are combined into a
+    /// written PEM bundle.
+    pub fn revocation(
+        &mut self,
+        endpoint: &Endpoint,
+        revocation: &Revocation,
+        name: &str,
+    ) -> Result<Yaml, Error> {
+        if let Some(RevocationList {
+            origin: Origin::File(first),
+            ..
+        }) = revocation.lists.first()
+        {
+            if revocation
+                .lists
+                .iter()
+                .all(|l| l.pem && l.origin == Origin::File(first.clone()))
+            {
+                return file_source(endpoint, first);
+            }
+        }
+        Ok(self.write(name, revocation.to_pem()))
     }
 
     fn write(&mut self, name: &str, contents: String) -> Yaml {

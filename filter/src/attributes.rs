@@ -274,7 +274,12 @@ fn client_cert(host: &dyn Host, endpoint: &Endpoint) -> Result<ClientCert, Unava
             attribute: "current time",
             reason: "the host gave no usable time".into(),
         })?;
-    Ok(ClientCert::presented(facts, chain, now))
+    Ok(ClientCert::presented(
+        facts,
+        chain,
+        now,
+        endpoint.tls.client_auth.revocation(),
+    ))
 }
 
 /// A boolean attribute; absent reads as false (Envoy omits TLS flags on plaintext streams).

@@ -1,9 +1,11 @@
-//! Private-key checks with rustls' crypto provider, supplied to core's loader.
+//! The load-time crypto checks core asks of its host: a private key against its certificate,
+//! a CRL's signature against its CA.
 
 use rustls::crypto::aws_lc_rs::sign::any_supported_type;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tlsgate_core::KeyPairCheck;
-use x509_parser::prelude::{FromDer, X509Certificate};
+use tlsgate_core::HostCrypto;
+use x509_parser::prelude::{CertificateRevocationList, FromDer, X509Certificate};
+use x509_parser::x509::SubjectPublicKeyInfo;
 
 /// Checks that a key is usable for TLS and that its public half is the certificate's.
 ///
@@ -13,8 +15,12 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RustlsKeyCheck;
 
-impl KeyPairCheck for RustlsKeyCheck {
-    fn check(&self, leaf: &CertificateDer<'_>, key: &PrivateKeyDer<'_>) -> Result<(), String> {
+impl HostCrypto for RustlsKeyCheck {
+    fn check_key_pair(
+        &self,
+        leaf: &CertificateDer<'_>,
+        key: &PrivateKeyDer<'_>,
+    ) -> Result<(), String> {
         let signing = any_supported_type(key).map_err(|e| {
             format!("the key is not an RSA, ECDSA or Ed25519 key rustls can use: {e}")
         })?;
@@ -28,5 +34,14 @@ impl KeyPairCheck for RustlsKeyCheck {
         } else {
             Err("its public key differs from the certificate's".into())
         }
+    }
+
+    fn check_crl_signature(&self, crl: &[u8], issuer_spki: &[u8]) -> Result<(), String> {
+        let (_, crl) = CertificateRevocationList::from_der(crl)
+            .map_err(|e| format!("the CRL cannot be parsed: {e}"))?;
+        let (_, spki) = SubjectPublicKeyInfo::from_der(issuer_spki)
+            .map_err(|e| format!("the CA's public key cannot be parsed: {e}"))?;
+        crl.verify_signature(&spki)
+            .map_err(|e| format!("signature check failed: {e}"))
     }
 }

@@ -160,15 +160,23 @@ fn digest(endpoint: &EndpointPolicy) -> Vec<u8> {
     tlsgate_core::encoding::sha256(format!("{config:?}").as_bytes())
 }
 
-/// Certificate, key and CA files of an endpoint, resolved against its policy file's directory
+/// Certificate, key, CA and CRL files of an endpoint, resolved against its policy file's directory
 /// (core records them as written).
 fn referenced_files(endpoint: &Endpoint) -> Vec<PathBuf> {
     let mut origins: Vec<&Origin> = Vec::new();
     let tls = &endpoint.tls;
     origins.extend(tls.certificate.as_ref().map(|c| &c.origin));
     origins.extend(tls.private_key.as_ref().map(|k| &k.origin));
-    if let tlsgate_core::config::ClientAuth::On { authorities, .. } = &tls.client_auth {
+    if let tlsgate_core::config::ClientAuth::On {
+        authorities,
+        revocation,
+        ..
+    } = &tls.client_auth
+    {
         origins.extend(authorities.origins.iter());
+        if let Some(revocation) = revocation {
+            origins.extend(revocation.lists.iter().map(|l| &l.origin));
+        }
     }
     if let Some(up) = &endpoint.upstream.tls {
         origins.extend(up.client_certificate.as_ref().map(|c| &c.origin));

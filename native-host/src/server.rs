@@ -631,6 +631,10 @@ fn handshake_reason(error: &io::Error) -> &'static str {
             C::UnknownIssuer => "client_certificate_untrusted",
             C::InvalidPurpose | C::InvalidPurposeContext { .. } => "client_certificate_wrong_usage",
             C::BadSignature => "client_certificate_bad_signature",
+            C::Revoked => "client_certificate_revoked",
+            C::UnknownRevocationStatus
+            | C::ExpiredRevocationList
+            | C::ExpiredRevocationListContext { .. } => "client_certificate_revocation_unknown",
             _ => "client_certificate_invalid",
         },
         Some(rustls::Error::AlertReceived(_)) => "alert_received",

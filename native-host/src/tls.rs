@@ -5,7 +5,7 @@
 //!
 //! | strategy | rustls verifier | certificate accepted when |
 //! | --- | --- | --- |
-//! | `require-and-verify` | [`WebPkiClientVerifier`] over the endpoint's CAs | it chains to a CA, is valid now and allows clientAuth |
+//! | `require-and-verify` | [`WebPkiClientVerifier`] over the endpoint's CAs (and CRLs) | it chains to a CA, is valid now, allows clientAuth and no CRL revokes it |
 //! | `require-any` | [`AnyClientCert`] (mandatory) | any certificate, chain unchecked |
 //! | `request` | [`AnyClientCert`] (optional) | none, or any certificate |
 //!
@@ -29,6 +29,7 @@ use rustls::{
 };
 use tlsgate_core::config::{ClientAuth, Scheme, TerminateTls, VerificationStrategy};
 use tlsgate_core::facts::ChainCheck;
+use tlsgate_core::revocation::{Revocation, RevocationDepth};
 use tlsgate_core::{ClientCert, ClientCertFacts, Endpoint, TlsFacts, TlsVersion};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
@@ -82,6 +83,8 @@ enum PostHandshake {
 pub struct ServerTls {
     pub config: Arc<ServerConfig>,
     post: PostHandshake,
+    /// The endpoint's CRLs, which core applies to every connection (resumed ones too).
+    revocation: Option<Arc<Revocation>>,
 }
 
 impl ServerTls {
@@ -120,6 +123,7 @@ impl ServerTls {
             ClientAuth::On {
                 authorities,
                 strategy,
+                revocation,
             } => {
                 let mut roots = RootCertStore::empty();
                 for (i, ca) in authorities.certs.iter().enumerate() {
@@ -135,12 +139,21 @@ impl ServerTls {
                     })?;
                 }
                 let roots = Arc::new(roots);
-                let webpki =
-                    WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
-                        .build()
-                        .map_err(|e| {
-                            rejected("mutual_tls_certificate_authorities", e.to_string())
-                        })?;
+                let mut builder =
+                    WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone());
+                if let Some(revocation) = revocation {
+                    // A certificate whose issuer has no CRL is refused (webpki's default, and
+                    // BoringSSL's), and so is everything a CRL past its nextUpdate covers.
+                    builder = builder
+                        .with_crls(revocation.ders())
+                        .enforce_revocation_expiration();
+                    if revocation.depth == RevocationDepth::Leaf {
+                        builder = builder.only_check_end_entity_revocation();
+                    }
+                }
+                let webpki = builder.build().map_err(|e| {
+                    rejected("mutual_tls_certificate_revocation_lists", e.to_string())
+                })?;
                 match strategy {
                     VerificationStrategy::RequireAndVerify => {
                         (Some(webpki), PostHandshake::VerifiedByHandshake)
@@ -178,6 +191,7 @@ impl ServerTls {
         Ok(Self {
             config: Arc::new(config),
             post,
+            revocation: client_auth.revocation().cloned().map(Arc::new),
         })
     }
 
@@ -231,7 +245,12 @@ impl ServerTls {
             }
         };
         let now = i64::try_from(UnixTime::now().as_secs()).unwrap_or(i64::MAX);
-        Ok(ClientCert::presented(facts, chain, now))
+        Ok(ClientCert::presented(
+            facts,
+            chain,
+            now,
+            self.revocation.as_deref(),
+        ))
     }
 }
 

@@ -114,6 +114,42 @@ impl Authority {
         self.issue(&LeafSpec::client(common_name))
     }
 
+    /// A CRL signed by this authority that revokes `revoked` (certificate DERs), current from
+    /// `this_update` to `next_update` (seconds from now; negative is in the past), PEM.
+    pub fn crl(&self, revoked: &[&[u8]], this_update: i64, next_update: i64) -> String {
+        use rcgen::{
+            CertificateRevocationListParams, KeyIdMethod, RevocationReason, RevokedCertParams,
+            SerialNumber,
+        };
+        let now = time::OffsetDateTime::now_utc();
+        let revoked_certs = revoked
+            .iter()
+            .map(|der| {
+                let (_, cert) = x509_parser::parse_x509_certificate(der)
+                    .unwrap_or_else(|e| panic!("reading a certificate to revoke: {e}"));
+                RevokedCertParams {
+                    serial_number: SerialNumber::from_slice(cert.raw_serial()),
+                    revocation_time: now - time::Duration::minutes(1),
+                    reason_code: Some(RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                }
+            })
+            .collect();
+        let params = CertificateRevocationListParams {
+            this_update: now + time::Duration::seconds(this_update),
+            next_update: now + time::Duration::seconds(next_update),
+            crl_number: SerialNumber::from(u64::try_from(now.unix_timestamp()).unwrap_or(1)),
+            issuing_distribution_point: None,
+            revoked_certs,
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        params
+            .signed_by(&self.cert, &self.key)
+            .unwrap_or_else(|e| panic!("{:?} signing a CRL: {e}", self.common_name))
+            .pem()
+            .unwrap_or_else(|e| panic!("encoding a CRL: {e}"))
+    }
+
     /// This authority's certificate, PEM.
     pub fn cert_pem(&self) -> String {
         self.cert.pem()
@@ -244,7 +280,8 @@ impl Issued {
     }
 }
 
-fn pem_to_der(pem: &str) -> Vec<u8> {
+/// The DER of the first PEM block in `pem`, whatever its label.
+pub fn pem_to_der(pem: &str) -> Vec<u8> {
     match x509_parser::pem::parse_x509_pem(pem.as_bytes()) {
         Ok((_, parsed)) => parsed.contents,
         Err(e) => panic!("re-reading a PEM certificate rcgen just wrote: {e}"),

@@ -54,7 +54,7 @@ mod spec;
 
 use std::path::{Path, PathBuf};
 
-pub use authority::{Authority, Issued};
+pub use authority::{pem_to_der, Authority, Issued};
 pub use key::KeyKind;
 pub use seed::{
     seed_openssl_certs, write_seed_style_set, SeedFiles, SEED_OPENSSL_COMMANDS, SEED_SERVER_NAME,

@@ -99,14 +99,16 @@ fn tcp_rules(e: &Endpoint) -> Vec<RawRule> {
 }
 
 fn terminate_tls_value(tls: &TerminateTls) -> Value {
-    let (authorities, strategy) = match &tls.client_auth {
-        ClientAuth::Off => (None, None),
+    let (authorities, strategy, revocation) = match &tls.client_auth {
+        ClientAuth::Off => (None, None, None),
         ClientAuth::On {
             authorities,
             strategy,
+            revocation,
         } => (
             Some(vec![authorities.to_pem()]),
             Some(strategy.as_str().to_owned()),
+            revocation.as_ref(),
         ),
     };
     let raw = RawTerminateTls {
@@ -116,6 +118,8 @@ fn terminate_tls_value(tls: &TerminateTls) -> Value {
         server_private_key: None,
         mutual_tls_certificate_authorities: authorities,
         mutual_tls_verification_strategy: strategy,
+        mutual_tls_certificate_revocation_lists: revocation.map(|r| vec![r.to_pem()]),
+        mutual_tls_revocation_check: revocation.map(|r| r.depth.as_str().to_owned()),
         session_resumption: (!tls.session_resumption).then_some(false),
     };
     serde_json::to_value(raw).unwrap_or(Value::Null)

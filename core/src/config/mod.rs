@@ -15,6 +15,7 @@ use crate::expr::{Expression, Template};
 use crate::facts::TlsVersion;
 use crate::pem::{CertificateChain, MaterialReader, PrivateKey, TrustAnchors};
 use crate::raw::*;
+use crate::revocation::Revocation;
 use crate::sni::HostPattern;
 
 mod endpoint;
@@ -25,18 +26,26 @@ mod tls;
 
 pub(crate) use load::deserialize;
 
-/// Checks that a private key belongs to a certificate. Core has no signature code (it builds
-/// for proxy-wasm and stays free of TLS libraries), so the host that will use the key supplies
-/// the check with its own crypto provider.
-pub trait KeyPairCheck {
-    fn check(&self, leaf: &CertificateDer<'_>, key: &PrivateKeyDer<'_>) -> Result<(), String>;
+/// The cryptographic checks a policy needs at load time. Core has no signature code (it builds
+/// for proxy-wasm and stays free of TLS libraries), so the host that will use the material
+/// supplies them with its own crypto provider.
+pub trait HostCrypto {
+    /// That a private key belongs to a certificate.
+    fn check_key_pair(
+        &self,
+        leaf: &CertificateDer<'_>,
+        key: &PrivateKeyDer<'_>,
+    ) -> Result<(), String>;
+
+    /// That a CRL (DER) is signed by the key of `issuer_spki` (a SubjectPublicKeyInfo, DER).
+    fn check_crl_signature(&self, crl: &[u8], issuer_spki: &[u8]) -> Result<(), String>;
 }
 
 /// What to do with private keys named in a policy.
 #[derive(Clone, Copy)]
 pub enum KeyMode<'a> {
     /// Load every key and check it against its certificate (native host, `tlsgate check`).
-    Load(&'a dyn KeyPairCheck),
+    Load(&'a dyn HostCrypto),
     /// Ignore keys: the host terminates TLS elsewhere (the proxy-wasm filter, where Envoy holds
     /// the keys). Certificates are still loaded for metadata and coverage checks.
     Skip,
@@ -250,7 +259,19 @@ pub enum ClientAuth {
     On {
         authorities: TrustAnchors,
         strategy: VerificationStrategy,
+        /// `mutual_tls_certificate_revocation_lists`, when given.
+        revocation: Option<Revocation>,
     },
+}
+
+impl ClientAuth {
+    /// The endpoint's CRLs, when it has any.
+    pub fn revocation(&self) -> Option<&Revocation> {
+        match self {
+            Self::On { revocation, .. } => revocation.as_ref(),
+            Self::Off => None,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -422,14 +443,24 @@ impl fmt::Display for Endpoint {
             ClientAuth::On {
                 authorities,
                 strategy,
+                revocation,
             } => format!(
-                "client certificates {} ({} CA{})",
+                "client certificates {} ({} CA{}{})",
                 strategy.as_str(),
                 authorities.certs.len(),
                 if authorities.certs.len() == 1 {
                     ""
                 } else {
                     "s"
+                },
+                match revocation {
+                    Some(r) => format!(
+                        ", {} CRL{} checked for the {}",
+                        r.lists.len(),
+                        if r.lists.len() == 1 { "" } else { "s" },
+                        r.depth.as_str()
+                    ),
+                    None => String::new(),
                 }
             ),
         };

@@ -5,7 +5,10 @@ use serde_json::Value;
 
 use crate::error::{invalid, ConfigError, ConfigErrorKind};
 use crate::facts::TlsVersion;
-use crate::pem::{load_anchors, load_chain, load_key, CertificateChain, PrivateKey};
+use crate::pem::{
+    load_anchors, load_chain, load_key, read_value, CertificateChain, PrivateKey, TrustAnchors,
+};
+use crate::revocation::{parse_lists, subject_and_key, Revocation, RevocationDepth};
 use crate::source::FieldPath;
 
 use super::load::*;
@@ -34,15 +37,17 @@ pub(super) fn certificate_pair(
         (KeyMode::Load(check), Some(value)) => {
             let key =
                 load_key(value, names.1, options.reader).map_err(|k| err(path.key(names.1), k))?;
-            check.check(chain.leaf(), key.der()).map_err(|reason| {
-                err(
-                    path.key(names.1),
-                    ConfigErrorKind::KeyMismatch {
-                        subject: chain.subject.clone(),
-                        reason,
-                    },
-                )
-            })?;
+            check
+                .check_key_pair(chain.leaf(), key.der())
+                .map_err(|reason| {
+                    err(
+                        path.key(names.1),
+                        ConfigErrorKind::KeyMismatch {
+                            subject: chain.subject.clone(),
+                            reason,
+                        },
+                    )
+                })?;
             Some(key)
         }
     };
@@ -99,6 +104,8 @@ pub(super) fn terminate_tls(
         server_private_key,
         mutual_tls_certificate_authorities,
         mutual_tls_verification_strategy,
+        mutual_tls_certificate_revocation_lists,
+        mutual_tls_revocation_check,
         session_resumption,
     } = raw;
     let min = parse_version(min_version, TlsVersion::Tls12, &path.key("min_version"))?;
@@ -168,20 +175,54 @@ pub(super) fn terminate_tls(
                 ),
             ))
         }
-        None => ClientAuth::Off,
+        None => {
+            // Revocation fields without CAs would check nothing: say so.
+            for (field, given) in [
+                (
+                    "mutual_tls_certificate_revocation_lists",
+                    mutual_tls_certificate_revocation_lists.is_some(),
+                ),
+                (
+                    "mutual_tls_revocation_check",
+                    mutual_tls_revocation_check.is_some(),
+                ),
+            ] {
+                if given {
+                    return Err(err(
+                        path.key(field),
+                        ConfigErrorKind::Incomplete {
+                            present: field,
+                            missing: "mutual_tls_certificate_authorities",
+                        },
+                    ));
+                }
+            }
+            ClientAuth::Off
+        }
         Some(list) if list.is_empty() => {
             return Err(err(
                 path.key("mutual_tls_certificate_authorities"),
                 invalid("the list is empty; leave it out to turn mutual TLS off"),
             ))
         }
-        Some(list) => ClientAuth::On {
-            authorities: load_anchors(&list, "mutual_tls_certificate_authorities", options.reader)
-                .map_err(|(i, k)| {
-                    err(path.key("mutual_tls_certificate_authorities").index(i), k)
-                })?,
-            strategy,
-        },
+        Some(list) => {
+            let authorities =
+                load_anchors(&list, "mutual_tls_certificate_authorities", options.reader).map_err(
+                    |(i, k)| err(path.key("mutual_tls_certificate_authorities").index(i), k),
+                )?;
+            let revocation = revocation(
+                mutual_tls_certificate_revocation_lists,
+                mutual_tls_revocation_check,
+                &authorities,
+                path,
+                options,
+            )?;
+            ClientAuth::On {
+                authorities,
+                strategy,
+                revocation,
+            }
+        }
     };
     Ok(TerminateTls {
         min_version: min,
@@ -192,4 +233,117 @@ pub(super) fn terminate_tls(
         rule,
         session_resumption: session_resumption.unwrap_or(true),
     })
+}
+
+/// `mutual_tls_certificate_revocation_lists` and `mutual_tls_revocation_check`: every CRL
+/// parsed, signed by the configured CA it names, current; every CA covered.
+fn revocation(
+    lists: Option<Vec<String>>,
+    check: Option<String>,
+    authorities: &TrustAnchors,
+    path: &FieldPath,
+    options: &LoadOptions<'_>,
+) -> Result<Option<Revocation>, ConfigError> {
+    const FIELD: &str = "mutual_tls_certificate_revocation_lists";
+    let depth = match check.as_deref() {
+        None | Some("chain") => RevocationDepth::Chain,
+        Some("leaf") => RevocationDepth::Leaf,
+        Some(other) => {
+            return Err(err(
+                path.key("mutual_tls_revocation_check"),
+                invalid(format!(
+                    "unknown revocation check `{other}`; use chain (every certificate below \
+                     the CA, the default) or leaf (the client certificate only)"
+                )),
+            ))
+        }
+    };
+    let Some(values) = lists else {
+        if check.is_some() {
+            return Err(err(
+                path.key("mutual_tls_revocation_check"),
+                ConfigErrorKind::Incomplete {
+                    present: "mutual_tls_revocation_check",
+                    missing: FIELD,
+                },
+            ));
+        }
+        return Ok(None);
+    };
+    if values.is_empty() {
+        return Err(err(
+            path.key(FIELD),
+            invalid("the list is empty; leave it out to check no revocation"),
+        ));
+    }
+    let cas: Vec<(Vec<u8>, Vec<u8>)> = authorities
+        .certs
+        .iter()
+        .filter_map(|ca| subject_and_key(ca.as_ref()))
+        .collect();
+    let now = match options.keys {
+        // The filter loads without a clock of its own; staleness is checked per connection.
+        KeyMode::Skip => None,
+        KeyMode::Load(_) => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()
+            .and_then(|d| i64::try_from(d.as_secs()).ok()),
+    };
+    let mut out = Vec::new();
+    for (i, value) in values.iter().enumerate() {
+        let at = path.key(FIELD).index(i);
+        let (origin, bytes) = read_value(value, options.reader).map_err(|k| err(at.clone(), k))?;
+        let parsed = parse_lists(&bytes, &origin)
+            .map_err(|reason| err(at.clone(), ConfigErrorKind::BadRevocationList { reason }))?;
+        for list in parsed {
+            let Some((_, spki)) = cas.iter().find(|(subject, _)| *subject == list.issuer_der)
+            else {
+                return Err(err(
+                    at,
+                    ConfigErrorKind::RevocationListIssuer {
+                        issuer: list.issuer,
+                        authorities: authorities.subjects.join("; "),
+                    },
+                ));
+            };
+            if let KeyMode::Load(crypto) = options.keys {
+                crypto
+                    .check_crl_signature(list.der.as_ref(), spki)
+                    .map_err(|reason| {
+                        err(
+                            at.clone(),
+                            ConfigErrorKind::RevocationListSignature {
+                                issuer: list.issuer.clone(),
+                                reason,
+                            },
+                        )
+                    })?;
+            }
+            if let Some(now) = now {
+                if list.is_stale(now) {
+                    return Err(err(
+                        at,
+                        ConfigErrorKind::RevocationListExpired {
+                            issuer: list.issuer,
+                            next_update: crate::encoding::rfc3339(list.next_update),
+                        },
+                    ));
+                }
+            }
+            out.push(list);
+        }
+    }
+    // A CA with no CRL would make each certificate it issued "status unknown": refused by
+    // both TLS stacks. Say so now rather than refuse every such client later.
+    for (n, (subject, _)) in cas.iter().enumerate() {
+        if !out.iter().any(|l| l.issuer_der == *subject) {
+            return Err(err(
+                path.key(FIELD),
+                ConfigErrorKind::MissingRevocationList {
+                    authority: authorities.subjects.get(n).cloned().unwrap_or_default(),
+                },
+            ));
+        }
+    }
+    Ok(Some(Revocation { lists: out, depth }))
 }

@@ -6,15 +6,19 @@ use std::path::{Path, PathBuf};
 
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tlsgate_core::pem::FileReader;
-use tlsgate_core::{Config, ConfigError, KeyMode, KeyPairCheck, LoadOptions};
+use tlsgate_core::{Config, ConfigError, HostCrypto, KeyMode, LoadOptions};
 use tlsgate_test_support::{Authority, Issued};
 
 /// Core has no crypto; this stand-in for the host's check compares the key with the one the
 /// factory issued alongside the certificate.
 pub struct FactoryKeys(pub Vec<(Vec<u8>, Vec<u8>)>);
 
-impl KeyPairCheck for FactoryKeys {
-    fn check(&self, leaf: &CertificateDer<'_>, key: &PrivateKeyDer<'_>) -> Result<(), String> {
+impl HostCrypto for FactoryKeys {
+    fn check_key_pair(
+        &self,
+        leaf: &CertificateDer<'_>,
+        key: &PrivateKeyDer<'_>,
+    ) -> Result<(), String> {
         let ok = self
             .0
             .iter()
@@ -24,6 +28,11 @@ impl KeyPairCheck for FactoryKeys {
         } else {
             Err("its public key differs from the certificate's".into())
         }
+    }
+
+    /// Signatures are the host's to check (the native host's tests cover forged CRLs).
+    fn check_crl_signature(&self, _: &[u8], _: &[u8]) -> Result<(), String> {
+        Ok(())
     }
 }
 

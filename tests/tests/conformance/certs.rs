@@ -37,6 +37,7 @@ pub fn make(table: &Table, dir: &Path) {
             }
         }
     }
+    let mut issued_der: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     for (name, spec) in &table.certificates {
         if spec.authority.is_some() {
             assert!(
@@ -61,6 +62,32 @@ pub fn make(table: &Table, dir: &Path) {
             &issued.chain_pem,
             &issued.key_pem,
         );
+        issued_der.insert(name.clone(), issued.cert_der.clone());
+    }
+    for (name, spec) in &table.crls {
+        let issuer = authorities
+            .get(&spec.issuer)
+            .unwrap_or_else(|| panic!("CRL `{name}`: unknown issuer `{}`", spec.issuer));
+        let revoked: Vec<&[u8]> = spec
+            .revoke
+            .iter()
+            .map(|r| {
+                issued_der
+                    .get(r)
+                    .unwrap_or_else(|| panic!("CRL `{name}`: unknown certificate `{r}`"))
+                    .as_slice()
+            })
+            .collect();
+        // A forgery: the same name, another key.
+        let forger = spec.forged.then(|| Authority::root(issuer.common_name()));
+        let pem =
+            forger
+                .as_ref()
+                .unwrap_or(issuer)
+                .crl(&revoked, spec.this_update, spec.next_update);
+        std::fs::write(dir.join(format!("{name}.crl")), &pem).unwrap();
+        let der = tlsgate_test_support::pem_to_der(&pem);
+        std::fs::write(dir.join(format!("{name}.der.crl")), der).unwrap();
     }
     let seed = dir.join("seed");
     std::fs::create_dir_all(&seed).unwrap();

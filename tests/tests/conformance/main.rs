@@ -105,11 +105,19 @@ fn run_host(kind: HostKind, table: &Table, upstreams: &Upstreams, dir: &Path) ->
             Ok(host) => host,
             Err(e) => {
                 for s in scenarios {
+                    let passed = match s.expect_for(kind) {
+                        Expect::LoadError { load_error } => e.contains(load_error.as_str()),
+                        _ => false,
+                    };
                     results.push(Result {
                         host: kind,
                         scenario: s.name.clone(),
-                        observed: "host did not start".into(),
-                        passed: false,
+                        observed: if passed {
+                            "load error".into()
+                        } else {
+                            "host did not start".into()
+                        },
+                        passed,
                         detail: e.clone(),
                     });
                 }
@@ -118,6 +126,16 @@ fn run_host(kind: HostKind, table: &Table, upstreams: &Upstreams, dir: &Path) ->
         };
         for s in scenarios {
             let expect = s.expect_for(kind);
+            if let Expect::LoadError { load_error } = expect {
+                results.push(Result {
+                    host: kind,
+                    scenario: s.name.clone(),
+                    observed: "started".into(),
+                    passed: false,
+                    detail: format!("expected the policy to fail to load with {load_error:?}"),
+                });
+                continue;
+            }
             let observed = client::play(&s.client, &host, dir);
             let (passed, why) = expect.check(&observed);
             // Bad input must not disturb the service: after any raw or refused case, a good

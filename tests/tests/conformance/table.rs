@@ -11,6 +11,9 @@ use serde_json::Value;
 #[serde(deny_unknown_fields)]
 pub struct Table {
     pub certificates: BTreeMap<String, CertSpec>,
+    /// Certificate revocation lists, written as NAME.crl (PEM) and NAME.der.crl (DER).
+    #[serde(default)]
+    pub crls: BTreeMap<String, CrlSpec>,
     pub policies: BTreeMap<String, Policy>,
     pub scenarios: Vec<Scenario>,
 }
@@ -71,6 +74,34 @@ pub struct CertSpec {
     /// `client-auth`, `server-auth`; `[]` = no EKU extension.
     pub eku: Option<Vec<String>>,
     pub serial: Option<u64>,
+}
+
+/// A CRL signed by an authority of the table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrlSpec {
+    /// The authority (an entry with `authority`) that issues it.
+    pub issuer: String,
+    /// Certificate entries it revokes.
+    #[serde(default)]
+    pub revoke: Vec<String>,
+    /// Seconds from now (negative: the past); default -60.
+    #[serde(default = "default_this_update")]
+    pub this_update: i64,
+    /// Seconds from now; default a week.
+    #[serde(default = "default_next_update")]
+    pub next_update: i64,
+    /// Signed by another key under the issuer's name: a forged CRL.
+    #[serde(default)]
+    pub forged: bool,
+}
+
+fn default_this_update() -> i64 {
+    -60
+}
+
+fn default_next_update() -> i64 {
+    7 * 24 * 3600
 }
 
 #[derive(Debug, Deserialize)]
@@ -165,6 +196,11 @@ pub struct Difference {
 pub enum Expect {
     Status(u16),
     Class(String),
+    /// The policy does not load: the host refuses to start with an error containing this text
+    /// (`tlsgate run` natively, `tlsgate envoy-config` for Envoy). The client is not played.
+    LoadError {
+        load_error: String,
+    },
     Detailed {
         status: u16,
         #[serde(default)]
@@ -182,6 +218,7 @@ impl Expect {
         match self {
             Self::Status(s) => s.to_string(),
             Self::Class(c) => c.clone(),
+            Self::LoadError { load_error } => format!("load error \"{load_error}\""),
             Self::Detailed {
                 status, upstream, ..
             } if upstream.is_empty() => status.to_string(),
