@@ -30,6 +30,11 @@ pub enum DenyReason {
     /// `require-and-verify`: the certificate is expired or not yet valid (seen on a resumed
     /// session, which TLS stacks do not re-verify).
     ClientCertificateOutsideValidity,
+    /// `require-and-verify`: a CRL of the endpoint lists the certificate (seen on a resumed
+    /// session; a full handshake already failed).
+    ClientCertificateRevoked,
+    /// `require-and-verify`: the CRL that covers the certificate is past its `nextUpdate`.
+    ClientCertificateRevocationUnknown,
     /// A `deny` action ran; `rule` is its position in the phase as written.
     Policy { rule: usize },
     /// `restrict-ips` refused the client address.
@@ -59,6 +64,8 @@ impl DenyReason {
             Self::ClientCertificateUntrusted => "client_certificate_untrusted",
             Self::ClientCertificateWrongUsage => "client_certificate_wrong_usage",
             Self::ClientCertificateOutsideValidity => "client_certificate_outside_validity",
+            Self::ClientCertificateRevoked => "client_certificate_revoked",
+            Self::ClientCertificateRevocationUnknown => "client_certificate_revocation_unknown",
             Self::Policy { .. } => "policy_deny",
             Self::IpRestricted { .. } => "ip_restricted",
             Self::ExpressionFailed { .. } => "expression_failed",
@@ -599,6 +606,14 @@ pub fn check_client_certificate(auth: &ClientAuth, cert: &ClientCert) -> Result<
             VerificationStrategy::RequireAndVerify,
             ClientCert::Unverified(_, Unverified::OutsideValidity),
         ) => Err(DenyReason::ClientCertificateOutsideValidity),
+        (
+            VerificationStrategy::RequireAndVerify,
+            ClientCert::Unverified(_, Unverified::Revoked),
+        ) => Err(DenyReason::ClientCertificateRevoked),
+        (
+            VerificationStrategy::RequireAndVerify,
+            ClientCert::Unverified(_, Unverified::RevocationUnknown),
+        ) => Err(DenyReason::ClientCertificateRevocationUnknown),
         (VerificationStrategy::RequireAndVerify, ClientCert::Unverified(..)) => {
             Err(DenyReason::ClientCertificateUntrusted)
         }

@@ -764,6 +764,40 @@ fn a_trusted_certificate_outside_its_validity_is_no_identity() {
 }
 
 #[test]
+fn a_revoked_certificate_on_a_resumed_session_is_refused_with_its_reason() {
+    // A session resumed after the client's certificate was revoked: the TLS stack reports the
+    // chain as trusted (it verified it once), core finds the serial in the CRL.
+    let f = Fixture::new(HOST);
+    std::fs::write(
+        f.path().join("ca.crl"),
+        f.ca.crl(&[&f.client.cert_der], -60, 3600),
+    )
+    .expect("write");
+    let yaml = policy(
+        HOST,
+        &format!(
+            "{}                mutual_tls_certificate_revocation_lists: [ca.crl]\n",
+            mtls("require-and-verify")
+        ),
+        "",
+    );
+    let config = f.load(&yaml).expect("policy loads");
+    let revocation = config.endpoints[0].tls.client_auth.revocation().cloned();
+    let now = facts(&f.client.cert_der).not_before + 120;
+    let cert = ClientCert::presented(
+        facts(&f.client.cert_der),
+        tlsgate_core::facts::ChainCheck::Trusted,
+        now,
+        revocation.as_ref(),
+    );
+    let s = session(&f, &yaml, cert);
+    assert_eq!(
+        s.on_tcp_connect(),
+        deny(DenyReason::ClientCertificateRevoked)
+    );
+}
+
+#[test]
 fn remove_headers_drops_the_clients_value_and_an_earlier_add() {
     let f = Fixture::new(HOST);
     let rules = "        - actions: [{type: add-headers, config: {headers: {x-a: one, x-b: two}}}]\n        - actions: [{type: remove-headers, config: {headers: [X-A, x-secret]}}]\n        - actions: [{type: add-headers, config: {headers: {x-secret: ours}}}]\n";

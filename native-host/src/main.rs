@@ -291,6 +291,11 @@ fn check(files: &[PathBuf], deployment: &Deployment) -> ExitCode {
                 for origin in &endpoint.origin {
                     println!("  from {origin}");
                 }
+                if let Some(revocation) = endpoint.tls.client_auth.revocation() {
+                    for list in &revocation.lists {
+                        println!("  {}", crl_line(list));
+                    }
+                }
             }
             println!(
                 "ok: {} endpoint{} in {} file{}",
@@ -306,6 +311,28 @@ fn check(files: &[PathBuf], deployment: &Deployment) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `CRL of CN=… (ca.crl): 2 revoked, updated …, next update … (in 6d 23h)`.
+fn crl_line(list: &tlsgate_core::revocation::RevocationList) -> String {
+    use tlsgate_core::encoding::rfc3339;
+    let source = match &list.origin {
+        tlsgate_core::pem::Origin::File(path) => path.display().to_string(),
+        tlsgate_core::pem::Origin::Inline => "inline".to_owned(),
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let left = list.next_update - now;
+    format!(
+        "CRL of {} ({source}): {} revoked, issued {}, next update {} (in {}h {}m)",
+        list.issuer,
+        list.len(),
+        rfc3339(list.this_update),
+        rfc3339(list.next_update),
+        left / 3600,
+        (left % 3600) / 60
+    )
 }
 
 fn print_filter_policy(files: &[PathBuf], deployment: &Deployment) -> ExitCode {

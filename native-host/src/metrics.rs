@@ -49,6 +49,15 @@ pub struct Metrics {
     pub upstream_errors: Family<UpstreamErrorLabels, Counter>,
     pub active_connections: Gauge,
     pub reloads: Family<ReloadLabels, Counter>,
+    /// Each client-certificate CRL's nextUpdate, so an alert can fire before one goes stale
+    /// (past it, every certificate the CRL covers is refused).
+    pub crl_next_update: Family<CrlLabels, Gauge>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CrlLabels {
+    pub endpoint: String,
+    pub issuer: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -89,7 +98,30 @@ impl Metrics {
             "Configuration reloads by outcome",
             self.reloads.clone(),
         );
+        registry.register(
+            "client_crl_next_update_timestamp_seconds",
+            "nextUpdate of each client-certificate CRL in use, seconds since the epoch",
+            self.crl_next_update.clone(),
+        );
         registry
+    }
+
+    /// The CRLs of the configuration now served.
+    pub fn revocation(&self, runtime: &crate::runtime::Runtime) {
+        self.crl_next_update.clear();
+        for endpoint in runtime.policy.endpoints() {
+            let Some(revocation) = endpoint.tls.client_auth.revocation() else {
+                continue;
+            };
+            for list in &revocation.lists {
+                self.crl_next_update
+                    .get_or_create(&CrlLabels {
+                        endpoint: endpoint.url.clone(),
+                        issuer: list.issuer.clone(),
+                    })
+                    .set(list.next_update);
+            }
+        }
     }
 
     pub fn handshake(&self, endpoint: &str, outcome: &'static str, reason: &'static str) {

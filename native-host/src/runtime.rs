@@ -90,6 +90,7 @@ impl Runtime {
         // The directories given (a new manifest dropped in one is a change) and every file read.
         let mut watched: Vec<PathBuf> = files.iter().filter(|p| p.is_dir()).cloned().collect();
         watched.extend(config.files.iter().cloned());
+        warn_of_stale_crls(&config);
         let policy = Policy::new(config);
         let mut endpoints = Vec::with_capacity(policy.endpoints().len());
         for endpoint in policy.endpoints() {
@@ -105,6 +106,31 @@ impl Runtime {
             endpoints,
             watched,
         })
+    }
+}
+
+/// A CRL that goes stale within a day is about to refuse every certificate it covers.
+fn warn_of_stale_crls(config: &Config) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    for endpoint in &config.endpoints {
+        let Some(revocation) = endpoint.tls.client_auth.revocation() else {
+            continue;
+        };
+        for list in &revocation.lists {
+            let left = list.next_update - now;
+            if left < 24 * 3600 {
+                tracing::warn!(
+                    endpoint = %endpoint.url,
+                    "the CRL of {} goes stale in {}m (nextUpdate {}): after that every \
+                     certificate it covers is refused until a newer CRL is in place",
+                    list.issuer,
+                    left / 60,
+                    tlsgate_core::encoding::rfc3339(list.next_update)
+                );
+            }
+        }
     }
 }
 

@@ -86,6 +86,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     )
     .await?;
     let metrics = Arc::new(Metrics::default());
+    metrics.revocation(&runtime);
     let shared = Arc::new(Shared {
         state: RwLock::new(Arc::new(runtime)),
         files: options.files.clone(),
@@ -260,6 +261,7 @@ async fn reload(
             retired += 1;
         }
     }
+    shared.metrics.revocation(&runtime);
     shared.replace(runtime);
     if retired > 0 {
         tracing::info!(

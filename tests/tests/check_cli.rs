@@ -316,3 +316,37 @@ fn a_malformed_listen_flag_says_what_to_write() {
         out.stderr
     );
 }
+
+#[test]
+fn shows_each_crl_with_its_issuer_revocations_and_next_update() {
+    let dir = tempfile::tempdir().unwrap();
+    seed_openssl_certs(dir.path()).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/ca-crl.sh");
+    let mut cmd = Command::new("bash");
+    cmd.arg(script).arg(dir.path()).arg("client.crt");
+    let made = run_bounded(cmd, b"", Duration::from_secs(30));
+    assert_eq!(made.exit_code, 0, "{made:?}");
+    let policy = seed_policy("server.key").replace(
+        "                  - ca.crt\n",
+        "                  - ca.crt\n                mutual_tls_certificate_revocation_lists: [ca.crl]\n                mutual_tls_revocation_check: leaf\n",
+    );
+    std::fs::write(dir.path().join("policy.yaml"), policy).unwrap();
+    let out = check(dir.path(), &["policy.yaml"]);
+    assert_eq!(out.exit_code, 0, "{out:?}");
+    assert!(
+        out.stdout
+            .contains("require-and-verify (1 CA, 1 CRL checked for the leaf)"),
+        "{}",
+        out.stdout
+    );
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("CRL of CN=ExampleCA"))
+        .unwrap_or_else(|| panic!("no CRL line:\n{}", out.stdout));
+    assert!(line.contains("ca.crl): 1 revoked, issued "), "{line}");
+    assert!(
+        line.contains("(in 167h") || line.contains("(in 168h"),
+        "{line}"
+    );
+}

@@ -497,3 +497,116 @@ fn a_manifest_added_to_a_watched_directory_is_served_without_a_signal() {
         .unwrap();
     assert_eq!(get("b.k8s.test").status, Some(200), "{}", gate.log());
 }
+
+/// The seed's certificates (its openssl commands) and a CRL made by openssl's own CA tooling
+/// (`scripts/ca-crl.sh`), as a user following docs/revocation.md would.
+fn openssl_crl(dir: &std::path::Path, revoke: &[&str]) {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/ca-crl.sh");
+    let mut cmd = Command::new("bash");
+    cmd.arg(script).arg(dir).args(revoke);
+    let run = tlsgate_e2e::run_bounded(cmd, b"", Duration::from_secs(30));
+    assert_eq!(run.exit_code, 0, "scripts/ca-crl.sh: {run:?}");
+}
+
+#[test]
+fn a_certificate_revoked_while_running_is_refused_and_its_connections_drained() {
+    let dir = tempfile::tempdir().unwrap();
+    tlsgate_test_support::seed_openssl_certs(dir.path()).unwrap();
+    openssl_crl(dir.path(), &[]);
+    let upstream = echo_upstream();
+    let port = free_port();
+    let host = "terminate-tls-example.ngrok.app";
+    let policy = format!(
+        "endpoints:\n{}",
+        https_endpoint(
+            host,
+            port,
+            &http_upstream(&upstream.url()),
+            &tls_config(&[
+                ("server_certificate", "server.crt"),
+                ("server_private_key", "server.key"),
+                ("mutual_tls_certificate_authorities", "[ca.crt]"),
+                ("mutual_tls_certificate_revocation_lists", "[ca.crl]"),
+            ]),
+            ""
+        )
+    );
+    let metrics_addr = format!("127.0.0.1:{}", free_port());
+    let gate = start_gate(
+        dir.path(),
+        "crl",
+        &policy,
+        &["--drain-timeout", "2s", "--metrics", &metrics_addr],
+    );
+    let get = || {
+        curl(&[
+            "--resolve",
+            &resolve(host, port),
+            "--cacert",
+            &dir.path().join("ca.crt").display().to_string(),
+            "--cert",
+            &dir.path().join("client.crt").display().to_string(),
+            "--key",
+            &dir.path().join("client.key").display().to_string(),
+            &format!("https://{host}:{port}/"),
+        ])
+    };
+    assert_eq!(get().status, Some(200), "{}", gate.log());
+
+    // A connection that is open when the certificate is revoked.
+    let mut held = Command::new(tool("openssl"));
+    held.current_dir(dir.path())
+        .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+        .args(["-servername", host, "-CAfile", "ca.crt"])
+        .args(["-cert", "client.crt", "-key", "client.key"])
+        .args(["-ign_eof", "-alpn", "http/1.1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut held = held.spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(matches!(held.try_wait(), Ok(None)), "s_client connected");
+
+    // Revoked by the CA; the watched CRL file is reloaded without a signal.
+    let offset = gate.log_len();
+    openssl_crl(dir.path(), &["client.crt"]);
+    gate.wait_for_log_after(offset, "reloaded configuration", Duration::from_secs(15))
+        .unwrap();
+    let refused = get();
+    assert_eq!(refused.status, None, "a revoked certificate got an answer");
+    let metrics = curl(&[&format!("http://{metrics_addr}/metrics")]);
+    for needle in [
+        "tlsgate_client_crl_next_update_timestamp_seconds{endpoint=\"https://terminate-tls-example.ngrok.app\",issuer=\"CN=ExampleCA\"}",
+        "reason=\"client_certificate_revoked\"",
+    ] {
+        assert!(metrics.body.contains(needle), "missing {needle}:\n{}", metrics.body);
+    }
+    gate.wait_for_log_after(offset, "client_certificate_revoked", Duration::from_secs(5))
+        .unwrap();
+    let closed = (0..60).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        matches!(held.try_wait(), Ok(Some(_)))
+    });
+    let _ = held.kill();
+    let _ = held.wait();
+    assert!(
+        closed,
+        "the connection made before the revocation stayed open"
+    );
+
+    // A CRL that cannot be read keeps the previous one, and says so.
+    let offset = gate.log_len();
+    std::fs::write(dir.path().join("ca.crl"), "not a CRL").unwrap();
+    gate.wait_for_log_after(
+        offset,
+        "still serving the previous configuration",
+        Duration::from_secs(15),
+    )
+    .unwrap();
+    assert!(
+        gate.log()[offset..].contains("mutual_tls_certificate_revocation_lists"),
+        "{}",
+        gate.log()
+    );
+    assert_eq!(get().status, None, "still revoked under the previous CRL");
+}
