@@ -23,6 +23,7 @@ pub mod request;
 pub mod revocation;
 pub mod sni;
 pub mod source;
+pub mod trace;
 
 pub use config::{Config, Deployment, Endpoint, HostCrypto, KeyMode, Listen, LoadOptions, Resolve};
 pub use error::{ConfigError, ConfigErrorKind};

@@ -15,6 +15,7 @@ use crate::expr::Variables;
 use crate::facts::{ClientAuthUsage, ClientCert, TlsFacts, Unverified};
 use crate::request::{BadTarget, Forward, Request, Target, ENDPOINT_HEADER};
 use crate::sni::{HostPattern, SniRouter};
+use crate::trace::{Step, Tracer};
 
 /// Why a connection or request was refused. `as_str` is the stable label used in logs and
 /// metrics.
@@ -381,20 +382,43 @@ impl Session {
     /// [`Session::on_tcp_connect`], with what went wrong in more words when an expression
     /// failed to evaluate (for logs: hosts deny with `expression_failed` and say why).
     pub fn on_tcp_connect_explained(&self) -> (Verdict, Option<String>) {
+        self.on_tcp_connect_traced(&mut Tracer::off())
+    }
+
+    /// [`Session::on_tcp_connect_explained`], recording each step in `trace`.
+    pub fn on_tcp_connect_traced(&self, trace: &mut Tracer) -> (Verdict, Option<String>) {
         let deny = |reason| (Verdict::Deny(reason), None);
         if let Some(sni) = &self.facts.sni {
-            if !self.endpoint.host.matches(&crate::sni::normalize(sni)) {
+            let served = self.endpoint.host.matches(&crate::sni::normalize(sni));
+            trace.step(|| Step::ServerName {
+                sni: Some(sni.clone()),
+                served,
+            });
+            if !served {
                 return deny(DenyReason::UnservedServerName);
             }
         }
-        if let Err(reason) =
-            check_client_certificate(&self.endpoint.tls.client_auth, &self.facts.client_cert)
-        {
+        let checked =
+            check_client_certificate(&self.endpoint.tls.client_auth, &self.facts.client_cert);
+        trace.step(|| Step::Certificate {
+            verification: self.facts.client_cert.verification(),
+            strategy: match &self.endpoint.tls.client_auth {
+                ClientAuth::On { strategy, .. } => Some(strategy.as_str()),
+                ClientAuth::Off => None,
+            },
+            refused: checked.err().map(|r| r.as_str()),
+        });
+        if let Err(reason) = checked {
             return deny(reason);
         }
         for rule in &self.endpoint.tcp_rules {
             let i = rule.index;
-            match self.rule_matches(&rule.expressions) {
+            trace.step(|| Step::Rule {
+                phase: "on_tcp_connect",
+                index: i,
+                name: rule.name.clone(),
+            });
+            match matches_all(&rule.expressions, self.variables(), trace) {
                 Ok(true) => {}
                 Ok(false) => continue,
                 Err(why) => {
@@ -406,12 +430,20 @@ impl Session {
             }
             for action in &rule.actions {
                 match action {
-                    TcpAction::Deny => return deny(DenyReason::Policy { rule: i }),
+                    TcpAction::Deny => {
+                        trace.step(|| action_step("deny", "the connection is closed".into()));
+                        return deny(DenyReason::Policy { rule: i });
+                    }
                     TcpAction::CloseConnection => {
-                        return deny(DenyReason::CloseConnection { rule: i })
+                        trace.step(|| {
+                            action_step("close-connection", "the connection is closed".into())
+                        });
+                        return deny(DenyReason::CloseConnection { rule: i });
                     }
                     TcpAction::RestrictIps(ips) => {
-                        if !ips.admits(self.facts.client_ip) {
+                        let admitted = ips.admits(self.facts.client_ip);
+                        trace.step(|| restrict_step(self.facts.client_ip, admitted));
+                        if !admitted {
                             return deny(DenyReason::IpRestricted { rule: i });
                         }
                     }
@@ -426,18 +458,34 @@ impl Session {
     /// custom-response ends evaluation; add-headers accumulate, a later value replacing an
     /// earlier one of the same name.
     pub fn on_http_request(&self, req: &Request<'_>) -> RequestVerdict {
+        self.on_http_request_traced(req, &mut Tracer::off())
+    }
+
+    /// [`Session::on_http_request`], recording each step in `trace`.
+    pub fn on_http_request_traced(&self, req: &Request<'_>, trace: &mut Tracer) -> RequestVerdict {
         if req.method.eq_ignore_ascii_case("CONNECT") {
+            trace.step(|| request_step("method", "CONNECT is refused (405)".into()));
             return deny_response(405, DenyReason::ConnectMethod);
         }
         // Hosts join repeated Host fields with `,` (as Envoy does); no host name has one.
         if req.host.contains(',') {
+            trace.step(|| request_step("host", "more than one Host (400)".into()));
             return deny_response(400, DenyReason::DuplicateHost);
         }
         let target = match Target::parse(req.target) {
             Ok(target) => target,
-            Err(why) => return deny_response(400, DenyReason::BadTarget(why)),
+            Err(why) => {
+                trace.step(|| request_step("target", format!("{} (400)", why.as_str())));
+                return deny_response(400, DenyReason::BadTarget(why));
+            }
         };
         if !self.endpoint.serves_host(req.host) {
+            trace.step(|| {
+                request_step(
+                    "host",
+                    format!("{} is not this endpoint's host (421)", req.host),
+                )
+            });
             return RequestVerdict::Respond(LocalResponse {
                 status: 421,
                 body: "misdirected request: the Host does not match the server name of this \
@@ -457,6 +505,16 @@ impl Session {
             remove_headers: Vec::new(),
             authority: Arc::clone(&self.endpoint.upstream_authority),
         };
+        trace.step(|| {
+            request_step(
+                "target",
+                if forward.target == req.target {
+                    format!("{} (as sent)", forward.target)
+                } else {
+                    format!("{} normalized to {}", req.target, forward.target)
+                },
+            )
+        });
         forward.set("x-forwarded-host", req.host.to_owned());
         if self.endpoint.http_rules.is_empty() {
             return RequestVerdict::Forward(forward);
@@ -465,7 +523,12 @@ impl Session {
         let vars = self.variables().with_request(req, &target.path, &url);
         for rule in &self.endpoint.http_rules {
             let i = rule.index;
-            match matches_all(&rule.expressions, &vars) {
+            trace.step(|| Step::Rule {
+                phase: "on_http_request",
+                index: i,
+                name: rule.name.clone(),
+            });
+            match matches_all(&rule.expressions, &vars, trace) {
                 Ok(true) => {}
                 Ok(false) => continue,
                 Err(why) => return expression_failed(i, why),
@@ -473,10 +536,14 @@ impl Session {
             for action in &rule.actions {
                 match action {
                     HttpAction::Deny { status } => {
-                        return deny_response(*status, DenyReason::Policy { rule: i })
+                        trace.step(|| action_step("deny", format!("answered {status}")));
+                        return deny_response(*status, DenyReason::Policy { rule: i });
                     }
                     HttpAction::CloseConnection => {
-                        return RequestVerdict::Close(DenyReason::CloseConnection { rule: i })
+                        trace.step(|| {
+                            action_step("close-connection", "the connection is closed".into())
+                        });
+                        return RequestVerdict::Close(DenyReason::CloseConnection { rule: i });
                     }
                     HttpAction::CustomResponse {
                         status,
@@ -487,6 +554,7 @@ impl Session {
                             Ok(body) => body,
                             Err(why) => return expression_failed(i, why),
                         };
+                        trace.step(|| action_step("custom-response", format!("answered {status}")));
                         return RequestVerdict::Respond(LocalResponse {
                             status: *status,
                             body,
@@ -496,11 +564,14 @@ impl Session {
                         });
                     }
                     HttpAction::RestrictIps(ips) => {
-                        if !ips.admits(self.facts.client_ip) {
+                        let admitted = ips.admits(self.facts.client_ip);
+                        trace.step(|| restrict_step(self.facts.client_ip, admitted));
+                        if !admitted {
                             return deny_response(403, DenyReason::IpRestricted { rule: i });
                         }
                     }
                     HttpAction::RemoveHeaders(names) => {
+                        trace.step(|| action_step("remove-headers", names.join(", ")));
                         for name in names {
                             forward.remove(name);
                         }
@@ -509,6 +580,9 @@ impl Session {
                         for (name, template) in headers {
                             match template.render(&vars) {
                                 Ok(value) if !value.chars().any(char::is_control) => {
+                                    trace.step(|| {
+                                        action_step("add-headers", format!("{name}: {value}"))
+                                    });
                                     forward.set(name, value)
                                 }
                                 // A value HTTP cannot carry (any control character) is a
@@ -527,13 +601,6 @@ impl Session {
             }
         }
         RequestVerdict::Forward(forward)
-    }
-
-    fn rule_matches(&self, expressions: &[crate::expr::Expression]) -> Result<bool, String> {
-        if expressions.is_empty() {
-            return Ok(true);
-        }
-        matches_all(expressions, self.variables())
     }
 
     fn base_headers(&self) -> Vec<(String, String)> {
@@ -565,13 +632,48 @@ impl Session {
 }
 
 /// Whether every expression is true; `Err` says which one failed to evaluate and why.
-fn matches_all(expressions: &[crate::expr::Expression], vars: &Variables) -> Result<bool, String> {
+/// Whether every expression holds (none: the rule always fires). Stops at the first false one,
+/// as ngrok does; an expression that cannot be evaluated is an error (the caller denies).
+fn matches_all(
+    expressions: &[crate::expr::Expression],
+    vars: &Variables,
+    trace: &mut Tracer,
+) -> Result<bool, String> {
     for e in expressions {
-        if !e.matches(vars)? {
+        let value = e.matches(vars);
+        trace.step(|| Step::Expression {
+            source: e.source().to_owned(),
+            value: value.clone(),
+        });
+        if !value? {
+            trace.step(|| Step::NotFired);
             return Ok(false);
         }
     }
+    trace.step(|| Step::Fired);
     Ok(true)
+}
+
+fn action_step(kind: &'static str, effect: String) -> Step {
+    Step::Action { kind, effect }
+}
+
+fn request_step(check: &'static str, outcome: String) -> Step {
+    Step::Request { check, outcome }
+}
+
+fn restrict_step(ip: std::net::IpAddr, admitted: bool) -> Step {
+    action_step(
+        "restrict-ips",
+        format!(
+            "{ip} {}",
+            if admitted {
+                "is admitted"
+            } else {
+                "is refused (403 / closed)"
+            }
+        ),
+    )
 }
 
 /// A refusal for an expression that failed at run time, with why in `detail` (for logs).

@@ -371,50 +371,12 @@ impl HttpConnection {
         }
         let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
-        strip_hop_by_hop(&mut parts.headers, h2);
-        if websocket {
-            // Hop-by-hop, but the one upgrade this edge carries through (Envoy's
-            // `upgrade_configs: websocket` does the same).
-            parts
-                .headers
-                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-            parts
-                .headers
-                .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-        }
-        parts.headers.remove(header::HOST);
-        let dropped: Vec<HeaderName> = parts
-            .headers
-            .keys()
-            .filter(|name| {
-                drops_client_header(name.as_str())
-                    || forward.remove_headers.iter().any(|r| r == name.as_str())
-            })
-            .cloned()
-            .collect();
-        for name in dropped {
-            parts.headers.remove(name);
-        }
-        for (name, value) in &forward.set_headers {
-            match (
-                HeaderName::from_bytes(name.as_bytes()),
-                HeaderValue::from_str(value),
-            ) {
-                (Ok(name), Ok(value)) => {
-                    parts.headers.insert(name, value);
-                }
-                // Core refuses control characters, so this is a value HTTP cannot carry for
-                // another reason: fail closed rather than forward without it.
-                _ => {
-                    tracing::warn!(endpoint = %self.endpoint.label(), header = %name, "a header value HTTP cannot carry");
-                    log.emit("deny", "header_rewrite_failed", 403, None);
-                    return local_response(&LocalResponse::refusal(
-                        403,
-                        "header_rewrite_failed",
-                        None,
-                    ));
-                }
-            }
+        if let Err(name) = upstream_headers(&mut parts.headers, &forward, h2, websocket) {
+            // Core refuses control characters, so this is a value HTTP cannot carry for
+            // another reason: fail closed rather than forward without it.
+            tracing::warn!(endpoint = %self.endpoint.label(), header = %name, "a header value HTTP cannot carry");
+            log.emit("deny", "header_rewrite_failed", 403, None);
+            return local_response(&LocalResponse::refusal(403, "header_rewrite_failed", None));
         }
         let uri = format!(
             "{}://{}{}",
@@ -574,6 +536,50 @@ fn request_host(req: &Request<Incoming>) -> std::borrow::Cow<'_, str> {
             joined.into()
         }
     }
+}
+
+/// Turns the client's request headers into the upstream's, as core's [`Forward`] says:
+/// hop-by-hop headers go (a WebSocket upgrade is carried through), `Host` goes (the authority is
+/// set from `forward.authority`), the headers core drops and the policy removes go, and
+/// `forward.set_headers` replace whatever stood under their names. `Err` names a set header
+/// whose name or value HTTP cannot carry. `tlsgate eval` shows its result.
+pub fn upstream_headers(
+    headers: &mut HeaderMap,
+    forward: &Forward,
+    h2: bool,
+    websocket: bool,
+) -> Result<(), String> {
+    strip_hop_by_hop(headers, h2);
+    if websocket {
+        // Hop-by-hop, but the one upgrade this edge carries through (Envoy's
+        // `upgrade_configs: websocket` does the same).
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    }
+    headers.remove(header::HOST);
+    let dropped: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| {
+            drops_client_header(name.as_str())
+                || forward.remove_headers.iter().any(|r| r == name.as_str())
+        })
+        .cloned()
+        .collect();
+    for name in dropped {
+        headers.remove(name);
+    }
+    for (name, value) in &forward.set_headers {
+        match (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            (Ok(name), Ok(value)) => {
+                headers.insert(name, value);
+            }
+            _ => return Err(name.clone()),
+        }
+    }
+    Ok(())
 }
 
 /// Removes hop-by-hop headers: the fixed list and whatever `Connection` names. `te: trailers`

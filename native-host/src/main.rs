@@ -70,6 +70,43 @@ enum Command {
         #[command(flatten)]
         deployment: DeploymentArgs,
     },
+    /// Show what a policy does with a client certificate, server name and request, step by
+    /// step, without running a proxy: the endpoint chosen, the certificate's class, each rule's
+    /// expressions and values, the verdict and what the upstream would receive.
+    Eval {
+        /// Policy file, Kubernetes manifest (YAML or JSON) or a directory of them; repeat for several.
+        #[arg(short = 'c', long = "config", required = true)]
+        config: Vec<PathBuf>,
+        /// The server name the client sends.
+        #[arg(long)]
+        sni: Option<String>,
+        /// The client certificate (PEM), optionally followed by its intermediates. Never a
+        /// private key: eval does not need one and refuses to read it.
+        #[arg(long)]
+        cert: Option<PathBuf>,
+        /// More intermediates (PEM); repeatable.
+        #[arg(long)]
+        chain: Vec<PathBuf>,
+        /// The TLS version the client offers (default: the endpoint's highest).
+        #[arg(long, value_parser = ["1.2", "1.3"])]
+        tls: Option<String>,
+        /// The client's address, for restrict-ips and conn.client_ip.
+        #[arg(long, default_value = "127.0.0.1")]
+        client_ip: std::net::IpAddr,
+        /// The listener, when the server name is served on several.
+        #[arg(long)]
+        bind: Option<std::net::SocketAddr>,
+        /// A request: 'METHOD URL', e.g. 'GET https://app.example.com/admin'.
+        #[arg(long)]
+        request: Option<String>,
+        /// A request header, 'name: value'; repeatable.
+        #[arg(short = 'H', long = "header")]
+        headers: Vec<String>,
+        #[arg(long, value_parser = ["text", "json"], default_value = "text")]
+        format: String,
+        #[command(flatten)]
+        deployment: DeploymentArgs,
+    },
     /// Write an Envoy bootstrap that runs the same policy with the tlsgate proxy-wasm filter.
     EnvoyConfig {
         /// Policy file, Kubernetes manifest (YAML or JSON) or a directory of them; repeat for several.
@@ -219,6 +256,68 @@ fn main() -> ExitCode {
             days,
         }),
         Command::Check { config, deployment } => check(&config, &deployment.into()),
+        Command::Eval {
+            config,
+            sni,
+            cert,
+            chain,
+            tls,
+            client_ip,
+            bind,
+            request,
+            headers,
+            format,
+            deployment,
+        } => {
+            let run = || -> anyhow::Result<tlsgate::eval::Evaluation> {
+                let policy = tlsgate::eval::load(&config, &deployment.into())?;
+                let mut certificate = None;
+                for path in cert.iter().chain(chain.iter()) {
+                    let bytes = std::fs::read(path)
+                        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+                    certificate.get_or_insert_with(Vec::new).extend(bytes);
+                    certificate.get_or_insert_with(Vec::new).push(b'\n');
+                }
+                let headers = headers
+                    .iter()
+                    .map(|h| {
+                        h.split_once(':')
+                            .map(|(n, v)| (n.trim().to_owned(), v.trim().to_owned()))
+                            .ok_or_else(|| anyhow::anyhow!("-H {h:?}: write 'name: value'"))
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                let input = tlsgate::eval::EvalInput {
+                    sni,
+                    bind,
+                    certificate,
+                    version: tls.as_deref().map(|v| match v {
+                        "1.2" => tlsgate_core::TlsVersion::Tls12,
+                        _ => tlsgate_core::TlsVersion::Tls13,
+                    }),
+                    client_ip,
+                    request,
+                    headers,
+                };
+                Ok(tlsgate::eval::evaluate(&policy, &input)?)
+            };
+            match run() {
+                Ok(eval) => {
+                    if format == "json" {
+                        println!(
+                            "{}",
+                            serde_json::to_string_pretty(&eval.to_json()).unwrap_or_default()
+                        );
+                    } else {
+                        print!("{}", eval.to_text());
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::EnvoyConfig {
             config,
             wasm,

@@ -623,11 +623,21 @@ async fn linger(io: &mut TcpStream) {
 
 /// A stable label for why a handshake failed.
 fn handshake_reason(error: &io::Error) -> &'static str {
-    use rustls::CertificateError as C;
     match tls_error(error) {
-        Some(rustls::Error::PeerIncompatible(_)) => "peer_incompatible",
-        Some(rustls::Error::NoCertificatesPresented) => "client_certificate_required",
-        Some(rustls::Error::InvalidCertificate(c)) => match c {
+        Some(e) => tls_reason(e),
+        None if error.kind() == io::ErrorKind::UnexpectedEof => "eof",
+        None => "io_error",
+    }
+}
+
+/// A stable label for a TLS error (`client_certificate_revoked`), as logs, metrics and
+/// `tlsgate eval` spell it.
+pub fn tls_reason(error: &rustls::Error) -> &'static str {
+    use rustls::CertificateError as C;
+    match error {
+        rustls::Error::PeerIncompatible(_) => "peer_incompatible",
+        rustls::Error::NoCertificatesPresented => "client_certificate_required",
+        rustls::Error::InvalidCertificate(c) => match c {
             C::Expired | C::ExpiredContext { .. } => "client_certificate_expired",
             C::NotValidYet | C::NotValidYetContext { .. } => "client_certificate_not_yet_valid",
             C::UnknownIssuer => "client_certificate_untrusted",
@@ -639,11 +649,9 @@ fn handshake_reason(error: &io::Error) -> &'static str {
             | C::ExpiredRevocationListContext { .. } => "client_certificate_revocation_unknown",
             _ => "client_certificate_invalid",
         },
-        Some(rustls::Error::AlertReceived(_)) => "alert_received",
-        Some(rustls::Error::InvalidMessage(_)) => "invalid_message",
-        Some(_) => "tls_error",
-        None if error.kind() == io::ErrorKind::UnexpectedEof => "eof",
-        None => "io_error",
+        rustls::Error::AlertReceived(_) => "alert_received",
+        rustls::Error::InvalidMessage(_) => "invalid_message",
+        _ => "tls_error",
     }
 }
 

@@ -29,6 +29,7 @@ use rustls::{
 };
 use tlsgate_core::config::{ClientAuth, Scheme, TerminateTls, VerificationStrategy};
 use tlsgate_core::facts::ChainCheck;
+use tlsgate_core::pem::TrustAnchors;
 use tlsgate_core::revocation::{Revocation, RevocationDepth};
 use tlsgate_core::{ClientCert, ClientCertFacts, Endpoint, TlsFacts, TlsVersion};
 use x509_parser::prelude::{FromDer, X509Certificate};
@@ -125,35 +126,8 @@ impl ServerTls {
                 strategy,
                 revocation,
             } => {
-                let mut roots = RootCertStore::empty();
-                for (i, ca) in authorities.certs.iter().enumerate() {
-                    roots.add(ca.clone()).map_err(|e| {
-                        rejected(
-                            "mutual_tls_certificate_authorities",
-                            format!(
-                                "CA {} ({}) is not usable as a trust anchor: {e}",
-                                i,
-                                authorities.subjects.get(i).map_or("?", String::as_str)
-                            ),
-                        )
-                    })?;
-                }
-                let roots = Arc::new(roots);
-                let mut builder =
-                    WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone());
-                if let Some(revocation) = revocation {
-                    // A certificate whose issuer has no CRL is refused (webpki's default, and
-                    // BoringSSL's), and so is everything a CRL past its nextUpdate covers.
-                    builder = builder
-                        .with_crls(revocation.ders())
-                        .enforce_revocation_expiration();
-                    if revocation.depth == RevocationDepth::Leaf {
-                        builder = builder.only_check_end_entity_revocation();
-                    }
-                }
-                let webpki = builder.build().map_err(|e| {
-                    rejected("mutual_tls_certificate_revocation_lists", e.to_string())
-                })?;
+                let webpki = client_verifier(authorities, revocation.as_ref(), provider)
+                    .map_err(|(what, reason)| rejected(what, reason))?;
                 match strategy {
                     VerificationStrategy::RequireAndVerify => {
                         (Some(webpki), PostHandshake::VerifiedByHandshake)
@@ -252,6 +226,43 @@ impl ServerTls {
             self.revocation.as_deref(),
         ))
     }
+}
+
+/// The webpki verifier of an endpoint's client certificates: its CAs as trust anchors, its
+/// CRLs (a certificate whose issuer has no CRL is refused, webpki's default and BoringSSL's, as
+/// is everything a CRL past its nextUpdate covers). `require-and-verify` runs it in the
+/// handshake; `require-any` and `request` after it; `tlsgate eval` on the certificate given.
+pub fn client_verifier(
+    authorities: &TrustAnchors,
+    revocation: Option<&Revocation>,
+    provider: &Arc<CryptoProvider>,
+) -> Result<Arc<dyn ClientCertVerifier>, (&'static str, String)> {
+    let mut roots = RootCertStore::empty();
+    for (i, ca) in authorities.certs.iter().enumerate() {
+        roots.add(ca.clone()).map_err(|e| {
+            (
+                "mutual_tls_certificate_authorities",
+                format!(
+                    "CA {} ({}) is not usable as a trust anchor: {e}",
+                    i,
+                    authorities.subjects.get(i).map_or("?", String::as_str)
+                ),
+            )
+        })?;
+    }
+    let mut builder =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
+    if let Some(revocation) = revocation {
+        builder = builder
+            .with_crls(revocation.ders())
+            .enforce_revocation_expiration();
+        if revocation.depth == RevocationDepth::Leaf {
+            builder = builder.only_check_end_entity_revocation();
+        }
+    }
+    builder
+        .build()
+        .map_err(|e| ("mutual_tls_certificate_revocation_lists", e.to_string()))
 }
 
 /// The IANA name of a cipher suite (`TLS_AES_128_GCM_SHA256`); rustls spells TLS 1.3 suites

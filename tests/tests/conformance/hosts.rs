@@ -9,7 +9,7 @@ use tlsgate_e2e::{
     Proc,
 };
 
-use crate::table::Policy;
+use crate::table::{render, Policy, Ports};
 
 /// Handshake deadline both hosts are given, so `idle` and `half-hello` end in seconds.
 pub const HANDSHAKE_TIMEOUT_SECS: u64 = 3;
@@ -163,59 +163,18 @@ fn mtls_upstream(
 /// host's port, and certificate material from the run's directory as a JSON string
 /// (`{pem:NAME}`, which YAML reads as a double-quoted scalar) or as base64 (`{b64:NAME}`, as
 /// a Secret's `data` holds it).
-fn render(text: &str, port: u16, upstreams: &Upstreams, dir: &Path) -> Result<String, String> {
-    use base64::Engine as _;
-    let echo = upstreams.echo.port();
-    let mut out = text
-        .replace("{port}", &port.to_string())
-        .replace("{echo}", &upstreams.echo.url())
-        .replace("{echo_addr}", &format!("127.0.0.1:{echo}"))
-        .replace("{echo_tcp}", &format!("tcp://127.0.0.1:{echo}"))
-        .replace(
-            "{mtls_upstream}",
-            &format!("https://127.0.0.1:{}", upstreams.mtls_port),
-        )
-        .replace(
-            "{seed_upstream}",
-            &format!("https://127.0.0.1:{}", upstreams.seed_port),
-        )
-        .replace(
-            "{seed_upstream_addr}",
-            &format!("127.0.0.1:{}", upstreams.seed_port),
-        )
-        .replace(
-            "{dead}",
-            &format!("http://127.0.0.1:{}", upstreams.dead_port),
-        )
-        .replace(
-            "{silent}",
-            &format!("http://127.0.0.1:{}", upstreams.silent_port),
-        )
-        .replace(
-            "{stalling}",
-            &format!("http://127.0.0.1:{}", upstreams.stalling_port),
-        );
-    for (tag, encode) in [
-        (
-            "{pem:",
-            (|t: &str| serde_json::to_string(t).unwrap_or_default()) as fn(&str) -> String,
-        ),
-        ("{b64:", |t: &str| {
-            base64::engine::general_purpose::STANDARD.encode(t)
-        }),
-    ] {
-        while let Some(start) = out.find(tag) {
-            let end = out[start..]
-                .find('}')
-                .map(|e| start + e)
-                .ok_or_else(|| format!("unclosed {tag}…}} placeholder"))?;
-            let file = &out[start + tag.len()..end];
-            let content = std::fs::read_to_string(dir.join(file))
-                .map_err(|e| format!("{tag}{file}}}: {e}"))?;
-            out.replace_range(start..=end, &encode(&content));
+impl Upstreams {
+    /// The ports a policy's placeholders stand for.
+    fn ports(&self) -> Ports {
+        Ports {
+            echo: self.echo.port(),
+            mtls: self.mtls_port,
+            seed: self.seed_port,
+            dead: self.dead_port,
+            silent: self.silent_port,
+            stalling: self.stalling_port,
         }
     }
-    Ok(out)
 }
 
 /// A running host with one policy.
@@ -233,11 +192,11 @@ impl Host {
         dir: &Path,
     ) -> Result<Host, String> {
         let port = free_port();
-        let text = render(&policy.text, port, upstreams, dir)?;
+        let text = render(&policy.text, port, &upstreams.ports(), dir)?;
         let args = policy
             .args
             .iter()
-            .map(|a| render(a, port, upstreams, dir))
+            .map(|a| render(a, port, &upstreams.ports(), dir))
             .collect::<Result<Vec<_>, _>>()?;
         let path = dir.join(format!("{}-{name}.yaml", kind.name()));
         std::fs::write(&path, text).map_err(|e| e.to_string())?;

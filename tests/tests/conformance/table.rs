@@ -231,3 +231,61 @@ impl Expect {
         }
     }
 }
+
+/// The ports of the upstreams a run provides.
+#[derive(Debug, Clone, Copy)]
+pub struct Ports {
+    pub echo: u16,
+    pub mtls: u16,
+    pub seed: u16,
+    pub dead: u16,
+    pub silent: u16,
+    pub stalling: u16,
+}
+
+/// A policy's text (or an argument) with its placeholders filled in (see the table's header).
+pub fn render(text: &str, port: u16, ports: &Ports, dir: &Path) -> Result<String, String> {
+    use base64::Engine as _;
+    let echo = ports.echo;
+    let mut out = text
+        .replace("{port}", &port.to_string())
+        .replace("{echo}", &format!("http://127.0.0.1:{echo}"))
+        .replace("{echo_addr}", &format!("127.0.0.1:{echo}"))
+        .replace("{echo_tcp}", &format!("tcp://127.0.0.1:{echo}"))
+        .replace(
+            "{mtls_upstream}",
+            &format!("https://127.0.0.1:{}", ports.mtls),
+        )
+        .replace(
+            "{seed_upstream}",
+            &format!("https://127.0.0.1:{}", ports.seed),
+        )
+        .replace("{seed_upstream_addr}", &format!("127.0.0.1:{}", ports.seed))
+        .replace("{dead}", &format!("http://127.0.0.1:{}", ports.dead))
+        .replace("{silent}", &format!("http://127.0.0.1:{}", ports.silent))
+        .replace(
+            "{stalling}",
+            &format!("http://127.0.0.1:{}", ports.stalling),
+        );
+    for (tag, encode) in [
+        (
+            "{pem:",
+            (|t: &str| serde_json::to_string(t).unwrap_or_default()) as fn(&str) -> String,
+        ),
+        ("{b64:", |t: &str| {
+            base64::engine::general_purpose::STANDARD.encode(t)
+        }),
+    ] {
+        while let Some(start) = out.find(tag) {
+            let end = out[start..]
+                .find('}')
+                .map(|e| start + e)
+                .ok_or_else(|| format!("unclosed {tag}…}} placeholder"))?;
+            let file = &out[start + tag.len()..end];
+            let content = std::fs::read_to_string(dir.join(file))
+                .map_err(|e| format!("{tag}{file}}}: {e}"))?;
+            out.replace_range(start..=end, &encode(&content));
+        }
+    }
+    Ok(out)
+}
