@@ -103,6 +103,18 @@ fn the_terminate_tls_table_matches_the_loader() {
                 "                mutual_tls_certificate_authorities: [ca.crt]\n                {field}: request\n"
             ),
             "session_resumption" => format!("                {field}: false\n"),
+            "mutual_tls_certificate_revocation_lists" => {
+                std::fs::write(f.path().join("ca.crl"), f.ca.crl(&[], -60, 3600)).unwrap();
+                format!(
+                    "                mutual_tls_certificate_authorities: [ca.crt]\n                {field}: [ca.crl]\n"
+                )
+            }
+            "mutual_tls_revocation_check" => {
+                std::fs::write(f.path().join("ca.crl"), f.ca.crl(&[], -60, 3600)).unwrap();
+                format!(
+                    "                mutual_tls_certificate_authorities: [ca.crt]\n                mutual_tls_certificate_revocation_lists: [ca.crl]\n                {field}: leaf\n"
+                )
+            }
             other => panic!("a row for `{other}`: give it a value here"),
         };
         let loaded = f.load(&policy(HOST, &line, ""));
