@@ -11,6 +11,7 @@
 pub mod config;
 pub mod encoding;
 pub mod error;
+pub mod eval;
 pub mod expr;
 pub mod facts;
 mod kube;

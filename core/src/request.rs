@@ -105,6 +105,69 @@ impl Forward {
     }
 }
 
+/// Hop-by-hop headers (RFC 9110 §7.6.1 and the usual extras): never forwarded, and neither is
+/// any header a `Connection` header names. Both hosts drop these; `te: trailers` alone survives
+/// towards an HTTP/2 upstream, where gRPC needs it.
+pub const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "keep-alive",
+    "proxy-connection",
+];
+
+/// The headers the upstream receives for `client`'s request headers and core's [`Forward`]:
+/// hop-by-hop headers and `Host` go (the authority is [`Forward::authority`]), the headers core
+/// drops and the policy removes go, and `forward.set_headers` replace whatever stood under their
+/// names. The native host applies the same steps to its `HeaderMap` (a test holds the two
+/// together); `tlsgate eval` and the playground show this list. `Err` names a set header whose
+/// value HTTP cannot carry.
+pub fn upstream_headers(
+    client: &[(String, String)],
+    forward: &Forward,
+    h2: bool,
+) -> Result<Vec<(String, String)>, String> {
+    let connection_named: Vec<String> = client
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case("connection"))
+        .flat_map(|(_, v)| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .collect();
+    let mut out: Vec<(String, String)> =
+        Vec::with_capacity(client.len() + forward.set_headers.len());
+    for (name, value) in client {
+        let name = name.to_ascii_lowercase();
+        let named = connection_named.contains(&name);
+        let te_trailers =
+            h2 && name == "te" && !named && value.trim().eq_ignore_ascii_case("trailers");
+        if te_trailers {
+            out.push((name, "trailers".into()));
+            continue;
+        }
+        if HOP_BY_HOP.contains(&name.as_str())
+            || named
+            || name == "host"
+            || drops_client_header(&name)
+            || forward.remove_headers.contains(&name)
+        {
+            continue;
+        }
+        out.push((name, value.clone()));
+    }
+    for (name, value) in &forward.set_headers {
+        if value.bytes().any(|b| b.is_ascii_control() && b != b'\t') {
+            return Err(name.clone());
+        }
+        out.retain(|(n, _)| n != name);
+        out.push((name.clone(), value.clone()));
+    }
+    Ok(out)
+}
+
 /// Why a request target cannot be used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum BadTarget {

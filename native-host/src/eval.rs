@@ -1,553 +1,58 @@
-//! `tlsgate eval`: what a policy does with one client certificate, server name and request,
-//! and why, without running a proxy.
-//!
-//! Every decision is made by the code `tlsgate run` uses: the endpoint is chosen by the
-//! policy's SNI router, the certificate is checked by the endpoint's webpki verifier (its CAs
-//! and CRLs) and classified by core, the rules run in core's `Session` with a tracer on, and
-//! the upstream's headers are built by the function the proxy applies to every request. What
-//! `eval` cannot know is said, not guessed: it assumes the client holds the certificate's key
-//! (a handshake would prove it) and that the TLS version given is offered.
+//! `tlsgate eval` on this host: core's evaluation ([`tlsgate_core::eval`]) with the native
+//! host's own chain check — the webpki verifier `tlsgate run` builds for each endpoint.
 
-use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use http::{HeaderMap, HeaderName, HeaderValue};
 use rustls::pki_types::{CertificateDer, UnixTime};
-use serde_json::{json, Value};
-use tlsgate_core::config::{ClientAuth, Scheme, VerificationStrategy};
-use tlsgate_core::facts::ChainCheck;
-use tlsgate_core::trace::{Step, Tracer};
-use tlsgate_core::{
-    ClientCert, ClientCertFacts, Policy, Request, RequestVerdict, Session, TlsFacts, TlsVersion,
-    Verdict,
-};
+use tlsgate_core::eval::ChainVerifier;
+use tlsgate_core::pem::TrustAnchors;
+use tlsgate_core::revocation::Revocation;
+use tlsgate_core::Policy;
 
 use crate::server::tls_reason;
 
-/// What to evaluate.
-#[derive(Debug, Clone)]
-pub struct EvalInput {
-    pub sni: Option<String>,
-    /// The listener, when the policy has several that serve the name.
-    pub bind: Option<SocketAddr>,
-    /// PEM: the client certificate first, then any intermediates.
-    pub certificate: Option<Vec<u8>>,
-    pub version: Option<TlsVersion>,
-    pub client_ip: IpAddr,
-    /// `METHOD URL`, e.g. `GET https://app.example.com/admin?x=1`.
-    pub request: Option<String>,
-    pub headers: Vec<(String, String)>,
-}
-
-/// The outcome in the conformance table's words: `refused` (the handshake fails), `closed`
-/// (closed after it), a status, or `forward` (the request reaches the upstream; also `tls`:
-/// a tls:// endpoint's bytes flow).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    Refused(String),
-    Closed(String),
-    Status(u16, Option<String>),
-    Forward,
-    /// The connection is admitted and no request was given.
-    Admitted,
-}
-
-/// The whole answer: each stage's finding, the trace, the outcome and, when forwarded, what
-/// the upstream receives.
+/// The endpoint's webpki client verifier (CAs and CRLs), as the handshake runs it.
 #[derive(Debug)]
-pub struct Evaluation {
-    pub endpoint: Option<String>,
-    pub certificate: Vec<(String, String)>,
-    pub notes: Vec<String>,
-    pub steps: Vec<Step>,
-    pub outcome: Outcome,
-    pub upstream: Option<Upstream>,
+pub struct WebPki {
+    provider: Arc<rustls::crypto::CryptoProvider>,
 }
 
-#[derive(Debug)]
-pub struct Upstream {
-    pub url: String,
-    pub method: String,
-    pub authority: String,
-    pub target: String,
-    pub headers: Vec<(String, String)>,
-    pub removed: Vec<String>,
-}
-
-/// Why the question cannot be asked (not a verdict: a verdict is an [`Evaluation`]).
-#[derive(Debug, thiserror::Error)]
-pub enum EvalError {
-    #[error("{0}")]
-    Input(String),
-}
-
-fn input(message: impl Into<String>) -> EvalError {
-    EvalError::Input(message.into())
-}
-
-pub fn evaluate(policy: &Policy, given: &EvalInput) -> Result<Evaluation, EvalError> {
-    let mut eval = Evaluation {
-        endpoint: None,
-        certificate: Vec::new(),
-        notes: Vec::new(),
-        steps: Vec::new(),
-        outcome: Outcome::Admitted,
-        upstream: None,
-    };
-    let sni = given.sni.as_deref().map(tlsgate_core::sni::normalize);
-
-    // 1. The endpoint, as the listener's SNI router picks it.
-    let candidates: Vec<(SocketAddr, usize)> = policy
-        .listeners()
-        .iter()
-        .filter(|l| given.bind.is_none_or(|b| b == l.bind))
-        .filter_map(|l| l.route(sni.as_deref()).map(|i| (l.bind, i)))
-        .collect();
-    let (bind, index) = match candidates.as_slice() {
-        [] => {
-            eval.outcome = Outcome::Refused(match &sni {
-                None => "no server name: every endpoint is chosen by SNI".into(),
-                Some(name) => format!("no endpoint serves {name} (unknown_server_name)"),
-            });
-            return Ok(eval);
-        }
-        [one] => *one,
-        several => {
-            return Err(input(format!(
-                "{} is served on several binds ({}); say which with --bind",
-                sni.unwrap_or_default(),
-                several
-                    .iter()
-                    .map(|(b, _)| b.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )))
-        }
-    };
-    let endpoint = policy
-        .endpoint(index)
-        .ok_or_else(|| input("the router named an endpoint that does not exist"))?
-        .clone();
-    eval.endpoint = Some(format!("{} on {bind}", endpoint.url));
-
-    // 2. The handshake: version bounds, then the client certificate as the host would take it.
-    let tls = &endpoint.tls;
-    let version = given.version.unwrap_or(tls.max_version);
-    if version < tls.min_version || version > tls.max_version {
-        eval.outcome = Outcome::Refused(format!(
-            "TLS {version} is outside {}-{} (peer_incompatible)",
-            tls.min_version, tls.max_version
-        ));
-        return Ok(eval);
-    }
-    let client_cert = match classify(&endpoint.tls.client_auth, given, &mut eval)? {
-        Ok(cert) => cert,
-        Err(refused) => {
-            eval.outcome = Outcome::Refused(refused);
-            return Ok(eval);
-        }
-    };
-    let facts = TlsFacts {
-        version,
-        cipher_suite: match version {
-            TlsVersion::Tls13 => "TLS_AES_128_GCM_SHA256".into(),
-            TlsVersion::Tls12 => "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256".into(),
-        },
-        sni: sni.clone(),
-        alpn: (endpoint.scheme == Scheme::Https).then(|| "h2".to_owned()),
-        client_ip: given.client_ip,
-        client_port: 50_000,
-        server: bind,
-        client_cert,
-    };
-    let session = Session::new(endpoint.clone(), facts);
-
-    // 3. on_tcp_connect.
-    let mut trace = Tracer::on();
-    let (verdict, detail) = session.on_tcp_connect_traced(&mut trace);
-    eval.steps = trace.take();
-    if let Verdict::Deny(reason) = verdict {
-        let mut why = reason.as_str().to_owned();
-        if let Some(detail) = detail {
-            why = format!("{why}: {detail}");
-        }
-        eval.outcome = Outcome::Closed(why);
-        return Ok(eval);
-    }
-
-    // 4. on_http_request.
-    let Some(line) = &given.request else {
-        if endpoint.scheme == Scheme::Tls {
-            eval.notes
-                .push("a tls:// endpoint: the bytes flow to the upstream".into());
-        }
-        return Ok(eval);
-    };
-    if endpoint.scheme == Scheme::Tls {
-        return Err(input(
-            "a tls:// endpoint carries bytes, not HTTP requests: leave out --request",
-        ));
-    }
-    let (method, url) = line.trim().split_once(char::is_whitespace).ok_or_else(|| {
-        input(format!(
-            "--request {line:?}: write METHOD URL, e.g. 'GET https://{}/'",
-            endpoint.host
-        ))
-    })?;
-    let (authority, target) = split_url(url.trim())?;
-    let host = given
-        .headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case("host"))
-        .map_or(authority.clone(), |(_, v)| v.clone());
-    let header_refs: Vec<(&str, &str)> = given
-        .headers
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_str()))
-        .collect();
-    let request = Request {
-        method,
-        host: &host,
-        target: &target,
-        headers: &header_refs,
-    };
-    let mut trace = Tracer::on();
-    let verdict = session.on_http_request_traced(&request, &mut trace);
-    eval.steps.extend(trace.take());
-    match verdict {
-        RequestVerdict::Respond(response) => {
-            let why = response
-                .reason
-                .map(|r| r.as_str().to_owned())
-                .or(response.detail);
-            eval.outcome = Outcome::Status(response.status, why);
-        }
-        RequestVerdict::Close(reason) => {
-            eval.outcome = Outcome::Closed(reason.as_str().to_owned());
-        }
-        RequestVerdict::Forward(forward) => {
-            let mut headers = HeaderMap::new();
-            for (name, value) in &given.headers {
-                let name = HeaderName::from_bytes(name.as_bytes())
-                    .map_err(|_| input(format!("-H: `{name}` is not a header name")))?;
-                let value = HeaderValue::from_str(value)
-                    .map_err(|_| input(format!("-H {name}: the value is not a header value")))?;
-                headers.append(name, value);
-            }
-            let h2 = endpoint.upstream.protocol == tlsgate_core::config::UpstreamProtocol::Http2;
-            if let Err(name) = crate::http::upstream_headers(&mut headers, &forward, h2, false) {
-                eval.outcome = Outcome::Status(403, Some(format!("header_rewrite_failed: {name}")));
-                return Ok(eval);
-            }
-            eval.upstream = Some(Upstream {
-                url: endpoint.upstream.url.clone(),
-                method: method.to_owned(),
-                authority: forward.authority.to_string(),
-                target: forward.target.clone(),
-                headers: headers
-                    .iter()
-                    .map(|(n, v)| {
-                        (
-                            n.as_str().to_owned(),
-                            String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                        )
-                    })
-                    .collect(),
-                removed: forward.remove_headers.clone(),
-            });
-            eval.outcome = Outcome::Forward;
-        }
-    }
-    Ok(eval)
-}
-
-/// The client certificate as the host's handshake would leave it; `Err(reason)` when the
-/// handshake would fail.
-fn classify(
-    auth: &ClientAuth,
-    given: &EvalInput,
-    eval: &mut Evaluation,
-) -> Result<Result<ClientCert, String>, EvalError> {
-    let ClientAuth::On {
-        authorities,
-        strategy,
-        revocation,
-    } = auth
-    else {
-        if given.certificate.is_some() {
-            eval.notes.push(
-                "this endpoint asks for no client certificate: the one given is not sent".into(),
-            );
-        }
-        return Ok(Ok(ClientCert::Absent));
-    };
-    let Some(pem) = &given.certificate else {
-        return Ok(match strategy {
-            VerificationStrategy::Request => Ok(ClientCert::Absent),
-            _ => Err("no client certificate (client_certificate_required)".into()),
-        });
-    };
-    let chain = read_chain(pem)?;
-    let Some((leaf, intermediates)) = chain.split_first() else {
-        return Err(input("--cert holds no certificate"));
-    };
-    let provider = crate::tls::provider();
-    let verifier = crate::tls::client_verifier(authorities, revocation.as_ref(), &provider)
-        .map_err(|(what, reason)| input(format!("{what}: {reason}")))?;
-    let now = UnixTime::now();
-    let checked = verifier.verify_client_cert(leaf, intermediates, now);
-    let chain_check = match (&checked, strategy) {
-        (Ok(_), _) => ChainCheck::Trusted,
-        (Err(e), VerificationStrategy::RequireAndVerify) => {
-            return Ok(Err(format!(
-                "the certificate does not verify against the endpoint's CAs{}: {e} ({})",
-                if revocation.is_some() {
-                    " and CRLs"
-                } else {
-                    ""
-                },
-                tls_reason(e)
-            )));
-        }
-        (Err(_), _) => ChainCheck::Untrusted,
-    };
-    let facts = match ClientCertFacts::from_der(leaf.as_ref()) {
-        Ok(facts) => Box::new(facts),
-        Err(e) => return Ok(Err(format!("{e} (client_certificate_unreadable)"))),
-    };
-    eval.certificate = describe(&facts);
-    if let Err(e) = &checked {
-        eval.certificate
-            .push(("chain check".into(), format!("failed: {e}")));
-    }
-    eval.notes.push(
-        "assumed: the client holds the certificate's private key (the handshake proves it)".into(),
-    );
-    let now = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
-    Ok(Ok(ClientCert::presented(
-        facts,
-        chain_check,
-        now,
-        revocation.as_ref(),
-    )))
-}
-
-/// The certificates of a PEM text; a private key in it is refused, never read.
-pub fn read_chain(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, EvalError> {
-    if pem.windows(11).any(|w| w == b"PRIVATE KEY") {
-        return Err(input(
-            "the certificate file holds a private key: eval never needs one (it decides on \
-             the certificate; the handshake is what proves possession), so it does not read \
-             it — give the certificate alone",
-        ));
-    }
-    use rustls::pki_types::pem::PemObject;
-    let certs = CertificateDer::pem_slice_iter(pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| input(format!("--cert: not valid PEM: {e}")))?;
-    if certs.is_empty() {
-        return Err(input("--cert: no PEM `CERTIFICATE` block"));
-    }
-    Ok(certs)
-}
-
-/// The certificate's fields under the names a rule uses.
-fn describe(facts: &ClientCertFacts) -> Vec<(String, String)> {
-    let mut out = vec![
-        (
-            "conn.tls.client.subject.common_name".into(),
-            facts.subject.common_name.clone(),
-        ),
-        (
-            "conn.tls.client.subject".into(),
-            facts.subject.rfc4514.clone(),
-        ),
-        (
-            "conn.tls.client.issuer".into(),
-            facts.issuer.rfc4514.clone(),
-        ),
-        (
-            "conn.tls.client.serial_number".into(),
-            facts.serial_number.clone(),
-        ),
-    ];
-    if !facts.san.dns_names.is_empty() {
-        out.push((
-            "conn.tls.client.san.dns".into(),
-            facts.san.dns_names.join(", "),
-        ));
-    }
-    if !facts.san.uris.is_empty() {
-        out.push(("conn.tls.client.san.uri".into(), facts.san.uris.join(", ")));
-    }
-    out.push((
-        "conn.tls.client.validity".into(),
-        format!(
-            "{} .. {}",
-            tlsgate_core::encoding::rfc3339(facts.not_before),
-            tlsgate_core::encoding::rfc3339(facts.not_after)
-        ),
-    ));
-    out.push((
-        "conn.tls.client.fingerprint.sha256".into(),
-        facts.fingerprint_sha256.clone(),
-    ));
-    out
-}
-
-/// `https://host[:port]/path?query` → (authority, target).
-fn split_url(url: &str) -> Result<(String, String), EvalError> {
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))
-        .ok_or_else(|| input(format!("--request URL {url:?}: write https://HOST/PATH")))?;
-    let (authority, target) = match rest.find(['/', '?']) {
-        Some(i) if rest[i..].starts_with('?') => (&rest[..i], format!("/{}", &rest[i..])),
-        Some(i) => (&rest[..i], rest[i..].to_owned()),
-        None => (rest, "/".to_owned()),
-    };
-    if authority.is_empty() {
-        return Err(input(format!("--request URL {url:?} has no host")));
-    }
-    Ok((authority.to_owned(), target))
-}
-
-impl Outcome {
-    /// The conformance table's spelling.
-    pub fn label(&self) -> String {
-        match self {
-            Self::Refused(_) => "refused".into(),
-            Self::Closed(_) => "closed".into(),
-            Self::Status(status, _) => status.to_string(),
-            Self::Forward => "forward".into(),
-            Self::Admitted => "admitted".into(),
+impl Default for WebPki {
+    fn default() -> Self {
+        Self {
+            provider: crate::tls::provider(),
         }
     }
 }
 
-impl Evaluation {
-    pub fn to_json(&self) -> Value {
-        let (outcome, reason) = match &self.outcome {
-            Outcome::Refused(why) | Outcome::Closed(why) => {
-                (self.outcome.label(), Some(why.clone()))
-            }
-            Outcome::Status(_, why) => (self.outcome.label(), why.clone()),
-            Outcome::Forward | Outcome::Admitted => (self.outcome.label(), None),
+impl ChainVerifier for WebPki {
+    fn verify(
+        &self,
+        authorities: &TrustAnchors,
+        revocation: Option<&Revocation>,
+        chain: &[CertificateDer<'static>],
+        now: i64,
+    ) -> Result<(), (&'static str, String)> {
+        let verifier = crate::tls::client_verifier(authorities, revocation, &self.provider)
+            .map_err(|(what, reason)| ("tls_error", format!("{what}: {reason}")))?;
+        let Some((leaf, intermediates)) = chain.split_first() else {
+            return Err(("client_certificate_required", "no certificate".into()));
         };
-        json!({
-            "endpoint": self.endpoint,
-            "certificate": self.certificate.iter().map(|(k, v)| json!({"name": k, "value": v})).collect::<Vec<_>>(),
-            "notes": self.notes,
-            "steps": self.steps,
-            "outcome": outcome,
-            "reason": reason,
-            "upstream": self.upstream.as_ref().map(|u| json!({
-                "url": u.url,
-                "method": u.method,
-                "authority": u.authority,
-                "target": u.target,
-                "headers": u.headers.iter().map(|(n, v)| json!([n, v])).collect::<Vec<_>>(),
-                "removed": u.removed,
-            })),
-        })
-    }
-
-    /// The trace as a person reads it.
-    pub fn to_text(&self) -> String {
-        use std::fmt::Write as _;
-        let mut out = String::new();
-        match &self.endpoint {
-            Some(e) => {
-                let _ = writeln!(out, "endpoint: {e}");
-            }
-            None => out.push_str("endpoint: none\n"),
-        }
-        if !self.certificate.is_empty() {
-            out.push_str("certificate:\n");
-            for (k, v) in &self.certificate {
-                let _ = writeln!(out, "  {k} = {v}");
-            }
-        }
-        for step in &self.steps {
-            let line = match step {
-                Step::ServerName { sni, served } => format!(
-                    "server name {}: {}",
-                    sni.as_deref().unwrap_or("(none)"),
-                    if *served {
-                        "served here"
-                    } else {
-                        "not served here"
-                    }
-                ),
-                Step::Certificate {
-                    verification,
-                    strategy,
-                    refused,
-                } => format!(
-                    "client certificate: {verification}{}{}",
-                    strategy.map(|s| format!(" under {s}")).unwrap_or_default(),
-                    match refused {
-                        Some(r) => format!(" -> refused ({r})"),
-                        None => " -> admitted".into(),
-                    }
-                ),
-                Step::Request { check, outcome } => format!("request {check}: {outcome}"),
-                Step::Rule { phase, index, name } => format!(
-                    "{phase}[{index}]{}",
-                    name.as_deref()
-                        .map(|n| format!(" {n:?}"))
-                        .unwrap_or_default()
-                ),
-                Step::Expression { source, value } => match value {
-                    Ok(v) => format!("  {source}  =>  {v}"),
-                    Err(e) => format!("  {source}  =>  error: {e}"),
-                },
-                Step::Fired => "  fired".into(),
-                Step::NotFired => "  not fired".into(),
-                Step::Action { kind, effect } => format!("  {kind}: {effect}"),
-            };
-            out.push_str(&line);
-            out.push('\n');
-        }
-        let verdict = match &self.outcome {
-            Outcome::Refused(why) => format!("REFUSED at the handshake: {why}"),
-            Outcome::Closed(why) => format!("CLOSED after the handshake: {why}"),
-            Outcome::Status(status, why) => format!(
-                "ANSWERED {status}{}",
-                why.as_deref()
-                    .map(|w| format!(" ({w})"))
-                    .unwrap_or_default()
-            ),
-            Outcome::Forward => "FORWARDED".into(),
-            Outcome::Admitted => "ADMITTED (give --request to evaluate on_http_request)".into(),
-        };
-        let _ = writeln!(out, "verdict: {verdict}");
-        if let Some(up) = &self.upstream {
-            let _ = writeln!(
-                out,
-                "upstream {}: {} {} (authority {})",
-                up.url, up.method, up.target, up.authority
-            );
-            for (n, v) in &up.headers {
-                let _ = writeln!(out, "  {n}: {v}");
-            }
-            if !up.removed.is_empty() {
-                let _ = writeln!(out, "  removed by the policy: {}", up.removed.join(", "));
-            }
-        }
-        for note in &self.notes {
-            let _ = writeln!(out, "note: {note}");
-        }
-        out
+        let now = UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+            u64::try_from(now).unwrap_or(0),
+        ));
+        verifier
+            .verify_client_cert(leaf, intermediates, now)
+            .map(|_| ())
+            .map_err(|e| (tls_reason(&e), e.to_string()))
     }
 }
 
-/// The running process's view: `Arc` so the CLI and tests share one shape.
+/// Loads a policy for evaluation. No keys: eval decides on certificates, it never signs.
 pub fn load(
     files: &[std::path::PathBuf],
     deployment: &tlsgate_core::Deployment,
-) -> Result<Arc<Policy>, tlsgate_core::ConfigError> {
-    // No keys: eval decides on certificates, it never signs.
+) -> Result<Policy, tlsgate_core::ConfigError> {
     let config = tlsgate_core::Config::load_files(files, tlsgate_core::KeyMode::Skip, deployment)?;
-    Ok(Arc::new(Policy::new(config)))
+    Ok(Policy::new(config))
 }

@@ -600,17 +600,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_te_trailers: bool) {
             .get(header::TE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("trailers"));
-    for name in [
-        header::CONNECTION,
-        header::TE,
-        header::TRAILER,
-        header::TRANSFER_ENCODING,
-        header::UPGRADE,
-        header::PROXY_AUTHENTICATE,
-        header::PROXY_AUTHORIZATION,
-        HeaderName::from_static("keep-alive"),
-        HeaderName::from_static("proxy-connection"),
-    ] {
+    for name in tlsgate_core::request::HOP_BY_HOP {
         headers.remove(name);
     }
     if te_trailers {
@@ -719,6 +709,55 @@ mod tests {
         let collected = body.collect().await.map(|c| c.to_bytes());
         assert_eq!(collected.ok(), Some(Bytes::from_static(b"hello")));
         assert_eq!(activity.open_exchanges(), 0);
+    }
+
+    /// What `tlsgate eval` shows the upstream receives (core's list) is what this host sends.
+    #[test]
+    fn upstream_headers_match_cores_list_that_eval_shows() {
+        let client: Vec<(String, String)> = [
+            ("Host", "app.test"),
+            ("Connection", "keep-alive, X-Hop"),
+            ("x-hop", "gone"),
+            ("Keep-Alive", "timeout=5"),
+            ("TE", "trailers"),
+            ("Upgrade", "h2c"),
+            ("X-Forwarded-For", "6.6.6.6"),
+            ("x_forwarded_client_cert", "forged"),
+            ("x-secret", "removed by policy"),
+            ("x-client-cn", "admin"),
+            ("Accept", "*/*"),
+            ("accept", "text/plain"),
+        ]
+        .iter()
+        .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+        .collect();
+        let forward = Forward {
+            target: "/".into(),
+            set_headers: vec![
+                ("x-forwarded-for".into(), "127.0.0.1".into()),
+                ("x-client-cn".into(), "alice".into()),
+            ],
+            remove_headers: vec!["x-secret".into()],
+            authority: "upstream.test".into(),
+        };
+        for h2 in [false, true] {
+            let mut map = HeaderMap::new();
+            for (n, v) in &client {
+                map.append(
+                    HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                    HeaderValue::from_str(v).unwrap(),
+                );
+            }
+            upstream_headers(&mut map, &forward, h2, false).unwrap();
+            let mut ours: Vec<(String, String)> = map
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_str().unwrap().to_owned()))
+                .collect();
+            let mut cores = tlsgate_core::request::upstream_headers(&client, &forward, h2).unwrap();
+            ours.sort();
+            cores.sort();
+            assert_eq!(ours, cores, "h2 = {h2}");
+        }
     }
 
     /// A body that never yields a frame.

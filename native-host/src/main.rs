@@ -269,7 +269,7 @@ fn main() -> ExitCode {
             format,
             deployment,
         } => {
-            let run = || -> anyhow::Result<tlsgate::eval::Evaluation> {
+            let run = || -> anyhow::Result<tlsgate_core::eval::Evaluation> {
                 let policy = tlsgate::eval::load(&config, &deployment.into())?;
                 let mut certificate = None;
                 for path in cert.iter().chain(chain.iter()) {
@@ -286,7 +286,7 @@ fn main() -> ExitCode {
                             .ok_or_else(|| anyhow::anyhow!("-H {h:?}: write 'name: value'"))
                     })
                     .collect::<anyhow::Result<Vec<_>>>()?;
-                let input = tlsgate::eval::EvalInput {
+                let input = tlsgate_core::eval::EvalInput {
                     sni,
                     bind,
                     certificate,
@@ -297,8 +297,12 @@ fn main() -> ExitCode {
                     client_ip,
                     request,
                     headers,
+                    now: std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
                 };
-                Ok(tlsgate::eval::evaluate(&policy, &input)?)
+                let verifier = tlsgate::eval::WebPki::default();
+                Ok(tlsgate_core::eval::evaluate(&policy, &input, &verifier)?)
             };
             match run() {
                 Ok(eval) => {
