@@ -24,18 +24,39 @@ impl Config {
         deployment: &Deployment,
     ) -> Result<Self, ConfigError> {
         let files = expand(paths)?;
+        let mut sources = Vec::with_capacity(files.len());
+        for path in files {
+            let text =
+                std::fs::read_to_string(&path).map_err(|e| ConfigError::unreadable(&path, &e))?;
+            sources.push((path, text));
+        }
+        let file_reader = |file: &Path| -> Box<dyn MaterialReader> {
+            Box::new(crate::pem::FileReader {
+                base_dir: file.parent().unwrap_or(Path::new(".")).to_path_buf(),
+            })
+        };
+        Self::load_sources(&sources, &file_reader, keys, deployment)
+    }
+
+    /// [`Config::load_files`] over texts already read (`(name, text)`), with the material
+    /// (certificates, CAs, CRLs) a file names read by `reader_for(that file)`: the browser
+    /// playground passes the files a user dropped.
+    pub fn load_sources(
+        sources: &[(PathBuf, String)],
+        reader_for: &dyn Fn(&Path) -> Box<dyn MaterialReader>,
+        keys: KeyMode<'_>,
+        deployment: &Deployment,
+    ) -> Result<Self, ConfigError> {
         let mut config = Config {
             endpoints: Vec::new(),
             warnings: Vec::new(),
-            files: files.clone(),
+            files: sources.iter().map(|(p, _)| p.clone()).collect(),
             notes: Vec::new(),
         };
-        let mut documents = Vec::with_capacity(files.len());
+        let mut documents = Vec::with_capacity(sources.len());
         let mut resources = Vec::new();
-        for path in &files {
-            let text =
-                std::fs::read_to_string(path).map_err(|e| ConfigError::unreadable(path, &e))?;
-            let parsed = source::parse_stream(&text).map_err(|e| syntax_error(e, Some(path)))?;
+        for (path, text) in sources {
+            let parsed = source::parse_stream(text).map_err(|e| syntax_error(e, Some(path)))?;
             if parsed.iter().any(|d| kube::is_manifest(&d.value)) {
                 for doc in parsed {
                     kube::collect(path, doc, &mut resources)?;
@@ -43,11 +64,9 @@ impl Config {
                 continue;
             }
             let doc = single_document(parsed).map_err(|e| syntax_error(e, Some(path)))?;
-            let reader = crate::pem::FileReader {
-                base_dir: path.parent().unwrap_or(Path::new(".")).to_path_buf(),
-            };
+            let reader = reader_for(path);
             let options = LoadOptions {
-                reader: &reader,
+                reader: reader.as_ref(),
                 keys,
                 deployment,
             };
@@ -59,7 +78,7 @@ impl Config {
         let manifest_endpoints = if resources.is_empty() {
             Vec::new()
         } else {
-            config.load_manifests(&resources, keys, deployment)?
+            config.load_manifests(&resources, reader_for, keys, deployment)?
         };
         // Each file was checked alone; hosts may still collide across files.
         check_unique_hosts(&config.endpoints).map_err(|(i, e)| {
@@ -94,6 +113,7 @@ impl Config {
     fn load_manifests(
         &mut self,
         resources: &[kube::Resource],
+        reader_for: &dyn Fn(&Path) -> Box<dyn MaterialReader>,
         keys: KeyMode<'_>,
         deployment: &Deployment,
     ) -> Result<Vec<(usize, kube::Synth)>, ConfigError> {
@@ -103,15 +123,9 @@ impl Config {
         let mut out = Vec::with_capacity(made.len());
         for synth in made {
             let primary = &resources[synth.primary];
-            let reader = crate::pem::FileReader {
-                base_dir: primary
-                    .file
-                    .parent()
-                    .unwrap_or(Path::new("."))
-                    .to_path_buf(),
-            };
+            let reader = reader_for(&primary.file);
             let options = LoadOptions {
-                reader: &reader,
+                reader: reader.as_ref(),
                 keys,
                 deployment,
             };
