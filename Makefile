@@ -5,7 +5,7 @@ WASM_TARGET := wasm32-wasip1
 WASM := target/$(WASM_TARGET)/release-wasm/tlsgate_filter.wasm
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 
-.PHONY: help setup build wasm lint test demo bench conformance clean
+.PHONY: help setup build wasm playground lint test demo bench conformance clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -18,6 +18,16 @@ build: setup ## build the native workspace and core + filter for wasm32-wasip1
 	$(CARGO) build -p tlsgate-core --target $(WASM_TARGET)
 	$(CARGO) build -p tlsgate-filter --target $(WASM_TARGET) --profile release-wasm
 	@ls -l $(WASM) | awk '{printf "filter: %s (%d bytes)\n", $$9, $$5}'
+	@$(MAKE) --no-print-directory playground
+
+PLAYGROUND_WASM := target/wasm32-unknown-unknown/release-wasm/tlsgate_playground.wasm
+
+playground: setup ## build the browser playground (docs/playground/); serve it with `tlsgate playground`
+	$(CARGO) build -p tlsgate-playground --target wasm32-unknown-unknown --profile release-wasm
+	@# The engine as a classic script (base64), so the page also works opened from a file.
+	@printf 'window.TLSGATE_PLAYGROUND_WASM = "%s";\n' "$$(base64 -w0 $(PLAYGROUND_WASM))" \
+	  > docs/playground/tlsgate-playground.js
+	@ls -l $(PLAYGROUND_WASM) | awk '{printf "playground engine: %s (%d bytes)\n", $$9, $$5}'
 
 wasm: setup ## build only the proxy-wasm filter
 	$(CARGO) build -p tlsgate-filter --target $(WASM_TARGET) --profile release-wasm
@@ -26,6 +36,7 @@ lint: setup ## rustfmt and clippy (-D warnings) for the native and wasm targets
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p tlsgate-core -p tlsgate-filter --target $(WASM_TARGET) -- -D warnings
+	$(CARGO) clippy -p tlsgate-playground --target wasm32-unknown-unknown -- -D warnings
 
 test: build lint ## lint, then every test: unit, property, end to end (real tlsgate, Envoy, curl, openssl)
 	$(CARGO) test --workspace --no-fail-fast

