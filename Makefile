@@ -5,7 +5,7 @@ WASM_TARGET := wasm32-wasip1
 WASM := target/$(WASM_TARGET)/release-wasm/tlsgate_filter.wasm
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 
-.PHONY: help setup build wasm playground lint test demo bench conformance clean
+.PHONY: help setup build wasm playground lint test fuzz demo bench conformance clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -38,8 +38,15 @@ lint: setup ## rustfmt and clippy (-D warnings) for the native and wasm targets
 	$(CARGO) clippy -p tlsgate-core -p tlsgate-filter --target $(WASM_TARGET) -- -D warnings
 	$(CARGO) clippy -p tlsgate-playground --target wasm32-unknown-unknown -- -D warnings
 
-test: build lint ## lint, then every test: unit, property, end to end (real tlsgate, Envoy, curl, openssl)
+test: build lint ## lint, then every test: unit, property, end to end (real tlsgate, Envoy, curl, openssl), and each fuzz target briefly
 	$(CARGO) test --workspace --no-fail-fast
+	scripts/fuzz.sh $(FUZZ_SMOKE_SECONDS) --dev
+
+FUZZ_SECONDS ?= 60
+FUZZ_SMOKE_SECONDS ?= 4
+
+fuzz: setup ## run every fuzz target for FUZZ_SECONDS (default 60) each; see docs/fuzzing.md
+	scripts/fuzz.sh $(FUZZ_SECONDS)
 
 demo: ## the seed's mTLS walk-through on the native host
 	@scripts/demo.sh

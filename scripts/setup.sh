@@ -32,6 +32,12 @@ for target in wasm32-wasip1 wasm32-unknown-unknown; do
   fi
 done
 
+# cargo-fuzz: the fuzz targets build with the stable toolchain (`-s none`).
+if ! command -v cargo-fuzz >/dev/null 2>&1; then
+  say "installing cargo-fuzz (cargo install)"
+  cargo install --quiet --locked cargo-fuzz
+fi
+
 # playwright-core (no bundled browsers: it drives /usr/bin/chromium) into .tools/node.
 PLAYWRIGHT_VERSION=1.64.1
 if [ "$(node -p "try{require('$TOOLS/node/node_modules/playwright-core/package.json').version}catch(e){''}" 2>/dev/null)" != "$PLAYWRIGHT_VERSION" ]; then

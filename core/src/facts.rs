@@ -414,6 +414,15 @@ fn escape_rfc4514(value: &str) -> String {
         let needs = matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';')
             || (i == 0 && matches!(c, '#' | ' '))
             || (i == last && c == ' ');
+        if c.is_control() {
+            // RFC 4514's hex pairs, as OpenSSL's ESC_CTRL writes them: the string stays one
+            // line and one header value whatever the certificate holds.
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("\\{b:02X}"));
+            }
+            continue;
+        }
         if needs {
             out.push('\\');
         }

@@ -755,11 +755,32 @@ pub fn xfcc(cert: &crate::facts::ClientCertFacts) -> String {
 }
 
 fn xfcc_value(value: &str) -> String {
+    // A SAN is an IA5String and may hold control characters: percent-encoded, so the header
+    // stays one value (a URI with `%01` is still a URI).
+    let value = &percent_encode_controls(value);
     if value.contains([',', ';', '=', '"', '\\']) || value.chars().any(char::is_whitespace) {
         xfcc_quoted(value)
     } else {
         value.to_owned()
     }
+}
+
+fn percent_encode_controls(value: &str) -> String {
+    if !value.chars().any(char::is_control) {
+        return value.to_owned();
+    }
+    let mut out = String::with_capacity(value.len() + 8);
+    for c in value.chars() {
+        if c.is_control() {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn xfcc_quoted(value: &str) -> String {

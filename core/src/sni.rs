@@ -97,7 +97,12 @@ impl fmt::Display for HostPattern {
 
 /// Lowercases and drops one trailing dot, the forms in which a name may arrive in SNI or Host.
 pub fn normalize(name: &str) -> String {
-    let name = name.strip_suffix('.').unwrap_or(name);
+    // One trailing dot (a fully qualified name) is dropped; a name ending in two is no host name
+    // and is kept as it is, so it matches nothing and normalizing it again changes nothing.
+    let name = name
+        .strip_suffix('.')
+        .filter(|rest| !rest.ends_with('.'))
+        .unwrap_or(name);
     name.to_ascii_lowercase()
 }
 

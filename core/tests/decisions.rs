@@ -404,6 +404,20 @@ fn add_headers_interpolates_certificate_fields_and_sets_xfcc() {
     );
 }
 
+/// Found by the `certificate` fuzz target: a subject or SAN holding a control character wrote
+/// it raw into XFCC (one header value became two lines, refused by the native host as 403).
+#[test]
+fn control_characters_in_a_certificate_are_escaped_in_its_subject_and_xfcc() {
+    let ca = tlsgate_test_support::Authority::root("CA");
+    let cert = ca
+        .issue(&tlsgate_test_support::LeafSpec::client("a\u{1}b\nc").with_uri("spiffe://x/\u{7}y"));
+    let facts = facts(&cert.cert_der);
+    assert_eq!(facts.subject.rfc4514, "CN=a\\01b\\0Ac");
+    let header = tlsgate_core::policy::xfcc(&facts);
+    assert!(!header.chars().any(char::is_control), "{header:?}");
+    assert!(header.contains("URI=spiffe://x/%07y"), "{header}");
+}
+
 #[test]
 fn xfcc_is_not_set_for_unverified_certificates() {
     let f = Fixture::new(HOST);

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Runs every fuzz target (fuzz/fuzz_targets/) for SECONDS each on the stable toolchain:
+# cargo-fuzz with `--sanitizer none` (RUSTC_BOOTSTRAP=1 and `-s address` add AddressSanitizer;
+# see docs/fuzzing.md). Seeds come from the repository's own fixtures; corpora and crashes stay
+# in target/fuzz/. Exits non-zero when a target finds a crash.
+#
+#   scripts/fuzz.sh [SECONDS] [--dev] [TARGET...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds="${1:-60}"; shift || true
+profile=()
+if [ "${1:-}" = "--dev" ]; then profile=(--dev); shift; fi
+targets=("$@")
+if [ ${#targets[@]} -eq 0 ]; then
+  mapfile -t targets < <(sed -n 's/^name = "\(.*\)"/\1/p' fuzz/Cargo.toml | grep -v '^tlsgate-fuzz$')
+fi
+command -v cargo-fuzz >/dev/null || { echo "cargo-fuzz is missing: make setup installs it (cargo install cargo-fuzz)" >&2; exit 1; }
+
+work="$PWD/target/fuzz"
+seed() { # seed TARGET FILE...
+  local dir="$work/corpus/$1"; shift
+  mkdir -p "$dir"
+  for f in "$@"; do [ -f "$f" ] && cp -f "$f" "$dir/$(echo "$f" | tr '/' '_')"; done
+}
+# Fixtures: policies and manifests of the examples, certificates and CRLs made here.
+certs="$work/certs"
+if [ ! -s "$certs/ca.crl" ]; then
+  rm -rf "$certs"; mkdir -p "$certs"
+  scripts/seed-certs.sh "$certs" >/dev/null
+  scripts/ca-crl.sh "$certs" client.crt >/dev/null
+fi
+der() { openssl "$1" -in "$2" -outform DER -out "$3" 2>/dev/null; }
+der x509 "$certs/client.crt" "$certs/client.der"
+der x509 "$certs/server.crt" "$certs/server.der"
+der crl "$certs/ca.crl" "$certs/ca.der.crl"
+mapfile -t policies < <(find examples tests/conformance -name '*.yaml' -o -name '*.json' | grep -v node_modules | sort)
+seed policy "${policies[@]}"
+seed certificate "$certs/client.der" "$certs/server.der"
+seed revocation_list "$certs/ca.der.crl"
+seed cel fuzz/seeds/cel/*
+seed filter_attributes "$certs/client.crt"
+
+failed=0
+for target in "${targets[@]}"; do
+  mkdir -p "$work/corpus/$target" "$work/artifacts/$target"
+  echo "fuzz: $target for ${seconds}s"
+  if ! (cd fuzz && cargo fuzz run "${profile[@]}" -s none "$target" "$work/corpus/$target" -- \
+      -max_total_time="$seconds" -artifact_prefix="$work/artifacts/$target/" -print_final_stats=1 \
+      > "$work/$target.log" 2>&1); then
+    echo "fuzz: $target FAILED — the input is in target/fuzz/artifacts/$target/; its log:" >&2
+    tail -40 "$work/$target.log" >&2
+    failed=1
+  else
+    grep -E "stat::number_of_executed_units|Done [0-9]+ runs" "$work/$target.log" | tail -1 | sed "s/^/fuzz: $target: /"
+  fi
+done
+exit $failed
