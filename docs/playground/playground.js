@@ -8,24 +8,12 @@
   const files = new Map(); // name -> text
   let engine = null;
 
-  // --- the engine: three exports over linear memory, JSON in and out ----------------------
+  // --- the engine (engine.js) ------------------------------------------------------------
   async function loadEngine() {
     const b64 = window.TLSGATE_PLAYGROUND_WASM;
     if (!b64) throw new Error("tlsgate-playground.js is missing: run `make playground`");
     const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-    const { instance } = await WebAssembly.instantiate(bytes, {});
-    const x = instance.exports;
-    return function ask(question) {
-      const input = new TextEncoder().encode(JSON.stringify(question));
-      const ptr = x.tlsgate_alloc(input.length);
-      new Uint8Array(x.memory.buffer, ptr, input.length).set(input);
-      const packed = x.tlsgate_eval(ptr, input.length);
-      x.tlsgate_free(ptr, input.length);
-      const outPtr = Number(packed >> 32n), outLen = Number(packed & 0xffffffffn);
-      const text = new TextDecoder().decode(new Uint8Array(x.memory.buffer, outPtr, outLen));
-      x.tlsgate_free(outPtr, outLen);
-      return JSON.parse(text);
-    };
+    return window.tlsgateEngine(bytes);
   }
 
   // --- inputs -----------------------------------------------------------------------------

@@ -1,21 +1,10 @@
-// Runs the playground's engine (the WebAssembly module `make playground` builds) on questions
-// read as a JSON array from stdin; prints the answers as a JSON array.
+// Runs the playground's engine (the WebAssembly module `make playground` builds), through the
+// page's own docs/playground/engine.js, on questions read as a JSON array from stdin; prints the
+// answers as a JSON array.
 //   node eval.mjs ENGINE.wasm < questions.json
 import { readFileSync } from "node:fs";
+import "../../docs/playground/engine.js";
 
-const bytes = readFileSync(process.argv[2]);
-const { instance } = await WebAssembly.instantiate(bytes, {});
-const x = instance.exports;
-function ask(question) {
-  const input = new TextEncoder().encode(JSON.stringify(question));
-  const ptr = x.tlsgate_alloc(input.length);
-  new Uint8Array(x.memory.buffer, ptr, input.length).set(input);
-  const packed = x.tlsgate_eval(ptr, input.length);
-  x.tlsgate_free(ptr, input.length);
-  const outPtr = Number(packed >> 32n), outLen = Number(packed & 0xffffffffn);
-  const text = new TextDecoder().decode(new Uint8Array(x.memory.buffer, outPtr, outLen));
-  x.tlsgate_free(outPtr, outLen);
-  return JSON.parse(text);
-}
+const ask = await globalThis.tlsgateEngine(readFileSync(process.argv[2]));
 const questions = JSON.parse(readFileSync(0, "utf8"));
 process.stdout.write(JSON.stringify(questions.map(ask)));
