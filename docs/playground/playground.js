@@ -239,6 +239,20 @@
     $(id).addEventListener("input", () => { clearTimeout(evaluate.timer); evaluate.timer = setTimeout(evaluate, 250); });
   }
   $("evaluate").onclick = evaluate;
+  // A policy or manifest file dropped on the editor replaces its text.
+  $("policy").addEventListener("dragover", (ev) => ev.preventDefault());
+  $("policy").addEventListener("drop", async (ev) => {
+    ev.preventDefault();
+    const file = ev.dataTransfer.files[0];
+    if (!file) return;
+    const text = await file.text();
+    if (text.includes("PRIVATE KEY-----")) {
+      showError(`${file.name} holds a private key: the playground never needs one and did not keep it.`);
+      return;
+    }
+    $("policy").value = text;
+    evaluate();
+  });
   $("file-input").onchange = (ev) => addFiles(ev.target.files);
   const drop = $("drop");
   drop.addEventListener("dragover", (ev) => { ev.preventDefault(); drop.classList.add("over"); });

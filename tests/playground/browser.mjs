@@ -90,6 +90,17 @@ try {
   check(v.startsWith("REFUSED") && (await page.textContent("#reason")).includes("client_certificate_required"),
     "seed: no client certificate is refused", v);
 
+  // A policy file dropped on the editor replaces its text.
+  const dropped = await page.evaluateHandle((text) => {
+    const dt = new DataTransfer();
+    dt.items.add(new File([text], "dropped.yaml", { type: "text/yaml" }));
+    return dt;
+  }, seedPolicy.replace("'ExampleClient'", "'Someone'"));
+  await page.dispatchEvent("#policy", "drop", { dataTransfer: dropped });
+  await page.fill("#certificate", read("client.crt"));
+  v = await verdict();
+  check(v.startsWith("CLOSED"), "a dropped policy file is evaluated (its CN rule denies)", v);
+
   // A broken policy: the error names the line, and the gutter marks it.
   await page.fill("#policy", seedPolicy.replace("min_version", "min_versoin"));
   v = await verdict();
