@@ -302,6 +302,11 @@ fn main() -> ExitCode {
             let run = || -> anyhow::Result<tlsgate_core::eval::Evaluation> {
                 let policy = tlsgate::eval::load(&config, &deployment.into())?;
                 let mut certificate = None;
+                if cert.is_none() && !chain.is_empty() {
+                    anyhow::bail!(
+                        "--chain gives intermediates of a --cert: give the certificate too"
+                    );
+                }
                 for path in cert.iter().chain(chain.iter()) {
                     let bytes = std::fs::read(path)
                         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
