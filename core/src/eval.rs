@@ -337,9 +337,9 @@ fn classify(
 pub fn read_chain(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, EvalError> {
     if pem.windows(11).any(|w| w == b"PRIVATE KEY") {
         return Err(input(
-            "the certificate file holds a private key: eval never needs one (it decides on \
-             the certificate; the handshake is what proves possession), so it does not read \
-             it — give the certificate alone",
+            "the certificate holds a private key: eval never needs one (it decides on the \
+             certificate; the handshake is what proves possession), so it does not read it — \
+             give the certificate alone",
         ));
     }
     use rustls_pki_types::pem::PemObject;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use rustls_pki_types::PrivateKeyDer;
 use tlsgate_core::encoding::pem as encode;
 use tlsgate_core::pem::{CertificateChain, Origin, PrivateKey, TrustAnchors};
-use tlsgate_core::revocation::{Revocation, RevocationList};
+use tlsgate_core::revocation::Revocation;
 use tlsgate_core::Endpoint;
 use yaml_rust2::Yaml;
 
@@ -62,41 +62,25 @@ impl Material<'_> {
         anchors: &TrustAnchors,
         name: &str,
     ) -> Result<Yaml, Error> {
-        if let Some(Origin::File(first)) = anchors.origins.first() {
-            if anchors
-                .origins
-                .iter()
-                .all(|o| *o == Origin::File(first.clone()))
-            {
-                return file_source(endpoint, first);
-            }
+        match single_file(anchors.origins.iter()) {
+            Some(path) => file_source(endpoint, path),
+            None => Ok(self.write(name, anchors.to_pem())),
         }
-        Ok(self.write(name, anchors.to_pem()))
     }
 
-    /// `{filename: …}` for an endpoint's CRLs: one PEM file is referenced in place (so a new
-    /// CRL is read when Envoy restarts); DER, inline or several files are combined into a
-    /// written PEM bundle.
+    /// `{filename: …}` for an endpoint's CRLs, the same way; a DER file is written out as PEM
+    /// (Envoy reads PEM CRLs only).
     pub fn revocation(
         &mut self,
         endpoint: &Endpoint,
         revocation: &Revocation,
         name: &str,
     ) -> Result<Yaml, Error> {
-        if let Some(RevocationList {
-            origin: Origin::File(first),
-            ..
-        }) = revocation.lists.first()
-        {
-            if revocation
-                .lists
-                .iter()
-                .all(|l| l.pem && l.origin == Origin::File(first.clone()))
-            {
-                return file_source(endpoint, first);
-            }
+        let all_pem = revocation.lists.iter().all(|l| l.pem);
+        match single_file(revocation.lists.iter().map(|l| &l.origin)).filter(|_| all_pem) {
+            Some(path) => file_source(endpoint, path),
+            None => Ok(self.write(name, revocation.to_pem())),
         }
-        Ok(self.write(name, revocation.to_pem()))
     }
 
     fn write(&mut self, name: &str, contents: String) -> Yaml {
@@ -106,6 +90,17 @@ impl Material<'_> {
         }
         map([("filename", s(path.display().to_string()))])
     }
+}
+
+/// The one file everything came from, when it all came from one file (referenced in place, so
+/// Envoy rereads it on restart); `None` for inline material or several files.
+fn single_file<'a>(mut origins: impl Iterator<Item = &'a Origin>) -> Option<&'a Path> {
+    let Some(Origin::File(first)) = origins.next() else {
+        return None;
+    };
+    origins
+        .all(|o| matches!(o, Origin::File(p) if p == first))
+        .then_some(first.as_path())
 }
 
 /// A file named in the policy, resolved against the policy file's directory.

@@ -332,9 +332,7 @@ fn main() -> ExitCode {
                     client_ip,
                     request,
                     headers,
-                    now: std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
+                    now: tlsgate::tls::unix_now(),
                 };
                 let verifier = tlsgate::eval::WebPki::default();
                 Ok(tlsgate_core::eval::evaluate(&policy, &input, &verifier)?)
@@ -458,9 +456,7 @@ fn crl_line(list: &tlsgate_core::revocation::RevocationList) -> String {
         tlsgate_core::pem::Origin::File(path) => path.display().to_string(),
         tlsgate_core::pem::Origin::Inline => "inline".to_owned(),
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let now = tlsgate::tls::unix_now();
     let left = list.next_update - now;
     format!(
         "CRL of {} ({source}): {} revoked, issued {}, next update {} (in {}h {}m)",

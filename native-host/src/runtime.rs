@@ -111,9 +111,7 @@ impl Runtime {
 
 /// A CRL that goes stale within a day is about to refuse every certificate it covers.
 fn warn_of_stale_crls(config: &Config) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let now = crate::tls::unix_now();
     for endpoint in &config.endpoints {
         let Some(revocation) = endpoint.tls.client_auth.revocation() else {
             continue;

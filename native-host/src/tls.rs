@@ -218,7 +218,7 @@ impl ServerTls {
                 }
             }
         };
-        let now = i64::try_from(UnixTime::now().as_secs()).unwrap_or(i64::MAX);
+        let now = unix_now();
         Ok(ClientCert::presented(
             facts,
             chain,
@@ -263,6 +263,11 @@ pub fn client_verifier(
     builder
         .build()
         .map_err(|e| ("mutual_tls_certificate_revocation_lists", e.to_string()))
+}
+
+/// Seconds since the Unix epoch, as core takes time (certificate validity, CRL nextUpdate).
+pub fn unix_now() -> i64 {
+    i64::try_from(UnixTime::now().as_secs()).unwrap_or(i64::MAX)
 }
 
 /// The IANA name of a cipher suite (`TLS_AES_128_GCM_SHA256`); rustls spells TLS 1.3 suites

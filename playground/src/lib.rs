@@ -167,18 +167,10 @@ fn config_error(e: &ConfigError) -> Value {
     error(e.to_string(), e.location.map(|l| (l.line, l.column)))
 }
 
-/// Keys are never needed here; one pasted anywhere is refused, unread.
+/// Keys are never needed here; one pasted in the policy or a file is refused, unread (one in
+/// the certificate box is refused by core's `eval::read_chain`, as `tlsgate eval` refuses it).
 fn holds_private_key(q: &Question) -> Option<String> {
-    let key = |text: &str| text.contains("PRIVATE KEY-----");
-    if q.certificate.as_deref().is_some_and(key) {
-        return Some(
-            "the client certificate box holds a private key: the playground decides on the \
-             certificate alone (a real handshake is what proves the key), so it never reads \
-             one — paste the certificate only"
-                .into(),
-        );
-    }
-    if key(&q.policy) || q.files.values().any(File::holds_private_key) {
+    if q.policy.contains("PRIVATE KEY-----") || q.files.values().any(File::holds_private_key) {
         return Some(
             "a private key was pasted: the playground never needs one (it loads the policy as \
              the Envoy filter does, keys left out) — remove it; a path such as \

@@ -57,7 +57,8 @@ use std::path::{Path, PathBuf};
 pub use authority::{pem_to_der, Authority, Issued};
 pub use key::KeyKind;
 pub use seed::{
-    seed_openssl_certs, write_seed_style_set, SeedFiles, SEED_OPENSSL_COMMANDS, SEED_SERVER_NAME,
+    seed_openssl_certs, seed_policy, write_seed_style_set, SeedFiles, SEED_OPENSSL_COMMANDS,
+    SEED_SERVER_NAME,
 };
 pub use spec::{Eku, LeafSpec, Validity};
 

@@ -118,3 +118,29 @@ pub(crate) fn seed_openssl_certs_with(dir: &Path, search_path: &OsStr) -> io::Re
     }
     Ok(())
 }
+
+/// Seed 002's policy as the document writes it — its terminate-tls step (TLS 1.3, the seed's
+/// `server.crt`/`server.key`, client certificates from `ca.crt`) and a rule that admits only
+/// `ExampleClient` — for the files [`seed_openssl_certs`] writes beside it, bound to `bind`, in
+/// front of `upstream`.
+pub fn seed_policy(bind: &str, upstream: &str) -> String {
+    format!(
+        "endpoints:
+  - url: https://{SEED_SERVER_NAME}
+    bind: {bind}
+    upstream: {{ url: \"{upstream}\" }}
+    traffic_policy:
+      on_tcp_connect:
+        - actions:
+            - type: terminate-tls
+              config:
+                min_version: \"1.3\"
+                max_version: \"1.3\"
+                server_private_key: server.key
+                server_certificate: server.crt
+                mutual_tls_certificate_authorities: [ca.crt]
+        - expressions: [\"conn.tls.client.subject.common_name != 'ExampleClient'\"]
+          actions: [{{ type: deny }}]
+"
+    )
+}

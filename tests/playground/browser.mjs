@@ -1,5 +1,6 @@
 // Drives the playground in Debian's Chromium with playwright-core:
-//   node browser.mjs URL SEED_CERT_DIR SCREENSHOT
+//   node browser.mjs URL SEED_DIR SCREENSHOT
+// SEED_DIR holds the seed's openssl-made certificates and its policy (policy.yaml).
 // Fails (exit 1) with what it saw when the page does not decide as expected.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -53,23 +54,8 @@ try {
     "sample: an expired certificate is refused, and why", await page.textContent("#reason"));
 
   // The seed's policy as its document writes it, with the seed's openssl-made files.
-  const seedPolicy = `endpoints:
-  - url: https://terminate-tls-example.ngrok.app
-    bind: 0.0.0.0:443
-    upstream: { url: "http://127.0.0.1:8080" }
-    traffic_policy:
-      on_tcp_connect:
-        - actions:
-            - type: terminate-tls
-              config:
-                min_version: "1.3"
-                max_version: "1.3"
-                server_private_key: server.key
-                server_certificate: server.crt
-                mutual_tls_certificate_authorities: [ca.crt]
-        - expressions: ["conn.tls.client.subject.common_name != 'ExampleClient'"]
-          actions: [{ type: deny }]
-`;
+  // tlsgate_test_support::seed_policy, written by tests/tests/playground.rs.
+  const seedPolicy = read("policy.yaml");
   await page.fill("#policy", seedPolicy);
   await page.setInputFiles("#file-input", [join(seed, "ca.crt"), join(seed, "server.crt")]);
   await page.fill("#sni", "terminate-tls-example.ngrok.app");
@@ -113,7 +99,7 @@ try {
   await page.fill("#policy", seedPolicy);
   await page.fill("#certificate", read("client.key"));
   v = await verdict();
-  check((await page.textContent("#policy-error")).includes("never reads"), "a pasted private key is refused with why");
+  check((await page.textContent("#policy-error")).includes("never needs one"), "a pasted private key is refused with why");
 
   // Back to the allowed seed case for the screenshot.
   await page.fill("#certificate", read("client.crt"));

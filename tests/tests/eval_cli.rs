@@ -71,70 +71,124 @@ fn not_for_eval(s: &Scenario, table: &Table) -> Option<&'static str> {
     }
 }
 
-/// The same question for the playground's engine: the policy's text, every certificate and CRL
-/// of the run by name (never a key), and the scenario's client.
-fn question(s: &Scenario, table: &Table, dir: &Path, files: &Value) -> Value {
-    let c = &s.client;
-    let policy = &table.policies[&s.policy];
-    let sni = c.sni.clone().unwrap_or_else(|| "app.test".into());
-    let certificate = c.cert.as_ref().map(|cert| {
-        let file = format!("{cert}.{}", if c.chain { "chain.crt" } else { "crt" });
-        std::fs::read_to_string(dir.join(file)).unwrap()
-    });
-    let args: Vec<String> = policy
-        .args
-        .iter()
-        .map(|a| render(a, PORT, &PORTS, dir).unwrap())
-        .collect();
-    let flag = |name: &str| -> Vec<String> {
-        args.windows(2)
-            .filter(|w| w[0] == name)
-            .map(|w| w[1].clone())
-            .collect()
-    };
-    let mut headers: Vec<(String, String)> = c
-        .headers
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    if let Some(host) = &c.host {
-        headers.insert(0, ("Host".into(), host.clone()));
-    }
-    // The playground refuses pasted keys (it never needs one): what a user does with a
-    // manifest that inlines one, the test does too, leaving the field empty.
-    let mut text = policy.text.clone();
-    for tag in ["{pem:", "{b64:"] {
-        while let Some(start) = text.find(tag) {
-            let Some(end) = text[start..].find('}').map(|e| start + e) else {
-                break;
-            };
-            if !text[start..end].ends_with(".key") {
-                // Not a key: mark it so the search moves on; render fills it in below.
-                text.replace_range(start..start + 1, "\u{0}");
-                continue;
-            }
-            text.replace_range(start..=end, "\"\"");
+/// One scenario's question, as both `tlsgate eval` and the playground's engine take it.
+struct Ask {
+    sni: String,
+    /// The certificate file (with its chain when the scenario sends one).
+    cert: Option<std::path::PathBuf>,
+    tls: Option<String>,
+    client_ip: Option<String>,
+    request: String,
+    /// `Host` (when the scenario sets one) first, then the scenario's headers.
+    headers: Vec<(String, String)>,
+    /// The policy's own flags (`--listen`, `--resolve`), rendered.
+    args: Vec<String>,
+}
+
+impl Ask {
+    fn new(s: &Scenario, table: &Table, dir: &Path) -> Self {
+        let c = &s.client;
+        let sni = c.sni.clone().unwrap_or_else(|| "app.test".into());
+        let mut headers: Vec<(String, String)> =
+            c.host.iter().map(|h| ("Host".into(), h.clone())).collect();
+        headers.extend(c.headers.iter().map(|(k, v)| (k.clone(), v.clone())));
+        Ask {
+            request: format!(
+                "{} https://{sni}:{PORT}{}",
+                c.method.as_deref().unwrap_or("GET"),
+                c.path.as_deref().unwrap_or("/")
+            ),
+            sni,
+            cert: c.cert.as_ref().map(|cert| {
+                dir.join(format!(
+                    "{cert}.{}",
+                    if c.chain { "chain.crt" } else { "crt" }
+                ))
+            }),
+            tls: c.tls.clone(),
+            client_ip: c.from.clone(),
+            headers,
+            args: table.policies[&s.policy]
+                .args
+                .iter()
+                .map(|a| render(a, PORT, &PORTS, dir).unwrap())
+                .collect(),
         }
     }
-    let text = text.replace('\u{0}', "{");
-    serde_json::json!({
-        "policy": render(&text, PORT, &PORTS, dir).unwrap(),
-        "policy_name": format!("eval-{}.yaml", s.policy),
-        "files": files,
-        "certificate": certificate,
-        "sni": sni,
-        "tls": c.tls,
-        "client_ip": c.from,
-        "request": format!(
-            "{} https://{sni}:{PORT}{}",
-            c.method.as_deref().unwrap_or("GET"),
-            c.path.as_deref().unwrap_or("/")
-        ),
-        "headers": headers,
-        "listen": flag("--listen"),
-        "resolve": flag("--resolve"),
-        "now": SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs(),
-    })
+
+    /// `tlsgate eval`'s arguments after `-c POLICY`.
+    fn cli(&self) -> Vec<std::ffi::OsString> {
+        let mut out: Vec<std::ffi::OsString> = self.args.iter().map(Into::into).collect();
+        out.extend(["--sni".into(), self.sni.clone().into()]);
+        if let Some(cert) = &self.cert {
+            out.extend(["--cert".into(), cert.into()]);
+        }
+        if let Some(tls) = &self.tls {
+            out.extend(["--tls".into(), tls.into()]);
+        }
+        if let Some(ip) = &self.client_ip {
+            out.extend(["--client-ip".into(), ip.into()]);
+        }
+        out.extend(["--request".into(), self.request.clone().into()]);
+        for (name, value) in &self.headers {
+            out.extend(["-H".into(), format!("{name}: {value}").into()]);
+        }
+        out
+    }
+
+    /// The playground's question: the policy's text, every certificate and CRL of the run by
+    /// name (`files`, never a key), and the same client.
+    fn json(&self, policy: String, policy_name: String, files: &Value) -> Value {
+        let flag = |name: &str| -> Vec<String> {
+            self.args
+                .windows(2)
+                .filter(|w| w[0] == name)
+                .map(|w| w[1].clone())
+                .collect()
+        };
+        serde_json::json!({
+            "policy": policy,
+            "policy_name": policy_name,
+            "files": files,
+            "certificate": self.cert.as_ref().map(|p| std::fs::read_to_string(p).unwrap()),
+            "sni": self.sni,
+            "tls": self.tls,
+            "client_ip": self.client_ip,
+            "request": self.request,
+            "headers": self.headers,
+            "listen": flag("--listen"),
+            "resolve": flag("--resolve"),
+            "now": SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs(),
+        })
+    }
+}
+
+/// A policy's text without the private keys its manifests inline (`{pem:….key}`,
+/// `{b64:….key}` become `""`): the playground refuses pasted keys, so the test does what a user
+/// does with such a manifest.
+fn without_keys(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    let next = |t: &str| {
+        ["{pem:", "{b64:"]
+            .iter()
+            .filter_map(|tag| t.find(tag))
+            .min()
+    };
+    while let Some(start) = next(rest) {
+        let Some(end) = rest[start..].find('}').map(|e| start + e) else {
+            break;
+        };
+        out.push_str(&rest[..start]);
+        if rest[start..end].ends_with(".key") {
+            out.push_str("\"\"");
+        } else {
+            out.push_str(&rest[start..=end]);
+        }
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Every certificate and CRL of the run, by its path under `dir` (`seed/ca.crt`).
@@ -187,43 +241,19 @@ fn playground(questions: &[Value]) -> Vec<Value> {
     serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}", run.stdout))
 }
 
-fn eval(s: &Scenario, table: &Table, dir: &Path) -> Value {
-    let c = &s.client;
-    let policy = &table.policies[&s.policy];
+fn eval(s: &Scenario, ask: &Ask, table: &Table, dir: &Path) -> Value {
     let path = dir.join(format!("eval-{}.yaml", s.policy));
-    std::fs::write(&path, render(&policy.text, PORT, &PORTS, dir).unwrap()).unwrap();
-    let sni = c.sni.clone().unwrap_or_else(|| "app.test".into());
+    std::fs::write(
+        &path,
+        render(&table.policies[&s.policy].text, PORT, &PORTS, dir).unwrap(),
+    )
+    .unwrap();
     let mut cmd = Command::new(tlsgate_bin());
     cmd.arg("eval")
         .arg("-c")
         .arg(&path)
-        .args(["--format", "json"]);
-    for arg in &policy.args {
-        cmd.arg(render(arg, PORT, &PORTS, dir).unwrap());
-    }
-    cmd.args(["--sni", &sni]);
-    if let Some(cert) = &c.cert {
-        let file = format!("{cert}.{}", if c.chain { "chain.crt" } else { "crt" });
-        cmd.arg("--cert").arg(dir.join(file));
-    }
-    if let Some(tls) = &c.tls {
-        cmd.args(["--tls", tls]);
-    }
-    if let Some(from) = &c.from {
-        cmd.args(["--client-ip", from]);
-    }
-    let method = c.method.clone().unwrap_or_else(|| "GET".into());
-    let path_part = c.path.clone().unwrap_or_else(|| "/".into());
-    cmd.args([
-        "--request",
-        &format!("{method} https://{sni}:{PORT}{path_part}"),
-    ]);
-    if let Some(host) = &c.host {
-        cmd.args(["-H", &format!("Host: {host}")]);
-    }
-    for (k, v) in &c.headers {
-        cmd.args(["-H", &format!("{k}: {v}")]);
-    }
+        .args(["--format", "json"])
+        .args(ask.cli());
     let run = run_bounded(cmd, b"", Duration::from_secs(30));
     assert_eq!(run.exit_code, 0, "[{}] tlsgate eval: {run:?}", s.name);
     serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("[{}] {e}: {}", s.name, run.stdout))
@@ -317,8 +347,14 @@ fn eval_agrees_with_both_hosts_on_the_conformance_table() {
         }
         // Where the hosts differ (documented in the table), eval gives the native host's
         // answer: it runs the native host's certificate check.
-        let got = eval(s, &table, work.path());
-        questions.push(question(s, &table, work.path(), &files));
+        let ask = Ask::new(s, &table, work.path());
+        let got = eval(s, &ask, &table, work.path());
+        let text = without_keys(&table.policies[&s.policy].text);
+        questions.push(ask.json(
+            render(&text, PORT, &PORTS, work.path()).unwrap(),
+            format!("eval-{}.yaml", s.policy),
+            &files,
+        ));
         answers.push((s, got.clone()));
         played += 1;
         if let Err(why) = agrees(&s.expect, &got) {
@@ -366,29 +402,13 @@ fn eval_agrees_with_both_hosts_on_the_conformance_table() {
 fn eval_refuses_a_private_key_and_explains_the_seed_walk_through() {
     let dir = tempfile::tempdir().unwrap();
     tlsgate_test_support::seed_openssl_certs(dir.path()).unwrap();
-    std::fs::write(
-        dir.path().join("policy.yaml"),
-        "endpoints:
-  - url: https://terminate-tls-example.ngrok.app
-    bind: 127.0.0.1:8443
-    upstream: { url: 'http://127.0.0.1:8080' }
-    traffic_policy:
-      on_tcp_connect:
-        - actions:
-            - type: terminate-tls
-              config:
-                server_certificate: server.crt
-                server_private_key: server.key
-                mutual_tls_certificate_authorities: [ca.crt]
-        - expressions: [\"conn.tls.client.subject.common_name != 'ExampleClient'\"]
-          actions: [{ type: deny }]
-      on_http_request:
+    let policy = tlsgate_test_support::seed_policy("127.0.0.1:8443", "http://127.0.0.1:8080")
+        + "      on_http_request:
         - actions:
             - type: add-headers
               config: { headers: { x-client-cn: '${conn.tls.client.subject.common_name}' } }
-",
-    )
-    .unwrap();
+";
+    std::fs::write(dir.path().join("policy.yaml"), policy).unwrap();
     let eval = |args: &[&str]| {
         let mut cmd = Command::new(tlsgate_bin());
         cmd.current_dir(dir.path())

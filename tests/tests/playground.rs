@@ -176,6 +176,11 @@ fn the_playground_decides_in_a_real_browser() {
     );
     let certs = tempfile::tempdir().unwrap();
     tlsgate_test_support::seed_openssl_certs(certs.path()).unwrap();
+    std::fs::write(
+        certs.path().join("policy.yaml"),
+        tlsgate_test_support::seed_policy("0.0.0.0:443", "http://127.0.0.1:8080"),
+    )
+    .unwrap();
 
     let port = free_port();
     let mut cmd = Command::new(tlsgate_bin());
