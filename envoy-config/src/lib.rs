@@ -10,6 +10,7 @@
 //! The output is YAML in the order a person reads it; `envoy --mode validate` accepts every
 //! document this crate produces (the tests check it).
 
+pub mod istio;
 mod material;
 mod yaml;
 

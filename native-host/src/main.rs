@@ -142,6 +142,47 @@ enum Command {
         #[command(flatten)]
         deployment: DeploymentArgs,
     },
+    /// Write the Istio resources that run the same policy in an ingress gateway: a Gateway
+    /// (TLS per host), VirtualServices, DestinationRules (upstream TLS) and two WasmPlugins
+    /// carrying the policy. What Istio cannot express is refused or warned about
+    /// (docs/istio.md).
+    Istio {
+        /// Policy file, Kubernetes manifest (YAML or JSON) or a directory of them; repeat for several.
+        #[arg(short = 'c', long = "config", required = true)]
+        config: Vec<PathBuf>,
+        /// Where the gateway fetches tlsgate_filter.wasm: oci://REGISTRY/IMAGE:TAG,
+        /// https://HOST/tlsgate_filter.wasm (with --sha256) or file:///PATH in the proxy image.
+        #[arg(long)]
+        wasm_url: String,
+        /// The module's SHA-256 in hex (`sha256sum tlsgate_filter.wasm`); Istio refuses a
+        /// download that does not match.
+        #[arg(long)]
+        sha256: Option<String>,
+        /// The gateway's namespace; every resource and Secret goes there.
+        #[arg(long, default_value = "istio-ingress")]
+        namespace: String,
+        /// KEY=VALUE: a label of the gateway's pods; repeatable (default istio=ingressgateway).
+        #[arg(long = "selector", value_name = "KEY=VALUE", value_parser = parse_label)]
+        selector: Vec<(String, String)>,
+        /// The gateway Service's HTTPS port the servers are on.
+        #[arg(long, default_value_t = 443)]
+        port: u16,
+        /// Also write the Secrets, private keys included (otherwise the output holds no key
+        /// and its header lists the `kubectl create secret` commands).
+        #[arg(long)]
+        with_secrets: bool,
+        /// Where to write the resources (default: standard output).
+        #[arg(short = 'o', long = "output")]
+        output: Option<PathBuf>,
+    },
+}
+
+/// `--selector KEY=VALUE`.
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("`{s}`: write KEY=VALUE, e.g. istio=ingressgateway"))
 }
 
 /// Where manifests meet this machine; shared by `run`, `check` and `envoy-config`.
@@ -371,6 +412,26 @@ fn main() -> ExitCode {
                 envoy_config(&config, &deployment, wasm, output, admin, limits.into())
             }
         }
+        Command::Istio {
+            config,
+            wasm_url,
+            sha256,
+            namespace,
+            selector,
+            port,
+            with_secrets,
+            output,
+        } => {
+            let mut options = tlsgate_envoy::istio::Options::new(wasm_url);
+            options.sha256 = sha256;
+            options.namespace = namespace;
+            if !selector.is_empty() {
+                options.selector = selector.into_iter().collect();
+            }
+            options.port = port;
+            options.with_secrets = with_secrets;
+            istio(&config, &options, output)
+        }
     }
 }
 
@@ -537,6 +598,42 @@ fn envoy_config(
             None => anyhow::bail!(
                 "the policy has inline certificates that must be written to files: pass -o FILE"
             ),
+        }
+        Ok(())
+    })();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn istio(
+    files: &[PathBuf],
+    options: &tlsgate_envoy::istio::Options,
+    output: Option<PathBuf>,
+) -> ExitCode {
+    let result = (|| -> anyhow::Result<()> {
+        // The same loader as `check`: a bad policy is reported with its file, line and field.
+        // Keys are loaded (and checked against their certificates) for the Secrets.
+        let config = Config::load_files(files, KeyMode::Load(&RustlsKeyCheck), Deployment::none())?;
+        for warning in &config.warnings {
+            eprintln!("warning: {warning}");
+        }
+        for note in &config.notes {
+            eprintln!("note: {note}");
+        }
+        let resources = tlsgate_envoy::istio::generate(&config, options)?;
+        for warning in &resources.warnings {
+            eprintln!("warning: {warning}");
+        }
+        match output {
+            // With --with-secrets the file holds private keys.
+            Some(path) if options.with_secrets => write_private(&path, &resources.yaml)?,
+            Some(path) => std::fs::write(&path, &resources.yaml)?,
+            None => print!("{}", resources.yaml),
         }
         Ok(())
     })();
