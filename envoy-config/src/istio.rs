@@ -410,8 +410,19 @@ fn service_host(host: &str) -> (String, bool) {
 /// The path to show in a `kubectl` command: relative to the policy's directory when under it
 /// (the comment says to run the commands there), else as loaded.
 fn shown(endpoint: &Endpoint, path: &Path) -> String {
-    let base = endpoint.file.as_deref().and_then(Path::parent);
-    let rel = base.and_then(|b| path.strip_prefix(b).ok());
+    let base = endpoint
+        .file
+        .as_deref()
+        .and_then(Path::parent)
+        .map(|b| {
+            if b.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                b
+            }
+        })
+        .and_then(|b| std::path::absolute(b).ok());
+    let rel = base.as_deref().and_then(|b| path.strip_prefix(b).ok());
     rel.unwrap_or(path).display().to_string()
 }
 
