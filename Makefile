@@ -5,7 +5,7 @@ WASM_TARGET := wasm32-wasip1
 WASM := target/$(WASM_TARGET)/release-wasm/tlsgate_filter.wasm
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 
-.PHONY: help setup build wasm playground lint test fuzz demo bench conformance clean
+.PHONY: help setup build wasm playground lint test fuzz demo bench conformance image compose-demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -50,6 +50,18 @@ fuzz: setup ## run every fuzz target for FUZZ_SECONDS (default 60) each; see doc
 
 demo: ## the seed's mTLS walk-through on the native host
 	@scripts/demo.sh
+
+# The tlsgate image. PROFILE=dev uses the debug build (CI: a release build would cost 5 minutes).
+PROFILE ?= release
+PROFILE_DIR := $(if $(filter dev,$(PROFILE)),debug,$(PROFILE))
+TLSGATE_IMAGE ?= tlsgate:latest
+
+image: wasm ## the tlsgate image (TLSGATE_IMAGE, default tlsgate:latest): binary + filter on debian:bookworm-slim
+	$(CARGO) build --profile $(PROFILE) -p tlsgate --bin tlsgate
+	@TLSGATE_IMAGE=$(TLSGATE_IMAGE) PROFILE_DIR=$(PROFILE_DIR) WASM=$(WASM) scripts/image.sh
+
+compose-demo: ## the seed walk-through in docker-compose: native (tlsgate run), then Envoy + filter
+	@PROFILE=$(PROFILE) TLSGATE_IMAGE=$(TLSGATE_IMAGE) scripts/compose-demo.sh
 
 conformance: build ## play every scenario against both hosts; print the matrix, write docs/conformance.md
 	$(CARGO) test -p tlsgate-e2e --test conformance -- --nocapture; status=$$?; \
