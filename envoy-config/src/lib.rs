@@ -276,8 +276,8 @@ fn filter_chain(
         ),
     ]);
     // Envoy enforces what its TLS stack can; the filter re-checks the strategy on the facts.
-    let (require, validation) = match &tls.client_auth {
-        ClientAuth::Off => (None, None),
+    let (require, validation, accepts_untrusted) = match &tls.client_auth {
+        ClientAuth::Off => (None, None, false),
         ClientAuth::On {
             authorities,
             strategy,
@@ -321,9 +321,11 @@ fn filter_chain(
                         opt(untrusted.then(|| s("ACCEPT_UNTRUSTED"))),
                     ),
                 ])),
+                untrusted,
             )
         }
     };
+    let no_resumption = !tls.session_resumption || accepts_untrusted;
     let alpn = match endpoint.scheme {
         Scheme::Https => Some(list(vec![s("h2"), s("http/1.1")])),
         Scheme::Tls => None,
@@ -337,13 +339,19 @@ fn filter_chain(
                 [
                     ("require_client_certificate", opt(require)),
                     // `session_resumption: false`: no tickets and no session cache, as natively.
+                    // Also off where the context accepts untrusted certificates: Envoy does not
+                    // keep a session's verification verdict, so on a resumed connection
+                    // `peer_certificate_valid` is false and the filter could not tell a trusted
+                    // client from an untrusted one (it would read every resumed client as
+                    // unverified). Under require-and-verify a resumed session implies the
+                    // verified handshake that created it; see the filter's `client_cert`.
                     (
                         "disable_stateless_session_resumption",
-                        opt((!tls.session_resumption).then(|| boolean(true))),
+                        opt(no_resumption.then(|| boolean(true))),
                     ),
                     (
                         "disable_stateful_session_resumption",
-                        opt((!tls.session_resumption).then(|| boolean(true))),
+                        opt(no_resumption.then(|| boolean(true))),
                     ),
                     (
                         "common_tls_context",
@@ -946,6 +954,17 @@ mod tests {
                 Some(require),
                 "{host}"
             );
+            // Resumption stays on only where a resumed session implies a verified chain.
+            for key in [
+                "disable_stateless_session_resumption",
+                "disable_stateful_session_resumption",
+            ] {
+                assert_eq!(
+                    ctx[key].as_bool(),
+                    trust.is_some().then_some(true),
+                    "{host} {key}"
+                );
+            }
             let validation = &ctx["common_tls_context"]["validation_context"];
             assert_eq!(
                 validation["trust_chain_verification"].as_str(),

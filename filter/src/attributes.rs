@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::Status;
-use tlsgate_core::config::ClientAuth;
+use tlsgate_core::config::{ClientAuth, VerificationStrategy};
 use tlsgate_core::facts::ChainCheck;
 use tlsgate_core::{
     ClientCert, ClientCertFacts, Endpoint, EndpointPolicy, Policy, TlsFacts, TlsVersion,
@@ -257,11 +257,21 @@ fn client_cert(host: &dyn Host, endpoint: &Endpoint) -> Result<ClientCert, Unava
     );
     let verified = flag(host, "connection.peer_certificate_valid")?;
     // Envoy verifies the chain even under ACCEPT_UNTRUSTED, so `peer_certificate_valid` is
-    // the chain check for every strategy.
-    let chain = match (&endpoint.tls.client_auth, verified) {
-        (ClientAuth::On { .. }, true) => ChainCheck::Trusted,
-        (ClientAuth::On { .. }, false) => ChainCheck::Untrusted,
-        (ClientAuth::Off, _) => ChainCheck::NotChecked,
+    // the chain check for every strategy — on a full handshake. Envoy does not keep that
+    // verdict in the TLS session: on a resumed connection the flag is false. Under
+    // require-and-verify that can only be a resumption, and BoringSSL resumes only sessions
+    // that a handshake which verified the chain created, in a context with the same
+    // validation settings (Envoy derives the session id context from them); so there the
+    // certificate is trusted. The generator turns resumption off where the context accepts
+    // untrusted certificates (require-any, request), so the flag is always fresh there.
+    let chain = match &endpoint.tls.client_auth {
+        ClientAuth::Off => ChainCheck::NotChecked,
+        ClientAuth::On { .. } if verified => ChainCheck::Trusted,
+        ClientAuth::On {
+            strategy: VerificationStrategy::RequireAndVerify,
+            ..
+        } => ChainCheck::Trusted,
+        ClientAuth::On { .. } => ChainCheck::Untrusted,
     };
     // Envoy's clock; a resumed session keeps its first handshake's verdict, so core checks
     // the certificate's validity against now.
@@ -324,6 +334,10 @@ mod tests {
     /// A policy with a require-any endpoint (so unverified certificates are admitted and the
     /// class is visible) trusting `ca`, and the attributes of a plain TLS 1.3 connection to it.
     fn setup(ca: &Authority) -> (Policy, Table) {
+        setup_with(ca, "require-any")
+    }
+
+    fn setup_with(ca: &Authority, strategy: &str) -> (Policy, Table) {
         let server = ca.server(&["app.example.com"]).cert_pem;
         let policy = serde_json::json!({"endpoints": [{
             "url": "https://app.example.com",
@@ -333,7 +347,7 @@ mod tests {
                 {"type": "terminate-tls", "config": {
                     "server_certificate": server,
                     "mutual_tls_certificate_authorities": [ca.cert_pem()],
-                    "mutual_tls_verification_strategy": "require-any"
+                    "mutual_tls_verification_strategy": strategy
                 }}
             ]}]}
         }]});
@@ -395,6 +409,28 @@ mod tests {
         table.now += Duration::from_secs(60 * 60 * 24 * 365 * 30);
         let c = read_connection(&table, &policy).expect("reads");
         assert_eq!(c.facts.client_cert.verification(), "outside_validity");
+    }
+
+    #[test]
+    fn a_resumed_session_under_require_and_verify_keeps_its_verified_client() {
+        // Envoy reports `peer_certificate_valid: false` on a resumed connection (found by the
+        // reliability suite: a rustls client that resumes was closed as untrusted). Under
+        // require-and-verify only a verified handshake can have created the session.
+        let ca = Authority::root("CA");
+        let (policy, mut table) = setup_with(&ca, "require-and-verify");
+        let client = ca.client("alice");
+        present(&mut table, &client.cert_pem, false);
+        let c = read_connection(&table, &policy).expect("reads");
+        assert_eq!(c.facts.client_cert.verification(), "verified");
+        // Its validity is still checked against now.
+        table.now += Duration::from_secs(60 * 60 * 24 * 365 * 30);
+        let c = read_connection(&table, &policy).expect("reads");
+        assert_eq!(c.facts.client_cert.verification(), "outside_validity");
+        // Under request (resumption off in the generated context) the flag is the verdict.
+        let (policy, mut table) = setup_with(&ca, "request");
+        present(&mut table, &client.cert_pem, false);
+        let c = read_connection(&table, &policy).expect("reads");
+        assert_eq!(c.facts.client_cert.verification(), "untrusted_issuer");
     }
 
     #[test]

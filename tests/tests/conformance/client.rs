@@ -304,8 +304,11 @@ fn websocket(client: &Client, port: u16, dir: &Path) -> Observed {
 }
 
 /// Two openssl clients: the first completes a request (so TLS 1.3 tickets arrive) and saves
-/// its session, the second offers it. `resumed` if the server took it, `handshake` if the
-/// second connection was a full handshake (no session was offered, or it was refused).
+/// its session, the second offers it and sends the same request. `resumed` if the server took
+/// the session and answered the request 200, `handshake` if the second connection was a full
+/// handshake answered 200 (no session was offered, or it was refused); anything else is what
+/// the request on the second connection got. A session that resumes and then loses what the
+/// first handshake established (the client's verified identity) shows here.
 fn resume(client: &Client, port: u16, dir: &Path) -> Observed {
     let sni = client.sni.clone().unwrap_or_else(|| "app.test".into());
     let session = match tempfile::NamedTempFile::new() {
@@ -327,13 +330,20 @@ fn resume(client: &Client, port: u16, dir: &Path) -> Observed {
     if session.exists() {
         second.arg("-sess_in").arg(&session);
     }
-    let run = run_bounded(second, b"Q\n", Duration::from_secs(10));
-    if run.stdout.contains("Reused, ") {
+    second.arg("-ign_eof");
+    let run = run_bounded(second, request.as_bytes(), Duration::from_secs(10));
+    let answered = run.stdout.contains("HTTP/1.1 200 ");
+    if run.stdout.contains("Reused, ") && answered {
         Observed::Resumed
-    } else if run.stdout.contains("New, ") {
+    } else if run.stdout.contains("New, ") && answered {
         Observed::Handshake
+    } else if let Some(line) = run.stdout.lines().find(|l| l.starts_with("HTTP/1.1 ")) {
+        Observed::Broken(format!("the second connection's request got {line}"))
     } else {
-        Observed::Broken(format!("s_client: {}", run.stderr.trim()))
+        Observed::Broken(format!(
+            "the second connection's request got no response: {}",
+            run.stderr.trim()
+        ))
     }
 }
 
