@@ -5,7 +5,7 @@ WASM_TARGET := wasm32-wasip1
 WASM := target/$(WASM_TARGET)/release-wasm/tlsgate_filter.wasm
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 
-.PHONY: help setup build wasm playground lint test fuzz demo bench conformance image compose-demo clean
+.PHONY: help setup build wasm playground lint test fuzz soak demo bench conformance image compose-demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -47,6 +47,11 @@ FUZZ_SMOKE_SECONDS ?= 4
 
 fuzz: setup ## run every fuzz target for FUZZ_SECONDS (default 60) each; see docs/fuzzing.md
 	scripts/fuzz.sh $(FUZZ_SECONDS)
+
+soak: wasm ## the fault and soak suite's long form (10,000 connections, a minute of reloads, 3 min soak per host), release build; see docs/reliability.md
+	TLSGATE_SOAK=1 TLSGATE_PROFILE=release $(CARGO) test -p tlsgate-e2e --test reliability -- --nocapture 2>&1 \
+	  | tee target/soak.log; status=$${PIPESTATUS[0]}; \
+	  echo; grep '^RELIABILITY |' target/soak.log | sed 's/^RELIABILITY //'; exit $$status
 
 demo: ## the seed's mTLS walk-through on the native host
 	@scripts/demo.sh

@@ -16,6 +16,8 @@ command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 # The playground's browser tests: Debian's Chromium, driven by playwright-core (below).
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v node >/dev/null 2>&1 || missing+=(nodejs npm)
+# The fault and soak suite's load generator (h2load: HTTP/2 and HTTP/1.1, TLS).
+command -v h2load >/dev/null 2>&1 || missing+=(nghttp2-client)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing ${missing[*]} with apt-get"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"

@@ -77,13 +77,18 @@ fn resolve_target_dir() -> Result<PathBuf, String> {
         .ok_or_else(|| "cargo metadata output has no target_directory".to_owned())
 }
 
-/// The `tlsgate` binary, built once per test process (debug profile).
+/// The `tlsgate` binary, built once per test process: the debug profile, or the release one
+/// when `TLSGATE_PROFILE=release` (`make soak`, whose figures should be a user's).
 ///
 /// Building from the test keeps `cargo test` a single command; cargo's own lock makes concurrent
 /// test binaries wait for one build instead of racing.
 pub fn tlsgate_bin() -> PathBuf {
     static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     BIN.get_or_init(|| {
+        if std::env::var("TLSGATE_PROFILE").is_ok_and(|p| p == "release") {
+            cargo_build(&["-p", "tlsgate", "--bin", "tlsgate", "--release"])?;
+            return built(target_dir().join("release").join("tlsgate"));
+        }
         cargo_build(&["-p", "tlsgate", "--bin", "tlsgate"])?;
         built(target_dir().join("debug").join("tlsgate"))
     })

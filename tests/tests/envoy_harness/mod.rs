@@ -18,6 +18,11 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Writes `policy` as `<dir>/policy.yaml` and generates `<dir>/envoy.yaml` from it.
 pub fn generate(dir: &Path, policy: &str, admin: u16) -> PathBuf {
+    generate_with(dir, policy, admin, &[])
+}
+
+/// `generate` with more `tlsgate envoy-config` arguments (deadlines and caps, as for `run`).
+pub fn generate_with(dir: &Path, policy: &str, admin: u16, extra: &[&str]) -> PathBuf {
     let policy_path = dir.join("policy.yaml");
     std::fs::write(&policy_path, policy).expect("writing policy.yaml");
     let out = dir.join("envoy.yaml");
@@ -30,7 +35,8 @@ pub fn generate(dir: &Path, policy: &str, admin: u16) -> PathBuf {
         .arg("-o")
         .arg(&out)
         .arg("--admin")
-        .arg(format!("127.0.0.1:{admin}"));
+        .arg(format!("127.0.0.1:{admin}"))
+        .args(extra);
     let run = run_bounded(cmd, &[], COMMAND_TIMEOUT);
     assert_eq!(
         run.exit_code, 0,

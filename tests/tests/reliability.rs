@@ -1,0 +1,1034 @@
+//! Faults, load and long runs against real processes on loopback, both hosts where it applies:
+//! many idle mTLS connections held, slow clients cut at their deadlines while others are served,
+//! reloads under load, and a mixed-load soak with memory and descriptors sampled.
+//!
+//! `make test` runs the short form of each (seconds); `make soak` runs the long form
+//! (`TLSGATE_SOAK=1`: 10,000 connections, a minute of reloads, three minutes of soak) and
+//! prints the figures `docs/reliability.md` records. Each test prints one `RELIABILITY |` row.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod envoy_harness;
+mod native_common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use native_common::{http_upstream, https_endpoint, path, start_gate, tls_config};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tlsgate_e2e::{curl, echo_upstream, free_port, run_bounded, tool, EchoUpstream, Proc, Signal};
+use tlsgate_test_support::Authority;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsConnector;
+
+const HOST: &str = "soak.test";
+
+/// The sizes of one run: short for `make test`, long for `make soak`.
+struct Scale {
+    connections: usize,
+    reload_seconds: u32,
+    soak: Duration,
+}
+
+fn scale() -> Scale {
+    if std::env::var("TLSGATE_SOAK").is_ok_and(|v| v == "1") {
+        Scale {
+            connections: 10_000,
+            reload_seconds: 60,
+            soak: Duration::from_secs(180),
+        }
+    } else {
+        Scale {
+            connections: 1_000,
+            reload_seconds: 5,
+            soak: Duration::from_secs(12),
+        }
+    }
+}
+
+/// The tests of this file run one at a time: each measures one edge under load, and two at
+/// once on a 2-core machine would measure each other.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A figure for docs/reliability.md, printed so `make soak` output can be pasted.
+fn report(row: &str) {
+    println!("RELIABILITY | {row}");
+}
+
+/// Raises this process's descriptor limit to its hard limit (the held connections are ours
+/// too); children inherit it. Fails, with what to do, when the hard limit is too low.
+fn raise_fd_limit(need: u64) {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    let hard = limit.maximum.unwrap_or(u64::MAX);
+    assert!(
+        hard >= need,
+        "the hard descriptor limit is {hard}, this test needs {need}: raise it (ulimit -Hn {need}, \
+         or LimitNOFILE= for a service)"
+    );
+    rustix::process::setrlimit(
+        rustix::process::Resource::Nofile,
+        rustix::process::Rlimit {
+            current: Some(hard),
+            maximum: limit.maximum,
+        },
+    )
+    .expect("raising the soft descriptor limit to the hard one");
+}
+
+/// Resident memory of a process, in KiB (`VmRSS`).
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/PID/status")
+}
+
+/// Open descriptors of a process.
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("/proc/PID/fd")
+        .count()
+}
+
+/// How many of a process's sockets are accepted connections on `port` (client connections),
+/// from /proc/PID/fd and /proc/net/tcp{,6}.
+fn client_sockets(pid: u32, port: u16) -> usize {
+    let inodes: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("/proc/PID/fd")
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_string_lossy().into_owned();
+            Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+        })
+        .collect();
+    let port_hex = format!(":{port:04X}");
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|t| std::fs::read_to_string(t).ok())
+        .flat_map(|t| t.lines().skip(1).map(str::to_owned).collect::<Vec<_>>())
+        .filter(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            // local_address, state (0A = LISTEN), inode
+            cols.len() > 9
+                && cols[1].ends_with(&port_hex)
+                && cols[3] != "0A"
+                && inodes.contains(cols[9])
+        })
+        .count()
+}
+
+/// Certificates for one https endpoint with mTLS (require-and-verify) and a trusted client.
+struct Pki {
+    dir: tempfile::TempDir,
+    ca: PathBuf,
+    crt: PathBuf,
+    key: PathBuf,
+    client_crt: PathBuf,
+    client_key: PathBuf,
+    authority: Authority,
+}
+
+fn pki() -> Pki {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let authority = Authority::root("Soak CA");
+    let (ca, _) = authority.write(dir.path(), "ca");
+    let (crt, key) = authority.server(&[HOST]).write(dir.path(), "server");
+    let (client_crt, client_key) = authority.client("alice").write(dir.path(), "client");
+    Pki {
+        dir,
+        ca,
+        crt,
+        key,
+        client_crt,
+        client_key,
+        authority,
+    }
+}
+
+/// The policy: one endpoint on `port`, `strategy` for client certificates, to `upstream`.
+fn policy(p: &Pki, port: u16, upstream: &EchoUpstream, strategy: &str) -> String {
+    let tls = tls_config(&[
+        ("server_certificate", &path(&p.crt)),
+        ("server_private_key", &path(&p.key)),
+        (
+            "mutual_tls_certificate_authorities",
+            &format!("[{}]", path(&p.ca)),
+        ),
+        ("mutual_tls_verification_strategy", strategy),
+    ]);
+    format!(
+        "endpoints:\n{}",
+        https_endpoint(HOST, port, &http_upstream(&upstream.url()), &tls, "")
+    )
+}
+
+/// The edge under test: `tlsgate run`, or Envoy with the generated bootstrap and the filter.
+enum Edge {
+    Native(Proc),
+    Envoy(envoy_harness::Envoy),
+}
+
+impl Edge {
+    fn start(kind: &str, p: &Pki, port: u16, policy: &str, limits: &[&str]) -> Edge {
+        match kind {
+            "native" => Edge::Native(start_gate(p.dir.path(), "gate", policy, limits)),
+            "envoy" => {
+                let admin = free_port();
+                let config = envoy_harness::generate_with(p.dir.path(), policy, admin, limits);
+                Edge::Envoy(envoy_harness::Envoy::start(&config, admin, &[port]))
+            }
+            other => panic!("no edge {other}"),
+        }
+    }
+
+    fn proc(&self) -> &Proc {
+        match self {
+            Edge::Native(p) => p,
+            Edge::Envoy(e) => &e.proc,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.proc().id()
+    }
+
+    fn log(&self) -> String {
+        self.proc().log()
+    }
+}
+
+/// A rustls client with `p`'s CA as its only root and, if `identity`, alice's certificate.
+fn connector(p: &Pki, identity: bool) -> TlsConnector {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(&p.ca).expect("ca.crt"))
+        .expect("adding the CA");
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_root_certificates(roots);
+    let config = if identity {
+        let chain = vec![CertificateDer::from_pem_file(&p.client_crt).expect("client.crt")];
+        let key = PrivateKeyDer::from_pem_file(&p.client_key).expect("client.key");
+        builder
+            .with_client_auth_cert(chain, key)
+            .expect("client identity")
+    } else {
+        builder.with_no_client_auth()
+    };
+    // Resumption stays on, as for any real client: most of the held connections resume.
+    TlsConnector::from(Arc::new(config))
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
+
+/// One GET on an open HTTP/1.1 connection; Ok(status) once the whole body is read.
+async fn get(sender: &mut Sender) -> Result<u16, String> {
+    let req = http::Request::get("/")
+        .header(http::header::HOST, HOST)
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    let res = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    let status = res.status().as_u16();
+    res.into_body().collect().await.map_err(|e| e.to_string())?;
+    Ok(status)
+}
+
+/// Connects, completes the mTLS handshake and one request; returns the open connection.
+async fn open(addr: SocketAddr, tls: TlsConnector) -> Result<Sender, String> {
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let stream = tls
+        .connect(ServerName::try_from(HOST).expect("server name"), tcp)
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("http/1.1: {e}"))?;
+    tokio::spawn(conn);
+    match get(&mut sender).await? {
+        200 => Ok(sender),
+        s => Err(format!("first request answered {s}")),
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// `curl` with alice's certificate: the status of a new connection's request.
+fn curl_status(p: &Pki, port: u16, identity: bool) -> Option<u16> {
+    let resolve = format!("{HOST}:{port}:127.0.0.1");
+    let url = format!("https://{HOST}:{port}/");
+    let ca = p.ca.display().to_string();
+    let (crt, key) = (
+        p.client_crt.display().to_string(),
+        p.client_key.display().to_string(),
+    );
+    let mut args = vec!["--resolve", &resolve, "--cacert", &ca, "--max-time", "10"];
+    if identity {
+        args.extend(["--cert", &crt, "--key", &key]);
+    }
+    args.push(&url);
+    curl(&args).status
+}
+
+// ---------------------------------------------------------------------------------------------
+// Many idle mTLS connections
+
+fn idle_connections_are_held(kind: &str) {
+    let n = scale().connections;
+    raise_fd_limit(2 * n as u64 + 512);
+    let p = pki();
+    let upstream = echo_upstream();
+    let port = free_port();
+    let cap = (n + 100).to_string();
+    let edge = Edge::start(
+        kind,
+        &p,
+        port,
+        &policy(&p, port, &upstream, "require-and-verify"),
+        &[
+            "--idle-timeout",
+            "10m",
+            "--max-connections",
+            &cap,
+            "--max-connections-per-source",
+            &cap,
+        ],
+    );
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    assert_eq!(curl_status(&p, port, true), Some(200), "{}", edge.log());
+    let before = rss_kib(edge.pid());
+
+    let rt = runtime();
+    let tls = connector(&p, true);
+    let started = Instant::now();
+    let (held, failed) = rt.block_on(async {
+        // 64 handshakes at a time: the point is holding them, not a connection storm.
+        let gate = Arc::new(Semaphore::new(64));
+        let mut tasks = Vec::with_capacity(n);
+        for _ in 0..n {
+            let (gate, tls) = (gate.clone(), tls.clone());
+            tasks.push(tokio::spawn(async move {
+                let _permit = gate.acquire().await.expect("semaphore");
+                tokio::time::timeout(Duration::from_secs(30), open(addr, tls))
+                    .await
+                    .unwrap_or_else(|_| Err("no answer in 30 s".into()))
+            }));
+        }
+        let mut held = Vec::with_capacity(n);
+        let mut failed = Vec::new();
+        for t in tasks {
+            match t.await.expect("task") {
+                Ok(s) => held.push(s),
+                Err(e) => failed.push(e),
+            }
+        }
+        (held, failed)
+    });
+    let opened_in = started.elapsed();
+    assert!(
+        failed.is_empty(),
+        "{} of {n} connections failed, first: {:?}\n{}",
+        failed.len(),
+        failed.first(),
+        edge.log()
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let after = rss_kib(edge.pid());
+    let fds = open_fds(edge.pid());
+
+    // A newcomer is still served while all of them are held.
+    assert_eq!(
+        curl_status(&p, port, true),
+        Some(200),
+        "a new connection was not served with {n} held\n{}",
+        edge.log()
+    );
+    // Every held connection is still open and answers a second request.
+    let mut held = held;
+    let lost = rt.block_on(async {
+        let gate = Arc::new(Semaphore::new(256));
+        let mut tasks = Vec::with_capacity(n);
+        for mut sender in held.drain(..) {
+            let gate = gate.clone();
+            tasks.push(tokio::spawn(async move {
+                let _permit = gate.acquire().await.expect("semaphore");
+                let r = tokio::time::timeout(Duration::from_secs(30), get(&mut sender)).await;
+                (matches!(r, Ok(Ok(200))), sender)
+            }));
+        }
+        let mut lost = 0;
+        for t in tasks {
+            let (ok, sender) = t.await.expect("task");
+            lost += usize::from(!ok);
+            held.push(sender);
+        }
+        lost
+    });
+    assert_eq!(
+        lost,
+        0,
+        "{lost} of {n} held connections were dropped\n{}",
+        edge.log()
+    );
+    let per_conn = (after.saturating_sub(before)) as f64 / n as f64;
+    report(&format!(
+        "{kind} | {n} idle mTLS connections held | opened in {:.1} s | RSS {} → {} MiB | {per_conn:.1} KiB per connection | {fds} fds | dropped 0 | newcomer served",
+        opened_in.as_secs_f64(),
+        before / 1024,
+        after / 1024
+    ));
+    drop(held);
+}
+
+#[test]
+fn native_holds_idle_mtls_connections_and_serves_newcomers() {
+    let _serial = serial();
+    idle_connections_are_held("native");
+}
+
+#[test]
+fn envoy_holds_idle_mtls_connections_and_serves_newcomers() {
+    let _serial = serial();
+    idle_connections_are_held("envoy");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Slow clients
+
+/// Opens a TLS connection with alice's certificate offering `alpn` (std, blocking), for
+/// byte-level trickling.
+fn tls_stream(
+    p: &Pki,
+    port: u16,
+    alpn: &[u8],
+) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(&p.ca).expect("ca.crt"))
+        .expect("adding the CA");
+    let chain = vec![CertificateDer::from_pem_file(&p.client_crt).expect("client.crt")];
+    let key = PrivateKeyDer::from_pem_file(&p.client_key).expect("client.key");
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .expect("client identity");
+    config.alpn_protocols = vec![alpn.to_vec()];
+    let conn =
+        rustls::ClientConnection::new(Arc::new(config), ServerName::try_from(HOST).expect("name"))
+            .expect("client connection");
+    let tcp = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    tcp.set_read_timeout(Some(Duration::from_millis(300)))
+        .expect("read timeout");
+    rustls::StreamOwned::new(conn, tcp)
+}
+
+/// Writes `chunks` one every 300 ms until the peer closes, `cut` says what it sent ends the
+/// exchange, or `give_up` passes; returns when the exchange ended (None if it never did).
+fn trickle<S: Read + Write>(
+    stream: &mut S,
+    chunks: impl Iterator<Item = Vec<u8>>,
+    cut: impl Fn(&[u8]) -> bool,
+    give_up: Duration,
+) -> Option<Duration> {
+    let start = Instant::now();
+    let mut buf = [0u8; 4096];
+    let mut received = Vec::new();
+    for chunk in chunks {
+        if start.elapsed() > give_up {
+            return None;
+        }
+        if stream
+            .write_all(&chunk)
+            .and_then(|()| stream.flush())
+            .is_err()
+        {
+            return Some(start.elapsed());
+        }
+        // Read what the server sends (SETTINGS, a reset, a GOAWAY); EOF or an error ends it.
+        match stream.read(&mut buf) {
+            Ok(0) => return Some(start.elapsed()),
+            Ok(n) => {
+                received.extend_from_slice(&buf[..n]);
+                if cut(&received) {
+                    return Some(start.elapsed());
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return Some(start.elapsed()),
+        }
+    }
+    None
+}
+
+/// Whether the server's HTTP/2 frames reset stream 1 or announce the connection's end.
+fn h2_stream_cut(mut bytes: &[u8]) -> bool {
+    while bytes.len() >= 9 {
+        let len = usize::from(bytes[0]) << 16 | usize::from(bytes[1]) << 8 | usize::from(bytes[2]);
+        let kind = bytes[3];
+        let stream = u32::from_be_bytes([bytes[5], bytes[6], bytes[7], bytes[8]]) & 0x7fff_ffff;
+        if kind == 0x7 || (kind == 0x3 && stream == 1) {
+            return true;
+        }
+        bytes = bytes.get(9 + len..).unwrap_or_default();
+    }
+    false
+}
+
+/// An HTTP/2 frame header + payload.
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// A GET for `/` to `HOST` as an HPACK block with no Huffman coding and no dynamic table.
+fn h2_get_headers() -> Vec<u8> {
+    let mut block = vec![0x82, 0x87, 0x84]; // :method GET, :scheme https, :path /
+    block.push(0x01); // :authority, literal without indexing, name index 1
+    block.push(HOST.len() as u8);
+    block.extend_from_slice(HOST.as_bytes());
+    block
+}
+
+/// Three slow clients against one edge, each cut at its deadline, while a fast client's
+/// requests keep completing: a ClientHello sent a byte at a time, HTTP/1.1 headers sent a line
+/// at a time, and an HTTP/2 HEADERS frame sent a byte at a time.
+fn slow_clients_are_cut(kind: &str) {
+    let p = pki();
+    let upstream = echo_upstream();
+    let port = free_port();
+    let edge = Edge::start(
+        kind,
+        &p,
+        port,
+        &policy(&p, port, &upstream, "require-and-verify"),
+        &[
+            "--client-hello-timeout",
+            "2s",
+            "--handshake-timeout",
+            "3s",
+            "--header-timeout",
+            "2s",
+            "--first-request-timeout",
+            "2s",
+            // A connection that never completes a stream is also bounded by the idle timeout
+            // (Envoy: a GOAWAY, then the close after the drain time).
+            "--idle-timeout",
+            "4s",
+            "--drain-timeout",
+            "2s",
+        ],
+    );
+    // The fast client: a new mTLS connection and request every 200 ms, for the whole test.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let fast = {
+        let (stop, ca, crt, key) = (
+            stop.clone(),
+            p.ca.clone(),
+            p.client_crt.clone(),
+            p.client_key.clone(),
+        );
+        std::thread::spawn(move || {
+            let mut slowest = Duration::ZERO;
+            let mut failures = Vec::new();
+            let mut count = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let start = Instant::now();
+                let resolve = format!("{HOST}:{port}:127.0.0.1");
+                let url = format!("https://{HOST}:{port}/");
+                let r = curl(&[
+                    "--resolve",
+                    &resolve,
+                    "--cacert",
+                    &ca.display().to_string(),
+                    "--cert",
+                    &crt.display().to_string(),
+                    "--key",
+                    &key.display().to_string(),
+                    "--max-time",
+                    "10",
+                    &url,
+                ]);
+                slowest = slowest.max(start.elapsed());
+                count += 1;
+                if r.status != Some(200) {
+                    failures.push(format!("{r:?}"));
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            (count, slowest, failures)
+        })
+    };
+
+    // 1. A ClientHello a byte at a time (the record header first): cut at the 2 s deadline.
+    let hello = {
+        let mut tcp = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        tcp.set_read_timeout(Some(Duration::from_millis(300)))
+            .expect("timeout");
+        let mut record = vec![
+            0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03,
+        ];
+        record.extend(std::iter::repeat_n(0x2a, 500));
+        trickle(
+            &mut tcp,
+            record.into_iter().map(|b| vec![b]),
+            |_| false,
+            Duration::from_secs(20),
+        )
+    };
+    // 2. HTTP/1.1 headers a line at a time after a complete handshake: cut at 2 s.
+    let headers = {
+        let mut s = tls_stream(&p, port, b"http/1.1");
+        let mut lines = vec![format!("GET / HTTP/1.1\r\nHost: {HOST}\r\n").into_bytes()];
+        lines.extend((0..200).map(|i| format!("x-slow-{i}: 1\r\n").into_bytes()));
+        // An answer (408, 400) ends it as surely as a close.
+        let answered = |r: &[u8]| r.starts_with(b"HTTP/1.1 ");
+        trickle(&mut s, lines.into_iter(), answered, Duration::from_secs(20))
+    };
+    // 3. HTTP/2: the preface and SETTINGS, then a HEADERS frame a byte at a time.
+    let h2 = {
+        let mut s = tls_stream(&p, port, b"h2");
+        let mut chunks = vec![[
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec(),
+            h2_frame(0x4, 0, 0, &[]),
+        ]
+        .concat()];
+        // HEADERS without END_HEADERS, then CONTINUATION frames that never end it.
+        let mut frames = h2_frame(0x1, 0, 1, &h2_get_headers());
+        for i in 0..200u8 {
+            frames.extend(h2_frame(
+                0x9,
+                0,
+                1,
+                &[0x40, 0x01, b'x', 0x01, b'0' + i % 10],
+            ));
+        }
+        chunks.extend(frames.chunks(3).map(<[u8]>::to_vec));
+        // The server's connection preface is a SETTINGS frame: its bytes parse as frames.
+        trickle(
+            &mut s,
+            chunks.into_iter(),
+            h2_stream_cut,
+            Duration::from_secs(30),
+        )
+    };
+
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (count, slowest, failures) = fast.join().expect("fast client");
+    let log = edge.log();
+    let hello = hello.unwrap_or_else(|| panic!("a trickled ClientHello was never cut\n{log}"));
+    let headers =
+        headers.unwrap_or_else(|| panic!("trickled HTTP/1.1 headers were never cut\n{log}"));
+    let h2 = h2.unwrap_or_else(|| panic!("a trickled HTTP/2 HEADERS was never cut\n{log}"));
+    // Deadlines of 2 s (3 s for the handshake as a whole), with slack for a loaded machine.
+    for (what, took, limit) in [
+        ("ClientHello", hello, 8),
+        ("HTTP/1.1 headers", headers, 8),
+        ("HTTP/2 HEADERS", h2, 12),
+    ] {
+        assert!(
+            took < Duration::from_secs(limit),
+            "the slow {what} was cut only after {took:?}\n{log}"
+        );
+    }
+    assert!(
+        failures.is_empty() && count > 0,
+        "the fast client failed while slow ones were connected ({count} requests): {failures:?}\n{log}"
+    );
+    report(&format!(
+        "{kind} | slow clients | ClientHello cut after {:.1} s, HTTP/1.1 headers after {:.1} s, HTTP/2 HEADERS after {:.1} s (deadlines 2 s; idle 4 s + drain 2 s) | fast client: {count} requests, all 200, slowest {:.0} ms",
+        hello.as_secs_f64(),
+        headers.as_secs_f64(),
+        h2.as_secs_f64(),
+        slowest.as_secs_f64() * 1000.0
+    ));
+}
+
+#[test]
+fn native_cuts_slow_clients_at_their_deadlines() {
+    let _serial = serial();
+    slow_clients_are_cut("native");
+}
+
+#[test]
+fn envoy_cuts_slow_clients_at_their_deadlines() {
+    let _serial = serial();
+    slow_clients_are_cut("envoy");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reload under load (native: Envoy's bootstrap is static; its reload is a restart)
+
+/// h2load's summary: (succeeded, failed, errored, timeout, 2xx).
+fn h2load_summary(out: &str) -> (u64, u64, u64, u64, u64) {
+    let num = |line: &str, word: &str| -> u64 {
+        line.split(',')
+            .find_map(|part| {
+                let part = part.trim();
+                part.strip_suffix(word)
+                    .and_then(|n| n.split_whitespace().last())
+                    .and_then(|n| n.parse().ok())
+            })
+            .unwrap_or(u64::MAX)
+    };
+    let requests = out
+        .lines()
+        .find(|l| l.starts_with("requests:"))
+        .unwrap_or_else(|| panic!("no 'requests:' line in h2load's output:\n{out}"));
+    let codes = out
+        .lines()
+        .find(|l| l.starts_with("status codes:"))
+        .unwrap_or_else(|| panic!("no 'status codes:' line in h2load's output:\n{out}"));
+    (
+        num(requests, "succeeded"),
+        num(requests, "failed"),
+        num(requests, "errored"),
+        num(requests, "timeout"),
+        codes
+            .trim_start_matches("status codes:")
+            .split(',')
+            .next()
+            .and_then(|s| s.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0),
+    )
+}
+
+fn sha256_of_served_certificate(port: u16, ca: &Path) -> String {
+    let (_, out, err) = tlsgate_e2e::openssl_s_client(
+        &[
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+            "-servername",
+            HOST,
+            "-CAfile",
+            &ca.display().to_string(),
+            "-showcerts",
+        ],
+        b"",
+    );
+    let pem = out
+        .split("-----BEGIN CERTIFICATE-----")
+        .nth(1)
+        .and_then(|rest| rest.split("-----END CERTIFICATE-----").next())
+        .unwrap_or_else(|| panic!("no certificate from s_client:\n{out}\n{err}"));
+    pem.chars().filter(|c| !c.is_whitespace()).collect()
+}
+
+#[test]
+fn reloads_under_load_lose_no_allowed_request() {
+    let _serial = serial();
+    let seconds = scale().reload_seconds;
+    let p = pki();
+    let upstream = echo_upstream();
+    let port = free_port();
+    // `request`: h2load presents no certificate, and the policy admits it.
+    let good = policy(&p, port, &upstream, "request");
+    let gate = start_gate(p.dir.path(), "gate", &good, &[]);
+    let config = p.dir.path().join("gate.yaml");
+    let h2load = tool("h2load");
+    let first = sha256_of_served_certificate(port, &p.ca);
+
+    let mut load = Command::new(&h2load);
+    load.args([
+        "-D",
+        &seconds.to_string(),
+        "-c",
+        "8",
+        "-m",
+        "4",
+        "--connect-to",
+        &format!("127.0.0.1:{port}"),
+        &format!("https://{HOST}:{port}/"),
+    ]);
+    let loader = std::thread::spawn(move || {
+        run_bounded(load, &[], Duration::from_secs(u64::from(seconds) + 60))
+    });
+    // Every second a reload: a rotated server certificate, a broken policy, the good one again.
+    let mut rotated = 0;
+    let mut refused = 0;
+    for i in 0..seconds.saturating_sub(1) {
+        std::thread::sleep(Duration::from_secs(1));
+        match i % 3 {
+            0 => {
+                let (crt, key) = p.authority.server(&[HOST]).write(p.dir.path(), "next");
+                std::fs::rename(crt, &p.crt).expect("rotating server.crt");
+                std::fs::rename(key, &p.key).expect("rotating server.key");
+                rotated += 1;
+            }
+            1 => {
+                let tmp = p.dir.path().join("gate.yaml.tmp");
+                std::fs::write(&tmp, "endpoints:\n  - url: [broken\n").expect("bad policy");
+                std::fs::rename(&tmp, &config).expect("bad policy in place");
+                refused += 1;
+            }
+            _ => {
+                let tmp = p.dir.path().join("gate.yaml.tmp");
+                std::fs::write(&tmp, &good).expect("good policy");
+                std::fs::rename(&tmp, &config).expect("good policy in place");
+            }
+        }
+        gate.signal(Signal::Hup).expect("SIGHUP");
+    }
+    let run = loader.join().expect("h2load thread");
+    let (ok, failed, errored, timeout, ok2xx) = h2load_summary(&run.stdout);
+    let log = gate.log();
+    assert!(
+        ok > 0 && failed == 0 && errored == 0 && timeout == 0 && ok2xx == ok,
+        "requests failed during reloads: {ok} succeeded, {failed} failed, {errored} errored, \
+         {timeout} timeout, {ok2xx} 2xx\n{}\n{}\n{log}",
+        run.stdout,
+        run.stderr
+    );
+    // Put the good policy back (the loop may have ended on the broken one) and reload.
+    std::fs::write(&config, &good).expect("good policy");
+    gate.signal(Signal::Hup).expect("SIGHUP");
+    std::thread::sleep(Duration::from_secs(1));
+    let last = sha256_of_served_certificate(port, &p.ca);
+    assert!(
+        rotated == 0 || last != first,
+        "the rotated certificate is not served\n{log}"
+    );
+    assert!(
+        refused == 0 || log.contains("still serving the previous configuration"),
+        "the broken policy was not reported as refused\n{log}"
+    );
+    assert!(!log.contains("panicked"), "{log}");
+    report(&format!(
+        "native | reload every second for {seconds} s under h2load (8 connections × 4 streams) | {ok} requests, all 2xx, 0 failed | {rotated} certificate rotations served, {refused} broken policies kept out"
+    ));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Soak: mixed load, memory and descriptors sampled
+
+fn soak(kind: &str) {
+    let duration = scale().soak;
+    raise_fd_limit(4096);
+    let p = pki();
+    let upstream = echo_upstream();
+    let port = free_port();
+    let edge = Edge::start(kind, &p, port, &policy(&p, port, &upstream, "request"), &[]);
+    let pid = edge.pid();
+    assert_eq!(curl_status(&p, port, true), Some(200), "{}", edge.log());
+    let (rss0, fds0) = (rss_kib(pid), open_fds(pid));
+    let seconds = duration.as_secs().to_string();
+    let target = format!("https://{HOST}:{port}/");
+    let connect_to = format!("127.0.0.1:{port}");
+    let h2load = tool("h2load");
+    let spawn_load = |extra: &[&str]| {
+        let mut cmd = Command::new(&h2load);
+        cmd.args(["-D", &seconds, "--connect-to", &connect_to])
+            .args(extra)
+            .arg(&target);
+        std::thread::spawn(move || run_bounded(cmd, &[], duration + Duration::from_secs(60)))
+    };
+    // Keep-alive HTTP/2 and HTTP/1.1, and new connections (a handshake per request).
+    let loads = [
+        spawn_load(&["-c", "4", "-m", "8"]),
+        spawn_load(&["-c", "4", "--h1"]),
+    ];
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let churn = {
+        let (stop, ca, crt, key, other) = (
+            stop.clone(),
+            p.ca.clone(),
+            p.client_crt.clone(),
+            p.client_key.clone(),
+            Authority::root("Other CA")
+                .client("mallory")
+                .write(p.dir.path(), "mallory"),
+        );
+        std::thread::spawn(move || {
+            let mut counts = [0u64; 4];
+            let resolve = format!("{HOST}:{port}:127.0.0.1");
+            let url = format!("https://{HOST}:{port}/");
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                i += 1;
+                match i % 4 {
+                    // A full handshake with a trusted certificate.
+                    0 => {
+                        let r = curl(&[
+                            "--resolve",
+                            &resolve,
+                            "--cacert",
+                            &ca.display().to_string(),
+                            "--cert",
+                            &crt.display().to_string(),
+                            "--key",
+                            &key.display().to_string(),
+                            "--max-time",
+                            "10",
+                            &url,
+                        ]);
+                        counts[0] += u64::from(r.status == Some(200));
+                    }
+                    // A certificate from a CA nobody trusts: admitted unverified under `request`.
+                    1 => {
+                        let r = curl(&[
+                            "--resolve",
+                            &resolve,
+                            "--cacert",
+                            &ca.display().to_string(),
+                            "--cert",
+                            &other.0.display().to_string(),
+                            "--key",
+                            &other.1.display().to_string(),
+                            "--max-time",
+                            "10",
+                            &url,
+                        ]);
+                        counts[1] += u64::from(r.status == Some(200));
+                    }
+                    // Hostile bytes where a ClientHello belongs.
+                    2 => {
+                        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+                            let _ = s.write_all(b"\x16\x03\x01\xff\xffGARBAGE\r\n\r\n");
+                            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+                            let mut buf = [0u8; 64];
+                            let _ = s.read(&mut buf);
+                            counts[2] += 1;
+                        }
+                    }
+                    // Plain HTTP at the TLS port.
+                    _ => {
+                        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+                            let _ = s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+                            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+                            let mut buf = [0u8; 64];
+                            let _ = s.read(&mut buf);
+                            counts[3] += 1;
+                        }
+                    }
+                }
+            }
+            counts
+        })
+    };
+    // Sample once a second.
+    let mut samples = Vec::new();
+    let start = Instant::now();
+    while start.elapsed() < duration {
+        std::thread::sleep(Duration::from_secs(1));
+        samples.push((rss_kib(pid), open_fds(pid), client_sockets(pid, port)));
+    }
+    let results: Vec<_> = loads
+        .into_iter()
+        .map(|l| l.join().expect("h2load"))
+        .collect();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let counts = churn.join().expect("churn");
+    std::thread::sleep(Duration::from_secs(2));
+    let (rss_end, fds_end) = (rss_kib(pid), open_fds(pid));
+    let log = edge.log();
+
+    let mut total = 0;
+    for run in &results {
+        let (ok, failed, errored, timeout, ok2xx) = h2load_summary(&run.stdout);
+        assert!(
+            ok > 0 && failed == 0 && errored == 0 && timeout == 0 && ok2xx == ok,
+            "{kind}: load failed: {ok} ok, {failed} failed, {errored} errored, {timeout} timeout\n{}\n{log}",
+            run.stdout
+        );
+        total += ok;
+    }
+    assert!(
+        counts[0] > 0 && counts[1] > 0,
+        "{kind}: handshakes failed: {counts:?}\n{log}"
+    );
+    // Memory: the peak after the first quarter (warm caches, pools) bounds the rest; the
+    // second half may not exceed the first half's peak by more than 20% + 8 MiB.
+    let half = samples.len() / 2;
+    let peak_first = samples[..half].iter().map(|s| s.0).max().unwrap_or(rss0);
+    let peak_second = samples[half..].iter().map(|s| s.0).max().unwrap_or(rss0);
+    assert!(
+        peak_second <= peak_first + peak_first / 5 + 8 * 1024,
+        "{kind}: RSS kept growing: first half peak {peak_first} KiB, second half {peak_second} KiB"
+    );
+    // Descriptors: no client connection outlives the load, and the rest is bounded by the
+    // upstream pool, which keeps at most as many idle connections as requests were in flight at
+    // once (4 × 8 + 4 + 1 here) until its idle timeout.
+    let clients_peak = samples.iter().map(|s| s.2).max().unwrap_or(0);
+    assert!(
+        clients_peak > 0,
+        "{kind}: no client connection was ever seen open"
+    );
+    let clients_end = client_sockets(pid, port);
+    assert_eq!(
+        clients_end, 0,
+        "{kind}: {clients_end} client connections still open after the load\n{log}"
+    );
+    assert!(
+        fds_end <= fds0 + 64,
+        "{kind}: {fds_end} descriptors open after the load, {fds0} before"
+    );
+    assert!(!log.contains("panicked"), "{kind}: a panic\n{log}");
+    if kind == "native" {
+        let unexpected: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains(" ERROR ") || l.contains(" WARN "))
+            .collect();
+        assert!(
+            unexpected.is_empty(),
+            "native: unexpected error lines:\n{}",
+            unexpected.join("\n")
+        );
+    }
+    let fds_peak = samples.iter().map(|s| s.1).max().unwrap_or(fds0);
+    report(&format!(
+        "{kind} | soak {} s: h2 keep-alive + h1 keep-alive ({total} requests, all 2xx), {} trusted and {} untrusted handshakes, {} garbage and {} plaintext connections | RSS {} → peak {} → {} MiB | fds {fds0} → peak {fds_peak} → {fds_end}, client connections peak {clients_peak} → 0 | no panic",
+        duration.as_secs(),
+        counts[0],
+        counts[1],
+        counts[2],
+        counts[3],
+        rss0 / 1024,
+        samples.iter().map(|s| s.0).max().unwrap_or(rss0) / 1024,
+        rss_end / 1024
+    ));
+}
+
+#[test]
+fn native_soak_keeps_memory_and_descriptors_bounded() {
+    let _serial = serial();
+    soak("native");
+}
+
+#[test]
+fn envoy_soak_keeps_memory_and_descriptors_bounded() {
+    let _serial = serial();
+    soak("envoy");
+}
