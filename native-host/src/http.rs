@@ -34,7 +34,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 
-use crate::io::{Activity, InFlight};
+use crate::io::{Activity, HeadWatch, InFlight};
 use crate::limits::Limits;
 use crate::metrics::{Metrics, VerdictLabels};
 use crate::runtime::EndpointRuntime;
@@ -158,6 +158,14 @@ pub struct HttpConnection {
     pub activity: Arc<Activity>,
 }
 
+/// Resolves at `deadline` if no request has started by then; never otherwise.
+async fn first_request_overdue(deadline: tokio::time::Instant, activity: &Activity) {
+    tokio::time::sleep_until(deadline).await;
+    if activity.any_request() {
+        std::future::pending::<()>().await;
+    }
+}
+
 impl HttpConnection {
     pub fn new(
         endpoint: Arc<EndpointRuntime>,
@@ -179,12 +187,13 @@ impl HttpConnection {
     }
 
     /// Serves the connection until the client leaves, it idles out, or shutdown drains it.
-    pub async fn serve<IO>(self: Arc<Self>, io: IO, shutdown: CancellationToken)
+    pub async fn serve<IO>(self: Arc<Self>, io: IO, http2: bool, shutdown: CancellationToken)
     where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        // Idleness is counted in exchanges (see ProxyBody), not bytes.
-        let io = TokioIo::new(io);
+        // Idleness is counted in exchanges (see ProxyBody), not bytes; an HTTP/1 request head
+        // is timed from its first byte (see `HeadWatch`).
+        let io = TokioIo::new(HeadWatch::new(io, self.activity.clone()));
         let this = self.clone();
         let service = hyper::service::service_fn(move |req: Request<Incoming>| {
             let this = this.clone();
@@ -194,7 +203,8 @@ impl HttpConnection {
         builder
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(self.limits.request_headers)
+            // Not hyper's: it also runs while a kept-alive connection waits (see HeadWatch).
+            .header_read_timeout(None)
             .keep_alive(true);
         builder
             .http2()
@@ -233,7 +243,14 @@ impl HttpConnection {
                     conn.as_mut().graceful_shutdown();
                     closing = Some(tokio::time::Instant::now() + self.limits.request_headers);
                 }
-                _ = tokio::time::sleep_until(first_request), if closing.is_none() && !self.activity.any_request() => {
+                _ = self.activity.head_overdue(self.limits.request_headers), if closing.is_none() && !http2 => {
+                    tracing::debug!(peer = %self.peer, endpoint = %self.endpoint.label(), reason = "request_header_timeout", "request headers incomplete {:?} after their first byte; closing", self.limits.request_headers);
+                    return;
+                }
+                // The condition is checked when the deadline passes, not when the select starts:
+                // a precondition here was read once, so every connection was cut 10 s after its
+                // handshake, requests or not (the reliability suite's held connections found it).
+                _ = first_request_overdue(first_request, &self.activity), if closing.is_none() => {
                     tracing::debug!(peer = %self.peer, endpoint = %self.endpoint.label(), reason = "first_request_timeout", "no request within {:?} of the handshake; closing", self.limits.first_request);
                     conn.as_mut().graceful_shutdown();
                     closing = Some(tokio::time::Instant::now() + self.limits.request_headers);

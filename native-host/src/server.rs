@@ -578,7 +578,8 @@ async fn connection(
                 shared.metrics.clone(),
                 client,
             ));
-            conn.serve(tls, shared.shutdown.clone()).await;
+            let http2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+            conn.serve(tls, http2, shared.shutdown.clone()).await;
         }
         Scheme::Tls => {
             tcp::proxy(
