@@ -62,19 +62,7 @@ for f in seed-mtls seed-upstream; do
 done
 
 say "starting the echo service on 127.0.0.1:$ECHO (answers with the headers it received)"
-python3 - "$ECHO" > echo.log 2>&1 <<'PY' &
-import http.server, json, sys
-class Echo(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        body = json.dumps({"path": self.path, "headers": dict(self.headers)}, indent=2).encode()
-        self.send_response(200)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Echo).serve_forever()
-PY
+python3 "$ROOT/examples/compose/shared/echo.py" 127.0.0.1 "$ECHO" > echo.log 2>&1 &
 PIDS+=($!)
 
 wait_log() { # file, text: bounded wait for a process to log a line

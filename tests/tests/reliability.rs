@@ -287,15 +287,21 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// `curl` with alice's certificate: the status of a new connection's request.
 fn curl_status(p: &Pki, port: u16, identity: bool) -> Option<u16> {
+    let identity = identity.then_some((p.client_crt.as_path(), p.client_key.as_path()));
+    curl_get(port, &p.ca, identity)
+}
+
+/// `curl https://HOST:port/` on a new connection, trusting `ca`, with a client identity or
+/// none: the status, if any.
+fn curl_get(port: u16, ca: &Path, identity: Option<(&Path, &Path)>) -> Option<u16> {
     let resolve = format!("{HOST}:{port}:127.0.0.1");
     let url = format!("https://{HOST}:{port}/");
-    let ca = p.ca.display().to_string();
-    let (crt, key) = (
-        p.client_crt.display().to_string(),
-        p.client_key.display().to_string(),
-    );
+    let ca = ca.display().to_string();
+    let (crt, key) = identity.map_or_else(Default::default, |(c, k)| {
+        (c.display().to_string(), k.display().to_string())
+    });
     let mut args = vec!["--resolve", &resolve, "--cacert", &ca, "--max-time", "10"];
-    if identity {
+    if identity.is_some() {
         args.extend(["--cert", &crt, "--key", &key]);
     }
     args.push(&url);
@@ -637,25 +643,11 @@ fn slow_clients_are_cut(kind: &str) {
             let mut count = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let start = Instant::now();
-                let resolve = format!("{HOST}:{port}:127.0.0.1");
-                let url = format!("https://{HOST}:{port}/");
-                let r = curl(&[
-                    "--resolve",
-                    &resolve,
-                    "--cacert",
-                    &ca.display().to_string(),
-                    "--cert",
-                    &crt.display().to_string(),
-                    "--key",
-                    &key.display().to_string(),
-                    "--max-time",
-                    "10",
-                    &url,
-                ]);
+                let status = curl_get(port, &ca, Some((&crt, &key)));
                 slowest = slowest.max(start.elapsed());
                 count += 1;
-                if r.status != Some(200) {
-                    failures.push(format!("{r:?}"));
+                if status != Some(200) {
+                    failures.push(format!("{status:?}"));
                 }
                 std::thread::sleep(Duration::from_millis(200));
             }
@@ -944,45 +936,19 @@ fn soak(kind: &str) {
         );
         std::thread::spawn(move || {
             let mut counts = [0u64; 4];
-            let resolve = format!("{HOST}:{port}:127.0.0.1");
-            let url = format!("https://{HOST}:{port}/");
             let mut i = 0u64;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 i += 1;
                 match i % 4 {
                     // A full handshake with a trusted certificate.
                     0 => {
-                        let r = curl(&[
-                            "--resolve",
-                            &resolve,
-                            "--cacert",
-                            &ca.display().to_string(),
-                            "--cert",
-                            &crt.display().to_string(),
-                            "--key",
-                            &key.display().to_string(),
-                            "--max-time",
-                            "10",
-                            &url,
-                        ]);
-                        counts[0] += u64::from(r.status == Some(200));
+                        let status = curl_get(port, &ca, Some((&crt, &key)));
+                        counts[0] += u64::from(status == Some(200));
                     }
                     // A certificate from a CA nobody trusts: admitted unverified under `request`.
                     1 => {
-                        let r = curl(&[
-                            "--resolve",
-                            &resolve,
-                            "--cacert",
-                            &ca.display().to_string(),
-                            "--cert",
-                            &other.0.display().to_string(),
-                            "--key",
-                            &other.1.display().to_string(),
-                            "--max-time",
-                            "10",
-                            &url,
-                        ]);
-                        counts[1] += u64::from(r.status == Some(200));
+                        let status = curl_get(port, &ca, Some((&other.0, &other.1)));
+                        counts[1] += u64::from(status == Some(200));
                     }
                     // Hostile bytes where a ClientHello belongs.
                     2 => {
