@@ -29,6 +29,7 @@ const PORTS: Ports = Ports {
     dead: 18084,
     silent: 18085,
     stalling: 18086,
+    resetting: 18087,
 };
 
 /// Why a scenario is not one eval can answer, or `None` when it is.

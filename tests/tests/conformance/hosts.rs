@@ -58,6 +58,8 @@ pub struct Upstreams {
     pub silent_port: u16,
     /// Answers with a response head and part of a body, then stalls.
     pub stalling_port: u16,
+    /// Answers with a response head and part of a body, then resets the connection.
+    pub resetting_port: u16,
     _mtls: Proc,
     _seed: Proc,
 }
@@ -86,6 +88,9 @@ impl Upstreams {
         let stalling_port = stalled_upstream(
             b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\ncontent-type: text/plain\r\n\r\nfirst bytes",
         );
+        let resetting_port = resetting_upstream(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\ncontent-type: text/plain\r\n\r\nfirst bytes",
+        );
         Upstreams {
             echo,
             mtls_port,
@@ -93,6 +98,7 @@ impl Upstreams {
             dead_port: free_port(),
             silent_port,
             stalling_port,
+            resetting_port,
             _mtls: mtls,
             _seed: seed,
         }
@@ -117,6 +123,31 @@ fn stalled_upstream(answer: &'static [u8]) -> u16 {
                 // seconds, and the test process ends anyway).
                 let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
                 while matches!(stream.read(&mut buf), Ok(n) if n > 0) {}
+            });
+        }
+    });
+    port
+}
+
+/// An upstream that reads each request, writes `answer`, and resets the connection (RST, not
+/// FIN: `SO_LINGER` 0), as a crashing server or a middlebox does.
+fn resetting_upstream(answer: &'static [u8]) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+                let _ = stream.read(&mut buf);
+                let _ = stream.write_all(answer);
+                let _ = stream.flush();
+                // Let the partial answer leave before the reset overtakes it.
+                std::thread::sleep(Duration::from_millis(200));
+                let _ = rustix::net::sockopt::set_socket_linger(&stream, Some(Duration::ZERO));
+                drop(stream);
             });
         }
     });
@@ -173,6 +204,7 @@ impl Upstreams {
             dead: self.dead_port,
             silent: self.silent_port,
             stalling: self.stalling_port,
+            resetting: self.resetting_port,
         }
     }
 }

@@ -241,6 +241,7 @@ pub struct Ports {
     pub dead: u16,
     pub silent: u16,
     pub stalling: u16,
+    pub resetting: u16,
 }
 
 /// A policy's text (or an argument) with its placeholders filled in (see the table's header).
@@ -263,6 +264,14 @@ pub fn render(text: &str, port: u16, ports: &Ports, dir: &Path) -> Result<String
         .replace("{seed_upstream_addr}", &format!("127.0.0.1:{}", ports.seed))
         .replace("{dead}", &format!("http://127.0.0.1:{}", ports.dead))
         .replace("{silent}", &format!("http://127.0.0.1:{}", ports.silent))
+        .replace(
+            "{silent_tls}",
+            &format!("https://127.0.0.1:{}", ports.silent),
+        )
+        .replace(
+            "{resetting}",
+            &format!("http://127.0.0.1:{}", ports.resetting),
+        )
         .replace(
             "{stalling}",
             &format!("http://127.0.0.1:{}", ports.stalling),
