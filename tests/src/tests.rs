@@ -35,18 +35,24 @@ fn wait_port_sees_a_listener_and_gives_up_on_a_closed_port() {
 
 #[test]
 fn proc_captures_both_streams_and_receives_signals() {
-    let mut proc = Proc::spawn(
-        "trapper",
-        sh("trap 'echo got-hup' HUP; echo ready; echo oops >&2; \
-            while :; do sleep 0.05; done"),
-    );
+    // Python, not a shell trap: a POSIX shell cannot trap a signal that was ignored when it
+    // started, and under `nohup` (or a CI runner that ignores SIGHUP) every child inherits
+    // SIGHUP ignored; that, not load, is why the shell version failed in nohup'd runs.
+    let mut trapper = Command::new("python3");
+    trapper.args([
+        "-c",
+        "import signal, sys, time\n\
+         signal.signal(signal.SIGHUP, lambda *_: print('got-hup', flush=True))\n\
+         print('ready', flush=True)\n\
+         print('oops', file=sys.stderr, flush=True)\n\
+         while True: time.sleep(0.05)\n",
+    ]);
+    let mut proc = Proc::spawn("trapper", trapper);
     proc.wait_for_log("ready", Duration::from_secs(5)).unwrap();
     proc.wait_for_log("oops", Duration::from_secs(5)).unwrap();
     let mark = proc.log_len();
     proc.signal(Signal::Hup).unwrap();
-    // The shell runs its trap between commands; on a saturated 2-core machine (a fresh-clone
-    // `make test` once missed 5 s here) that can take a while, and waiting longer costs nothing.
-    proc.wait_for_log_after(mark, "got-hup", Duration::from_secs(30))
+    proc.wait_for_log_after(mark, "got-hup", Duration::from_secs(10))
         .unwrap();
     assert!(proc.try_exit().is_none());
 

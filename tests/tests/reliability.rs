@@ -548,7 +548,14 @@ fn trickle<S: Read + Write>(
             return Some(start.elapsed());
         }
         // Read what the server sends (SETTINGS, a reset, a GOAWAY); EOF or an error ends it.
-        match stream.read(&mut buf) {
+        // The read waits up to 300 ms (the stream's timeout); pace the rest so a server that
+        // answers every chunk (PING ACKs) does not speed the trickle up.
+        let sent = Instant::now();
+        let read = stream.read(&mut buf);
+        if let Some(rest) = Duration::from_millis(300).checked_sub(sent.elapsed()) {
+            std::thread::sleep(rest);
+        }
+        match read {
             Ok(0) => return Some(start.elapsed()),
             Ok(n) => {
                 received.extend_from_slice(&buf[..n]);
@@ -625,6 +632,8 @@ fn slow_clients_are_cut(kind: &str) {
             "--idle-timeout",
             "4s",
             "--drain-timeout",
+            "2s",
+            "--stream-idle-timeout",
             "2s",
         ],
     );
