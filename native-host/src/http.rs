@@ -58,7 +58,7 @@ pub struct StreamIdle(Duration);
 /// in the endpoint's upstream request cap.
 #[derive(Debug)]
 struct Held {
-    _exchange: InFlight,
+    exchange: InFlight,
     _upstream_slot: Option<OwnedSemaphorePermit>,
 }
 
@@ -90,6 +90,7 @@ impl<B> Watched<B> {
     }
 
     fn holding(mut self, held: Held) -> Self {
+        held.exchange.responding();
         self.held = Some(held);
         self
     }
@@ -107,6 +108,9 @@ where
         mut self: Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        if let Some(held) = &self.held {
+            held.exchange.polled();
+        }
         match Pin::new(&mut self.inner).poll_frame(cx) {
             Poll::Ready(None) => {
                 // Fully sent: the exchange is over even if hyper keeps the body a while longer.
@@ -243,6 +247,13 @@ impl HttpConnection {
                     conn.as_mut().graceful_shutdown();
                     closing = Some(tokio::time::Instant::now() + self.limits.request_headers);
                 }
+                // A response the client reads nothing of (no HTTP/2 window, a full socket):
+                // hyper stops polling its body, so the body's idle timer cannot fire. A second
+                // of grace lets that timer (a stalled upstream) win when both apply.
+                _ = self.activity.response_stalled(self.limits.stream_idle + Duration::from_secs(1)), if closing.is_none() => {
+                    tracing::info!(peer = %self.peer, endpoint = %self.endpoint.label(), reason = "response_stalled", "the client has read nothing of a response for {:?}; closing", self.limits.stream_idle);
+                    return;
+                }
                 _ = self.activity.head_overdue(self.limits.request_headers), if closing.is_none() && !http2 => {
                     tracing::debug!(peer = %self.peer, endpoint = %self.endpoint.label(), reason = "request_header_timeout", "request headers incomplete {:?} after their first byte; closing", self.limits.request_headers);
                     return;
@@ -267,7 +278,7 @@ impl HttpConnection {
         let (response, upstream_slot) = self.exchange(req).await?;
         Ok(response.map(|body| {
             body.holding(Held {
-                _exchange: exchange,
+                exchange,
                 _upstream_slot: upstream_slot,
             })
         }))
@@ -719,7 +730,7 @@ mod tests {
         let activity = Activity::new();
         let body =
             ProxyBody::new(Either::Right(Full::new(Bytes::from_static(b"hello")))).holding(Held {
-                _exchange: activity.request(),
+                exchange: activity.request(),
                 _upstream_slot: None,
             });
         assert_eq!(activity.open_exchanges(), 1);
@@ -798,7 +809,7 @@ mod tests {
         let body = Watched::new(Stalled)
             .idle_after(Duration::from_secs(30))
             .holding(Held {
-                _exchange: activity.request(),
+                exchange: activity.request(),
                 _upstream_slot: None,
             });
         let started = tokio::time::Instant::now();

@@ -27,6 +27,11 @@ pub struct Activity {
     /// from here: a connection waiting between requests is idle, not slow.
     head: AtomicU64,
     head_started: tokio::sync::Notify,
+    /// For each open exchange, when hyper last asked its response body for data (milliseconds
+    /// since `origin`; `u64::MAX` until the response is handed over). See
+    /// [`Activity::response_stalled`].
+    responses: std::sync::Mutex<Vec<std::sync::Weak<AtomicU64>>>,
+    responding: tokio::sync::Notify,
 }
 
 impl Activity {
@@ -38,6 +43,8 @@ impl Activity {
             started: std::sync::atomic::AtomicBool::new(false),
             head: AtomicU64::new(0),
             head_started: tokio::sync::Notify::new(),
+            responses: std::sync::Mutex::new(Vec::new()),
+            responding: tokio::sync::Notify::new(),
         })
     }
 
@@ -92,7 +99,55 @@ impl Activity {
         // Its head is complete: hyper parsed it.
         self.head.store(0, Ordering::Relaxed);
         self.touch();
-        InFlight(self.clone())
+        let polled = Arc::new(AtomicU64::new(u64::MAX));
+        let mut responses = self
+            .responses
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        responses.retain(|r| r.strong_count() > 0);
+        responses.push(Arc::downgrade(&polled));
+        drop(responses);
+        InFlight {
+            activity: self.clone(),
+            polled,
+        }
+    }
+
+    /// When hyper last asked any open exchange's response body for data, the oldest of them
+    /// (milliseconds since `origin`); `None` when no response is being sent.
+    fn oldest_response(&self) -> Option<u64> {
+        let mut responses = self
+            .responses
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        responses.retain(|r| r.strong_count() > 0);
+        responses
+            .iter()
+            .filter_map(std::sync::Weak::upgrade)
+            .map(|p| p.load(Ordering::Relaxed))
+            .filter(|&ms| ms != u64::MAX)
+            .min()
+    }
+
+    /// Resolves once a response being sent has not been asked for data for `limit`: the client
+    /// reads nothing (an HTTP/2 stream without flow-control window, a socket whose buffer stays
+    /// full). hyper polls a body only when it can send, so the body's own idle timer (which
+    /// covers a stalled upstream) never sees this case.
+    pub async fn response_stalled(&self, limit: Duration) {
+        loop {
+            let Some(oldest) = self.oldest_response() else {
+                self.responding.notified().await;
+                continue;
+            };
+            let deadline = self.origin + Duration::from_millis(oldest) + limit;
+            if Instant::now() >= deadline {
+                return;
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => {}
+                () = self.responding.notified() => {}
+            }
+        }
     }
 
     /// Whether any exchange has started on this connection.
@@ -125,12 +180,28 @@ impl Activity {
 
 /// An open exchange; see [`Activity::request`].
 #[derive(Debug)]
-pub struct InFlight(Arc<Activity>);
+pub struct InFlight {
+    activity: Arc<Activity>,
+    polled: Arc<AtomicU64>,
+}
+
+impl InFlight {
+    /// Its response is handed to hyper: from now on hyper should keep asking for its body.
+    pub fn responding(&self) {
+        self.polled();
+        self.activity.responding.notify_one();
+    }
+
+    /// hyper asked the response body for data.
+    pub fn polled(&self) {
+        self.polled.store(self.activity.now_ms(), Ordering::Relaxed);
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.0.touch();
+        self.activity.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.activity.touch();
     }
 }
 
@@ -295,6 +366,35 @@ mod tests {
         let started = Instant::now();
         overdue.await;
         assert_eq!(started.elapsed(), limit);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_response_nobody_asks_for_is_stalled_one_that_is_polled_is_not() {
+        let activity = Activity::new();
+        let limit = Duration::from_secs(60);
+        let stalled = activity.response_stalled(limit);
+        tokio::pin!(stalled);
+        // An exchange still deciding (no response yet) is not a stalled response.
+        let exchange = activity.request();
+        assert!(tokio::time::timeout(Duration::from_secs(600), &mut stalled)
+            .await
+            .is_err());
+        // A response polled every 30 s keeps moving.
+        exchange.responding();
+        for _ in 0..10 {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            exchange.polled();
+        }
+        assert!(tokio::time::timeout(Duration::from_secs(1), &mut stalled)
+            .await
+            .is_err());
+        // Not asked for data for `limit` (after the last poll): stalled.
+        let started = Instant::now();
+        stalled.await;
+        assert_eq!(started.elapsed() + Duration::from_secs(1), limit);
+        // A finished exchange counts no more.
+        drop(exchange);
+        assert_eq!(activity.oldest_response(), None);
     }
 
     #[tokio::test(start_paused = true)]

@@ -716,6 +716,26 @@ fn slow_clients_are_cut(kind: &str) {
             Duration::from_secs(30),
         )
     };
+    // 4. HTTP/2 with a zero flow-control window: a complete GET whose response can never be
+    //    sent (the client grants no window); PINGs keep the connection busy but not the stream.
+    let zero_window = {
+        let mut s = tls_stream(&p, port, b"h2");
+        let mut chunks = vec![[
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec(),
+            // SETTINGS_INITIAL_WINDOW_SIZE = 0
+            h2_frame(0x4, 0, 0, &[0x00, 0x04, 0, 0, 0, 0]),
+            h2_frame(0x4, 0x1, 0, &[]), // ACK of the server's SETTINGS
+            h2_frame(0x1, 0x5, 1, &h2_get_headers()), // END_STREAM | END_HEADERS
+        ]
+        .concat()];
+        chunks.extend((0..100u8).map(|i| h2_frame(0x6, 0, 0, &[i; 8])));
+        trickle(
+            &mut s,
+            chunks.into_iter(),
+            h2_stream_cut,
+            Duration::from_secs(30),
+        )
+    };
 
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (count, slowest, failures) = fast.join().expect("fast client");
@@ -724,11 +744,14 @@ fn slow_clients_are_cut(kind: &str) {
     let headers =
         headers.unwrap_or_else(|| panic!("trickled HTTP/1.1 headers were never cut\n{log}"));
     let h2 = h2.unwrap_or_else(|| panic!("a trickled HTTP/2 HEADERS was never cut\n{log}"));
+    let zero_window = zero_window
+        .unwrap_or_else(|| panic!("an HTTP/2 stream with no window was never cut\n{log}"));
     // Deadlines of 2 s (3 s for the handshake as a whole), with slack for a loaded machine.
     for (what, took, limit) in [
         ("ClientHello", hello, 8),
         ("HTTP/1.1 headers", headers, 8),
         ("HTTP/2 HEADERS", h2, 12),
+        ("HTTP/2 zero-window stream", zero_window, 12),
     ] {
         assert!(
             took < Duration::from_secs(limit),
@@ -740,10 +763,11 @@ fn slow_clients_are_cut(kind: &str) {
         "the fast client failed while slow ones were connected ({count} requests): {failures:?}\n{log}"
     );
     report(&format!(
-        "{kind} | slow clients | ClientHello cut after {:.1} s, HTTP/1.1 headers after {:.1} s, HTTP/2 HEADERS after {:.1} s (deadlines 2 s; idle 4 s + drain 2 s) | fast client: {count} requests, all 200, slowest {:.0} ms",
+        "{kind} | slow clients | ClientHello cut after {:.1} s, HTTP/1.1 headers after {:.1} s, HTTP/2 HEADERS after {:.1} s, an HTTP/2 stream with no window after {:.1} s (deadlines 2 s; idle 4 s + drain 2 s) | fast client: {count} requests, all 200, slowest {:.0} ms",
         hello.as_secs_f64(),
         headers.as_secs_f64(),
         h2.as_secs_f64(),
+        zero_window.as_secs_f64(),
         slowest.as_secs_f64() * 1000.0
     ));
 }
