@@ -2,7 +2,8 @@
 # A Docker engine for the compose demos, on loopback only.
 #
 #   scripts/docker-engine.sh start   # install docker.io + docker-compose if missing, start dockerd
-#                                    # if none answers; prints "started" or "running"
+#                                    # if none answers; prints only "started" or "running" on
+#                                    # stdout (callers compare it), everything else on stderr
 #   scripts/docker-engine.sh stop    # stop dockerd only if `start` started it
 #
 # dockerd is started with --bridge=none --iptables=false: no docker0 bridge, no NAT rules, so a
@@ -24,7 +25,7 @@ install_engine() {
   [ ${#missing[@]} -eq 0 ] && return 0
   [ "$(id -u)" = 0 ] || die "missing ${missing[*]}; install them (apt-get install ${missing[*]}) or run as root"
   command -v apt-get >/dev/null 2>&1 || die "missing ${missing[*]} and no apt-get to install them with"
-  echo "docker-engine: installing ${missing[*]} (Debian packages)"
+  echo "docker-engine: installing ${missing[*]} (Debian packages)" >&2
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null 2>&1 ||
     { apt-get update -q >/dev/null 2>&1 &&
       DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null; } ||
