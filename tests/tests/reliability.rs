@@ -185,6 +185,35 @@ fn policy(p: &Pki, port: u16, upstream: &EchoUpstream, strategy: &str) -> String
     )
 }
 
+/// An edge of `kind` with one endpoint on `port` (`strategy` for client certificates, `limits`
+/// as flags) in front of an echo upstream.
+struct Bed {
+    p: Pki,
+    port: u16,
+    edge: Edge,
+    /// Bind it (`_upstream`, not `..`) when destructuring: it must outlive the test.
+    _upstream: EchoUpstream,
+}
+
+fn bed(kind: &str, strategy: &str, limits: &[&str]) -> Bed {
+    let p = pki();
+    let upstream = echo_upstream();
+    let port = free_port();
+    let edge = Edge::start(
+        kind,
+        &p,
+        port,
+        &policy(&p, port, &upstream, strategy),
+        limits,
+    );
+    Bed {
+        p,
+        port,
+        edge,
+        _upstream: upstream,
+    }
+}
+
 /// The edge under test: `tlsgate run`, or Envoy with the generated bootstrap and the filter.
 enum Edge {
     Native(Proc),
@@ -220,28 +249,26 @@ impl Edge {
     }
 }
 
-/// A rustls client with `p`'s CA as its only root and, if `identity`, alice's certificate.
-fn connector(p: &Pki, identity: bool) -> TlsConnector {
+/// A rustls client with `p`'s CA as its only root and alice's certificate. Resumption stays
+/// on, as for any real client: most of the held connections resume.
+fn client_config(p: &Pki) -> rustls::ClientConfig {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     roots
         .add(CertificateDer::from_pem_file(&p.ca).expect("ca.crt"))
         .expect("adding the CA");
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
+    let chain = vec![CertificateDer::from_pem_file(&p.client_crt).expect("client.crt")];
+    let key = PrivateKeyDer::from_pem_file(&p.client_key).expect("client.key");
+    rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .expect("protocol versions")
-        .with_root_certificates(roots);
-    let config = if identity {
-        let chain = vec![CertificateDer::from_pem_file(&p.client_crt).expect("client.crt")];
-        let key = PrivateKeyDer::from_pem_file(&p.client_key).expect("client.key");
-        builder
-            .with_client_auth_cert(chain, key)
-            .expect("client identity")
-    } else {
-        builder.with_no_client_auth()
-    };
-    // Resumption stays on, as for any real client: most of the held connections resume.
-    TlsConnector::from(Arc::new(config))
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .expect("client identity")
+}
+
+fn connector(p: &Pki) -> TlsConnector {
+    TlsConnector::from(Arc::new(client_config(p)))
 }
 
 type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
@@ -286,26 +313,30 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// `curl` with alice's certificate: the status of a new connection's request.
-fn curl_status(p: &Pki, port: u16, identity: bool) -> Option<u16> {
-    let identity = identity.then_some((p.client_crt.as_path(), p.client_key.as_path()));
-    curl_get(port, &p.ca, identity)
+fn curl_status(p: &Pki, port: u16) -> Option<u16> {
+    curl_get(port, &p.ca, &p.client_crt, &p.client_key)
 }
 
-/// `curl https://HOST:port/` on a new connection, trusting `ca`, with a client identity or
-/// none: the status, if any.
-fn curl_get(port: u16, ca: &Path, identity: Option<(&Path, &Path)>) -> Option<u16> {
+/// `curl https://HOST:port/` on a new connection, trusting `ca`, presenting `crt` and `key`:
+/// the status, if any.
+fn curl_get(port: u16, ca: &Path, crt: &Path, key: &Path) -> Option<u16> {
     let resolve = format!("{HOST}:{port}:127.0.0.1");
     let url = format!("https://{HOST}:{port}/");
-    let ca = ca.display().to_string();
-    let (crt, key) = identity.map_or_else(Default::default, |(c, k)| {
-        (c.display().to_string(), k.display().to_string())
-    });
-    let mut args = vec!["--resolve", &resolve, "--cacert", &ca, "--max-time", "10"];
-    if identity.is_some() {
-        args.extend(["--cert", &crt, "--key", &key]);
-    }
-    args.push(&url);
-    curl(&args).status
+    let [ca, crt, key] = [ca, crt, key].map(|p| p.display().to_string());
+    curl(&[
+        "--resolve",
+        &resolve,
+        "--cacert",
+        &ca,
+        "--cert",
+        &crt,
+        "--key",
+        &key,
+        "--max-time",
+        "10",
+        &url,
+    ])
+    .status
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -315,15 +346,15 @@ fn idle_connections_are_held(kind: &str) {
     let n = scale().connections;
     // Per process: the connections' ends here, and in the edge (which inherits the limit).
     raise_fd_limit(n as u64 + 512);
-    let p = pki();
-    let upstream = echo_upstream();
-    let port = free_port();
     let cap = (n + 100).to_string();
-    let edge = Edge::start(
-        kind,
-        &p,
+    let Bed {
+        p,
         port,
-        &policy(&p, port, &upstream, "require-and-verify"),
+        edge,
+        _upstream,
+    } = bed(
+        kind,
+        "require-and-verify",
         &[
             "--idle-timeout",
             "10m",
@@ -334,11 +365,11 @@ fn idle_connections_are_held(kind: &str) {
         ],
     );
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    assert_eq!(curl_status(&p, port, true), Some(200), "{}", edge.log());
+    assert_eq!(curl_status(&p, port), Some(200), "{}", edge.log());
     let before = rss_kib(edge.pid());
 
     let rt = runtime();
-    let tls = connector(&p, true);
+    let tls = connector(&p);
     let started = Instant::now();
     let (held, failed) = rt.block_on(async {
         // 64 handshakes at a time: the point is holding them, not a connection storm.
@@ -377,7 +408,7 @@ fn idle_connections_are_held(kind: &str) {
 
     // A newcomer is still served while all of them are held.
     assert_eq!(
-        curl_status(&p, port, true),
+        curl_status(&p, port),
         Some(200),
         "a new connection was not served with {n} held\n{}",
         edge.log()
@@ -446,14 +477,14 @@ fn envoy_holds_idle_mtls_connections_and_serves_newcomers() {
 /// The native host used to cut it at both: the first-request deadline fired whether or not a
 /// request had come, and hyper's header timeout also ran while the connection waited.
 fn kept_alive_connection_survives_the_request_deadlines(kind: &str) {
-    let p = pki();
-    let upstream = echo_upstream();
-    let port = free_port();
-    let edge = Edge::start(
-        kind,
-        &p,
+    let Bed {
+        p,
         port,
-        &policy(&p, port, &upstream, "require-and-verify"),
+        edge,
+        _upstream,
+    } = bed(
+        kind,
+        "require-and-verify",
         &[
             "--first-request-timeout",
             "1s",
@@ -465,7 +496,7 @@ fn kept_alive_connection_survives_the_request_deadlines(kind: &str) {
     );
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let second = runtime().block_on(async {
-        let mut sender = open(addr, connector(&p, true)).await?;
+        let mut sender = open(addr, connector(&p)).await?;
         tokio::time::sleep(Duration::from_secs(3)).await;
         get(&mut sender).await
     });
@@ -502,19 +533,7 @@ fn tls_stream(
     port: u16,
     alpn: &[u8],
 ) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_file(&p.ca).expect("ca.crt"))
-        .expect("adding the CA");
-    let chain = vec![CertificateDer::from_pem_file(&p.client_crt).expect("client.crt")];
-    let key = PrivateKeyDer::from_pem_file(&p.client_key).expect("client.key");
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("protocol versions")
-        .with_root_certificates(roots)
-        .with_client_auth_cert(chain, key)
-        .expect("client identity");
+    let mut config = client_config(p);
     config.alpn_protocols = vec![alpn.to_vec()];
     let conn =
         rustls::ClientConnection::new(Arc::new(config), ServerName::try_from(HOST).expect("name"))
@@ -606,18 +625,19 @@ fn h2_get_headers() -> Vec<u8> {
     block
 }
 
-/// Three slow clients against one edge, each cut at its deadline, while a fast client's
+/// Four slow clients against one edge, each cut at its deadline, while a fast client's
 /// requests keep completing: a ClientHello sent a byte at a time, HTTP/1.1 headers sent a line
-/// at a time, and an HTTP/2 HEADERS frame sent a byte at a time.
+/// at a time, an HTTP/2 HEADERS frame sent a few bytes at a time, and an HTTP/2 GET that grants
+/// no flow-control window.
 fn slow_clients_are_cut(kind: &str) {
-    let p = pki();
-    let upstream = echo_upstream();
-    let port = free_port();
-    let edge = Edge::start(
-        kind,
-        &p,
+    let Bed {
+        p,
         port,
-        &policy(&p, port, &upstream, "require-and-verify"),
+        edge,
+        _upstream,
+    } = bed(
+        kind,
+        "require-and-verify",
         &[
             "--client-hello-timeout",
             "2s",
@@ -652,7 +672,7 @@ fn slow_clients_are_cut(kind: &str) {
             let mut count = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let start = Instant::now();
-                let status = curl_get(port, &ca, Some((&crt, &key)));
+                let status = curl_get(port, &ca, &crt, &key);
                 slowest = slowest.max(start.elapsed());
                 count += 1;
                 if status != Some(200) {
@@ -933,12 +953,14 @@ fn reloads_under_load_lose_no_allowed_request() {
 fn soak(kind: &str) {
     let duration = scale().soak;
     raise_fd_limit(4096);
-    let p = pki();
-    let upstream = echo_upstream();
-    let port = free_port();
-    let edge = Edge::start(kind, &p, port, &policy(&p, port, &upstream, "request"), &[]);
+    let Bed {
+        p,
+        port,
+        edge,
+        _upstream,
+    } = bed(kind, "request", &[]);
     let pid = edge.pid();
-    assert_eq!(curl_status(&p, port, true), Some(200), "{}", edge.log());
+    assert_eq!(curl_status(&p, port), Some(200), "{}", edge.log());
     let (rss0, fds0) = (rss_kib(pid), open_fds(pid));
     let seconds = duration.as_secs().to_string();
     let target = format!("https://{HOST}:{port}/");
@@ -975,12 +997,12 @@ fn soak(kind: &str) {
                 match i % 4 {
                     // A full handshake with a trusted certificate.
                     0 => {
-                        let status = curl_get(port, &ca, Some((&crt, &key)));
+                        let status = curl_get(port, &ca, &crt, &key);
                         counts[0] += u64::from(status == Some(200));
                     }
                     // A certificate from a CA nobody trusts: admitted unverified under `request`.
                     1 => {
-                        let status = curl_get(port, &ca, Some((&other.0, &other.1)));
+                        let status = curl_get(port, &ca, &other.0, &other.1);
                         counts[1] += u64::from(status == Some(200));
                     }
                     // Hostile bytes where a ClientHello belongs.
