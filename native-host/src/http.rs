@@ -34,7 +34,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 
-use crate::io::{Activity, HeadWatch, InFlight};
+use crate::io::{Activity, InFlight, Tracked};
 use crate::limits::Limits;
 use crate::metrics::{Metrics, VerdictLabels};
 use crate::runtime::EndpointRuntime;
@@ -196,8 +196,8 @@ impl HttpConnection {
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         // Idleness is counted in exchanges (see ProxyBody), not bytes; an HTTP/1 request head
-        // is timed from its first byte (see `HeadWatch`).
-        let io = TokioIo::new(HeadWatch::new(io, self.activity.clone()));
+        // is timed from its first byte (see `io::Track::Heads`).
+        let io = TokioIo::new(Tracked::heads(io, self.activity.clone()));
         let this = self.clone();
         let service = hyper::service::service_fn(move |req: Request<Incoming>| {
             let this = this.clone();
@@ -207,7 +207,7 @@ impl HttpConnection {
         builder
             .http1()
             .timer(TokioTimer::new())
-            // Not hyper's: it also runs while a kept-alive connection waits (see HeadWatch).
+            // Not hyper's: it also runs while a kept-alive connection waits (see io::Track::Heads).
             .header_read_timeout(None)
             .keep_alive(true);
         builder
@@ -529,7 +529,7 @@ async fn tunnel(
         }
     };
     let activity = Activity::new();
-    let mut client = crate::io::Tracked::new(TokioIo::new(client), activity.clone());
+    let mut client = Tracked::new(TokioIo::new(client), activity.clone());
     let mut upstream = TokioIo::new(upstream);
     tokio::select! {
         result = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {

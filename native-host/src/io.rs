@@ -205,16 +205,51 @@ impl Drop for InFlight {
     }
 }
 
-/// `T`, recording each successful read or write in an [`Activity`].
+/// What a [`Tracked`] stream tells its [`Activity`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Track {
+    /// Every byte either way is activity (tls:// tunnels, WebSocket: idleness is bytes).
+    Bytes,
+    /// Bytes read with no exchange open begin a request head, for the HTTP/1 header deadline.
+    /// hyper's own `header_read_timeout` starts when it begins waiting for a head, so on a
+    /// kept-alive connection it also cut the wait between requests: every connection idle for
+    /// longer than the header deadline was closed (the reliability suite's 10,000 held
+    /// connections found it). HTTP/2 has no head to time here: its header blocks are frames.
+    Heads,
+}
+
+/// `T`, reporting its reads (and, for [`Track::Bytes`], writes) to an [`Activity`].
 #[derive(Debug)]
 pub struct Tracked<T> {
     inner: T,
     activity: Arc<Activity>,
+    track: Track,
 }
 
 impl<T> Tracked<T> {
+    /// Every successful read or write is activity.
     pub fn new(inner: T, activity: Arc<Activity>) -> Self {
-        Self { inner, activity }
+        Self {
+            inner,
+            activity,
+            track: Track::Bytes,
+        }
+    }
+
+    /// Reads with no exchange open start a request head's deadline; writes are not activity
+    /// (an HTTP connection's idleness is counted in exchanges).
+    pub fn heads(inner: T, activity: Arc<Activity>) -> Self {
+        Self {
+            inner,
+            activity,
+            track: Track::Heads,
+        }
+    }
+
+    fn wrote(&self, poll: &Poll<io::Result<usize>>) {
+        if self.track == Track::Bytes && matches!(poll, Poll::Ready(Ok(n)) if *n > 0) {
+            self.activity.touch();
+        }
     }
 }
 
@@ -227,7 +262,10 @@ impl<T: AsyncRead + Unpin> AsyncRead for Tracked<T> {
         let before = buf.filled().len();
         let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
         if matches!(poll, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.activity.touch();
+            match self.track {
+                Track::Bytes => self.activity.touch(),
+                Track::Heads => self.activity.head_bytes(),
+            }
         }
         poll
     }
@@ -240,9 +278,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if matches!(poll, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
+        self.wrote(&poll);
         poll
     }
 
@@ -252,72 +288,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(poll, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
+        self.wrote(&poll);
         poll
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-/// `T`, telling an [`Activity`] when a request head starts to arrive, for the HTTP/1 header
-/// deadline. hyper's own `header_read_timeout` starts when it begins waiting for a head, so on
-/// a kept-alive connection it also cut the wait between requests: every connection idle for
-/// longer than the header deadline was closed (the reliability suite's 10,000 held connections
-/// found it). HTTP/2 has no head to time here: its header blocks are frames.
-#[derive(Debug)]
-pub struct HeadWatch<T> {
-    inner: T,
-    activity: Arc<Activity>,
-}
-
-impl<T> HeadWatch<T> {
-    pub fn new(inner: T, activity: Arc<Activity>) -> Self {
-        Self { inner, activity }
-    }
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for HeadWatch<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if matches!(poll, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.activity.head_bytes();
-        }
-        poll
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for HeadWatch<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
