@@ -84,13 +84,9 @@ impl Upstreams {
             &echo,
         );
         // Bound before the dead port is picked, so the kernel cannot hand that port out again.
-        let silent_port = stalled_upstream(b"");
-        let stalling_port = stalled_upstream(
-            b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\ncontent-type: text/plain\r\n\r\nfirst bytes",
-        );
-        let resetting_port = resetting_upstream(
-            b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\ncontent-type: text/plain\r\n\r\nfirst bytes",
-        );
+        let silent_port = scripted_upstream(b"", Then::Hold);
+        let stalling_port = scripted_upstream(PARTIAL_ANSWER, Then::Hold);
+        let resetting_port = scripted_upstream(PARTIAL_ANSWER, Then::Reset);
         Upstreams {
             echo,
             mtls_port,
@@ -105,33 +101,22 @@ impl Upstreams {
     }
 }
 
-/// An upstream that reads each request, writes `answer` (maybe nothing), and then keeps the
-/// connection open without another byte, for as long as the test process lives.
-fn stalled_upstream(answer: &'static [u8]) -> u16 {
-    use std::io::{Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
-                let _ = stream.read(&mut buf);
-                let _ = stream.write_all(answer);
-                // Hold the socket until the peer gives up (bounded: the hosts' deadlines are
-                // seconds, and the test process ends anyway).
-                let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
-                while matches!(stream.read(&mut buf), Ok(n) if n > 0) {}
-            });
-        }
-    });
-    port
+/// A response head and the first bytes of a body it never completes.
+const PARTIAL_ANSWER: &[u8] =
+    b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\ncontent-type: text/plain\r\n\r\nfirst bytes";
+
+/// What a [`scripted_upstream`] does after its answer.
+#[derive(Clone, Copy)]
+enum Then {
+    /// Keep the connection open without another byte.
+    Hold,
+    /// Reset it (RST, not FIN: `SO_LINGER` 0), as a crashing server or a middlebox does.
+    Reset,
 }
 
-/// An upstream that reads each request, writes `answer`, and resets the connection (RST, not
-/// FIN: `SO_LINGER` 0), as a crashing server or a middlebox does.
-fn resetting_upstream(answer: &'static [u8]) -> u16 {
+/// An upstream that reads each request, writes `answer` (maybe nothing), then holds or resets
+/// the connection, for as long as the test process lives.
+fn scripted_upstream(answer: &'static [u8], then: Then) -> u16 {
     use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -144,10 +129,20 @@ fn resetting_upstream(answer: &'static [u8]) -> u16 {
                 let _ = stream.read(&mut buf);
                 let _ = stream.write_all(answer);
                 let _ = stream.flush();
-                // Let the partial answer leave before the reset overtakes it.
-                std::thread::sleep(Duration::from_millis(200));
-                let _ = rustix::net::sockopt::set_socket_linger(&stream, Some(Duration::ZERO));
-                drop(stream);
+                match then {
+                    // Until the peer gives up (bounded: the hosts' deadlines are seconds, and
+                    // the test process ends anyway).
+                    Then::Hold => {
+                        let _ = stream.set_read_timeout(Some(Duration::from_secs(60)));
+                        while matches!(stream.read(&mut buf), Ok(n) if n > 0) {}
+                    }
+                    // Let the partial answer leave before the reset overtakes it.
+                    Then::Reset => {
+                        std::thread::sleep(Duration::from_millis(200));
+                        let _ =
+                            rustix::net::sockopt::set_socket_linger(&stream, Some(Duration::ZERO));
+                    }
+                }
             });
         }
     });
