@@ -41,13 +41,7 @@ say "certificates: the seed's openssl commands, verbatim"
 echo "server.crt is X.509 $(openssl x509 -in server.crt -noout -text | grep -o 'Version: [0-9]*') (no subjectAltName)"
 
 # A client certificate from a CA nobody trusts, for the failing case.
-mkdir -p other
-openssl req -x509 -new -nodes -newkey rsa:2048 -keyout other/ca.key -out other/ca.crt \
-  -days 30 -subj "/CN=OtherCA" 2>/dev/null
-openssl req -new -nodes -newkey rsa:2048 -keyout other/client.key -out other/client.csr \
-  -subj "/CN=ExampleClient" 2>/dev/null
-openssl x509 -req -in other/client.csr -CA other/ca.crt -CAkey other/ca.key -CAcreateserial \
-  -out other/client.crt -days 30 -sha256 -extfile <(printf "extendedKeyUsage = clientAuth") 2>/dev/null
+"$ROOT/scripts/untrusted-client.sh" .
 
 read -r FRONT UP ECHO < <(python3 - <<'PY'
 import socket
