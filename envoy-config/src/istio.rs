@@ -443,6 +443,22 @@ fn source(endpoint: &Endpoint, origin: Option<&Path>, otherwise: &'static str) -
     }
 }
 
+/// A Secret's `ca.crt`: the CAs, and the file they come from when it is one.
+fn ca_entry(
+    endpoint: &Endpoint,
+    authorities: &tlsgate_core::pem::TrustAnchors,
+) -> (&'static str, String, Source) {
+    (
+        "ca.crt",
+        authorities.to_pem(),
+        source(
+            endpoint,
+            one_file(authorities.origins.iter()),
+            "inlined in the policy or spread over several files",
+        ),
+    )
+}
+
 fn private_key_pem(key: &tlsgate_core::pem::PrivateKey) -> String {
     use rustls_pki_types::PrivateKeyDer;
     let label = match key.der() {
@@ -613,15 +629,7 @@ pub fn generate(config: &Config, options: &Options) -> Result<Resources, Error> 
                 strategy,
                 revocation,
             } => {
-                entries.push((
-                    "ca.crt",
-                    authorities.to_pem(),
-                    source(
-                        endpoint,
-                        one_file(authorities.origins.iter()),
-                        "inlined in the policy or spread over several files",
-                    ),
-                ));
+                entries.push(ca_entry(endpoint, authorities));
                 if let Some(revocation) = revocation {
                     // Istio reads a CRL from the credential's `ca.crl` and hands it to Envoy,
                     // which checks every certificate of the chain (Envoy's default): a leaf-only
@@ -935,15 +943,7 @@ fn client_tls(
     };
     // No CAs: Istio verifies against the proxy's OS trust store, as tlsgate uses the system's.
     if let Some(authorities) = &tls.authorities {
-        entries.push((
-            "ca.crt",
-            authorities.to_pem(),
-            source(
-                endpoint,
-                one_file(authorities.origins.iter()),
-                "inlined in the policy or spread over several files",
-            ),
-        ));
+        entries.push(ca_entry(endpoint, authorities));
     }
     let credential_name = (!entries.is_empty()).then(|| {
         let credential = format!("tlsgate-{name}-upstream");
@@ -1040,21 +1040,6 @@ mod tests {
     use tlsgate_test_support::Authority;
     use yaml_rust2::{Yaml, YamlLoader};
 
-    /// Key/certificate agreement and CRL signatures are the native host's checks.
-    struct AcceptAny;
-    impl tlsgate_core::HostCrypto for AcceptAny {
-        fn check_crl_signature(&self, _: &[u8], _: &[u8]) -> Result<(), String> {
-            Ok(())
-        }
-        fn check_key_pair(
-            &self,
-            _: &rustls_pki_types::CertificateDer<'_>,
-            _: &rustls_pki_types::PrivateKeyDer<'_>,
-        ) -> Result<(), String> {
-            Ok(())
-        }
-    }
-
     fn endpoint(url: &str, tls_extra: &str, upstream: &str) -> String {
         format!(
             "  - url: {url}
@@ -1085,7 +1070,12 @@ mod tests {
         std::fs::write(dir.join("ca.crl"), ca.crl(&[], -60, 86_400)).expect("crl");
         let path = dir.join("policy.yaml");
         std::fs::write(&path, format!("endpoints:\n{}", endpoints.concat())).expect("policy");
-        Config::load_files(&[path], KeyMode::Load(&AcceptAny), Deployment::none()).expect("loads")
+        Config::load_files(
+            &[path],
+            KeyMode::Load(&crate::tests::AcceptAnyKey),
+            Deployment::none(),
+        )
+        .expect("loads")
     }
 
     fn generate_docs(config: &Config, options: &Options) -> (Vec<Yaml>, Resources) {

@@ -477,12 +477,7 @@ fn certs(options: &CertsOptions) -> ExitCode {
 fn check(files: &[PathBuf], deployment: &Deployment) -> ExitCode {
     match Config::load_files(files, KeyMode::Load(&RustlsKeyCheck), deployment) {
         Ok(config) => {
-            for warning in &config.warnings {
-                eprintln!("warning: {warning}");
-            }
-            for note in &config.notes {
-                eprintln!("note: {note}");
-            }
+            print_load_notes(&config);
             for endpoint in &config.endpoints {
                 println!("{endpoint}");
                 for origin in &endpoint.origin {
@@ -559,12 +554,7 @@ fn envoy_config(
     let result = (|| -> anyhow::Result<()> {
         // Load with keys so a policy Envoy would choke on is refused here, with our message.
         let config = Config::load_files(files, KeyMode::Load(&RustlsKeyCheck), deployment)?;
-        for warning in &config.warnings {
-            eprintln!("warning: {warning}");
-        }
-        for note in &config.notes {
-            eprintln!("note: {note}");
-        }
+        print_load_notes(&config);
         let out_dir = match &output {
             Some(path) => path
                 .parent()
@@ -601,13 +591,7 @@ fn envoy_config(
         }
         Ok(())
     })();
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error}");
-            ExitCode::from(2)
-        }
-    }
+    exit_code(result)
 }
 
 fn istio(
@@ -619,12 +603,7 @@ fn istio(
         // The same loader as `check`: a bad policy is reported with its file, line and field.
         // Keys are loaded (and checked against their certificates) for the Secrets.
         let config = Config::load_files(files, KeyMode::Load(&RustlsKeyCheck), Deployment::none())?;
-        for warning in &config.warnings {
-            eprintln!("warning: {warning}");
-        }
-        for note in &config.notes {
-            eprintln!("note: {note}");
-        }
+        print_load_notes(&config);
         let resources = tlsgate_envoy::istio::generate(&config, options)?;
         for warning in &resources.warnings {
             eprintln!("warning: {warning}");
@@ -637,6 +616,21 @@ fn istio(
         }
         Ok(())
     })();
+    exit_code(result)
+}
+
+/// What the loader says beside an error: warnings and notes, on standard error.
+fn print_load_notes(config: &Config) {
+    for warning in &config.warnings {
+        eprintln!("warning: {warning}");
+    }
+    for note in &config.notes {
+        eprintln!("note: {note}");
+    }
+}
+
+/// A generator's outcome as the exit status, its error (if any) on standard error.
+fn exit_code(result: anyhow::Result<()>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
