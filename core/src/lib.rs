@@ -19,6 +19,7 @@ pub mod limits;
 pub mod net;
 pub mod pem;
 pub mod policy;
+pub mod proxy_protocol;
 pub mod raw;
 pub mod request;
 pub mod revocation;

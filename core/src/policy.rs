@@ -168,6 +168,8 @@ pub fn endpoint_index(chain_name: &str) -> Option<usize> {
 pub struct Listener {
     pub bind: SocketAddr,
     pub scheme: Scheme,
+    /// Connections start with a PROXY protocol header, from these sources only.
+    pub proxy_protocol: Option<crate::config::ProxyProtocolIn>,
     router: SniRouter<usize>,
 }
 
@@ -248,6 +250,7 @@ impl Policy {
                 HostPattern::Wildcard(_) => None,
             })
             .collect();
+        let listener_options = config.listeners;
         let endpoints: Vec<Arc<EndpointPolicy>> = config
             .endpoints
             .into_iter()
@@ -279,6 +282,10 @@ impl Policy {
             .map(|(bind, scheme)| Listener {
                 bind,
                 scheme,
+                proxy_protocol: listener_options
+                    .iter()
+                    .find(|l| l.bind == bind)
+                    .and_then(|l| l.proxy_protocol.clone()),
                 router: SniRouter::new(
                     endpoints
                         .iter()

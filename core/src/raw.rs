@@ -13,6 +13,24 @@ use serde_json::Value;
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
     pub endpoints: Vec<RawEndpoint>,
+    /// tlsgate extension: settings of a bind address shared by its endpoints.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listeners: Vec<RawListener>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListener {
+    pub bind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_protocol: Option<RawProxyProtocolIn>,
+}
+
+/// PROXY protocol headers in front of every connection, from these sources only.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProxyProtocolIn {
+    pub trusted_sources: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -35,6 +53,10 @@ pub struct RawUpstream {
     pub protocol: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<RawUpstreamTls>,
+    /// `1` or `2` (ngrok's AgentEndpoint `upstream.proxyProtocolVersion`): a PROXY protocol
+    /// header naming the client in front of every upstream connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_protocol: Option<Value>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

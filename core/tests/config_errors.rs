@@ -448,3 +448,74 @@ fn a_broken_certificate_in_a_bundle_is_named_by_its_position() {
         "{e}"
     );
 }
+
+#[test]
+fn proxy_protocol_settings_load_and_their_mistakes_are_named() {
+    let f = Fixture::new(HOST);
+    let with = |listeners: &str| format!("{}listeners:\n{listeners}", policy(HOST, "", ""));
+    let config = f
+        .load(&with(
+            "  - bind: 127.0.0.1:8443\n    proxy_protocol: { trusted_sources: [10.0.0.0/8, \"::1\"] }\n",
+        ))
+        .expect("loads");
+    let pp = config.listener("127.0.0.1:8443".parse().unwrap()).unwrap();
+    let pp = pp.proxy_protocol.as_ref().unwrap();
+    assert!(pp.trusts("10.1.2.3".parse().unwrap()));
+    assert!(
+        pp.trusts("::ffff:10.1.2.3".parse().unwrap()),
+        "IPv4-mapped peers match"
+    );
+    assert!(!pp.trusts("127.0.0.1".parse().unwrap()));
+
+    for (listeners, at, says) in [
+        (
+            "  - bind: 127.0.0.1:9000\n    proxy_protocol: { trusted_sources: [10.0.0.0/8] }\n",
+            "policy.yaml:14:11: listeners[0].bind",
+            "no endpoint of this file binds 127.0.0.1:9000",
+        ),
+        (
+            "  - bind: 127.0.0.1:8443\n    proxy_protocol: { trusted_sources: [] }\n",
+            "listeners[0].proxy_protocol.trusted_sources",
+            "list the addresses (CIDRs) the load balancer connects from",
+        ),
+        (
+            "  - bind: 127.0.0.1:8443\n    proxy_protocol: { trusted_sources: [10.0.0/8] }\n",
+            "listeners[0].proxy_protocol.trusted_sources[0]",
+            "`10.0.0/8` is not an address or CIDR range",
+        ),
+        (
+            "  - bind: 127.0.0.1:8443\n  - bind: 127.0.0.1:8443\n",
+            "listeners[1].bind",
+            "has another listeners: entry above",
+        ),
+        (
+            "  - bind: 127.0.0.1:8443\n    proxy_protocol: { from: [10.0.0.0/8] }\n",
+            "listeners[0].proxy_protocol.from",
+            "unknown field `from`",
+        ),
+    ] {
+        let e = f.error(&with(listeners));
+        assert!(e.contains(at) && e.contains(says), "{listeners}: {e}");
+    }
+
+    let upstream = |version: &str| {
+        policy(HOST, "", "").replace(
+            "      url: http://127.0.0.1:8080\n",
+            &format!("      url: http://127.0.0.1:8080\n      proxy_protocol: {version}\n"),
+        )
+    };
+    for (version, want) in [("1", "1"), ("\"2\"", "2"), ("2", "2")] {
+        let config = f.load(&upstream(version)).expect("loads");
+        let got = config.endpoints[0]
+            .upstream
+            .proxy_protocol
+            .map(|v| v.as_str());
+        assert_eq!(got, Some(want));
+    }
+    let e = f.error(&upstream("v3"));
+    assert!(
+        e.contains("policy.yaml:6:23: endpoints[0].upstream.proxy_protocol: `v3` is not")
+            && e.contains("write 1 (text) or 2 (binary)"),
+        "{e}"
+    );
+}

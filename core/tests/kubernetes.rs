@@ -163,6 +163,27 @@ fn the_seed_agent_endpoint_loads_as_written() {
 }
 
 #[test]
+fn proxy_protocol_version_becomes_the_upstreams_header_and_a_bad_one_names_its_line() {
+    let f = Fixture::new(HOST);
+    let with = |version: &str| {
+        agent_endpoint(&f).replace(
+            "    url: http://my-service.my-namespace:8080\n",
+            &format!(
+                "    url: http://my-service.my-namespace:8080\n    proxyProtocolVersion: {version}\n"
+            ),
+        )
+    };
+    let config = load(&f, &[("agent.yaml", with("\"2\""))]).expect("loads");
+    let version = config.endpoints[0].upstream.proxy_protocol;
+    assert_eq!(version.map(|v| v.as_str()), Some("2"));
+    let error = load(&f, &[("agent.yaml", with("\"3\""))]).expect_err("no version 3");
+    assert!(
+        error.contains("agent.yaml:9:") && error.contains("spec.upstream.proxyProtocolVersion"),
+        "{error}"
+    );
+}
+
+#[test]
 fn an_error_inside_an_inline_policy_names_the_manifest_line() {
     let f = Fixture::new(HOST);
     let manifest = agent_endpoint(&f).replace("min_version: \"1.3\"", "min_version: \"1.1\"");

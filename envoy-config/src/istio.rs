@@ -582,6 +582,27 @@ pub fn generate(config: &Config, options: &Options) -> Result<Resources, Error> 
             ));
         }
         hosts.push((host.clone(), here.clone()));
+        if config
+            .listener(endpoint.bind)
+            .is_some_and(|l| l.proxy_protocol.is_some())
+        {
+            return Err(unsupported(
+                "bind".into(),
+                "its listeners: entry takes PROXY protocol headers; behind Istio the ingress \
+                 gateway's Service and its `proxy_protocol` listener filter (an EnvoyFilter) \
+                 decide that, not the policy"
+                    .into(),
+            ));
+        }
+        if endpoint.upstream.proxy_protocol.is_some() {
+            return Err(unsupported(
+                "upstream.proxy_protocol".into(),
+                "a PROXY protocol header to the upstream is a DestinationRule transport socket \
+                 Istio does not generate from a policy yet; leave it out or use \
+                 `tlsgate envoy-config`"
+                    .into(),
+            ));
+        }
         let name = slug(endpoint);
         let tls = &endpoint.tls;
         let terminate = format!("traffic_policy.on_tcp_connect[{}] terminate-tls", tls.rule);

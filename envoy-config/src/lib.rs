@@ -18,7 +18,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use tlsgate_core::config::{
-    ClientAuth, Scheme, UpstreamProtocol, UpstreamScheme, VerificationStrategy,
+    ClientAuth, ProxyProtocolIn, ProxyProtocolVersion, Scheme, Upstream, UpstreamProtocol,
+    UpstreamScheme, VerificationStrategy,
 };
 use tlsgate_core::limits::Limits;
 use tlsgate_core::revocation::RevocationDepth;
@@ -135,6 +136,9 @@ pub fn generate(config: &Config, options: &Options) -> Result<Bootstrap, Error> 
     }
     let mut listeners = Vec::new();
     for bind in binds {
+        let proxy_protocol = config
+            .listener(bind)
+            .and_then(|l| l.proxy_protocol.as_ref());
         let mut chains = Vec::new();
         // Envoy picks the most specific server_names match itself (exact before wildcard,
         // longer suffix first), which is the order core's SNI router uses.
@@ -144,24 +148,38 @@ pub fn generate(config: &Config, options: &Options) -> Result<Bootstrap, Error> 
                 &plugin_config,
                 options,
                 &mut material,
+                proxy_protocol,
             )?);
         }
+        let mut listener_filters = Vec::new();
+        if proxy_protocol.is_some() {
+            // Envoy's filter believes any header; the filter chains' `direct_source_prefix_ranges`
+            // (the socket's peer, not the header's) close every other source's connection.
+            listener_filters.push(map([
+                ("name", s("envoy.filters.listener.proxy_protocol")),
+                (
+                    "typed_config",
+                    typed(
+                        "envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol",
+                        [("stat_prefix", s(format!("tlsgate_{bind}")))],
+                    ),
+                ),
+            ]));
+        }
+        listener_filters.push(map([
+            ("name", s("envoy.filters.listener.tls_inspector")),
+            (
+                "typed_config",
+                typed(
+                    "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector",
+                    [],
+                ),
+            ),
+        ]));
         listeners.push(map([
             ("name", s(format!("tlsgate_{bind}"))),
             ("address", socket_address(bind)),
-            (
-                "listener_filters",
-                list(vec![map([
-                    ("name", s("envoy.filters.listener.tls_inspector")),
-                    (
-                        "typed_config",
-                        typed(
-                            "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector",
-                            [],
-                        ),
-                    ),
-                ])]),
-            ),
+            ("listener_filters", list(listener_filters)),
             // tls_inspector waits for the ClientHello: this is the ClientHello deadline.
             (
                 "listener_filters_timeout",
@@ -249,6 +267,7 @@ fn filter_chain(
     plugin_config: &str,
     options: &Options,
     material: &mut Material<'_>,
+    proxy_protocol: Option<&ProxyProtocolIn>,
 ) -> Result<Yaml, Error> {
     let i = endpoint.index;
     let missing = |what| Error::MissingMaterial {
@@ -429,7 +448,25 @@ fn filter_chain(
         ("name", s(filter_chain_name(i))),
         (
             "filter_chain_match",
-            map([("server_names", list(vec![s(endpoint.host.to_string())]))]),
+            map([
+                ("server_names", list(vec![s(endpoint.host.to_string())])),
+                (
+                    "direct_source_prefix_ranges",
+                    opt(proxy_protocol.map(|pp| {
+                        list(
+                            pp.trusted_sources
+                                .iter()
+                                .map(|net| {
+                                    map([
+                                        ("address_prefix", s(net.network().to_string())),
+                                        ("prefix_len", int(net.prefix_len())),
+                                    ])
+                                })
+                                .collect(),
+                        )
+                    })),
+                ),
+            ]),
         ),
         ("transport_socket", transport_socket),
         (
@@ -843,7 +880,54 @@ fn cluster(
                 ),
             ]),
         ),
-        ("transport_socket", opt(transport_socket)),
+        (
+            "transport_socket",
+            opt(upstream_proxy_protocol(upstream, transport_socket)),
+        ),
+    ]))
+}
+
+/// The upstream transport socket, behind a PROXY protocol header when the upstream asks for
+/// one. Envoy fills the header from the downstream connection (HTTP connection manager and
+/// tcp_proxy both record it) and keys its connection pools by it, so an upstream connection
+/// carries one client's requests, as in the native host.
+fn upstream_proxy_protocol(upstream: &Upstream, inner: Option<Yaml>) -> Option<Yaml> {
+    let Some(version) = upstream.proxy_protocol else {
+        return inner;
+    };
+    let inner = inner.unwrap_or_else(|| {
+        map([
+            ("name", s("envoy.transport_sockets.raw_buffer")),
+            (
+                "typed_config",
+                typed(
+                    "envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer",
+                    [],
+                ),
+            ),
+        ])
+    });
+    Some(map([
+        ("name", s("envoy.transport_sockets.upstream_proxy_protocol")),
+        (
+            "typed_config",
+            typed(
+                "envoy.extensions.transport_sockets.proxy_protocol.v3.ProxyProtocolUpstreamTransport",
+                [
+                    (
+                        "config",
+                        map([(
+                            "version",
+                            s(match version {
+                                ProxyProtocolVersion::V1 => "V1",
+                                ProxyProtocolVersion::V2 => "V2",
+                            }),
+                        )]),
+                    ),
+                    ("transport_socket", inner),
+                ],
+            ),
+        ),
     ]))
 }
 
@@ -1025,6 +1109,66 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn proxy_protocol_in_trusts_only_its_sources_and_out_wraps_the_upstream_socket() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let policy = format!(
+            "endpoints:\n{}{}listeners:\n  - bind: 127.0.0.1:8443\n    \
+             proxy_protocol: {{trusted_sources: [10.0.0.0/8, '::1']}}\n",
+            endpoint(
+                "a.example.com",
+                "127.0.0.1:8443",
+                "request",
+                "      url: http://127.0.0.1:8080\n      proxy_protocol: 2"
+            ),
+            endpoint(
+                "b.example.com",
+                "127.0.0.1:9443",
+                "request",
+                "      url: http://127.0.0.1:8080"
+            ),
+        );
+        let (doc, _) = generate_from(dir.path(), &policy);
+        let listeners = &doc["static_resources"]["listeners"];
+        let proxied = &listeners[0];
+        assert_eq!(
+            proxied["listener_filters"][0]["name"].as_str(),
+            Some("envoy.filters.listener.proxy_protocol"),
+            "the header is read before the ClientHello"
+        );
+        let ranges =
+            &proxied["filter_chains"][0]["filter_chain_match"]["direct_source_prefix_ranges"];
+        assert_eq!(ranges[0]["address_prefix"].as_str(), Some("10.0.0.0"));
+        assert_eq!(ranges[0]["prefix_len"].as_i64(), Some(8));
+        assert_eq!(ranges[1]["address_prefix"].as_str(), Some("::1"));
+        assert_eq!(ranges[1]["prefix_len"].as_i64(), Some(128));
+        let plain = &listeners[1];
+        assert_eq!(
+            plain["listener_filters"][0]["name"].as_str(),
+            Some("envoy.filters.listener.tls_inspector")
+        );
+        assert!(
+            plain["filter_chains"][0]["filter_chain_match"]["direct_source_prefix_ranges"]
+                .is_badvalue()
+        );
+
+        let clusters = &doc["static_resources"]["clusters"];
+        let socket = &clusters[0]["transport_socket"];
+        assert_eq!(
+            socket["name"].as_str(),
+            Some("envoy.transport_sockets.upstream_proxy_protocol")
+        );
+        assert_eq!(
+            socket["typed_config"]["config"]["version"].as_str(),
+            Some("V2")
+        );
+        assert_eq!(
+            socket["typed_config"]["transport_socket"]["name"].as_str(),
+            Some("envoy.transport_sockets.raw_buffer")
+        );
+        assert!(clusters[1]["transport_socket"].is_badvalue());
+    }
+
+    #[test]
     fn always_verifies_the_upstream_name_or_its_pinned_key() {
         let dir = tempfile::tempdir().expect("tempdir");
         let ca = tlsgate_test_support::Authority::root("Upstream CA");
@@ -1097,6 +1241,7 @@ pub(crate) mod tests {
     fn refuses_an_admin_address_off_loopback() {
         let config = Config {
             endpoints: Vec::new(),
+            listeners: Vec::new(),
             warnings: Vec::new(),
             files: Vec::new(),
             notes: Vec::new(),

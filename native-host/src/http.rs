@@ -160,6 +160,9 @@ pub struct HttpConnection {
     /// Client certificate subject for access lines, computed once.
     pub client: String,
     pub activity: Arc<Activity>,
+    /// An upstream that is sent a PROXY protocol header hears from one client per connection:
+    /// this connection's own pool, dropped (and its upstream connections closed) with it.
+    own_upstream: Option<crate::upstream::HttpClient>,
 }
 
 /// Resolves at `deadline` if no request has started by then; never otherwise.
@@ -179,6 +182,12 @@ impl HttpConnection {
         metrics: Arc<Metrics>,
         client: String,
     ) -> Self {
+        let upstream = &endpoint.endpoint.upstream;
+        let own_upstream =
+            crate::proxy_protocol::upstream_header(upstream, session.facts()).map(|header| {
+                let dialer = endpoint.dialer.with_proxy_header(header);
+                crate::upstream::http_client(dialer, upstream.protocol)
+            });
         Self {
             endpoint,
             session,
@@ -187,6 +196,7 @@ impl HttpConnection {
             metrics,
             client,
             activity: Activity::new(),
+            own_upstream,
         }
     }
 
@@ -385,7 +395,7 @@ impl HttpConnection {
         forward: Forward,
         log: AccessLine<'_>,
     ) -> Response<ProxyBody> {
-        let Some(client) = &self.endpoint.http else {
+        let Some(client) = self.own_upstream.as_ref().or(self.endpoint.http.as_ref()) else {
             return error_response(StatusCode::BAD_GATEWAY, "no HTTP upstream\n");
         };
         let h2 = self.endpoint.endpoint.upstream.protocol == UpstreamProtocol::Http2;

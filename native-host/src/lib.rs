@@ -26,6 +26,7 @@ pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod playground;
+pub mod proxy_protocol;
 pub mod runtime;
 pub mod server;
 pub mod tcp;

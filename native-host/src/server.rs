@@ -327,24 +327,114 @@ async fn accept_loop(
                 }
             },
         };
-        // One address may not take every slot: past its share, close at once (the permit goes
-        // back before the next accept).
-        let Some(source) = shared.sources.acquire(peer.ip()) else {
-            shared
-                .metrics
-                .handshake("-", "refused", "source_connection_limit");
-            tracing::info!(%peer, reason = "source_connection_limit", "closing: too many connections from this address");
-            drop(stream);
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
+        let accepted = tokio::time::Instant::now();
         let runtime = shared.current();
+        let proxy_protocol = runtime
+            .policy
+            .listeners()
+            .iter()
+            .find(|l| l.bind == bind)
+            .and_then(|l| l.proxy_protocol.as_ref());
+        // A PROXY protocol listener believes a header from its load balancers only: anyone
+        // else is closed before a byte is read, so no client can claim another's address.
+        if proxy_protocol.is_some_and(|pp| !pp.trusts(peer.ip())) {
+            let reason = "proxy_protocol_untrusted_source";
+            shared.metrics.handshake("-", "refused", reason);
+            tracing::info!(%peer, reason, "closing: {bind} accepts connections (with a PROXY protocol header) from its trusted_sources only");
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
         let task_shared = shared.clone();
+        if proxy_protocol.is_none() {
+            // One address may not take every slot: past its share, close at once (the permit
+            // goes back before the next accept).
+            let Some(source) = over_source_limit(&shared, peer) else {
+                continue;
+            };
+            shared.tracker.spawn(async move {
+                let _source = source;
+                let addresses = (peer, None);
+                connection(
+                    task_shared,
+                    runtime,
+                    bind,
+                    stream,
+                    addresses,
+                    accepted,
+                    permit,
+                )
+                .await;
+            });
+            continue;
+        }
         shared.tracker.spawn(async move {
-            let _source = source;
-            connection(task_shared, runtime, bind, stream, peer, permit).await;
+            let mut stream = stream;
+            let Some((peer, local)) = proxied(&task_shared, &mut stream, peer, accepted).await
+            else {
+                return;
+            };
+            // The share is the client's, not the load balancer's.
+            let Some(_source) = over_source_limit(&task_shared, peer) else {
+                return;
+            };
+            connection(
+                task_shared,
+                runtime,
+                bind,
+                stream,
+                (peer, local),
+                accepted,
+                permit,
+            )
+            .await;
         });
     }
+}
+
+/// Counts a connection from `peer` against its address's share; `None` (logged and counted)
+/// when the address already holds its share.
+fn over_source_limit(shared: &Arc<Shared>, peer: SocketAddr) -> Option<SourceGuard> {
+    let source = shared.sources.acquire(peer.ip());
+    if source.is_none() {
+        let reason = "source_connection_limit";
+        shared.metrics.handshake("-", "refused", reason);
+        tracing::info!(%peer, reason, "closing: too many connections from this address");
+    }
+    source
+}
+
+/// Reads the PROXY protocol header of a connection from a trusted load balancer, within the
+/// ClientHello deadline: the client's address and the one it connected to, or the socket's
+/// own for a header that names none (a balancer's health check). `None` (logged and counted):
+/// no valid header in time; the connection is closed.
+async fn proxied(
+    shared: &Shared,
+    stream: &mut TcpStream,
+    peer: SocketAddr,
+    accepted: tokio::time::Instant,
+) -> Option<(SocketAddr, Option<SocketAddr>)> {
+    let deadline = accepted + shared.limits.client_hello.min(shared.limits.handshake);
+    let read = tokio::time::timeout_at(deadline, crate::proxy_protocol::read_header(stream)).await;
+    let error = match read {
+        Ok(Ok(header)) => {
+            return Some(match header.addresses {
+                Some(a) => (a.source, Some(a.destination)),
+                None => (peer, None),
+            })
+        }
+        Ok(Err(e)) => (e.as_str(), e.to_string()),
+        Err(_) => (
+            "proxy_protocol_timeout",
+            format!(
+                "no PROXY protocol header within {:?}",
+                shared.limits.client_hello
+            ),
+        ),
+    };
+    let (reason, message) = error;
+    shared.metrics.handshake("-", "refused", reason);
+    tracing::info!(%peer, reason, "closing: {message}");
+    None
 }
 
 /// Open connections per source address, bounded by `max_connections_per_source`.
@@ -419,18 +509,21 @@ impl Drop for ActiveGuard {
 /// once it has been read, and a clear alert beats a bare reset.
 const UNRECOGNIZED_NAME_ALERT: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x70];
 
+/// One connection from accept to close. `addresses` are the client's and, from a PROXY
+/// protocol header, the address it connected to (else the socket's own).
 async fn connection(
     shared: Arc<Shared>,
     runtime: Arc<Runtime>,
     bind: SocketAddr,
     stream: TcpStream,
-    peer: SocketAddr,
+    addresses: (SocketAddr, Option<SocketAddr>),
+    accepted: tokio::time::Instant,
     _permit: OwnedSemaphorePermit,
 ) {
     let _active = ActiveGuard::new(&shared.metrics);
     let limits = shared.limits;
     let metrics = &shared.metrics;
-    let accepted = tokio::time::Instant::now();
+    let (peer, local) = addresses;
     let deadline = accepted + limits.handshake;
     // A socket that says nothing holds a slot for the (short) ClientHello deadline only.
     let hello_deadline = accepted + limits.client_hello.min(limits.handshake);
@@ -510,7 +603,7 @@ async fn connection(
     };
     metrics.handshake(endpoint.label(), "ok", "-");
 
-    let local = tls.get_ref().0.local_addr().unwrap_or(bind);
+    let local = local.unwrap_or_else(|| tls.get_ref().0.local_addr().unwrap_or(bind));
     let facts = match endpoint.server_tls.facts(tls.get_ref().1, peer, local) {
         Ok(facts) => facts,
         Err(e) => {

@@ -42,7 +42,11 @@ pub async fn proxy<IO>(
             "tcp session"
         );
     };
-    let mut upstream = match endpoint.dialer.connect().await {
+    let dialer = match crate::proxy_protocol::upstream_header(&endpoint.endpoint.upstream, facts) {
+        Some(header) => endpoint.dialer.with_proxy_header(header),
+        None => endpoint.dialer.clone(),
+    };
+    let mut upstream = match dialer.connect().await {
         Ok(stream) => stream,
         Err(e) => {
             tracing::warn!(endpoint = %endpoint.label(), reason = e.as_str(), "upstream error: {e}");

@@ -70,6 +70,7 @@ pub struct Dialer {
     inner: Arc<DialerInner>,
 }
 
+#[derive(Clone)]
 struct DialerInner {
     host: String,
     port: u16,
@@ -79,6 +80,8 @@ struct DialerInner {
     addr: String,
     tls: Option<(TlsConnector, ServerName<'static>)>,
     timeout: Duration,
+    /// A PROXY protocol header sent first on every connection (for one client's connections).
+    proxy_header: Option<Arc<[u8]>>,
 }
 
 impl std::fmt::Debug for DialerInner {
@@ -113,7 +116,18 @@ impl Dialer {
                 addr,
                 tls: tls.map(|(config, name)| (TlsConnector::from(config), name)),
                 timeout,
+                proxy_header: None,
             }),
+        }
+    }
+
+    /// This dialer for one client's connections: each starts with `header` (PROXY protocol),
+    /// before TLS.
+    pub fn with_proxy_header(&self, header: Vec<u8>) -> Self {
+        let mut inner = (*self.inner).clone();
+        inner.proxy_header = Some(header.into());
+        Self {
+            inner: Arc::new(inner),
         }
     }
 
@@ -126,7 +140,7 @@ impl Dialer {
     pub async fn connect(&self) -> Result<UpstreamStream, ConnectError> {
         let inner = &self.inner;
         let attempt = async {
-            let tcp = match inner.address {
+            let mut tcp = match inner.address {
                 Some(address) => TcpStream::connect(address).await,
                 None => TcpStream::connect((inner.host.as_str(), inner.port)).await,
             }
@@ -136,6 +150,14 @@ impl Dialer {
             })?;
             // Latency matters more than packet count for proxied requests.
             let _ = tcp.set_nodelay(true);
+            if let Some(header) = &inner.proxy_header {
+                tokio::io::AsyncWriteExt::write_all(&mut tcp, header)
+                    .await
+                    .map_err(|source| ConnectError::Io {
+                        addr: inner.addr.clone(),
+                        source,
+                    })?;
+            }
             match &inner.tls {
                 None => Ok(UpstreamStream::Plain(tcp)),
                 Some((connector, name)) => connector

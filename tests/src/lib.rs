@@ -40,7 +40,9 @@ pub use artifacts::{filter_wasm, repo_root, target_dir, tlsgate_bin, tool};
 pub use clients::{curl, openssl_s_client, run_bounded, CurlResult, RunResult};
 pub use net::{free_port, localhost, wait_port};
 pub use process::{Proc, Signal};
-pub use upstream::{echo_upstream, EchoUpstream, EchoedRequest};
+pub use upstream::{
+    echo_upstream, echo_upstream_expecting_proxy_protocol, EchoUpstream, EchoedRequest,
+};
 
 #[cfg(test)]
 mod tests;

@@ -86,6 +86,19 @@ impl fmt::Debug for EchoUpstream {
 /// Connections are kept alive as HTTP/1.1 allows, because proxies pool upstream connections.
 /// The server runs on plain threads, one per connection, and needs no async runtime.
 pub fn echo_upstream() -> EchoUpstream {
+    start(false)
+}
+
+/// [`echo_upstream`] behind a PROXY protocol header: every connection must start with one (v1
+/// or v2, read by this module's own parser, not tlsgate's), and every request on it is
+/// reported with a `:proxy` entry among its headers, `v1 203.0.113.7:4711 > 192.0.2.1:443`
+/// (`v2 LOCAL` or `v1 UNKNOWN` when the header names no addresses). A connection without a
+/// header is answered 400.
+pub fn echo_upstream_expecting_proxy_protocol() -> EchoUpstream {
+    start(true)
+}
+
+fn start(proxied: bool) -> EchoUpstream {
     let listener = TcpListener::bind(localhost(0))
         .unwrap_or_else(|e| panic!("binding the echo upstream to 127.0.0.1: {e}"));
     let addr = listener
@@ -103,7 +116,7 @@ pub fn echo_upstream() -> EchoUpstream {
             let seen = Arc::clone(&accept_seen);
             thread::spawn(move || {
                 // A broken connection only matters to the test through what the client saw.
-                let _ = serve(stream, &seen);
+                let _ = serve(stream, &seen, proxied);
             });
         }
     });
@@ -170,13 +183,32 @@ impl Drop for EchoUpstream {
     }
 }
 
-fn serve(stream: TcpStream, seen: &Mutex<Vec<EchoedRequest>>) -> io::Result<()> {
+fn serve(stream: TcpStream, seen: &Mutex<Vec<EchoedRequest>>, proxied: bool) -> io::Result<()> {
     stream.set_read_timeout(Some(IDLE))?;
     stream.set_write_timeout(Some(IDLE))?;
     stream.set_nodelay(true)?;
     let mut writer = stream.try_clone()?;
     let mut reader = BufReader::new(stream);
-    while let Some((request, keep_alive)) = read_request(&mut reader, &mut writer)? {
+    let proxy = if proxied {
+        match read_proxy_header(&mut reader) {
+            Ok(header) => Some(header),
+            Err(e) => {
+                let body = format!("no PROXY protocol header: {e}\n");
+                let response = format!(
+                    "HTTP/1.1 400 Bad Request\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                writer.write_all(response.as_bytes())?;
+                return Ok(());
+            }
+        }
+    } else {
+        None
+    };
+    while let Some((mut request, keep_alive)) = read_request(&mut reader, &mut writer)? {
+        if let Some(header) = &proxy {
+            request.headers.push((":proxy".into(), header.clone()));
+        }
         if request
             .header("upgrade")
             .is_some_and(|u| u.eq_ignore_ascii_case("websocket"))
@@ -340,6 +372,67 @@ fn read_request(
     };
     request.body = body;
     Ok(Some((request, keep_alive)))
+}
+
+/// A PROXY protocol header (v1 or v2) as `v1 SRC > DST`, `v2 SRC > DST`, `v1 UNKNOWN` or
+/// `v2 LOCAL`; TLVs are skipped.
+fn read_proxy_header(reader: &mut impl BufRead) -> io::Result<String> {
+    const V2: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";
+    let first = reader.fill_buf()?.first().copied();
+    if first == Some(b'P') {
+        let line = read_line(reader)?.ok_or_else(|| invalid("closed in the header"))?;
+        let fields: Vec<&str> = line.split(' ').collect();
+        return match fields.as_slice() {
+            ["PROXY", "UNKNOWN", ..] => Ok("v1 UNKNOWN".into()),
+            ["PROXY", "TCP4" | "TCP6", src, dst, sport, dport] => {
+                let join = |ip: &str, port: &str| {
+                    if ip.contains(':') {
+                        format!("[{ip}]:{port}")
+                    } else {
+                        format!("{ip}:{port}")
+                    }
+                };
+                Ok(format!("v1 {} > {}", join(src, sport), join(dst, dport)))
+            }
+            _ => Err(invalid(format!("bad v1 header {line:?}"))),
+        };
+    }
+    let mut fixed = [0u8; 16];
+    reader.read_exact(&mut fixed)?;
+    if &fixed[..12] != V2 {
+        return Err(invalid("neither a v1 nor a v2 header"));
+    }
+    let mut body = vec![0u8; usize::from(u16::from_be_bytes([fixed[14], fixed[15]]))];
+    reader.read_exact(&mut body)?;
+    if fixed[12] == 0x20 {
+        return Ok("v2 LOCAL".into());
+    }
+    let ip4 = |b: &[u8]| std::net::Ipv4Addr::new(b[0], b[1], b[2], b[3]).to_string();
+    let ip6 = |b: &[u8]| {
+        let mut o = [0u8; 16];
+        o.copy_from_slice(&b[..16]);
+        format!("[{}]", std::net::Ipv6Addr::from(o))
+    };
+    let port = |b: &[u8]| u16::from_be_bytes([b[0], b[1]]);
+    match (fixed[12], fixed[13]) {
+        (0x21, 0x11) if body.len() >= 12 => Ok(format!(
+            "v2 {}:{} > {}:{}",
+            ip4(&body[0..4]),
+            port(&body[8..10]),
+            ip4(&body[4..8]),
+            port(&body[10..12])
+        )),
+        (0x21, 0x21) if body.len() >= 36 => Ok(format!(
+            "v2 {}:{} > {}:{}",
+            ip6(&body[0..16]),
+            port(&body[32..34]),
+            ip6(&body[16..32]),
+            port(&body[34..36])
+        )),
+        (cmd, fam) => Err(invalid(format!(
+            "unexpected v2 command/family {cmd:#04x}/{fam:#04x}"
+        ))),
+    }
 }
 
 fn read_chunked(reader: &mut impl BufRead) -> io::Result<Vec<u8>> {

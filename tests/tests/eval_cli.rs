@@ -30,14 +30,18 @@ const PORTS: Ports = Ports {
     silent: 18085,
     stalling: 18086,
     resetting: 18087,
+    echo_proxied: 18088,
+    mtls_proxied: 18089,
 };
 
 /// Why a scenario is not one eval can answer, or `None` when it is.
 fn not_for_eval(s: &Scenario, table: &Table) -> Option<&'static str> {
     let c = &s.client;
     let policy = &table.policies[&s.policy].text;
-    if c.send.is_some() || c.websocket || c.resume || c.target.is_some() {
-        return Some("raw input, WebSocket, resumption or a raw request target");
+    if c.send.is_some() || c.websocket || c.resume || c.target.is_some() || c.proxy.is_some() {
+        return Some(
+            "raw input, WebSocket, resumption, a raw request target or a load balancer's header",
+        );
     }
     if c.key.is_some() {
         return Some("a key that is not the certificate's (eval assumes possession)");
@@ -56,6 +60,8 @@ fn not_for_eval(s: &Scenario, table: &Table) -> Option<&'static str> {
         "{echo_tcp}",
         "tcp://",
         "tls://",
+        // PROXY protocol, in (the listener's) or out (the upstream's `:proxy` report).
+        "proxy_protocol",
     ]
     .iter()
     .any(|p| policy.contains(p) || table.policies[&s.policy].args.iter().any(|a| a.contains(p)))

@@ -222,7 +222,12 @@ impl Upstream {
         path: FieldPath,
         options: &LoadOptions<'_>,
     ) -> Result<Self, ConfigError> {
-        let RawUpstream { url, protocol, tls } = raw;
+        let RawUpstream {
+            url,
+            protocol,
+            tls,
+            proxy_protocol,
+        } = raw;
         let url_path = path.key("url");
         let parsed = parse_url(&url).map_err(|m| err(url_path.clone(), invalid(m)))?;
         let scheme = match (endpoint_scheme, parsed.scheme.as_str()) {
@@ -378,6 +383,20 @@ impl Upstream {
                 })
             }
         };
+        let proxy_protocol = match proxy_protocol {
+            None => None,
+            Some(value) => Some(proxy_protocol_version(&value).ok_or_else(|| {
+                let shown = value
+                    .as_str()
+                    .map_or_else(|| value.to_string(), str::to_owned);
+                err(
+                    path.key("proxy_protocol"),
+                    invalid(format!(
+                        "`{shown}` is not a PROXY protocol version; write 1 (text) or 2 (binary)"
+                    )),
+                )
+            })?),
+        };
         Ok(Self {
             address: options.deployment.resolve_for(&parsed.host, port),
             url,
@@ -386,6 +405,21 @@ impl Upstream {
             port,
             protocol,
             tls,
+            proxy_protocol,
         })
+    }
+}
+
+/// `1`, `2`, `"1"` or `"2"` (ngrok writes the version as a string).
+fn proxy_protocol_version(value: &serde_json::Value) -> Option<ProxyProtocolVersion> {
+    let text = match value {
+        serde_json::Value::Number(n) => n.to_string(),
+        serde_json::Value::String(s) => s.trim().to_owned(),
+        _ => return None,
+    };
+    match text.as_str() {
+        "1" => Some(ProxyProtocolVersion::V1),
+        "2" => Some(ProxyProtocolVersion::V2),
+        _ => None,
     }
 }

@@ -24,7 +24,12 @@ impl Config {
     /// endpoints, rules and rule positions.
     pub fn filter_policy(&self) -> Value {
         let endpoints = self.endpoints.iter().map(raw_endpoint).collect();
-        serde_json::to_value(RawConfig { endpoints }).unwrap_or(Value::Null)
+        // Listener settings stay with Envoy (its listener filters run before the plugin).
+        serde_json::to_value(RawConfig {
+            endpoints,
+            listeners: Vec::new(),
+        })
+        .unwrap_or(Value::Null)
     }
 }
 
@@ -49,6 +54,7 @@ fn raw_upstream(u: &Upstream) -> RawUpstream {
     RawUpstream {
         url: u.url.clone(),
         protocol: (u.protocol == UpstreamProtocol::Http2).then(|| "http2".into()),
+        proxy_protocol: u.proxy_protocol.map(|v| Value::from(v.as_str())),
         tls: u.tls.as_ref().map(|tls| RawUpstreamTls {
             client_certificate: tls.client_certificate.as_ref().map(|c| RawCertificatePair {
                 certificate: c.to_pem(),

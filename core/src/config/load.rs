@@ -49,11 +49,13 @@ impl Config {
     ) -> Result<Self, ConfigError> {
         let mut config = Config {
             endpoints: Vec::new(),
+            listeners: Vec::new(),
             warnings: Vec::new(),
             files: sources.iter().map(|(p, _)| p.clone()).collect(),
             notes: Vec::new(),
         };
         let mut documents = Vec::with_capacity(sources.len());
+        let mut listener_files: Vec<(SocketAddr, PathBuf)> = Vec::new();
         let mut resources = Vec::new();
         for (path, text) in sources {
             let parsed = source::parse_stream(text).map_err(|e| syntax_error(e, Some(path)))?;
@@ -73,6 +75,25 @@ impl Config {
             let (part, doc) = Self::load_parsed(doc, Some(path), &options, config.endpoints.len())?;
             config.endpoints.extend(part.endpoints);
             config.warnings.extend(part.warnings);
+            for (i, listener) in part.listeners.into_iter().enumerate() {
+                if let Some((_, first)) = listener_files.iter().find(|(b, _)| *b == listener.bind) {
+                    let at = FieldPath::root().key("listeners").index(i).key("bind");
+                    let mut e = ConfigError::new(
+                        at.clone(),
+                        invalid(format!(
+                            "{} is already configured in {}; a bind address has one \
+                             listeners: entry",
+                            listener.bind,
+                            first.display()
+                        )),
+                    );
+                    e.location = doc.locate(&at);
+                    e.file = Some(path.clone());
+                    return Err(e);
+                }
+                listener_files.push((listener.bind, path.clone()));
+                config.listeners.push(listener);
+            }
             documents.push((path.clone(), doc));
         }
         let manifest_endpoints = if resources.is_empty() {
@@ -216,6 +237,7 @@ impl Config {
         let mut endpoints: Vec<Endpoint> = Vec::new();
         let RawConfig {
             endpoints: raw_endpoints,
+            listeners: raw_listeners,
         } = raw;
         if raw_endpoints.is_empty() {
             return Err(with_file(
@@ -234,6 +256,8 @@ impl Config {
             endpoints.push(endpoint);
         }
         check_unique_hosts(&endpoints).map_err(|(_, e)| with_file(e, Some(&doc)))?;
+        let listeners =
+            listener_options(raw_listeners, &endpoints).map_err(|e| with_file(e, Some(&doc)))?;
         let warnings = warnings
             .into_iter()
             .map(|w| with_file(w, Some(&doc)))
@@ -241,6 +265,7 @@ impl Config {
         Ok((
             Config {
                 endpoints,
+                listeners,
                 warnings,
                 files: file.map(Path::to_path_buf).into_iter().collect(),
                 notes: Vec::new(),
@@ -320,6 +345,85 @@ pub(super) fn relative_path(path: &FieldPath, first: usize) -> FieldPath {
         };
     }
     out
+}
+
+/// `listeners:`: each entry names the bind of one of the file's endpoints, once.
+fn listener_options(
+    raw: Vec<RawListener>,
+    endpoints: &[Endpoint],
+) -> Result<Vec<ListenerOptions>, ConfigError> {
+    let mut out: Vec<ListenerOptions> = Vec::with_capacity(raw.len());
+    for (
+        i,
+        RawListener {
+            bind,
+            proxy_protocol,
+        },
+    ) in raw.into_iter().enumerate()
+    {
+        let at = FieldPath::root().key("listeners").index(i);
+        let bind: SocketAddr = bind.parse().map_err(|_| {
+            err(
+                at.key("bind"),
+                invalid(format!(
+                    "`{bind}` is not an address; write IP:PORT as endpoints do"
+                )),
+            )
+        })?;
+        if !endpoints.iter().any(|e| e.bind == bind) {
+            let binds: Vec<String> = endpoints.iter().map(|e| e.bind.to_string()).collect();
+            return Err(err(
+                at.key("bind"),
+                invalid(format!(
+                    "no endpoint of this file binds {bind}; a listeners: entry configures the \
+                     bind address of endpoints ({})",
+                    binds.join(", ")
+                )),
+            ));
+        }
+        if out.iter().any(|l| l.bind == bind) {
+            return Err(err(
+                at.key("bind"),
+                invalid(format!("{bind} has another listeners: entry above")),
+            ));
+        }
+        let proxy_protocol = match proxy_protocol {
+            None => None,
+            Some(RawProxyProtocolIn { trusted_sources }) => {
+                let pp = at.key("proxy_protocol").key("trusted_sources");
+                if trusted_sources.is_empty() {
+                    return Err(err(
+                        pp,
+                        invalid(
+                            "list the addresses (CIDRs) the load balancer connects from; \
+                             a header from any other source is refused",
+                        ),
+                    ));
+                }
+                let trusted_sources = trusted_sources
+                    .iter()
+                    .enumerate()
+                    .map(|(j, text)| {
+                        crate::net::parse_range(text).ok_or_else(|| {
+                            err(
+                                pp.clone().index(j),
+                                invalid(format!(
+                                    "`{text}` is not an address or CIDR range (10.0.0.0/8, \
+                                     2001:db8::/32)"
+                                )),
+                            )
+                        })
+                    })
+                    .collect::<Result<_, _>>()?;
+                Some(ProxyProtocolIn { trusted_sources })
+            }
+        };
+        out.push(ListenerOptions {
+            bind,
+            proxy_protocol,
+        });
+    }
+    Ok(out)
 }
 
 /// Two endpoints on one bind may not claim the same host, nor mix https and tls (one listener

@@ -14,6 +14,7 @@ use crate::error::ConfigError;
 use crate::expr::{Expression, Template};
 use crate::facts::TlsVersion;
 use crate::pem::{CertificateChain, MaterialReader, PrivateKey, TrustAnchors};
+pub use crate::proxy_protocol::Version as ProxyProtocolVersion;
 use crate::raw::*;
 use crate::revocation::Revocation;
 use crate::sni::HostPattern;
@@ -196,6 +197,9 @@ impl fmt::Debug for dyn MaterialReader + '_ {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub endpoints: Vec<Endpoint>,
+    /// Settings of bind addresses (`listeners:`), at most one per bind, each naming the bind of
+    /// an endpoint.
+    pub listeners: Vec<ListenerOptions>,
     /// Things that load but are probably not what was meant (a certificate that does not cover
     /// its endpoint's host).
     pub warnings: Vec<ConfigError>,
@@ -205,6 +209,38 @@ pub struct Config {
     /// What a manifest held that tlsgate did not turn into an endpoint, one line each
     /// (`skipped Deployment default/web: …`).
     pub notes: Vec<String>,
+}
+
+/// What a bind address does before TLS, for every endpoint on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerOptions {
+    pub bind: SocketAddr,
+    pub proxy_protocol: Option<ProxyProtocolIn>,
+}
+
+/// Connections arrive through a load balancer that says, in a PROXY protocol header (v1 or
+/// v2), whom they come from. Only connections from `trusted_sources` are accepted, and each must
+/// start with a header; any other source is refused before a byte is read, so nobody else can
+/// claim an address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyProtocolIn {
+    pub trusted_sources: Vec<IpNet>,
+}
+
+impl ProxyProtocolIn {
+    /// Whether a connection from `peer` (the socket's address, not a header's) may send a
+    /// header.
+    pub fn trusts(&self, peer: std::net::IpAddr) -> bool {
+        let peer = crate::net::canonical(peer);
+        self.trusted_sources.iter().any(|net| net.contains(&peer))
+    }
+}
+
+impl Config {
+    /// The settings of `bind`, if `listeners:` has any.
+    pub fn listener(&self, bind: SocketAddr) -> Option<&ListenerOptions> {
+        self.listeners.iter().find(|l| l.bind == bind)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -319,6 +355,10 @@ pub struct Upstream {
     /// Where to connect instead of resolving `host` (`--resolve`); the name still goes in SNI
     /// and Host.
     pub address: Option<SocketAddr>,
+    /// A PROXY protocol header, naming the client, in front of every upstream connection. An
+    /// upstream connection then carries one client's traffic only: HTTP requests of other
+    /// clients never share it.
+    pub proxy_protocol: Option<ProxyProtocolVersion>,
 }
 
 impl Upstream {

@@ -86,17 +86,19 @@ fn agent_upstream(
 ) -> Result<Value, ConfigError> {
     let r = &m.resources[i];
     let at = path(&["spec", "upstream"]);
-    if spec.upstream.proxy_protocol_version.is_some() {
-        return Err(r.invalid(
-            &at.key("proxyProtocolVersion"),
-            "PROXY protocol to the upstream is not supported yet; remove it",
-        ));
-    }
     let url = upstream_url(&spec.upstream.url, endpoint_scheme);
     let encrypted = url.starts_with("https://") || url.starts_with("tls://");
     let mut upstream = Map::new();
     upstream.insert("url".into(), json!(url));
     synth.from(FieldPath::root().key("upstream"), i, at.clone());
+    if let Some(version) = &spec.upstream.proxy_protocol_version {
+        upstream.insert("proxy_protocol".into(), version.clone());
+        synth.from(
+            FieldPath::root().key("upstream").key("proxy_protocol"),
+            i,
+            at.key("proxyProtocolVersion"),
+        );
+    }
     if let Some(protocol) = &spec.upstream.protocol {
         upstream.insert("protocol".into(), json!(protocol));
     }

@@ -5,8 +5,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use tlsgate_e2e::{
-    echo_upstream, filter_wasm, free_port, run_bounded, tlsgate_bin, tool, wait_port, EchoUpstream,
-    Proc,
+    echo_upstream, echo_upstream_expecting_proxy_protocol, filter_wasm, free_port, run_bounded,
+    tlsgate_bin, tool, wait_port, EchoUpstream, Proc,
 };
 
 use crate::table::{render, Policy, Ports};
@@ -51,7 +51,11 @@ impl HostKind {
 /// in front of the echo), and a port nothing listens on.
 pub struct Upstreams {
     pub echo: EchoUpstream,
+    /// The echo behind a PROXY protocol header it requires (its `:proxy` report).
+    pub echo_proxied: EchoUpstream,
     pub mtls_port: u16,
+    /// `mtls_port`'s twin that takes a PROXY protocol header from 127.0.0.0/8 first.
+    pub mtls_proxied_port: u16,
     pub seed_port: u16,
     pub dead_port: u16,
     /// Accepts, reads the request, never answers.
@@ -61,6 +65,7 @@ pub struct Upstreams {
     /// Answers with a response head and part of a body, then resets the connection.
     pub resetting_port: u16,
     _mtls: Proc,
+    _mtls_proxied: Proc,
     _seed: Proc,
 }
 
@@ -70,6 +75,13 @@ impl Upstreams {
         let (mtls_port, mtls) = mtls_upstream(
             dir,
             "mtls-upstream",
+            "upstream.test",
+            ("upstream-server.crt", "upstream-server.key", "ca.crt"),
+            &echo,
+        );
+        let (mtls_proxied_port, mtls_proxied) = mtls_upstream(
+            dir,
+            "mtls-upstream-proxied",
             "upstream.test",
             ("upstream-server.crt", "upstream-server.key", "ca.crt"),
             &echo,
@@ -89,13 +101,16 @@ impl Upstreams {
         let resetting_port = scripted_upstream(PARTIAL_ANSWER, Then::Reset);
         Upstreams {
             echo,
+            echo_proxied: echo_upstream_expecting_proxy_protocol(),
             mtls_port,
+            mtls_proxied_port,
             seed_port,
             dead_port: free_port(),
             silent_port,
             stalling_port,
             resetting_port,
             _mtls: mtls,
+            _mtls_proxied: mtls_proxied,
             _seed: seed,
         }
     }
@@ -150,7 +165,8 @@ fn scripted_upstream(answer: &'static [u8], then: Then) -> u16 {
 }
 
 /// A native tlsgate that requires a client certificate and tells the echo behind it, in
-/// `x-forwarded-client-cert`, which one it got.
+/// `x-forwarded-client-cert`, which one it got; named `*-proxied`, it takes a PROXY protocol
+/// header from 127.0.0.0/8 first (and the echo sees that client in `x-forwarded-for`).
 fn mtls_upstream(
     dir: &Path,
     name: &str,
@@ -175,6 +191,14 @@ fn mtls_upstream(
 ",
         echo.url()
     );
+    let policy = if name.ends_with("-proxied") {
+        format!(
+            "{policy}listeners:\n  - bind: 127.0.0.1:{port}\n    \
+             proxy_protocol: {{trusted_sources: [127.0.0.0/8]}}\n"
+        )
+    } else {
+        policy
+    };
     let path = dir.join(format!("{name}.yaml"));
     std::fs::write(&path, policy).unwrap();
     let mut cmd = Command::new(tlsgate_bin());
@@ -194,7 +218,9 @@ impl Upstreams {
     fn ports(&self) -> Ports {
         Ports {
             echo: self.echo.port(),
+            echo_proxied: self.echo_proxied.port(),
             mtls: self.mtls_port,
+            mtls_proxied: self.mtls_proxied_port,
             seed: self.seed_port,
             dead: self.dead_port,
             silent: self.silent_port,

@@ -169,6 +169,18 @@ pub struct Client {
     /// 101 with the echoed message as the body, or the status the upgrade was answered with.
     #[serde(default)]
     pub websocket: bool,
+    /// Connect through an L4 load balancer (client.rs `Balancer`) that sends this PROXY
+    /// protocol header to the host; `from` is then the balancer's address.
+    pub proxy: Option<ProxyHeader>,
+}
+
+/// The header a scenario's load balancer sends: `{version: 1|2, source: "IP:PORT"}`;
+/// `source: local` sends v2 LOCAL (a health check) or v1 UNKNOWN.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyHeader {
+    pub version: u8,
+    pub source: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -236,7 +248,9 @@ impl Expect {
 #[derive(Debug, Clone, Copy)]
 pub struct Ports {
     pub echo: u16,
+    pub echo_proxied: u16,
     pub mtls: u16,
+    pub mtls_proxied: u16,
     pub seed: u16,
     pub dead: u16,
     pub silent: u16,
@@ -253,6 +267,18 @@ pub fn render(text: &str, port: u16, ports: &Ports, dir: &Path) -> Result<String
         .replace("{echo}", &format!("http://127.0.0.1:{echo}"))
         .replace("{echo_addr}", &format!("127.0.0.1:{echo}"))
         .replace("{echo_tcp}", &format!("tcp://127.0.0.1:{echo}"))
+        .replace(
+            "{echo_proxied}",
+            &format!("http://127.0.0.1:{}", ports.echo_proxied),
+        )
+        .replace(
+            "{echo_proxied_tcp}",
+            &format!("tcp://127.0.0.1:{}", ports.echo_proxied),
+        )
+        .replace(
+            "{mtls_upstream_proxied}",
+            &format!("https://127.0.0.1:{}", ports.mtls_proxied),
+        )
         .replace(
             "{mtls_upstream}",
             &format!("https://127.0.0.1:{}", ports.mtls),
