@@ -38,6 +38,7 @@ seed policy "${policies[@]}"
 seed certificate "$certs/client.der" "$certs/server.der"
 seed revocation_list "$certs/ca.der.crl"
 seed cel fuzz/seeds/cel/*
+seed proxy_protocol fuzz/seeds/proxy_protocol/*
 seed filter_attributes "$certs/client.crt"
 
 failed=0

@@ -489,6 +489,17 @@ fn check(files: &[PathBuf], deployment: &Deployment) -> ExitCode {
                     }
                 }
             }
+            for listener in &config.listeners {
+                if let Some(pp) = &listener.proxy_protocol {
+                    let sources: Vec<String> =
+                        pp.trusted_sources.iter().map(ToString::to_string).collect();
+                    println!(
+                        "{}: a PROXY protocol header (v1 or v2) first, from {} only",
+                        listener.bind,
+                        sources.join(", ")
+                    );
+                }
+            }
             println!(
                 "ok: {} endpoint{} in {} file{}",
                 config.endpoints.len(),

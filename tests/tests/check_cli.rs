@@ -139,6 +139,48 @@ fn two_files_may_not_claim_the_same_host_on_one_bind() {
 }
 
 #[test]
+fn shows_proxy_protocol_both_ways_and_names_the_file_that_configures_a_bind_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    seed_openssl_certs(dir.path()).unwrap();
+    let listeners =
+        "listeners:\n  - bind: 127.0.0.1:8443\n    proxy_protocol: {trusted_sources: [10.0.0.0/8]}\n";
+    let policy = seed_policy("server.key").replace(
+        "      url: http://127.0.0.1:8080\n",
+        "      url: http://127.0.0.1:8080\n      proxy_protocol: 2\n",
+    ) + listeners;
+    std::fs::write(dir.path().join("a.yaml"), &policy).unwrap();
+    let out = check(dir.path(), &["a.yaml"]);
+    assert_eq!(out.exit_code, 0, "{out:?}");
+    assert!(
+        out.stdout
+            .contains("-> http://127.0.0.1:8080, PROXY protocol v2 first\n"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains(
+            "127.0.0.1:8443: a PROXY protocol header (v1 or v2) first, from 10.0.0.0/8 only\n"
+        ),
+        "{}",
+        out.stdout
+    );
+    // A second file with its own endpoint on the same bind may not configure it again.
+    let other = seed_policy("server.key").replace("terminate-tls-example.ngrok.app", "other.test")
+        + listeners;
+    std::fs::write(dir.path().join("b.yaml"), other).unwrap();
+    let out = check(dir.path(), &["a.yaml", "b.yaml"]);
+    assert_eq!(out.exit_code, 2, "{out:?}");
+    assert!(
+        out.stderr.starts_with("error: b.yaml:18:")
+            && out
+                .stderr
+                .contains("listeners[0].bind: 127.0.0.1:8443 is already configured in a.yaml"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
 fn a_missing_policy_file_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let out = check(dir.path(), &["nope.yaml"]);

@@ -516,9 +516,14 @@ impl fmt::Display for Endpoint {
             Some(address) => format!(" (at {address})"),
             None => String::new(),
         };
+        let proxy_header = match self.upstream.proxy_protocol {
+            Some(version) => format!(", PROXY protocol {version} first"),
+            None => String::new(),
+        };
         write!(
             f,
-            "{} on {}: {versions}, {mtls}, {rules} rule{} -> {}{resolved}{upstream_mtls}",
+            "{} on {}: {versions}, {mtls}, {rules} rule{} -> {}{resolved}{upstream_mtls}\
+             {proxy_header}",
             self.host,
             self.bind,
             if rules == 1 { "" } else { "s" },
