@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use cel::common::ast::Expr;
+use cel::common::ast::{operators, Expr};
 use cel::common::types::{CelBool, CelList, CelString};
 use cel::common::value::{CowVal, Val};
 use cel::context::VariableResolver;
@@ -290,7 +290,9 @@ fn render_value(value: &Value, out: &mut String) {
 
 /// Parses and checks an expression; also says whether it reads `req.headers`.
 fn compile_checked(source: &str, phase: Phase) -> Result<(Program, bool), String> {
-    let program = Program::compile(source).map_err(|e| format!("does not parse: {e}"))?;
+    let program = stdlib()
+        .compile(source)
+        .map_err(|e| format!("does not parse: {e}"))?;
     let mut walk = Walk {
         phase,
         bound: Vec::new(),
@@ -506,14 +508,6 @@ fn check_path(path: &[&str], phase: Phase, bound: &[String]) -> Result<(), Strin
 
 /// ngrok macros tlsgate does not provide, with what to write instead.
 const NGROK_MACROS_MISSING: &[(&str, &str)] = &[
-    (
-        "hasReqHeader",
-        "write `'x-name' in req.headers` (names are lowercase)",
-    ),
-    (
-        "getReqHeader",
-        "write `req.headers['x-name']` (a list; names are lowercase)",
-    ),
     ("hasReqCookie", "cookies are not parsed by tlsgate"),
     ("getReqCookie", "cookies are not parsed by tlsgate"),
     (
@@ -632,8 +626,83 @@ fn stdlib() -> &'static Arc<cel::Env> {
             name = "inCidrRange", id = "tlsgate_in_cidr_range");
         let _ = cel::add_overload!(env, fn in_cidr_ranges: (CelString, CelList) -> Result<CelBool>,
             name = "inCidrRanges", id = "tlsgate_in_cidr_ranges");
+        // ngrok's header macros, rewritten at parse time into what tlsgate already has, so the
+        // phase check (`req` in on_tcp_connect) and header collection see plain `req.headers`.
+        let _ = env.add_macro(cel::parser::Macro::global(
+            "hasReqHeader",
+            1,
+            |h, _, args| {
+                let name = header_name_literal(h, args, "hasReqHeader")?;
+                let headers = req_headers(h);
+                let name = literal(h, name);
+                Ok(Some(call(h, operators::IN, vec![name, headers])))
+            },
+        ));
+        let _ = env.add_macro(cel::parser::Macro::global(
+            "getReqHeader",
+            1,
+            |h, _, args| {
+                let name = header_name_literal(h, args, "getReqHeader")?;
+                let (key, headers) = (literal(h, name.clone()), req_headers(h));
+                let present = call(h, operators::IN, vec![key, headers]);
+                let (headers, key) = (req_headers(h), literal(h, name));
+                let values = call(h, operators::INDEX, vec![headers, key]);
+                let none = h.next_expr(Expr::List(cel::common::ast::ListExpr::new(vec![])));
+                Ok(Some(call(
+                    h,
+                    operators::CONDITIONAL,
+                    vec![present, values, none],
+                )))
+            },
+        ));
         Arc::new(env)
     })
+}
+
+/// The header name of `hasReqHeader('X-Name')` / `getReqHeader(…)`, lowercased (`req.headers`
+/// keys are); a name that is not a quoted string is a parse error.
+fn header_name_literal(
+    h: &mut cel::parser::MacroExprHelper<'_>,
+    args: &mut Vec<IdedExpr>,
+    function: &str,
+) -> Result<String, cel::parser::ParseError> {
+    let Some(arg) = args.pop() else {
+        return Err(h.new_error(0, format!("{function} takes a header name")));
+    };
+    match &arg.expr {
+        Expr::Literal(cel::common::ast::LiteralValue::String(name)) => {
+            Ok(name.inner().to_ascii_lowercase())
+        }
+        _ => Err(h.new_error(
+            arg.id,
+            format!(
+                "{function} takes the header name as a quoted string, e.g. {function}('x-api-key')"
+            ),
+        )),
+    }
+}
+
+fn literal(h: &mut cel::parser::MacroExprHelper<'_>, text: String) -> IdedExpr {
+    h.next_expr(Expr::Literal(cel::common::ast::LiteralValue::String(
+        text.into(),
+    )))
+}
+
+fn req_headers(h: &mut cel::parser::MacroExprHelper<'_>) -> IdedExpr {
+    let req = h.next_expr(Expr::Ident("req".into()));
+    h.next_expr(Expr::Select(cel::common::ast::SelectExpr {
+        operand: Box::new(req),
+        field: "headers".into(),
+        test: false,
+    }))
+}
+
+fn call(h: &mut cel::parser::MacroExprHelper<'_>, function: &str, args: Vec<IdedExpr>) -> IdedExpr {
+    h.next_expr(Expr::Call(cel::common::ast::CallExpr {
+        func_name: function.to_owned(),
+        target: None,
+        args,
+    }))
 }
 
 /// `inCidrRange(ip, cidr)`: whether the address is in the range (an IPv4-mapped IPv6 address
@@ -949,6 +1018,25 @@ mod tests {
         let err =
             Expression::compile("req.method == 'GET'", Phase::TcpConnect).expect_err("no req");
         assert!(err.contains("on_http_request"), "{err}");
+    }
+
+    #[test]
+    fn ngrok_header_macros_are_req_headers_and_only_in_requests() {
+        let e = Expression::compile("hasReqHeader('X-Api-Key')", Phase::HttpRequest)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            e.reads_request_headers(),
+            "the host must collect headers for it"
+        );
+        let e = Expression::compile("size(getReqHeader('x-tag')) == 0", Phase::HttpRequest)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(e.reads_request_headers());
+        let err = Expression::compile("hasReqHeader('x-api-key')", Phase::TcpConnect)
+            .expect_err("no request yet");
+        assert!(err.contains("on_http_request"), "{err}");
+        let err = Expression::compile("hasReqHeader(req.method)", Phase::HttpRequest)
+            .expect_err("not a literal");
+        assert!(err.contains("quoted string"), "{err}");
     }
 
     #[test]
