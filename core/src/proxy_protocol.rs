@@ -511,26 +511,21 @@ mod tests {
                 .map(|h| h.addresses),
             Ok(None)
         );
-        assert!(matches!(
-            read_as_host(&with(0x11, 0x11, &[1; 12])).0,
-            Err(Error::V2(_))
-        ));
-        assert!(matches!(
-            read_as_host(&with(0x22, 0x11, &[1; 12])).0,
-            Err(Error::V2(_))
-        ));
-        assert!(matches!(
-            read_as_host(&with(0x21, 0x11, &[1; 8])).0,
-            Err(Error::V2(_))
-        ));
-        assert!(matches!(
-            read_as_host(&with(0x21, 0x31, &[1; 216])).0,
-            Err(Error::Unsupported(_))
-        ));
-        assert!(matches!(
-            read_as_host(&with(0x21, 0x12, &[1; 12])).0,
-            Err(Error::Unsupported(_))
-        ));
+        let refused = [
+            (with(0x11, 0x11, &[1; 12]), "version 1 in a v2 header"),
+            (with(0x22, 0x11, &[1; 12]), "an unknown command"),
+            (with(0x21, 0x11, &[1; 8]), "too short for its addresses"),
+        ];
+        for (bytes, why) in refused {
+            assert!(matches!(read_as_host(&bytes).0, Err(Error::V2(_))), "{why}");
+        }
+        for (bytes, why) in [
+            (with(0x21, 0x31, &[1; 216]), "a UNIX socket"),
+            (with(0x21, 0x12, &[1; 12]), "UDP"),
+        ] {
+            let got = read_as_host(&bytes).0;
+            assert!(matches!(got, Err(Error::Unsupported(_))), "{why}: {got:?}");
+        }
         assert_eq!(
             parse(&with(0x21, 0x11, &[0; 2000])[..16]),
             Err(Error::TooLong(2016))
