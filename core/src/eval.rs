@@ -277,6 +277,7 @@ fn classify(
         authorities,
         strategy,
         revocation,
+        ocsp,
     } = auth
     else {
         if given.certificate.is_some() {
@@ -292,6 +293,17 @@ fn classify(
             _ => Err("no client certificate (client_certificate_required)".into()),
         });
     };
+    if let Some(ocsp) = ocsp {
+        eval.notes.push(format!(
+            "this endpoint also asks the issuer's OCSP responder (mode {}); eval does not ask it, \
+             so a certificate shown as verified here is refused if the responder says revoked{}",
+            ocsp.mode.as_str(),
+            match ocsp.mode {
+                crate::config::OcspMode::Require => " or gives no valid answer",
+                crate::config::OcspMode::Prefer => "",
+            }
+        ));
+    }
     let chain = read_chain(pem)?;
     let Some(leaf) = chain.first() else {
         return Err(input("the certificate text holds no certificate"));

@@ -108,6 +108,10 @@ pub enum Unverified {
     /// The endpoint checks revocation and has no current CRL for the certificate's issuer
     /// (the CRL is past its `nextUpdate`): its status is unknown, so it is no identity.
     RevocationUnknown,
+    /// The endpoint requires an OCSP answer (`mutual_tls_ocsp`, mode `require`) and got no
+    /// valid one: the responder is down, late, does not know the certificate, or answered
+    /// something that does not check out.
+    StatusUnavailable,
 }
 
 /// What the host's TLS stack found when it checked a presented certificate's chain.
@@ -171,6 +175,7 @@ impl ClientCert {
             Self::Unverified(_, Unverified::OutsideValidity) => "outside_validity",
             Self::Unverified(_, Unverified::Revoked) => "revoked",
             Self::Unverified(_, Unverified::RevocationUnknown) => "revocation_unknown",
+            Self::Unverified(_, Unverified::StatusUnavailable) => "ocsp_unavailable",
             Self::Absent => "absent",
         }
     }

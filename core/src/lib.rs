@@ -17,6 +17,7 @@ pub mod facts;
 mod kube;
 pub mod limits;
 pub mod net;
+pub mod ocsp;
 pub mod pem;
 pub mod policy;
 pub mod proxy_protocol;

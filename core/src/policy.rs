@@ -36,6 +36,8 @@ pub enum DenyReason {
     ClientCertificateRevoked,
     /// `require-and-verify`: the CRL that covers the certificate is past its `nextUpdate`.
     ClientCertificateRevocationUnknown,
+    /// `require-and-verify` with `mutual_tls_ocsp` mode `require`: no valid OCSP answer.
+    OcspUnavailable,
     /// A `deny` action ran; `rule` is its position in the phase as written.
     Policy { rule: usize },
     /// `restrict-ips` refused the client address.
@@ -67,6 +69,7 @@ impl DenyReason {
             Self::ClientCertificateOutsideValidity => "client_certificate_outside_validity",
             Self::ClientCertificateRevoked => "client_certificate_revoked",
             Self::ClientCertificateRevocationUnknown => "client_certificate_revocation_unknown",
+            Self::OcspUnavailable => "ocsp_unavailable",
             Self::Policy { .. } => "policy_deny",
             Self::IpRestricted { .. } => "ip_restricted",
             Self::ExpressionFailed { .. } => "expression_failed",
@@ -723,6 +726,10 @@ pub fn check_client_certificate(auth: &ClientAuth, cert: &ClientCert) -> Result<
             VerificationStrategy::RequireAndVerify,
             ClientCert::Unverified(_, Unverified::RevocationUnknown),
         ) => Err(DenyReason::ClientCertificateRevocationUnknown),
+        (
+            VerificationStrategy::RequireAndVerify,
+            ClientCert::Unverified(_, Unverified::StatusUnavailable),
+        ) => Err(DenyReason::OcspUnavailable),
         (VerificationStrategy::RequireAndVerify, ClientCert::Unverified(..)) => {
             Err(DenyReason::ClientCertificateUntrusted)
         }

@@ -145,6 +145,23 @@ pub struct RawTerminateTls {
     /// tlsgate extension: `false` turns TLS session resumption off for this endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_resumption: Option<bool>,
+    /// tlsgate extension: ask the issuer's OCSP responder about every verified client
+    /// certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mutual_tls_ocsp: Option<RawOcsp>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOcsp {
+    /// `require` (no valid answer: refuse) or `prefer` (no valid answer: accept and log).
+    pub mode: String,
+    /// `http://…`: the responder to ask instead of the one each certificate names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub responder: Option<String>,
+    /// How long a connection waits for the answer (`2s` by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

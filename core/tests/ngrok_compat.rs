@@ -115,6 +115,9 @@ fn the_terminate_tls_table_matches_the_loader() {
                     "                mutual_tls_certificate_authorities: [ca.crt]\n                mutual_tls_certificate_revocation_lists: [ca.crl]\n                {field}: leaf\n"
                 )
             }
+            "mutual_tls_ocsp" => format!(
+                "                mutual_tls_certificate_authorities: [ca.crt]\n                {field}: {{mode: require, responder: 'http://127.0.0.1:8888/'}}\n"
+            ),
             other => panic!("a row for `{other}`: give it a value here"),
         };
         let loaded = f.load(&policy(HOST, &line, ""));

@@ -67,9 +67,11 @@ fn seed_terminate_tls_block_loads_with_openssl_made_certificates() {
             authorities,
             strategy,
             revocation,
+            ocsp,
         } => {
             assert_eq!(*strategy, VerificationStrategy::RequireAndVerify);
             assert!(revocation.is_none(), "the seed checks no CRL");
+            assert!(ocsp.is_none(), "nor OCSP");
             assert_eq!(authorities.subjects, vec!["CN=ExampleCA".to_owned()]);
         }
         ClientAuth::Off => panic!("mTLS should be on"),

@@ -649,7 +649,17 @@ pub fn generate(config: &Config, options: &Options) -> Result<Resources, Error> 
                 authorities,
                 strategy,
                 revocation,
+                ocsp,
             } => {
+                if ocsp.is_some() {
+                    return Err(unsupported(
+                        format!("{terminate}.mutual_tls_ocsp"),
+                        "OCSP for client certificates is checked by the native host only; \
+                         Envoy (and so Istio) has none. Use CRLs \
+                         (mutual_tls_certificate_revocation_lists), which Istio passes on"
+                            .into(),
+                    ));
+                }
                 entries.push(ca_entry(endpoint, authorities));
                 if let Some(revocation) = revocation {
                     // Istio reads a CRL from the credential's `ca.crl` and hands it to Envoy,

@@ -301,7 +301,19 @@ fn filter_chain(
             authorities,
             strategy,
             revocation,
+            ocsp,
         } => {
+            if ocsp.is_some() {
+                // Fail closed: a bootstrap that skips a check the policy asks for would pass
+                // certificates the native host refuses.
+                return Err(Error::Unsupported(format!(
+                    "endpoints[{i}] ({}): mutual_tls_ocsp is checked by the native host (tlsgate \
+                     run) only; Envoy has no OCSP for client certificates and the filter does \
+                     not ask responders yet. Use CRLs (mutual_tls_certificate_revocation_lists) \
+                     behind Envoy, or run this endpoint natively",
+                    endpoint.url
+                )));
+            }
             let ca = material.anchors(
                 endpoint,
                 authorities,

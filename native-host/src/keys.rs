@@ -4,8 +4,9 @@
 use rustls::crypto::aws_lc_rs::sign::any_supported_type;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tlsgate_core::HostCrypto;
+use x509_parser::der_parser::asn1_rs::BitString;
 use x509_parser::prelude::{CertificateRevocationList, FromDer, X509Certificate};
-use x509_parser::x509::SubjectPublicKeyInfo;
+use x509_parser::x509::{AlgorithmIdentifier, SubjectPublicKeyInfo};
 
 /// Checks that a key is usable for TLS and that its public half is the certificate's.
 ///
@@ -42,6 +43,22 @@ impl HostCrypto for RustlsKeyCheck {
         let (_, spki) = SubjectPublicKeyInfo::from_der(issuer_spki)
             .map_err(|e| format!("the CA's public key cannot be parsed: {e}"))?;
         crl.verify_signature(&spki)
+            .map_err(|e| format!("signature check failed: {e}"))
+    }
+
+    fn verify_signature(
+        &self,
+        spki: &[u8],
+        algorithm: &[u8],
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<(), String> {
+        let (_, spki) = SubjectPublicKeyInfo::from_der(spki)
+            .map_err(|e| format!("the public key cannot be parsed: {e}"))?;
+        let (_, algorithm) = AlgorithmIdentifier::from_der(algorithm)
+            .map_err(|e| format!("the signature algorithm cannot be parsed: {e}"))?;
+        let signature = BitString::new(0, signature);
+        x509_parser::verify::verify_signature(&spki, &algorithm, &signature, message)
             .map_err(|e| format!("signature check failed: {e}"))
     }
 }

@@ -25,6 +25,7 @@ pub mod keys;
 pub mod limits;
 pub mod logging;
 pub mod metrics;
+pub mod ocsp;
 pub mod playground;
 pub mod proxy_protocol;
 pub mod runtime;

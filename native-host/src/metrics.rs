@@ -52,6 +52,10 @@ pub struct Metrics {
     /// Each client-certificate CRL's nextUpdate, so an alert can fire before one goes stale
     /// (past it, every certificate the CRL covers is refused).
     pub crl_next_update: Family<CrlLabels, Gauge>,
+    /// `mutual_tls_ocsp` answers by endpoint and outcome (`good`, `revoked`, or why there was
+    /// no valid answer: `ocsp_unavailable`, `ocsp_timeout`, `ocsp_invalid_response`,
+    /// `ocsp_unknown_certificate`).
+    pub ocsp_checks: Family<UpstreamErrorLabels, Counter>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -97,6 +101,11 @@ impl Metrics {
             "config_reloads",
             "Configuration reloads by outcome",
             self.reloads.clone(),
+        );
+        registry.register(
+            "client_ocsp_checks",
+            "OCSP status checks of client certificates by endpoint and outcome (reason)",
+            self.ocsp_checks.clone(),
         );
         registry.register(
             "client_crl_next_update_timestamp_seconds",

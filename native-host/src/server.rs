@@ -19,8 +19,9 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use rustls::crypto::CryptoProvider;
 use rustls::server::Acceptor;
-use tlsgate_core::config::Scheme;
+use tlsgate_core::config::{ClientAuth, Scheme};
 use tlsgate_core::facts::escape_control;
+use tlsgate_core::facts::ClientCert;
 use tlsgate_core::{Deployment, Session, Verdict};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -31,7 +32,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::http::HttpConnection;
 use crate::limits::{Limits, WATCH_INTERVAL};
-use crate::metrics::{self, Metrics, ReloadLabels, VerdictLabels};
+use crate::metrics::{self, Metrics, ReloadLabels, UpstreamErrorLabels, VerdictLabels};
+use crate::ocsp::Outcome;
 use crate::runtime::{fingerprint, Runtime};
 use crate::upstream::tls_error;
 use crate::{tcp, tls};
@@ -55,6 +57,8 @@ struct Shared {
     limits: Limits,
     provider: Arc<CryptoProvider>,
     metrics: Arc<Metrics>,
+    /// `mutual_tls_ocsp`'s client and answer cache.
+    ocsp: crate::ocsp::Ocsp,
     permits: Arc<Semaphore>,
     sources: Arc<SourceLimiter>,
     tracker: TaskTracker,
@@ -94,6 +98,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         limits: options.limits,
         provider,
         metrics: metrics.clone(),
+        ocsp: crate::ocsp::Ocsp::default(),
         permits: Arc::new(Semaphore::new(options.limits.max_connections.max(1))),
         sources: Arc::new(SourceLimiter::new(
             options.limits.max_connections_per_source,
@@ -627,6 +632,39 @@ async fn connection(
             return;
         }
     };
+    let mut facts = facts;
+    if let ClientAuth::On {
+        authorities,
+        ocsp: Some(check),
+        ..
+    } = &endpoint.endpoint.tls.client_auth
+    {
+        let presented = std::mem::replace(&mut facts.client_cert, ClientCert::Absent);
+        let chain = tls.get_ref().1.peer_certificates().unwrap_or_default();
+        let (cert, outcome) = shared
+            .ocsp
+            .judge(check, presented, chain, &authorities.certs)
+            .await;
+        facts.client_cert = cert;
+        if let Some(outcome) = outcome {
+            let reason = match &outcome {
+                Outcome::Good => "good",
+                Outcome::Revoked => "revoked",
+                Outcome::Unavailable { reason, .. } => reason,
+            };
+            metrics
+                .ocsp_checks
+                .get_or_create(&UpstreamErrorLabels {
+                    endpoint: endpoint.label().to_owned(),
+                    reason,
+                })
+                .inc();
+            if let Outcome::Unavailable { reason, detail } = &outcome {
+                let mode = check.mode.as_str();
+                tracing::warn!(%peer, endpoint = %endpoint.label(), reason, mode, "no valid OCSP answer for the client certificate: {detail}");
+            }
+        }
+    }
     let client = facts.client_cert.log_label();
     let session = Session::new(endpoint.endpoint.clone(), facts);
     let count = |verdict: &'static str, reason: &'static str| {

@@ -125,6 +125,8 @@ impl ServerTls {
                 authorities,
                 strategy,
                 revocation,
+                // Asked after the handshake (server.rs), with the network in reach.
+                ocsp: _,
             } => {
                 let webpki = client_verifier(authorities, revocation.as_ref(), provider)
                     .map_err(|(what, reason)| rejected(what, reason))?;

@@ -62,6 +62,8 @@ fn not_for_eval(s: &Scenario, table: &Table) -> Option<&'static str> {
         "tls://",
         // PROXY protocol, in (the listener's) or out (the upstream's `:proxy` report).
         "proxy_protocol",
+        // An OCSP responder's answer (eval does not ask it).
+        "mutual_tls_ocsp",
     ]
     .iter()
     .any(|p| policy.contains(p) || table.policies[&s.policy].args.iter().any(|a| a.contains(p)))

@@ -15,14 +15,14 @@ use super::tls::*;
 use super::*;
 
 /// `scheme://host[:port][/…]`, with `[v6]` hosts.
-pub(super) struct ParsedUrl {
+pub(crate) struct ParsedUrl {
     scheme: String,
     host: String,
     port: Option<u16>,
     path: String,
 }
 
-pub(super) fn parse_url(url: &str) -> Result<ParsedUrl, String> {
+pub(crate) fn parse_url(url: &str) -> Result<ParsedUrl, String> {
     let (scheme, rest) = url
         .split_once("://")
         .ok_or_else(|| format!("`{url}` has no scheme; write it as scheme://host[:port]"))?;
@@ -66,6 +66,12 @@ pub(super) fn parse_url(url: &str) -> Result<ParsedUrl, String> {
         port,
         path: path.to_owned(),
     })
+}
+
+impl ParsedUrl {
+    pub(crate) fn scheme(&self) -> &str {
+        &self.scheme
+    }
 }
 
 impl Endpoint {

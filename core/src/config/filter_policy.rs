@@ -111,6 +111,7 @@ fn terminate_tls_value(tls: &TerminateTls) -> Value {
             authorities,
             strategy,
             revocation,
+            ocsp: _,
         } => (
             Some(vec![authorities.to_pem()]),
             Some(strategy.as_str().to_owned()),
@@ -127,6 +128,13 @@ fn terminate_tls_value(tls: &TerminateTls) -> Value {
         mutual_tls_certificate_revocation_lists: revocation.map(|r| vec![r.to_pem()]),
         mutual_tls_revocation_check: revocation.map(|r| r.depth.as_str().to_owned()),
         session_resumption: (!tls.session_resumption).then_some(false),
+        // Carried so that a filter which cannot ask responders refuses the policy instead of
+        // passing certificates it was told to check.
+        mutual_tls_ocsp: tls.client_auth.ocsp().map(|o| crate::raw::RawOcsp {
+            mode: o.mode.as_str().to_owned(),
+            responder: o.responder.clone(),
+            timeout: Some(crate::limits::HumanDuration(o.timeout).to_string()),
+        }),
     };
     serde_json::to_value(raw).unwrap_or(Value::Null)
 }

@@ -40,6 +40,19 @@ pub trait HostCrypto {
 
     /// That a CRL (DER) is signed by the key of `issuer_spki` (a SubjectPublicKeyInfo, DER).
     fn check_crl_signature(&self, crl: &[u8], issuer_spki: &[u8]) -> Result<(), String>;
+
+    /// That `signature` over `message` is by the key of `spki` (a SubjectPublicKeyInfo, DER)
+    /// with `algorithm` (an AlgorithmIdentifier, DER): what an OCSP response needs. A host
+    /// that cannot check signatures says so, and nothing that needs one passes.
+    fn verify_signature(
+        &self,
+        _spki: &[u8],
+        _algorithm: &[u8],
+        _message: &[u8],
+        _signature: &[u8],
+    ) -> Result<(), String> {
+        Err("this host cannot check signatures".into())
+    }
 }
 
 /// What to do with private keys named in a policy.
@@ -297,7 +310,49 @@ pub enum ClientAuth {
         strategy: VerificationStrategy,
         /// `mutual_tls_certificate_revocation_lists`, when given.
         revocation: Option<Revocation>,
+        /// `mutual_tls_ocsp`, when given.
+        ocsp: Option<OcspCheck>,
     },
+}
+
+/// `mutual_tls_ocsp`: every verified client certificate's status, from its issuer's OCSP
+/// responder, before a byte reaches the upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OcspCheck {
+    pub mode: OcspMode,
+    /// Ask this responder (`http://host[:port][/path]`) instead of the one the certificate
+    /// names in its Authority Information Access.
+    pub responder: Option<String>,
+    /// How long a connection waits for an answer.
+    pub timeout: std::time::Duration,
+}
+
+/// What a missing, late or invalid answer means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OcspMode {
+    /// The certificate is no identity (require-and-verify refuses the connection).
+    Require,
+    /// The connection goes on as if the certificate were good; the log says why.
+    Prefer,
+}
+
+impl OcspMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Require => "require",
+            Self::Prefer => "prefer",
+        }
+    }
+}
+
+impl ClientAuth {
+    /// The endpoint's OCSP check, when it has one.
+    pub fn ocsp(&self) -> Option<&OcspCheck> {
+        match self {
+            Self::On { ocsp, .. } => ocsp.as_ref(),
+            Self::Off => None,
+        }
+    }
 }
 
 impl ClientAuth {
@@ -484,6 +539,7 @@ impl fmt::Display for Endpoint {
                 authorities,
                 strategy,
                 revocation,
+                ocsp,
             } => format!(
                 "client certificates {} ({} CA{}{})",
                 strategy.as_str(),
@@ -500,6 +556,9 @@ impl fmt::Display for Endpoint {
                         if r.lists.len() == 1 { "" } else { "s" },
                         r.depth.as_str()
                     ),
+                    None => String::new(),
+                } + &match ocsp {
+                    Some(o) => format!(", OCSP {}", o.mode.as_str()),
                     None => String::new(),
                 }
             ),

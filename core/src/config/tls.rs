@@ -107,6 +107,7 @@ pub(super) fn terminate_tls(
         mutual_tls_certificate_revocation_lists,
         mutual_tls_revocation_check,
         session_resumption,
+        mutual_tls_ocsp,
     } = raw;
     let min = parse_version(min_version, TlsVersion::Tls12, &path.key("min_version"))?;
     let max = parse_version(max_version, TlsVersion::Tls13, &path.key("max_version"))?;
@@ -186,6 +187,7 @@ pub(super) fn terminate_tls(
                     "mutual_tls_revocation_check",
                     mutual_tls_revocation_check.is_some(),
                 ),
+                ("mutual_tls_ocsp", mutual_tls_ocsp.is_some()),
             ] {
                 if given {
                     return Err(err(
@@ -217,10 +219,14 @@ pub(super) fn terminate_tls(
                 path,
                 options,
             )?;
+            let ocsp = mutual_tls_ocsp
+                .map(|raw| ocsp(raw, &path.key("mutual_tls_ocsp")))
+                .transpose()?;
             ClientAuth::On {
                 authorities,
                 strategy,
                 revocation,
+                ocsp,
             }
         }
     };
@@ -234,6 +240,62 @@ pub(super) fn terminate_tls(
         session_resumption: session_resumption.unwrap_or(true),
     })
 }
+
+/// `mutual_tls_ocsp: {mode, responder, timeout}`.
+fn ocsp(raw: RawOcsp, path: &FieldPath) -> Result<OcspCheck, ConfigError> {
+    let RawOcsp {
+        mode,
+        responder,
+        timeout,
+    } = raw;
+    let mode = match mode.as_str() {
+        "require" => OcspMode::Require,
+        "prefer" => OcspMode::Prefer,
+        other => {
+            return Err(err(
+                path.key("mode"),
+                invalid(format!(
+                    "unknown mode `{other}`; use require (no valid answer: the certificate is \
+                     no identity) or prefer (no valid answer: accept and log)"
+                )),
+            ))
+        }
+    };
+    if let Some(url) = &responder {
+        let parsed =
+            super::endpoint::parse_url(url).map_err(|m| err(path.key("responder"), invalid(m)))?;
+        if parsed.scheme() != "http" {
+            return Err(err(
+                path.key("responder"),
+                invalid(format!(
+                    "`{url}`: OCSP responders are asked over http:// (the answers are signed)"
+                )),
+            ));
+        }
+    }
+    let timeout = match timeout {
+        None => DEFAULT_OCSP_TIMEOUT,
+        Some(text) => crate::limits::parse_duration(&text)
+            .ok()
+            .filter(|d| !d.is_zero() && *d <= std::time::Duration::from_secs(30))
+            .ok_or_else(|| {
+                err(
+                    path.key("timeout"),
+                    invalid(format!(
+                        "`{text}` is not a timeout between 1ms and 30s (e.g. 2s, 500ms)"
+                    )),
+                )
+            })?,
+    };
+    Ok(OcspCheck {
+        mode,
+        responder,
+        timeout,
+    })
+}
+
+/// How long a connection waits for an OCSP answer unless the policy says otherwise.
+pub const DEFAULT_OCSP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// `mutual_tls_certificate_revocation_lists` and `mutual_tls_revocation_check`: every CRL
 /// parsed, signed by the configured CA it names, current; every CA covered.

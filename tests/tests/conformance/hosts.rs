@@ -9,7 +9,7 @@ use tlsgate_e2e::{
     tlsgate_bin, tool, wait_port, EchoUpstream, Proc,
 };
 
-use crate::table::{render, Policy, Ports};
+use crate::table::{render, OcspSpec, Policy, Ports, Table};
 
 /// Handshake deadline both hosts are given, so `idle` and `half-hello` end in seconds.
 pub const HANDSHAKE_TIMEOUT_SECS: u64 = 3;
@@ -67,10 +67,11 @@ pub struct Upstreams {
     _mtls: Proc,
     _mtls_proxied: Proc,
     _seed: Proc,
+    _ocsp: Vec<Proc>,
 }
 
 impl Upstreams {
-    pub fn start(dir: &Path) -> Upstreams {
+    pub fn start(table: &Table, dir: &Path) -> Upstreams {
         let echo = echo_upstream();
         let (mtls_port, mtls) = mtls_upstream(
             dir,
@@ -112,6 +113,11 @@ impl Upstreams {
             _mtls: mtls,
             _mtls_proxied: mtls_proxied,
             _seed: seed,
+            _ocsp: table
+                .ocsp_responders
+                .iter()
+                .map(|(name, spec)| ocsp_responder(dir, name, spec))
+                .collect(),
         }
     }
 }
@@ -162,6 +168,67 @@ fn scripted_upstream(answer: &'static [u8], then: Then) -> u16 {
         }
     });
     port
+}
+
+/// `openssl ocsp` answering for `spec.issuer`'s certificates from an index it is given (the
+/// database `openssl ca` keeps), signing with the issuer's key or `spec.signer`'s; its URL is
+/// written to NAME.url for the `{text:NAME.url}` placeholder.
+fn ocsp_responder(dir: &Path, name: &str, spec: &OcspSpec) -> Proc {
+    let serial = |cert: &str| -> String {
+        let mut cmd = Command::new(tool("openssl"));
+        cmd.args(["x509", "-noout", "-serial", "-in"])
+            .arg(dir.join(format!("{cert}.crt")));
+        let run = run_bounded(cmd, b"", Duration::from_secs(10));
+        run.stdout
+            .trim()
+            .strip_prefix("serial=")
+            .unwrap_or_else(|| panic!("serial of {cert}: {}{}", run.stdout, run.stderr))
+            .to_owned()
+    };
+    // status, expiry, revocation time, serial, file, subject (tab-separated).
+    let mut index = String::new();
+    for cert in &spec.good {
+        index.push_str(&format!(
+            "V\t351231000000Z\t\t{}\tunknown\t/CN={cert}\n",
+            serial(cert)
+        ));
+    }
+    for cert in &spec.revoked {
+        index.push_str(&format!(
+            "R\t351231000000Z\t240101000000Z\t{}\tunknown\t/CN={cert}\n",
+            serial(cert)
+        ));
+    }
+    let index_path = dir.join(format!("{name}.index"));
+    std::fs::write(&index_path, index).unwrap();
+    let signer = spec.signer.as_deref().unwrap_or(&spec.issuer);
+    let port = free_port();
+    let mut cmd = Command::new(tool("openssl"));
+    cmd.arg("ocsp")
+        .arg("-index")
+        .arg(&index_path)
+        // OpenSSL 3.0 takes a port only (it listens on every address; clients use loopback).
+        .arg("-port")
+        .arg(port.to_string())
+        .arg("-CA")
+        .arg(dir.join(format!("{}.crt", spec.issuer)))
+        .arg("-rsigner")
+        .arg(dir.join(format!("{signer}.crt")))
+        .arg("-rkey")
+        .arg(dir.join(format!("{signer}.key")))
+        // nextUpdate a day ahead: answers are cached (one request per certificate and host).
+        .args(["-ndays", "1"]);
+    let proc = Proc::spawn(&format!("ocsp-{name}"), cmd);
+    // Its log line, not a probe: OpenSSL 3.0's responder stops answering after a connection
+    // that closes without a request.
+    proc.wait_for_log("waiting for OCSP client connections", START_TIMEOUT)
+        .unwrap_or_else(|e| panic!("ocsp-{name}: {e}"));
+    std::fs::write(
+        dir.join(format!("{name}.url")),
+        format!("http://127.0.0.1:{port}/"),
+    )
+    .unwrap();
+    proc
 }
 
 /// A native tlsgate that requires a client certificate and tells the echo behind it, in

@@ -39,7 +39,7 @@ fn both_hosts_agree_on_every_scenario() {
     let table = Table::load(&root.join("conformance/scenarios.yaml"));
     let work = tempfile::tempdir().unwrap();
     certs::make(&table, work.path());
-    let upstreams = Upstreams::start(work.path());
+    let upstreams = Upstreams::start(&table, work.path());
 
     let results: Vec<Result> = thread::scope(|s| {
         // `TLSGATE_CONFORMANCE_HOSTS=native` (or `envoy`) narrows a run while debugging one host;

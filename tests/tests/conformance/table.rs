@@ -14,6 +14,9 @@ pub struct Table {
     /// Certificate revocation lists, written as NAME.crl (PEM) and NAME.der.crl (DER).
     #[serde(default)]
     pub crls: BTreeMap<String, CrlSpec>,
+    /// OCSP responders (`openssl ocsp`) the run starts; NAME.url holds each one's URL.
+    #[serde(default)]
+    pub ocsp_responders: BTreeMap<String, OcspSpec>,
     pub policies: BTreeMap<String, Policy>,
     pub scenarios: Vec<Scenario>,
 }
@@ -74,6 +77,20 @@ pub struct CertSpec {
     /// `client-auth`, `server-auth`; `[]` = no EKU extension.
     pub eku: Option<Vec<String>>,
     pub serial: Option<u64>,
+}
+
+/// A real OCSP responder for an authority's certificates: `good` and `revoked` certificates
+/// are in its database, any other is unknown to it. `signer` (another authority) signs the
+/// answers instead of the issuer: a forgery, as the issuer delegated nothing.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OcspSpec {
+    pub issuer: String,
+    #[serde(default)]
+    pub good: Vec<String>,
+    #[serde(default)]
+    pub revoked: Vec<String>,
+    pub signer: Option<String>,
 }
 
 /// A CRL signed by an authority of the table.
@@ -307,6 +324,7 @@ pub fn render(text: &str, port: u16, ports: &Ports, dir: &Path) -> Result<String
             "{pem:",
             (|t: &str| serde_json::to_string(t).unwrap_or_default()) as fn(&str) -> String,
         ),
+        ("{text:", |t: &str| t.trim().to_owned()),
         ("{b64:", |t: &str| {
             base64::engine::general_purpose::STANDARD.encode(t)
         }),

@@ -1,0 +1,472 @@
+//! OCSP (RFC 6960) for client certificates: the request a host sends to the issuer's responder,
+//! and the judgement of the answer — signed by the issuer or by a responder it delegated to,
+//! about this certificate, current — as pure functions over DER. The host does the HTTP and
+//! lends its signature check ([`crate::HostCrypto::verify_signature`]).
+//!
+//! Only what a client-certificate check needs is implemented: one certificate per request,
+//! SHA-1 `CertID`s (what every responder answers, `openssl ocsp` included), no nonce (answers
+//! are cached until their `nextUpdate`, which a nonce would defeat; RFC 5019 drops it too).
+
+use sha1_smol::Sha1;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use crate::config::HostCrypto;
+
+/// `id-kp-OCSPSigning`: the extended key usage of a delegated responder's certificate.
+const OCSP_SIGNING: &str = "1.3.6.1.5.5.7.3.9";
+/// `id-pkix-ocsp-basic`, the only response type there is.
+const BASIC: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30, 0x01, 0x01];
+/// `id-sha1` with NULL parameters, as an AlgorithmIdentifier's contents.
+const SHA1_ALG: &[u8] = &[0x06, 0x05, 0x2b, 0x0e, 0x03, 0x02, 0x1a, 0x05, 0x00];
+/// How far a responder's clock may run ahead of ours.
+const CLOCK_SKEW: i64 = 300;
+/// How long an answer without `nextUpdate` may be used (and cached).
+pub const WITHOUT_NEXT_UPDATE: i64 = 300;
+
+/// Which certificate a request or an answer is about.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct CertId {
+    issuer_name_hash: [u8; 20],
+    issuer_key_hash: [u8; 20],
+    /// The serial number's INTEGER contents, as the certificate encodes them.
+    serial: Vec<u8>,
+}
+
+impl CertId {
+    /// The id of `leaf` (DER), issued by `issuer` (DER).
+    pub fn new(leaf: &[u8], issuer: &[u8]) -> Result<Self, String> {
+        let (_, leaf) = X509Certificate::from_der(leaf)
+            .map_err(|e| format!("the client certificate cannot be parsed: {e}"))?;
+        let (_, issuer) = X509Certificate::from_der(issuer)
+            .map_err(|e| format!("the issuer's certificate cannot be parsed: {e}"))?;
+        if leaf.issuer().as_raw() != issuer.subject().as_raw() {
+            return Err("the certificate was not issued by that CA".into());
+        }
+        Ok(Self {
+            issuer_name_hash: Sha1::from(issuer.subject().as_raw()).digest().bytes(),
+            issuer_key_hash: Sha1::from(&*issuer.public_key().subject_public_key.data)
+                .digest()
+                .bytes(),
+            serial: leaf.tbs_certificate.raw_serial().to_vec(),
+        })
+    }
+
+    fn der(&self) -> Vec<u8> {
+        tlv(
+            0x30,
+            &[
+                tlv(0x30, SHA1_ALG),
+                tlv(0x04, &self.issuer_name_hash),
+                tlv(0x04, &self.issuer_key_hash),
+                tlv(0x02, &self.serial),
+            ]
+            .concat(),
+        )
+    }
+}
+
+/// The OCSP request (DER) for one certificate: POST it as `application/ocsp-request`.
+pub fn request(id: &CertId) -> Vec<u8> {
+    let one = tlv(0x30, &id.der());
+    let list = tlv(0x30, &one);
+    let tbs = tlv(0x30, &list);
+    tlv(0x30, &tbs)
+}
+
+/// What the responder says about the certificate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Good,
+    /// Revoked at this time (seconds since the epoch).
+    Revoked(i64),
+    /// The responder does not know the certificate.
+    Unknown,
+}
+
+/// A checked answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Answer {
+    pub status: Status,
+    pub this_update: i64,
+    /// Until when the answer may be used: its `nextUpdate`, or [`WITHOUT_NEXT_UPDATE`] from
+    /// `now` when the responder gives none.
+    pub valid_until: i64,
+}
+
+/// Judges `response` (DER, as the responder sent it) about `id`, issued by `issuer` (DER), at
+/// `now`: the responder succeeded, the response is signed by the issuer's key or by a
+/// certificate the issuer signed for OCSP signing (valid now), it names this certificate, and
+/// it is current. Anything else is an error that says why; an error is never a status.
+pub fn check(
+    response: &[u8],
+    id: &CertId,
+    issuer: &[u8],
+    now: i64,
+    crypto: &dyn HostCrypto,
+) -> Result<Answer, String> {
+    let basic = basic_response(response)?;
+    let (_, issuer) = X509Certificate::from_der(issuer)
+        .map_err(|e| format!("the issuer's certificate cannot be parsed: {e}"))?;
+    let issuer_spki = issuer.public_key().raw;
+    let by_issuer =
+        crypto.verify_signature(issuer_spki, basic.algorithm, basic.tbs, basic.signature);
+    if let Err(issuer_error) = by_issuer {
+        let delegated = basic
+            .certs
+            .iter()
+            .find_map(|der| delegated_signer(der, &issuer, now, crypto).ok());
+        let Some(spki) = delegated else {
+            return Err(format!(
+                "the response is signed neither by the issuer ({issuer_error}) nor by a \
+                 responder the issuer delegated to"
+            ));
+        };
+        crypto
+            .verify_signature(&spki, basic.algorithm, basic.tbs, basic.signature)
+            .map_err(|e| format!("the delegated responder's signature does not verify: {e}"))?;
+    }
+    let single = basic
+        .responses
+        .iter()
+        .find(|r| r.id == *id)
+        .ok_or("the response is not about this certificate")?;
+    if single.this_update > now + CLOCK_SKEW {
+        return Err("the response's thisUpdate is in the future".into());
+    }
+    let valid_until = match single.next_update {
+        Some(next) if next < now => {
+            return Err(format!(
+                "the response is stale (nextUpdate {} s ago)",
+                now - next
+            ))
+        }
+        Some(next) => next,
+        None => now + WITHOUT_NEXT_UPDATE,
+    };
+    Ok(Answer {
+        status: single.status,
+        this_update: single.this_update,
+        valid_until,
+    })
+}
+
+/// The public key (SPKI, DER) of a delegated responder's certificate: issued and signed by
+/// `issuer`, for OCSP signing, valid at `now`.
+fn delegated_signer(
+    der: &[u8],
+    issuer: &X509Certificate<'_>,
+    now: i64,
+    crypto: &dyn HostCrypto,
+) -> Result<Vec<u8>, String> {
+    let (_, cert) = X509Certificate::from_der(der).map_err(|e| e.to_string())?;
+    if cert.issuer().as_raw() != issuer.subject().as_raw() {
+        return Err("not issued by the certificate's issuer".into());
+    }
+    let ocsp_signing = cert
+        .extended_key_usage()
+        .ok()
+        .flatten()
+        .is_some_and(|eku| eku.value.ocsp_signing);
+    if !ocsp_signing {
+        return Err(format!("no {OCSP_SIGNING} extended key usage"));
+    }
+    let validity = cert.validity();
+    if now < validity.not_before.timestamp() || now > validity.not_after.timestamp() {
+        return Err("outside its validity".into());
+    }
+    // Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signatureValue }
+    let mut parts = Reader::new(der).sequence().ok_or("not a certificate")?;
+    let (tbs, algorithm) = (parts.raw(0x30), parts.raw(0x30));
+    let (Some(tbs), Some(algorithm), Some([0, signature @ ..])) =
+        (tbs, algorithm, parts.expect(0x03))
+    else {
+        return Err("not a certificate".into());
+    };
+    crypto.verify_signature(issuer.public_key().raw, algorithm, tbs, signature)?;
+    Ok(cert.public_key().raw.to_vec())
+}
+
+struct Basic<'a> {
+    tbs: &'a [u8],
+    /// The AlgorithmIdentifier (DER, SEQUENCE header included).
+    algorithm: &'a [u8],
+    /// The BIT STRING's bits (no unused-bits byte).
+    signature: &'a [u8],
+    certs: Vec<&'a [u8]>,
+    responses: Vec<Single>,
+}
+
+struct Single {
+    id: CertId,
+    status: Status,
+    this_update: i64,
+    next_update: Option<i64>,
+}
+
+fn basic_response(der: &[u8]) -> Result<Basic<'_>, String> {
+    let malformed = |what: &str| format!("malformed OCSP response: {what}");
+    let mut outer = Reader::new(der)
+        .sequence()
+        .ok_or_else(|| malformed("not a SEQUENCE"))?;
+    let status = outer
+        .expect(0x0a)
+        .ok_or_else(|| malformed("no responseStatus"))?;
+    match status {
+        [0] => {}
+        [code] => {
+            return Err(format!(
+                "the responder answered {}",
+                match code {
+                    1 => "malformedRequest",
+                    2 => "internalError",
+                    3 => "tryLater",
+                    5 => "sigRequired",
+                    6 => "unauthorized",
+                    _ => "an unknown status",
+                }
+            ))
+        }
+        _ => return Err(malformed("responseStatus")),
+    }
+    let mut bytes = outer
+        .expect(0xa0)
+        .and_then(|b| Reader::new(b).sequence())
+        .ok_or_else(|| malformed("no responseBytes"))?;
+    if bytes.expect(0x06) != Some(BASIC) {
+        return Err("the response is not a basic OCSP response".into());
+    }
+    let basic = bytes.expect(0x04).ok_or_else(|| malformed("no response"))?;
+    let mut basic = Reader::new(basic)
+        .sequence()
+        .ok_or_else(|| malformed("BasicOCSPResponse"))?;
+    let tbs = basic
+        .raw(0x30)
+        .ok_or_else(|| malformed("tbsResponseData"))?;
+    let algorithm = basic
+        .raw(0x30)
+        .ok_or_else(|| malformed("signatureAlgorithm"))?;
+    let signature = match basic.expect(0x03) {
+        Some([0, bits @ ..]) => bits,
+        _ => return Err(malformed("signature")),
+    };
+    let mut certs = Vec::new();
+    if let Some(list) = basic.expect(0xa0) {
+        let mut list = Reader::new(list)
+            .sequence()
+            .ok_or_else(|| malformed("certs"))?;
+        while let Some(cert) = list.raw(0x30) {
+            certs.push(cert);
+        }
+    }
+    let mut data = Reader::new(tbs)
+        .sequence()
+        .ok_or_else(|| malformed("tbsResponseData"))?;
+    data.optional(0xa0); // version
+    if data.optional(0xa1).is_none() && data.optional(0xa2).is_none() {
+        return Err(malformed("responderID"));
+    }
+    data.expect(0x18).ok_or_else(|| malformed("producedAt"))?;
+    let mut list = data
+        .expect(0x30)
+        .map(Reader::new)
+        .ok_or_else(|| malformed("responses"))?;
+    let mut responses = Vec::new();
+    while let Some(single) = list.expect(0x30) {
+        // An answer keyed by another hash cannot be about our request: skipped.
+        if let Some(single) = single_response(single).ok_or_else(|| malformed("SingleResponse"))? {
+            responses.push(single);
+        }
+    }
+    Ok(Basic {
+        tbs,
+        algorithm,
+        signature,
+        certs,
+        responses,
+    })
+}
+
+/// `None`: malformed; `Some(None)`: a `CertID` by a hash other than SHA-1.
+fn single_response(der: &[u8]) -> Option<Option<Single>> {
+    let mut r = Reader::new(der);
+    let mut id = Reader::new(r.expect(0x30)?);
+    if id.expect(0x30)? != SHA1_ALG {
+        return Some(None);
+    }
+    let issuer_name_hash = id.expect(0x04)?.try_into().ok()?;
+    let issuer_key_hash = id.expect(0x04)?.try_into().ok()?;
+    let serial = id.expect(0x02)?.to_vec();
+    let status = match r.next()? {
+        (0x80, _) => Status::Good,
+        (0xa1, revoked) => Status::Revoked(generalized_time(Reader::new(revoked).expect(0x18)?)?),
+        (0x82, _) => Status::Unknown,
+        _ => return None,
+    };
+    let this_update = generalized_time(r.expect(0x18)?)?;
+    let next_update = match r.optional(0xa0) {
+        Some(t) => Some(generalized_time(Reader::new(t).expect(0x18)?)?),
+        None => None,
+    };
+    Some(Some(Single {
+        id: CertId {
+            issuer_name_hash,
+            issuer_key_hash,
+            serial,
+        },
+        status,
+        this_update,
+        next_update,
+    }))
+}
+
+/// `YYYYMMDDHHMMSS[.fff]Z` as seconds since the epoch.
+fn generalized_time(bytes: &[u8]) -> Option<i64> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let text = text.strip_suffix('Z')?;
+    let whole = text.split('.').next()?;
+    let t = chrono::NaiveDateTime::parse_from_str(whole, "%Y%m%d%H%M%S").ok()?;
+    Some(t.and_utc().timestamp())
+}
+
+fn tlv(tag: u8, contents: &[u8]) -> Vec<u8> {
+    let mut out = vec![tag];
+    let len = contents.len();
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes = len.to_be_bytes();
+        let skip = bytes.iter().take_while(|b| **b == 0).count();
+        out.push(0x80 | (bytes.len() - skip) as u8);
+        out.extend_from_slice(&bytes[skip..]);
+    }
+    out.extend_from_slice(contents);
+    out
+}
+
+/// A DER reader over a sequence of elements; every read is bounds-checked and returns `None`
+/// on anything malformed.
+struct Reader<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn new(der: &'a [u8]) -> Self {
+        Self { rest: der }
+    }
+
+    /// The next element as (tag, contents) and its whole encoding.
+    fn next_raw(&mut self) -> Option<(u8, &'a [u8], &'a [u8])> {
+        let all = self.rest;
+        let (&tag, after) = all.split_first()?;
+        let (&first, mut after) = after.split_first()?;
+        let len = if first < 0x80 {
+            usize::from(first)
+        } else {
+            let n = usize::from(first & 0x7f);
+            if n == 0 || n > 4 || after.len() < n {
+                return None;
+            }
+            let len = after[..n]
+                .iter()
+                .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+            after = &after[n..];
+            len
+        };
+        if after.len() < len {
+            return None;
+        }
+        let header = all.len() - after.len();
+        self.rest = &after[len..];
+        Some((tag, &after[..len], &all[..header + len]))
+    }
+
+    fn next(&mut self) -> Option<(u8, &'a [u8])> {
+        self.next_raw().map(|(tag, contents, _)| (tag, contents))
+    }
+
+    /// The contents of the next element, which must have `tag`.
+    fn expect(&mut self, tag: u8) -> Option<&'a [u8]> {
+        match self.next()? {
+            (t, contents) if t == tag => Some(contents),
+            _ => None,
+        }
+    }
+
+    /// The whole encoding of the next element, which must have `tag`.
+    fn raw(&mut self, tag: u8) -> Option<&'a [u8]> {
+        let saved = self.rest;
+        match self.next_raw() {
+            Some((t, _, all)) if t == tag => Some(all),
+            _ => {
+                self.rest = saved;
+                None
+            }
+        }
+    }
+
+    /// The contents of the next element if it has `tag`; otherwise nothing is consumed.
+    fn optional(&mut self, tag: u8) -> Option<&'a [u8]> {
+        let saved = self.rest;
+        match self.next() {
+            Some((t, contents)) if t == tag => Some(contents),
+            _ => {
+                self.rest = saved;
+                None
+            }
+        }
+    }
+
+    /// A reader over the contents of the SEQUENCE this is.
+    fn sequence(mut self) -> Option<Reader<'a>> {
+        self.expect(0x30).map(Reader::new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reader_refuses_lengths_past_the_end() {
+        assert!(Reader::new(&[0x30, 0x05, 0x01]).next().is_none());
+        assert!(Reader::new(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff])
+            .next()
+            .is_none());
+        assert!(Reader::new(&[0x30]).next().is_none());
+        let mut r = Reader::new(&[0x04, 0x01, 0xaa, 0x05, 0x00]);
+        assert_eq!(r.expect(0x04), Some(&[0xaa][..]));
+        assert_eq!(
+            r.optional(0x04),
+            None,
+            "optional consumes nothing on a mismatch"
+        );
+        assert_eq!(r.expect(0x05), Some(&[][..]));
+    }
+
+    #[test]
+    fn long_lengths_round_trip() {
+        let contents = vec![7u8; 300];
+        let der = tlv(0x04, &contents);
+        assert_eq!(&der[..4], &[0x04, 0x82, 0x01, 0x2c]);
+        assert_eq!(Reader::new(&der).expect(0x04), Some(&contents[..]));
+    }
+
+    #[test]
+    fn generalized_times() {
+        assert_eq!(generalized_time(b"20260101000000Z"), Some(1_767_225_600));
+        assert_eq!(
+            generalized_time(b"20260101000000.123Z"),
+            Some(1_767_225_600)
+        );
+        assert_eq!(generalized_time(b"20260101000000"), None);
+    }
+
+    #[test]
+    fn a_failed_responder_status_is_an_error_not_a_status() {
+        // OCSPResponse { responseStatus tryLater }
+        let der = [0x30, 0x03, 0x0a, 0x01, 0x03];
+        let e = basic_response(&der).err().unwrap_or_default();
+        assert!(e.contains("tryLater"), "{e}");
+        assert!(basic_response(&[0x30, 0x00]).is_err());
+    }
+}
