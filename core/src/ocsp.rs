@@ -7,11 +7,15 @@
 //! SHA-1 `CertID`s (what every responder answers, `openssl ocsp` included), no nonce (answers
 //! are cached until their `nextUpdate`, which a nonce would defeat; RFC 5019 drops it too).
 
+use rustls_pki_types::SignatureVerificationAlgorithm;
 use sha1_smol::Sha1;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::config::HostCrypto;
+use crate::config::{HostCrypto, OcspMode};
+use crate::facts::{ClientCert, Unverified};
 
+/// `id-ad-ocsp` in an Authority Information Access extension.
+const AD_OCSP: &str = "1.3.6.1.5.5.7.48.1";
 /// `id-kp-OCSPSigning`: the extended key usage of a delegated responder's certificate.
 const OCSP_SIGNING: &str = "1.3.6.1.5.5.7.3.9";
 /// `id-pkix-ocsp-basic`, the only response type there is.
@@ -93,6 +97,156 @@ pub struct Answer {
     pub valid_until: i64,
 }
 
+/// What an endpoint's check concluded for one connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Good,
+    Revoked,
+    /// No valid answer: the responder is down, late, does not know the certificate, or answered
+    /// something that does not check out. `reason` labels logs and metrics.
+    Unavailable {
+        reason: &'static str,
+        detail: String,
+    },
+}
+
+impl Outcome {
+    /// The outcome of a checked answer.
+    pub fn of(answer: &Answer) -> Self {
+        match answer.status {
+            Status::Good => Self::Good,
+            Status::Revoked(_) => Self::Revoked,
+            Status::Unknown => Self::Unavailable {
+                reason: "ocsp_unknown_certificate",
+                detail: "the responder does not know the certificate".into(),
+            },
+        }
+    }
+
+    /// `good`, `revoked`, or why there was no valid answer.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Good => "good",
+            Self::Revoked => "revoked",
+            Self::Unavailable { reason, .. } => reason,
+        }
+    }
+
+    /// What the certificate is after this outcome under `mode`: a revoked one, and in `require`
+    /// mode one without a valid answer, is no identity; the rest stands. Both hosts apply it, so
+    /// the strategy then decides the same way in both.
+    pub fn apply(&self, mode: OcspMode, cert: ClientCert) -> ClientCert {
+        let ClientCert::Verified(facts) = cert else {
+            return cert;
+        };
+        match (self, mode) {
+            (Self::Good, _) | (Self::Unavailable { .. }, OcspMode::Prefer) => {
+                ClientCert::Verified(facts)
+            }
+            (Self::Revoked, _) => ClientCert::Unverified(facts, Unverified::Revoked),
+            (Self::Unavailable { .. }, OcspMode::Require) => {
+                ClientCert::Unverified(facts, Unverified::StatusUnavailable)
+            }
+        }
+    }
+}
+
+/// Why Envoy cannot check `endpoint`'s OCSP as the native host does, if it cannot: the filter
+/// learns only the leaf (not the chain the client sent), reaches responders through a cluster
+/// the generator declares (so the responder must be named in the policy), and decides once per
+/// connection in its network role, which only `require-and-verify` makes final (under
+/// `request`/`require-any` the HTTP role would need the answer too).
+pub fn unsupported_behind_envoy(endpoint: &crate::Endpoint) -> Option<String> {
+    let crate::config::ClientAuth::On {
+        strategy,
+        ocsp: Some(check),
+        ..
+    } = &endpoint.tls.client_auth
+    else {
+        return None;
+    };
+    if *strategy != crate::config::VerificationStrategy::RequireAndVerify {
+        return Some(format!(
+            "behind Envoy, mutual_tls_ocsp works with the require-and-verify strategy only (this \
+             endpoint's is {}); the native host (tlsgate run) checks it under every strategy",
+            strategy.as_str()
+        ));
+    }
+    if check.responder.is_none() {
+        return Some(
+            "behind Envoy, mutual_tls_ocsp needs `responder`: Envoy reaches a responder through a \
+             cluster the generator declares, so it cannot follow each certificate's own URL"
+                .into(),
+        );
+    }
+    None
+}
+
+/// The certificate among `candidates` (DER) that issued `leaf`: the first whose subject is the
+/// leaf's issuer. Hosts pass the chain the client sent (after the leaf), then the endpoint's CAs.
+pub fn issuer_of<'a>(
+    leaf: &[u8],
+    candidates: impl IntoIterator<Item = &'a [u8]>,
+) -> Option<&'a [u8]> {
+    let (_, leaf) = X509Certificate::from_der(leaf).ok()?;
+    let wanted = leaf.issuer().as_raw();
+    candidates.into_iter().find(|der| {
+        X509Certificate::from_der(der).is_ok_and(|(_, c)| c.subject().as_raw() == wanted)
+    })
+}
+
+/// The URL of the `http://` OCSP responder a certificate names (Authority Information Access).
+pub fn responder_of(leaf: &[u8]) -> Option<String> {
+    use x509_parser::prelude::{GeneralName, ParsedExtension};
+    let (_, cert) = X509Certificate::from_der(leaf).ok()?;
+    cert.extensions()
+        .iter()
+        .find_map(|ext| match ext.parsed_extension() {
+            ParsedExtension::AuthorityInfoAccess(aia) => {
+                aia.accessdescs.iter().find_map(|d| {
+                    match (
+                        &d.access_location,
+                        d.access_method.to_id_string() == AD_OCSP,
+                    ) {
+                        (GeneralName::URI(uri), true) if uri.starts_with("http://") => {
+                            Some((*uri).to_owned())
+                        }
+                        _ => None,
+                    }
+                })
+            }
+            _ => None,
+        })
+}
+
+/// Checked answers by certificate, until their `valid_until`; at most [`Cache::MAX`] (past it,
+/// expired ones go, and new ones are not kept until there is room: a miss only asks again).
+/// Only checked answers go in: a failure is never cached, so the next connection asks again.
+#[derive(Debug, Default)]
+pub struct Cache {
+    answers: std::collections::HashMap<CertId, Answer>,
+}
+
+impl Cache {
+    pub const MAX: usize = 10_000;
+
+    pub fn get(&self, id: &CertId, now: i64) -> Option<Answer> {
+        self.answers
+            .get(id)
+            .copied()
+            .filter(|a| a.valid_until >= now)
+    }
+
+    pub fn insert(&mut self, id: CertId, answer: Answer, now: i64) {
+        if self.answers.len() >= Self::MAX {
+            self.answers.retain(|_, a| a.valid_until >= now);
+        }
+        if self.answers.len() < Self::MAX {
+            self.answers.insert(id, answer);
+        }
+    }
+}
+
 /// Judges `response` (DER, as the responder sent it) about `id`, issued by `issuer` (DER), at
 /// `now`: the responder succeeded, the response is signed by the issuer's key or by a
 /// certificate the issuer signed for OCSP signing (valid now), it names this certificate, and
@@ -148,6 +302,38 @@ pub fn check(
         this_update: single.this_update,
         valid_until,
     })
+}
+
+/// A signature check over webpki-style algorithms (rustls' providers, or pure-Rust ones where
+/// those do not build): the algorithm whose signature and public-key identifiers are
+/// `algorithm`'s (an AlgorithmIdentifier, DER) and `spki`'s verifies `signature` over `message`.
+pub fn verify_with(
+    algorithms: &[&dyn SignatureVerificationAlgorithm],
+    spki: &[u8],
+    algorithm: &[u8],
+    message: &[u8],
+    signature: &[u8],
+) -> Result<(), String> {
+    let mut key = Reader::new(spki)
+        .sequence()
+        .ok_or("the public key is not a SubjectPublicKeyInfo")?;
+    let key_algorithm = key.expect(0x30).ok_or("the public key has no algorithm")?;
+    let Some([0, key_bits @ ..]) = key.expect(0x03) else {
+        return Err("the public key has no key bits".into());
+    };
+    let signature_algorithm = Reader::new(algorithm)
+        .expect(0x30)
+        .ok_or("the signature algorithm is not an AlgorithmIdentifier")?;
+    let verifier = algorithms
+        .iter()
+        .find(|a| {
+            a.signature_alg_id().as_ref() == signature_algorithm
+                && a.public_key_alg_id().as_ref() == key_algorithm
+        })
+        .ok_or("an unsupported signature algorithm or key type")?;
+    verifier
+        .verify_signature(key_bits, message, signature)
+        .map_err(|_| "the signature does not verify".to_owned())
 }
 
 /// The public key (SPKI, DER) of a delegated responder's certificate: issued and signed by

@@ -156,6 +156,12 @@ pub fn filter_chain_name(index: usize) -> String {
     format!("tlsgate.endpoints[{index}]")
 }
 
+/// The Envoy cluster through which the filter asks endpoint `index`'s OCSP responder
+/// (`mutual_tls_ocsp.responder`): the generator declares it, the filter dispatches to it.
+pub fn ocsp_cluster_name(index: usize) -> String {
+    format!("tlsgate_ocsp_{index}")
+}
+
 /// The endpoint index in a name written by [`filter_chain_name`]; `None` for any other name (a
 /// chain Istio or a person named), so the filter routes by SNI instead.
 pub fn endpoint_index(chain_name: &str) -> Option<usize> {

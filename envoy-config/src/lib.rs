@@ -192,6 +192,9 @@ pub fn generate(config: &Config, options: &Options) -> Result<Bootstrap, Error> 
     let mut clusters = Vec::new();
     for endpoint in &config.endpoints {
         clusters.push(cluster(endpoint, &mut material, options)?);
+        if let Some(check) = endpoint.tls.client_auth.ocsp() {
+            clusters.push(ocsp_cluster(endpoint.index, check)?);
+        }
     }
 
     let doc = map([
@@ -306,13 +309,12 @@ fn filter_chain(
             if ocsp.is_some() {
                 // Fail closed: a bootstrap that skips a check the policy asks for would pass
                 // certificates the native host refuses.
-                return Err(Error::Unsupported(format!(
-                    "endpoints[{i}] ({}): mutual_tls_ocsp is checked by the native host (tlsgate \
-                     run) only; Envoy has no OCSP for client certificates and the filter does \
-                     not ask responders yet. Use CRLs (mutual_tls_certificate_revocation_lists) \
-                     behind Envoy, or run this endpoint natively",
-                    endpoint.url
-                )));
+                if let Some(why) = tlsgate_core::ocsp::unsupported_behind_envoy(endpoint) {
+                    return Err(Error::Unsupported(format!(
+                        "endpoints[{i}] ({}): {why}",
+                        endpoint.url
+                    )));
+                }
             }
             let ca = material.anchors(
                 endpoint,
@@ -899,6 +901,64 @@ fn cluster(
     ]))
 }
 
+/// The cluster the filter asks an endpoint's OCSP responder through (plain HTTP/1.1: answers
+/// are signed; the filter checks them).
+fn ocsp_cluster(index: usize, check: &tlsgate_core::config::OcspCheck) -> Result<Yaml, Error> {
+    let url = check.responder.as_deref().unwrap_or_default();
+    let authority = url
+        .strip_prefix("http://")
+        .map(|rest| rest.split('/').next().unwrap_or_default())
+        .unwrap_or_default();
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => match p.parse::<u16>() {
+            Ok(port) => (h.trim_start_matches('[').trim_end_matches(']'), port),
+            Err(_) => (authority, 80),
+        },
+        _ => (authority, 80),
+    };
+    if host.is_empty() {
+        return Err(Error::Unsupported(format!(
+            "endpoints[{index}]: the OCSP responder `{url}` has no host"
+        )));
+    }
+    let is_ip = host.parse::<IpAddr>().is_ok();
+    let name = tlsgate_core::policy::ocsp_cluster_name(index);
+    Ok(map([
+        ("name", s(name.clone())),
+        ("type", s(if is_ip { "STATIC" } else { "STRICT_DNS" })),
+        (
+            "dns_lookup_family",
+            opt((!is_ip).then(|| s("V4_PREFERRED"))),
+        ),
+        ("connect_timeout", duration(check.timeout)),
+        (
+            "load_assignment",
+            map([
+                ("cluster_name", s(name)),
+                (
+                    "endpoints",
+                    list(vec![map([(
+                        "lb_endpoints",
+                        list(vec![map([(
+                            "endpoint",
+                            map([(
+                                "address",
+                                map([(
+                                    "socket_address",
+                                    map([
+                                        ("address", s(host.to_owned())),
+                                        ("port_value", int(port)),
+                                    ]),
+                                )]),
+                            )]),
+                        )])]),
+                    )])]),
+                ),
+            ]),
+        ),
+    ]))
+}
+
 /// The upstream transport socket, behind a PROXY protocol header when the upstream asks for
 /// one. Envoy fills the header from the downstream connection (HTTP connection manager and
 /// tcp_proxy both record it) and keys its connection pools by it, so an upstream connection
@@ -1118,6 +1178,66 @@ pub(crate) mod tests {
         assert!(policy["endpoints"][0]["url"] == "https://a.example.com");
         assert!(!bootstrap.yaml.contains("PRIVATE KEY"));
         assert!(bootstrap.files.is_empty(), "file references need no copies");
+    }
+
+    #[test]
+    fn ocsp_gets_a_cluster_for_its_responder_and_is_refused_where_the_filter_cannot_check_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let with_ocsp = |strategy: &str, ocsp: &str| {
+            format!(
+                "endpoints:\n{}                mutual_tls_ocsp: {ocsp}\n",
+                endpoint(
+                    "a.example.com",
+                    "127.0.0.1:8443",
+                    strategy,
+                    "      url: http://127.0.0.1:8080"
+                )
+            )
+        };
+        let (doc, _) = generate_from(
+            dir.path(),
+            &with_ocsp(
+                "require-and-verify",
+                "{mode: require, responder: 'http://127.0.0.1:8888/ocsp', timeout: 1s}",
+            ),
+        );
+        let clusters = doc["static_resources"]["clusters"]
+            .as_vec()
+            .expect("clusters");
+        let ocsp = clusters
+            .iter()
+            .find(|c| c["name"].as_str() == Some("tlsgate_ocsp_0"))
+            .expect("a cluster for the responder");
+        let address = &ocsp["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+            ["address"]["socket_address"];
+        assert_eq!(address["address"].as_str(), Some("127.0.0.1"));
+        assert_eq!(address["port_value"].as_i64(), Some(8888));
+        assert_eq!(ocsp["connect_timeout"].as_str(), Some("1s"));
+
+        for (strategy, ocsp, why) in [
+            (
+                "request",
+                "{mode: require, responder: 'http://127.0.0.1:8888/'}",
+                "require-and-verify strategy only",
+            ),
+            ("require-and-verify", "{mode: prefer}", "needs `responder`"),
+        ] {
+            let path = dir.path().join("policy.yaml");
+            std::fs::write(&path, with_ocsp(strategy, ocsp)).expect("policy");
+            let config =
+                Config::load_files(&[path], KeyMode::Load(&AcceptAnyKey), Deployment::none())
+                    .expect("loads");
+            let options = Options {
+                wasm: PathBuf::from("f.wasm"),
+                out_dir: dir.path().to_path_buf(),
+                admin: "127.0.0.1:9901".parse().expect("addr"),
+                limits: Limits::DEFAULT,
+            };
+            let e = generate(&config, &options)
+                .expect_err("refused")
+                .to_string();
+            assert!(e.contains(why), "{strategy} {ocsp}: {e}");
+        }
     }
 
     #[test]

@@ -1,22 +1,43 @@
-//! The network filter: one decision per connection, at its first decrypted bytes.
+//! The network filter: one decision per connection, at its first decrypted bytes (after the
+//! client certificate's OCSP answer, when the endpoint asks for one).
 
+use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, StreamContext};
 use proxy_wasm::types::{Action, LogLevel};
-use tlsgate_core::facts::escape_control;
-use tlsgate_core::{Policy, Session, Verdict};
+use tlsgate_core::config::ClientAuth;
+use tlsgate_core::facts::{escape_control, ClientCert};
+use tlsgate_core::ocsp::{self, Cache, CertId, Outcome};
+use tlsgate_core::policy::ocsp_cluster_name;
+use tlsgate_core::{EndpointPolicy, Policy, Session, TlsFacts, Verdict};
 
 use crate::attributes::{read_connection, Envoy};
 use crate::metrics::{self, log, Phase};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
     /// The handshake may still be running; nothing was decided.
     Undecided,
+    /// Waiting for the OCSP responder (`mutual_tls_ocsp`) before deciding.
+    Asking(Box<Asking>),
     Allowed,
     Denied,
+}
+
+/// A connection whose decision waits on an OCSP answer.
+struct Asking {
+    token: u32,
+    endpoint: Arc<EndpointPolicy>,
+    facts: TlsFacts,
+    id: CertId,
+    issuer: Vec<u8>,
+}
+
+thread_local! {
+    /// Checked OCSP answers of this worker's VM (a VM is single-threaded).
+    static OCSP_ANSWERS: RefCell<Cache> = RefCell::new(Cache::default());
 }
 
 pub(crate) struct NetworkFilter {
@@ -32,7 +53,8 @@ impl NetworkFilter {
         }
     }
 
-    fn decide(&self) -> State {
+    /// Reads the connection, and either decides or (OCSP) asks first.
+    fn start(&self) -> State {
         let Some(policy) = &self.policy else {
             log(LogLevel::Error, "no policy loaded; closing the connection");
             metrics::verdict(None, Phase::TcpConnect, "deny", Some("no_policy"));
@@ -49,45 +71,232 @@ impl NetworkFilter {
                 return State::Denied;
             }
         };
-        let index = connection.endpoint.index;
-        crate::http::publish_metadata(&connection.endpoint);
-        let session = Session::new(connection.endpoint, connection.facts);
-        let (verdict, detail) = session.on_tcp_connect_explained();
-        match verdict {
-            Verdict::Continue => {
-                metrics::verdict(
-                    Some(index),
-                    Phase::TcpConnect,
-                    Verdict::Continue.label(),
-                    None,
-                );
-                State::Allowed
+        let (endpoint, facts) = (connection.endpoint, connection.facts);
+        let ClientAuth::On {
+            authorities,
+            ocsp: Some(check),
+            ..
+        } = &endpoint.tls.client_auth
+        else {
+            return decide(endpoint, facts, None);
+        };
+        let ClientCert::Verified(cert) = &facts.client_cert else {
+            return decide(endpoint, facts, None);
+        };
+        // Envoy shows filters the leaf only: the issuer is one of the endpoint's CAs.
+        let candidates = authorities.certs.iter().map(AsRef::as_ref);
+        let Some(issuer) = ocsp::issuer_of(&cert.der, candidates).map(<[u8]>::to_vec) else {
+            let outcome = unavailable("the certificate's issuer is not among the endpoint's CAs");
+            return decide(endpoint, facts, Some(outcome));
+        };
+        let id = match CertId::new(&cert.der, &issuer) {
+            Ok(id) => id,
+            Err(e) => return decide(endpoint, facts, Some(unavailable(&e))),
+        };
+        if let Some(answer) = OCSP_ANSWERS.with(|c| c.borrow().get(&id, now())) {
+            return decide(endpoint, facts, Some(Outcome::of(&answer)));
+        }
+        let (authority, path) = authority_and_path(check.responder.as_deref().unwrap_or_default());
+        let request = ocsp::request(&id);
+        let dispatched = hostcalls::dispatch_http_call(
+            &ocsp_cluster_name(endpoint.index),
+            vec![
+                (":method", "POST"),
+                (":path", path),
+                (":authority", authority),
+                ("content-type", "application/ocsp-request"),
+                ("accept", "application/ocsp-response"),
+            ],
+            Some(&request),
+            vec![],
+            check.timeout,
+        );
+        match dispatched {
+            Ok(token) => State::Asking(Box::new(Asking {
+                token,
+                endpoint,
+                facts,
+                id,
+                issuer,
+            })),
+            Err(status) => {
+                let outcome = unavailable(&format!("Envoy refused the call ({status:?})"));
+                decide(endpoint, facts, Some(outcome))
             }
-            Verdict::Deny(reason) => {
-                log(
-                    LogLevel::Info,
-                    &format!(
-                        "closed connection from {} to {} (endpoints[{index}]): {reason}{}",
-                        session.facts().client_ip,
-                        session.endpoint().host,
-                        detail
-                            .map(|d| format!(": {}", escape_control(&d)))
-                            .unwrap_or_default()
-                    ),
-                );
-                metrics::verdict(
-                    Some(index),
-                    Phase::TcpConnect,
-                    "deny",
-                    Some(reason.as_str()),
-                );
-                State::Denied
+        }
+    }
+
+    /// Closes, or lets the held bytes through, once decided.
+    fn settle(&self) {
+        match self.state {
+            State::Allowed => self.resume_downstream(),
+            State::Denied => {
+                if hostcalls::close_downstream().is_err() {
+                    log(LogLevel::Error, "could not close a denied connection");
+                }
             }
+            State::Undecided | State::Asking(_) => {}
         }
     }
 }
 
-impl Context for NetworkFilter {}
+fn unavailable(detail: &str) -> Outcome {
+    Outcome::Unavailable {
+        reason: "ocsp_unavailable",
+        detail: detail.to_owned(),
+    }
+}
+
+fn now() -> i64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .and_then(|d| i64::try_from(d.as_secs()).ok())
+        .unwrap_or(0)
+}
+
+/// `http://host:port/path` as `:authority` and `:path`.
+fn authority_and_path(url: &str) -> (&str, &str) {
+    let rest = url.strip_prefix("http://").unwrap_or(url);
+    match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    }
+}
+
+/// `on_tcp_connect` over the facts, after what the OCSP responder said (if it was asked).
+fn decide(endpoint: Arc<EndpointPolicy>, mut facts: TlsFacts, ocsp: Option<Outcome>) -> State {
+    let index = endpoint.index;
+    if let (Some(outcome), Some(check)) = (&ocsp, endpoint.tls.client_auth.ocsp()) {
+        metrics::verdict(
+            Some(index),
+            Phase::TcpConnect,
+            "ocsp",
+            Some(outcome.reason()),
+        );
+        if let Outcome::Unavailable { reason, detail } = outcome {
+            log(
+                LogLevel::Warn,
+                &format!(
+                    "no valid OCSP answer for a client of endpoints[{index}] (mode {}): {reason}: {}",
+                    check.mode.as_str(),
+                    escape_control(detail)
+                ),
+            );
+        }
+        let cert = std::mem::replace(&mut facts.client_cert, ClientCert::Absent);
+        facts.client_cert = outcome.apply(check.mode, cert);
+    }
+    crate::http::publish_metadata(&endpoint);
+    let session = Session::new(endpoint, facts);
+    let (verdict, detail) = session.on_tcp_connect_explained();
+    match verdict {
+        Verdict::Continue => {
+            metrics::verdict(
+                Some(index),
+                Phase::TcpConnect,
+                Verdict::Continue.label(),
+                None,
+            );
+            State::Allowed
+        }
+        Verdict::Deny(reason) => {
+            log(
+                LogLevel::Info,
+                &format!(
+                    "closed connection from {} to {} (endpoints[{index}]): {reason}{}",
+                    session.facts().client_ip,
+                    session.endpoint().host,
+                    detail
+                        .map(|d| format!(": {}", escape_control(&d)))
+                        .unwrap_or_default()
+                ),
+            );
+            metrics::verdict(
+                Some(index),
+                Phase::TcpConnect,
+                "deny",
+                Some(reason.as_str()),
+            );
+            State::Denied
+        }
+    }
+}
+
+/// The filter's signature check for OCSP answers: pure-Rust algorithms (ring and aws-lc-rs do
+/// not build for the VM).
+struct RustCrypto;
+
+impl tlsgate_core::HostCrypto for RustCrypto {
+    fn check_key_pair(
+        &self,
+        _: &rustls_pki_types::CertificateDer<'_>,
+        _: &rustls_pki_types::PrivateKeyDer<'_>,
+    ) -> Result<(), String> {
+        Err("the filter holds no keys".into())
+    }
+
+    fn check_crl_signature(&self, _: &[u8], _: &[u8]) -> Result<(), String> {
+        Err("CRLs are checked when the policy is generated".into())
+    }
+
+    fn verify_signature(
+        &self,
+        spki: &[u8],
+        algorithm: &[u8],
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<(), String> {
+        ocsp::verify_with(tlsgate_rustcrypto::ALL, spki, algorithm, message, signature)
+    }
+}
+
+impl Context for NetworkFilter {
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        _num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        let State::Asking(asking) = std::mem::replace(&mut self.state, State::Denied) else {
+            return;
+        };
+        if asking.token != token {
+            self.state = State::Asking(asking);
+            return;
+        }
+        let Asking {
+            endpoint,
+            facts,
+            id,
+            issuer,
+            ..
+        } = *asking;
+        let status = self.get_http_call_response_header(":status");
+        let body = self.get_http_call_response_body(0, body_size);
+        let outcome = match (status.as_deref(), body) {
+            (Some("200"), Some(body)) => {
+                let now = now();
+                match ocsp::check(&body, &id, &issuer, now, &RustCrypto) {
+                    Ok(answer) => {
+                        OCSP_ANSWERS.with(|c| c.borrow_mut().insert(id, answer, now));
+                        Outcome::of(&answer)
+                    }
+                    Err(e) => Outcome::Unavailable {
+                        reason: "ocsp_invalid_response",
+                        detail: e,
+                    },
+                }
+            }
+            (Some(status), _) => unavailable(&format!("the responder answered {status}")),
+            // Envoy reports a failed call (no connection, the timeout) without headers.
+            (None, _) => unavailable("no answer (the responder is down or late)"),
+        };
+        self.state = decide(endpoint, facts, Some(outcome));
+        self.settle();
+    }
+}
 
 impl StreamContext for NetworkFilter {
     /// Holds back the filters after this one (tcp_proxy, the HTTP connection manager) until
@@ -101,15 +310,16 @@ impl StreamContext for NetworkFilter {
     fn on_downstream_data(&mut self, _data_size: usize, _end_of_stream: bool) -> Action {
         // on_new_connection runs before the TLS handshake; by the first decrypted byte it is
         // over and Envoy's connection attributes are final.
-        if self.state == State::Undecided {
-            self.state = self.decide();
-            if self.state == State::Denied && hostcalls::close_downstream().is_err() {
-                log(LogLevel::Error, "could not close a denied connection");
+        if matches!(self.state, State::Undecided) {
+            self.state = self.start();
+            if matches!(self.state, State::Denied) {
+                self.settle();
             }
         }
         match self.state {
             State::Allowed => Action::Continue,
-            State::Undecided | State::Denied => Action::Pause,
+            // Asking: the bytes wait in Envoy's buffer until the answer resumes or closes.
+            State::Undecided | State::Asking(_) | State::Denied => Action::Pause,
         }
     }
 }

@@ -137,18 +137,12 @@ pub fn load(text: &str) -> Result<Policy, String> {
         deployment: tlsgate_core::Deployment::none(),
     };
     let config = Config::load_str(text, None, &options, 0).map_err(|e| e.to_string())?;
-    // Fail closed on a check this host cannot make (`tlsgate envoy-config` refuses it first;
-    // this covers a configuration written by hand).
-    if let Some(e) = config
-        .endpoints
-        .iter()
-        .find(|e| e.tls.client_auth.ocsp().is_some())
-    {
-        return Err(format!(
-            "endpoints[{}] ({}): mutual_tls_ocsp is checked by the native host only; the filter \
-             cannot ask OCSP responders",
-            e.index, e.url
-        ));
+    // Fail closed on an OCSP check this host cannot make as the native host does
+    // (`tlsgate envoy-config` refuses it first; this covers a configuration written by hand).
+    for e in &config.endpoints {
+        if let Some(why) = tlsgate_core::ocsp::unsupported_behind_envoy(e) {
+            return Err(format!("endpoints[{}] ({}): {why}", e.index, e.url));
+        }
     }
     Ok(Policy::new(config))
 }

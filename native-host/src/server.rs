@@ -33,10 +33,10 @@ use tokio_util::task::TaskTracker;
 use crate::http::HttpConnection;
 use crate::limits::{Limits, WATCH_INTERVAL};
 use crate::metrics::{self, Metrics, ReloadLabels, UpstreamErrorLabels, VerdictLabels};
-use crate::ocsp::Outcome;
 use crate::runtime::{fingerprint, Runtime};
 use crate::upstream::tls_error;
 use crate::{tcp, tls};
+use tlsgate_core::ocsp::Outcome;
 
 /// What `tlsgate run` was asked to do.
 #[derive(Debug, Clone)]
@@ -647,11 +647,7 @@ async fn connection(
             .await;
         facts.client_cert = cert;
         if let Some(outcome) = outcome {
-            let reason = match &outcome {
-                Outcome::Good => "good",
-                Outcome::Revoked => "revoked",
-                Outcome::Unavailable { reason, .. } => reason,
-            };
+            let reason = outcome.reason();
             metrics
                 .ocsp_checks
                 .get_or_create(&UpstreamErrorLabels {

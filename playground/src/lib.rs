@@ -12,8 +12,6 @@
 // The export ABI hands raw pointers across the WebAssembly boundary; each use is commented.
 #![allow(unsafe_code)]
 
-mod algorithms;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -273,7 +271,7 @@ impl ChainVerifier for WebPki {
             u64::try_from(now).unwrap_or(0),
         ));
         cert.verify_for_usage(
-            algorithms::ALL,
+            tlsgate_rustcrypto::ALL,
             &anchors,
             intermediates,
             now,

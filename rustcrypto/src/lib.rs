@@ -1,6 +1,7 @@
-//! Signature algorithms for webpki in pure Rust (RustCrypto), for the browser build: the same
-//! algorithms rustls' providers give the native host (ECDSA P-256/P-384, RSA PKCS#1 v1.5 and
-//! PSS, Ed25519), verified by different code with the same results.
+//! Signature algorithms for webpki in pure Rust (RustCrypto), for the builds where ring and
+//! aws-lc-rs do not go (the browser playground, the proxy-wasm filter): the same algorithms
+//! rustls' providers give the native host (ECDSA P-256/P-384, RSA PKCS#1 v1.5 and PSS,
+//! Ed25519), verified by different code with the same results.
 
 use rustls_pki_types::{
     alg_id, AlgorithmIdentifier, InvalidSignature, SignatureVerificationAlgorithm,
