@@ -34,6 +34,11 @@ pub fn url_encode(s: &str) -> String {
     out
 }
 
+/// Standard base64 (what protobuf `bytes` fields take in YAML and JSON).
+pub fn base64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
 /// PEM-encodes DER with 64-column lines.
 pub fn pem(label: &str, der: &[u8]) -> String {
     let b64 = base64::engine::general_purpose::STANDARD.encode(der);

@@ -60,6 +60,9 @@ pub struct Options {
     /// Every deadline and bound, the same values `tlsgate run` enforces (see
     /// [`tlsgate_core::limits`]); rendered where Envoy has the matching knob.
     pub limits: Limits,
+    /// OCSP responses (DER) to staple, by endpoint index: checked `good` answers the caller
+    /// fetched for certificates that name a responder (`tlsgate envoy-config` does).
+    pub ocsp_staples: Vec<(usize, Vec<u8>)>,
 }
 
 /// A bound as a YAML integer.
@@ -295,6 +298,14 @@ fn filter_chain(
         (
             "private_key",
             material.key(endpoint, key, &format!("tlsgate-endpoint{i}-server.key"))?,
+        ),
+        (
+            "ocsp_staple",
+            opt(options
+                .ocsp_staples
+                .iter()
+                .find(|(index, _)| *index == i)
+                .map(|(_, der)| map([("inline_bytes", s(tlsgate_core::encoding::base64(der)))]))),
         ),
     ]);
     // Envoy enforces what its TLS stack can; the filter re-checks the strategy on the facts.
@@ -1064,6 +1075,7 @@ pub(crate) mod tests {
             out_dir: dir.to_path_buf(),
             admin: "127.0.0.1:9901".parse().expect("addr"),
             limits: Limits::DEFAULT,
+            ocsp_staples: Vec::new(),
         };
         let bootstrap = generate(&config, &options).expect("generates");
         let doc = YamlLoader::load_from_str(&bootstrap.yaml)
@@ -1213,6 +1225,12 @@ pub(crate) mod tests {
         assert_eq!(address["address"].as_str(), Some("127.0.0.1"));
         assert_eq!(address["port_value"].as_i64(), Some(8888));
         assert_eq!(ocsp["connect_timeout"].as_str(), Some("1s"));
+        assert!(
+            doc["static_resources"]["listeners"][0]["filter_chains"][0]["transport_socket"]
+                ["typed_config"]["common_tls_context"]["tls_certificates"][0]["ocsp_staple"]
+                .is_badvalue(),
+            "no staple unless one was fetched"
+        );
 
         for (strategy, ocsp, why) in [
             (
@@ -1232,12 +1250,51 @@ pub(crate) mod tests {
                 out_dir: dir.path().to_path_buf(),
                 admin: "127.0.0.1:9901".parse().expect("addr"),
                 limits: Limits::DEFAULT,
+                ocsp_staples: Vec::new(),
             };
             let e = generate(&config, &options)
                 .expect_err("refused")
                 .to_string();
             assert!(e.contains(why), "{strategy} {ocsp}: {e}");
         }
+    }
+
+    #[test]
+    fn a_fetched_ocsp_response_is_stapled_to_its_endpoints_certificate() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let policy = format!(
+            "endpoints:\n{}",
+            endpoint(
+                "a.example.com",
+                "127.0.0.1:8443",
+                "request",
+                "      url: http://127.0.0.1:8080"
+            )
+        );
+        let ca = Authority::root("Example Root");
+        ca.write(dir.path(), "ca");
+        ca.server(&["a.example.com"]).write(dir.path(), "server");
+        let path = dir.path().join("policy.yaml");
+        std::fs::write(&path, policy).expect("policy");
+        let config = Config::load_files(&[path], KeyMode::Load(&AcceptAnyKey), Deployment::none())
+            .expect("loads");
+        let options = Options {
+            wasm: PathBuf::from("f.wasm"),
+            out_dir: dir.path().to_path_buf(),
+            admin: "127.0.0.1:9901".parse().expect("addr"),
+            limits: Limits::DEFAULT,
+            ocsp_staples: vec![(0, vec![0x30, 0x03, 0x0a, 0x01, 0x00])],
+        };
+        let bootstrap = generate(&config, &options).expect("generates");
+        let doc = YamlLoader::load_from_str(&bootstrap.yaml).expect("YAML");
+        let certificate =
+            &tls_context(&doc[0]["static_resources"]["listeners"][0]["filter_chains"][0])
+                ["common_tls_context"]["tls_certificates"][0];
+        assert_eq!(
+            certificate["ocsp_staple"]["inline_bytes"].as_str(),
+            Some("MAMKAQA="),
+            "the response's DER, base64 as protobuf bytes are written"
+        );
     }
 
     #[test]
@@ -1383,6 +1440,7 @@ pub(crate) mod tests {
             out_dir: PathBuf::from("."),
             admin: "0.0.0.0:9901".parse().expect("addr"),
             limits: Limits::DEFAULT,
+            ocsp_staples: Vec::new(),
         };
         assert!(matches!(
             generate(&config, &options),

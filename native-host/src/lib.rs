@@ -30,6 +30,7 @@ pub mod playground;
 pub mod proxy_protocol;
 pub mod runtime;
 pub mod server;
+pub mod stapling;
 pub mod tcp;
 pub mod tls;
 pub mod upstream;

@@ -580,6 +580,7 @@ fn envoy_config(
             out_dir: std::path::absolute(&out_dir)?,
             admin,
             limits,
+            ocsp_staples: tlsgate::stapling::fetch_for_envoy(&config),
         };
         let bootstrap = tlsgate_envoy::generate(&config, &options)?;
         match output {

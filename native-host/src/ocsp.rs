@@ -83,7 +83,7 @@ impl Ocsp {
                 "the certificate names no OCSP responder and the policy gives none".into(),
             );
         };
-        let asked = tokio::time::timeout(check.timeout, fetch(&url, ocsp::request(&id)));
+        let asked = tokio::time::timeout(check.timeout, post(&url, ocsp::request(&id)));
         let body = match asked.await {
             Ok(Ok(body)) => body,
             Ok(Err(e)) => return unavailable("ocsp_unavailable", format!("{url}: {e}")),
@@ -112,9 +112,20 @@ fn unavailable(reason: &'static str, detail: String) -> Outcome {
     Outcome::Unavailable { reason, detail }
 }
 
+/// [`post`] within `timeout`.
+pub(crate) async fn fetch(
+    url: &str,
+    request: Vec<u8>,
+    timeout: std::time::Duration,
+) -> Result<Bytes, String> {
+    tokio::time::timeout(timeout, post(url, request))
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {timeout:?}")))
+}
+
 /// POSTs `request` to the responder at `url` (`http://host[:port][/path]`) and returns the
 /// body of a `200` answer.
-async fn fetch(url: &str, request: Vec<u8>) -> Result<Bytes, String> {
+async fn post(url: &str, request: Vec<u8>) -> Result<Bytes, String> {
     let rest = url
         .strip_prefix("http://")
         .ok_or("only http:// responders are asked")?;

@@ -204,6 +204,16 @@ async fn load(
         tokio::task::spawn_blocking(move || Runtime::load(&files, &deployment, &limits, &provider))
             .await
             .map_err(|e| anyhow::anyhow!("loading the configuration: {e}"))??;
+    // Staples for certificates that name a responder; each task ends with its configuration.
+    for endpoint in &runtime.endpoints {
+        if let Some((stapled, stapling)) = &endpoint.server_tls.stapling {
+            tokio::spawn(crate::stapling::keep_fresh(
+                Arc::downgrade(stapled),
+                stapling.clone(),
+                endpoint.label().to_owned(),
+            ));
+        }
+    }
     Ok(runtime)
 }
 

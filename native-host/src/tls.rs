@@ -86,6 +86,9 @@ pub struct ServerTls {
     post: PostHandshake,
     /// The endpoint's CRLs, which core applies to every connection (resumed ones too).
     revocation: Option<Arc<Revocation>>,
+    /// The certificate and where its OCSP staple comes from, when it names a responder: the
+    /// host keeps it fresh ([`crate::stapling::keep_fresh`]) while this configuration serves.
+    pub stapling: Option<(Arc<crate::stapling::Stapled>, crate::stapling::Stapling)>,
 }
 
 impl ServerTls {
@@ -153,7 +156,18 @@ impl ServerTls {
             Some(v) => builder.with_client_cert_verifier(v),
             None => builder.with_no_client_auth(),
         };
-        let mut config = builder.with_cert_resolver(Arc::new(SingleCertAndKey::from(certified)));
+        // A certificate that names an OCSP responder gets a staple (when one arrives).
+        let stapling = crate::stapling::Stapling::for_chain(&chain.certs);
+        let (mut config, stapled) = match stapling {
+            Some(_) => {
+                let stapled = Arc::new(crate::stapling::Stapled::new(certified));
+                (builder.with_cert_resolver(stapled.clone()), Some(stapled))
+            }
+            None => (
+                builder.with_cert_resolver(Arc::new(SingleCertAndKey::from(certified))),
+                None,
+            ),
+        };
         // TLS 1.2 clients get the server's preference (AEADs with forward secrecy first, as
         // the provider lists them), not whatever order they offered.
         config.ignore_client_order = true;
@@ -168,6 +182,7 @@ impl ServerTls {
             config: Arc::new(config),
             post,
             revocation: client_auth.revocation().cloned().map(Arc::new),
+            stapling: stapled.zip(stapling),
         })
     }
 

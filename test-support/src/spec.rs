@@ -117,6 +117,8 @@ pub struct LeafSpec {
     pub is_ca: bool,
     /// Serial number; `None` picks a random one that is unique within the process.
     pub serial: Option<u64>,
+    /// An OCSP responder URL, in an Authority Information Access extension.
+    pub ocsp_url: Option<String>,
 }
 
 impl Default for LeafSpec {
@@ -142,6 +144,7 @@ impl LeafSpec {
             key: KeyKind::default(),
             is_ca: false,
             serial: None,
+            ocsp_url: None,
         }
     }
 
@@ -251,6 +254,12 @@ impl LeafSpec {
         self
     }
 
+    /// Names an OCSP responder (Authority Information Access, `id-ad-ocsp`).
+    pub fn with_ocsp_url(mut self, url: &str) -> Self {
+        self.ocsp_url = Some(url.to_owned());
+        self
+    }
+
     /// Translates the spec into rcgen parameters.
     ///
     /// `signs_certificates` grants keyCertSign even when `is_ca` is false, which is how the
@@ -281,6 +290,9 @@ impl LeafSpec {
         }
 
         params.subject_alt_names = self.subject_alt_names();
+        if let Some(url) = &self.ocsp_url {
+            params.custom_extensions.push(authority_info_access(url));
+        }
         params.extended_key_usages = self.eku.iter().copied().map(Into::into).collect();
         params.is_ca = if self.is_ca {
             IsCa::Ca(BasicConstraints::Unconstrained)
@@ -344,4 +356,17 @@ fn unique_serial() -> SerialNumber {
     bytes[0] &= 0x7f;
     bytes.extend_from_slice(&count.to_be_bytes());
     SerialNumber::from(bytes)
+}
+
+/// An Authority Information Access extension naming one OCSP responder:
+/// `SEQUENCE { SEQUENCE { id-ad-ocsp, [6] uniformResourceIdentifier } }`.
+fn authority_info_access(url: &str) -> rcgen::CustomExtension {
+    fn tlv(tag: u8, contents: &[u8]) -> Vec<u8> {
+        let len = u8::try_from(contents.len()).unwrap_or_else(|_| panic!("OCSP URL too long"));
+        assert!(len < 0x80, "OCSP URL too long for this short-form encoder");
+        [&[tag, len][..], contents].concat()
+    }
+    const ID_AD_OCSP: &[u8] = &[0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x30, 0x01];
+    let description = tlv(0x30, &[ID_AD_OCSP, &tlv(0x86, url.as_bytes())].concat());
+    rcgen::CustomExtension::from_oid_content(&[1, 3, 6, 1, 5, 5, 7, 1, 1], tlv(0x30, &description))
 }

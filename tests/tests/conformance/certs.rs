@@ -13,6 +13,11 @@ use std::time::{Duration, UNIX_EPOCH};
 use crate::table::{CertSpec, Table, ValiditySpec};
 
 pub fn make(table: &Table, dir: &Path) {
+    // Responders get their ports now: certificates name them (hosts.rs starts them there).
+    for name in table.ocsp_responders.keys() {
+        let url = format!("http://127.0.0.1:{}/", tlsgate_e2e::free_port());
+        std::fs::write(dir.join(format!("{name}.url")), url).unwrap();
+    }
     let mut authorities: BTreeMap<String, Authority> = BTreeMap::new();
     // Authorities first, parents before children (a few passes settle any order).
     for _ in 0..4 {
@@ -46,7 +51,12 @@ pub fn make(table: &Table, dir: &Path) {
             );
             continue;
         }
-        let leaf = leaf_spec(name, spec);
+        let mut leaf = leaf_spec(name, spec);
+        if let Some(responder) = &spec.ocsp {
+            let url = std::fs::read_to_string(dir.join(format!("{responder}.url")))
+                .unwrap_or_else(|e| panic!("certificate `{name}`: responder `{responder}`: {e}"));
+            leaf = leaf.with_ocsp_url(&url);
+        }
         let issued = match (&spec.self_signed, &spec.issuer) {
             (Some(_), _) => Issued::self_signed(&leaf),
             (None, Some(issuer)) => authorities
@@ -62,6 +72,16 @@ pub fn make(table: &Table, dir: &Path) {
             &issued.chain_pem,
             &issued.key_pem,
         );
+        if let (Some(_), Some(issuer)) = (
+            &spec.ocsp,
+            spec.issuer.as_ref().and_then(|i| authorities.get(i)),
+        ) {
+            std::fs::write(
+                dir.join(format!("{name}.bundle.crt")),
+                format!("{}{}", issued.cert_pem, issuer.cert_pem()),
+            )
+            .unwrap();
+        }
         issued_der.insert(name.clone(), issued.cert_der.clone());
     }
     for (name, spec) in &table.crls {

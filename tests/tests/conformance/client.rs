@@ -31,6 +31,8 @@ pub enum Observed {
     Handshake,
     /// An openssl client resumed the session of a previous connection (`resume: true`).
     Resumed,
+    /// The handshake came with an OCSP staple saying `good` (`ocsp_status: true`).
+    Stapled,
     /// The client refused the server's certificate (curl exit 60).
     ServerUntrusted,
     /// The server kept a connection open past the deadline it should enforce.
@@ -56,6 +58,7 @@ impl fmt::Display for Observed {
             Self::Closed(_) => f.write_str("closed"),
             Self::Handshake => f.write_str("handshake"),
             Self::Resumed => f.write_str("resumed"),
+            Self::Stapled => f.write_str("stapled"),
             Self::ServerUntrusted => f.write_str("server-untrusted"),
             Self::Hung => f.write_str("hung"),
             Self::Broken(why) => write!(f, "broken ({why})"),
@@ -155,6 +158,9 @@ pub fn play(client: &Client, host: &Host, dir: &Path) -> Observed {
     }
     if client.websocket {
         return websocket(client, port, dir);
+    }
+    if client.ocsp_status {
+        return staple(client, port, dir);
     }
     let openssl = matches!(client.tls.as_deref(), Some("1.0" | "1.1"))
         || client.sni.as_deref() == Some("none");
@@ -411,6 +417,29 @@ fn s_client(client: &Client, port: u16, dir: &Path) -> Observed {
         Observed::Handshake
     } else {
         Observed::Refused(run.stderr)
+    }
+}
+
+/// An openssl handshake asking for the server's OCSP staple. Hosts fetch staples in the
+/// background after they start, so a handshake without one is retried for a few seconds.
+fn staple(client: &Client, port: u16, dir: &Path) -> Observed {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut cmd = s_client_command(client, port, dir);
+        cmd.arg("-status");
+        let run = run_bounded(cmd, b"Q\n", Duration::from_secs(15));
+        if !run.stdout.contains("Cipher is") || run.stdout.contains("Cipher is (NONE)") {
+            return Observed::Refused(run.stderr);
+        }
+        let stapled = run.stdout.contains("OCSP Response Status: successful")
+            && run.stdout.contains("Cert Status: good");
+        if stapled {
+            return Observed::Stapled;
+        }
+        if Instant::now() >= deadline {
+            return Observed::Handshake;
+        }
+        std::thread::sleep(Duration::from_millis(250));
     }
 }
 

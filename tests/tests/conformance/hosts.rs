@@ -171,8 +171,8 @@ fn scripted_upstream(answer: &'static [u8], then: Then) -> u16 {
 }
 
 /// `openssl ocsp` answering for `spec.issuer`'s certificates from an index it is given (the
-/// database `openssl ca` keeps), signing with the issuer's key or `spec.signer`'s; its URL is
-/// written to NAME.url for the `{text:NAME.url}` placeholder.
+/// database `openssl ca` keeps), signing with the issuer's key or `spec.signer`'s, on the URL
+/// certs.rs wrote to NAME.url (the `{text:NAME.url}` placeholder).
 fn ocsp_responder(dir: &Path, name: &str, spec: &OcspSpec) -> Proc {
     let serial = |cert: &str| -> String {
         let mut cmd = Command::new(tool("openssl"));
@@ -202,7 +202,15 @@ fn ocsp_responder(dir: &Path, name: &str, spec: &OcspSpec) -> Proc {
     let index_path = dir.join(format!("{name}.index"));
     std::fs::write(&index_path, index).unwrap();
     let signer = spec.signer.as_deref().unwrap_or(&spec.issuer);
-    let port = free_port();
+    // certs.rs chose the port (certificates name the responder's URL).
+    let url_file = dir.join(format!("{name}.url"));
+    let url = std::fs::read_to_string(&url_file).unwrap_or_else(|e| panic!("{url_file:?}: {e}"));
+    let port: u16 = url
+        .trim()
+        .trim_start_matches("http://127.0.0.1:")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap_or_else(|_| panic!("{url_file:?}: {url}"));
     let mut cmd = Command::new(tool("openssl"));
     cmd.arg("ocsp")
         .arg("-index")
@@ -223,11 +231,6 @@ fn ocsp_responder(dir: &Path, name: &str, spec: &OcspSpec) -> Proc {
     // that closes without a request.
     proc.wait_for_log("waiting for OCSP client connections", START_TIMEOUT)
         .unwrap_or_else(|e| panic!("ocsp-{name}: {e}"));
-    std::fs::write(
-        dir.join(format!("{name}.url")),
-        format!("http://127.0.0.1:{port}/"),
-    )
-    .unwrap();
     proc
 }
 

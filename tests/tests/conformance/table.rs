@@ -77,6 +77,10 @@ pub struct CertSpec {
     /// `client-auth`, `server-auth`; `[]` = no EKU extension.
     pub eku: Option<Vec<String>>,
     pub serial: Option<u64>,
+    /// An OCSP responder of the table (`ocsp_responders`) the certificate names in its
+    /// Authority Information Access; with it, NAME.bundle.crt holds the certificate and its
+    /// issuer (what a server needs to staple).
+    pub ocsp: Option<String>,
 }
 
 /// A real OCSP responder for an authority's certificates: `good` and `revoked` certificates
@@ -186,6 +190,10 @@ pub struct Client {
     /// 101 with the echoed message as the body, or the status the upgrade was answered with.
     #[serde(default)]
     pub websocket: bool,
+    /// Ask for the server's OCSP staple (openssl `-status`): `stapled` when a successful
+    /// response saying `good` comes with the handshake, else `handshake`.
+    #[serde(default)]
+    pub ocsp_status: bool,
     /// Connect through an L4 load balancer (client.rs `Balancer`) that sends this PROXY
     /// protocol header to the host; `from` is then the balancer's address.
     pub proxy: Option<ProxyHeader>,
