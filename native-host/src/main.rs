@@ -488,6 +488,25 @@ fn check(files: &[PathBuf], deployment: &Deployment) -> ExitCode {
                         println!("  {}", crl_line(list));
                     }
                 }
+                if let Some(check) = endpoint.tls.client_auth.ocsp() {
+                    println!(
+                        "  OCSP ({}, {} at most): {}",
+                        check.mode.as_str(),
+                        tlsgate_core::limits::HumanDuration(check.timeout),
+                        check
+                            .responder
+                            .as_deref()
+                            .unwrap_or("the responder each client certificate names")
+                    );
+                }
+                let stapling = endpoint
+                    .tls
+                    .certificate
+                    .as_ref()
+                    .and_then(|c| tlsgate::stapling::Stapling::for_chain(&c.certs));
+                if let Some(stapling) = stapling {
+                    println!("  staples the OCSP answer from {}", stapling.url);
+                }
             }
             for listener in &config.listeners {
                 if let Some(pp) = &listener.proxy_protocol {

@@ -181,6 +181,51 @@ fn shows_proxy_protocol_both_ways_and_names_the_file_that_configures_a_bind_twic
 }
 
 #[test]
+fn shows_each_endpoints_ocsp_check_and_staple_source() {
+    let dir = tempfile::tempdir().unwrap();
+    seed_openssl_certs(dir.path()).unwrap();
+    let policy = seed_policy("server.key").replace(
+        "                  - ca.crt\n",
+        "                  - ca.crt\n                mutual_tls_ocsp: {mode: prefer, responder: 'http://127.0.0.1:8888/'}\n",
+    );
+    // A full-chain file whose leaf names a responder: staples.
+    let ca = Authority::root("Stapling CA");
+    let leaf = ca.issue(
+        &tlsgate_test_support::LeafSpec::server(&["terminate-tls-example.ngrok.app"])
+            .with_ocsp_url("http://127.0.0.1:9999/"),
+    );
+    std::fs::write(
+        dir.path().join("full.crt"),
+        format!("{}{}", leaf.cert_pem, ca.cert_pem()),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("full.key"), &leaf.key_pem).unwrap();
+    let policy = policy
+        .replace(
+            "server_private_key: server.key",
+            "server_private_key: full.key",
+        )
+        .replace(
+            "server_certificate: server.crt",
+            "server_certificate: full.crt",
+        );
+    std::fs::write(dir.path().join("policy.yaml"), policy).unwrap();
+    let out = check(dir.path(), &["policy.yaml"]);
+    assert_eq!(out.exit_code, 0, "{out:?}");
+    assert!(
+        out.stdout.contains("(1 CA, OCSP prefer), 0 rules")
+            && out
+                .stdout
+                .contains("  OCSP (prefer, 2s at most): http://127.0.0.1:8888/\n")
+            && out
+                .stdout
+                .contains("  staples the OCSP answer from http://127.0.0.1:9999/\n"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
 fn a_missing_policy_file_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let out = check(dir.path(), &["nope.yaml"]);
