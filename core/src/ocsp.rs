@@ -97,6 +97,50 @@ pub struct Answer {
     pub valid_until: i64,
 }
 
+/// An OCSP responder's `http://host[:port][/path]` URL, parsed once for every host: the
+/// native client, the filter's `dispatch_http_call`, and the cluster the generator declares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Responder {
+    /// The name or address, IPv6 without brackets.
+    pub host: String,
+    pub port: u16,
+    /// The request target, `/` at least.
+    pub path: String,
+}
+
+impl Responder {
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let parsed = crate::config::parse_url(url)?;
+        if parsed.scheme() != "http" {
+            return Err(format!(
+                "`{url}`: OCSP responders are asked over http:// (the answers are signed)"
+            ));
+        }
+        Ok(Self {
+            host: parsed.host().to_owned(),
+            port: parsed.port().unwrap_or(80),
+            path: match parsed.path() {
+                "" => "/".to_owned(),
+                path => path.to_owned(),
+            },
+        })
+    }
+
+    /// `Host` / `:authority`: the host, with the port unless it is 80.
+    pub fn authority(&self) -> String {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        if self.port == 80 {
+            host
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+}
+
 /// What an endpoint's check concluded for one connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -635,6 +679,18 @@ mod tests {
         let der = tlv(0x04, &contents);
         assert_eq!(&der[..4], &[0x04, 0x82, 0x01, 0x2c]);
         assert_eq!(Reader::new(&der).expect(0x04), Some(&contents[..]));
+    }
+
+    #[test]
+    fn responder_urls() {
+        let r = Responder::parse("http://ocsp.example.com/ca1").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((r.host.as_str(), r.port, r.path.as_str()), ("ocsp.example.com", 80, "/ca1"));
+        assert_eq!(r.authority(), "ocsp.example.com");
+        let r = Responder::parse("http://[::1]:8888").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((r.host.as_str(), r.port, r.path.as_str()), ("::1", 8888, "/"));
+        assert_eq!(r.authority(), "[::1]:8888");
+        assert!(Responder::parse("https://ocsp.example.com/").is_err());
+        assert!(Responder::parse("ocsp.example.com").is_err());
     }
 
     #[test]

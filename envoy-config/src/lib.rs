@@ -728,7 +728,6 @@ fn cluster(
         Some(address) => (address.ip().to_string(), address.port()),
         None => (upstream.host.clone(), upstream.port),
     };
-    let is_ip = address.parse::<IpAddr>().is_ok();
     let transport_socket = match (&upstream.tls, upstream.scheme) {
         (Some(tls), UpstreamScheme::Https | UpstreamScheme::Tls) => {
             let client_certificate = match (&tls.client_certificate, &tls.client_key) {
@@ -853,13 +852,11 @@ fn cluster(
             )])
         });
     let name = cluster_name(endpoint);
+    let (kind, family) = cluster_type(&address);
     Ok(map([
         ("name", s(name.clone())),
-        ("type", s(if is_ip { "STATIC" } else { "STRICT_DNS" })),
-        (
-            "dns_lookup_family",
-            opt((!is_ip).then(|| s("V4_PREFERRED"))),
-        ),
+        ("type", kind),
+        ("dns_lookup_family", family),
         ("connect_timeout", duration(options.limits.upstream_connect)),
         // Bounded fan-out, as the native host: past the cap a request is answered 503 at once
         // (Envoy's overflow), never queued without end.
@@ -883,28 +880,7 @@ fn cluster(
             )]),
         ),
         ("typed_extension_protocol_options", opt(protocol_options)),
-        (
-            "load_assignment",
-            map([
-                ("cluster_name", s(name)),
-                (
-                    "endpoints",
-                    list(vec![map([(
-                        "lb_endpoints",
-                        list(vec![map([(
-                            "endpoint",
-                            map([(
-                                "address",
-                                map([(
-                                    "socket_address",
-                                    map([("address", s(address)), ("port_value", int(port))]),
-                                )]),
-                            )]),
-                        )])]),
-                    )])]),
-                ),
-            ]),
-        ),
+        ("load_assignment", load_assignment(&name, &address, port)),
         (
             "transport_socket",
             opt(upstream_proxy_protocol(upstream, transport_socket)),
@@ -916,58 +892,52 @@ fn cluster(
 /// are signed; the filter checks them).
 fn ocsp_cluster(index: usize, check: &tlsgate_core::config::OcspCheck) -> Result<Yaml, Error> {
     let url = check.responder.as_deref().unwrap_or_default();
-    let authority = url
-        .strip_prefix("http://")
-        .map(|rest| rest.split('/').next().unwrap_or_default())
-        .unwrap_or_default();
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => match p.parse::<u16>() {
-            Ok(port) => (h.trim_start_matches('[').trim_end_matches(']'), port),
-            Err(_) => (authority, 80),
-        },
-        _ => (authority, 80),
-    };
-    if host.is_empty() {
-        return Err(Error::Unsupported(format!(
-            "endpoints[{index}]: the OCSP responder `{url}` has no host"
-        )));
-    }
-    let is_ip = host.parse::<IpAddr>().is_ok();
+    let responder = tlsgate_core::ocsp::Responder::parse(url)
+        .map_err(|e| Error::Unsupported(format!("endpoints[{index}]: {e}")))?;
     let name = tlsgate_core::policy::ocsp_cluster_name(index);
+    let (kind, family) = cluster_type(&responder.host);
     Ok(map([
         ("name", s(name.clone())),
-        ("type", s(if is_ip { "STATIC" } else { "STRICT_DNS" })),
-        (
-            "dns_lookup_family",
-            opt((!is_ip).then(|| s("V4_PREFERRED"))),
-        ),
+        ("type", kind),
+        ("dns_lookup_family", family),
         ("connect_timeout", duration(check.timeout)),
         (
             "load_assignment",
-            map([
-                ("cluster_name", s(name)),
-                (
-                    "endpoints",
-                    list(vec![map([(
-                        "lb_endpoints",
-                        list(vec![map([(
-                            "endpoint",
-                            map([(
-                                "address",
-                                map([(
-                                    "socket_address",
-                                    map([
-                                        ("address", s(host.to_owned())),
-                                        ("port_value", int(port)),
-                                    ]),
-                                )]),
-                            )]),
-                        )])]),
-                    )])]),
-                ),
-            ]),
+            load_assignment(&name, &responder.host, responder.port),
         ),
     ]))
+}
+
+/// STATIC for an address, STRICT_DNS (IPv4 first) for a name.
+fn cluster_type(address: &str) -> (Yaml, Yaml) {
+    if address.parse::<IpAddr>().is_ok() {
+        (s("STATIC"), Yaml::Null)
+    } else {
+        (s("STRICT_DNS"), s("V4_PREFERRED"))
+    }
+}
+
+/// A cluster's one endpoint.
+fn load_assignment(cluster: &str, address: &str, port: u16) -> Yaml {
+    map([
+        ("cluster_name", s(cluster)),
+        (
+            "endpoints",
+            list(vec![map([(
+                "lb_endpoints",
+                list(vec![map([(
+                    "endpoint",
+                    map([(
+                        "address",
+                        map([(
+                            "socket_address",
+                            map([("address", s(address)), ("port_value", int(port))]),
+                        )]),
+                    )]),
+                )])]),
+            )])]),
+        ),
+    ])
 }
 
 /// The upstream transport socket, behind a PROXY protocol header when the upstream asks for

@@ -96,14 +96,19 @@ impl NetworkFilter {
         if let Some(answer) = OCSP_ANSWERS.with(|c| c.borrow().get(&id, now())) {
             return decide(endpoint, facts, Some(Outcome::of(&answer)));
         }
-        let (authority, path) = authority_and_path(check.responder.as_deref().unwrap_or_default());
+        // envoy-config (and this filter's load) refused a check without a responder.
+        let responder = check.responder.as_deref().map(ocsp::Responder::parse);
+        let Some(Ok(responder)) = responder else {
+            return decide(endpoint, facts, Some(unavailable("no usable responder")));
+        };
+        let authority = responder.authority();
         let request = ocsp::request(&id);
         let dispatched = hostcalls::dispatch_http_call(
             &ocsp_cluster_name(endpoint.index),
             vec![
                 (":method", "POST"),
-                (":path", path),
-                (":authority", authority),
+                (":path", responder.path.as_str()),
+                (":authority", authority.as_str()),
                 ("content-type", "application/ocsp-request"),
                 ("accept", "application/ocsp-response"),
             ],
@@ -153,15 +158,6 @@ fn now() -> i64 {
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .and_then(|d| i64::try_from(d.as_secs()).ok())
         .unwrap_or(0)
-}
-
-/// `http://host:port/path` as `:authority` and `:path`.
-fn authority_and_path(url: &str) -> (&str, &str) {
-    let rest = url.strip_prefix("http://").unwrap_or(url);
-    match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    }
 }
 
 /// `on_tcp_connect` over the facts, after what the OCSP responder said (if it was asked).

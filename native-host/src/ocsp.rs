@@ -126,22 +126,8 @@ pub(crate) async fn fetch(
 /// POSTs `request` to the responder at `url` (`http://host[:port][/path]`) and returns the
 /// body of a `200` answer.
 async fn post(url: &str, request: Vec<u8>) -> Result<Bytes, String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or("only http:// responders are asked")?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let has_port = authority
-        .rsplit_once(':')
-        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-        && !authority.ends_with(']');
-    let target = if has_port {
-        authority.to_owned()
-    } else {
-        format!("{authority}:80")
-    };
+    let responder = ocsp::Responder::parse(url)?;
+    let target = (responder.host.clone(), responder.port);
     // Resolution may block: keep it off the runtime's threads.
     let addr = tokio::task::spawn_blocking(move || target.to_socket_addrs().map(|mut a| a.next()))
         .await
@@ -155,8 +141,8 @@ async fn post(url: &str, request: Vec<u8>) -> Result<Bytes, String> {
         .await
         .map_err(|e| e.to_string())?;
     tokio::spawn(connection);
-    let req = http::Request::post(path)
-        .header(http::header::HOST, authority)
+    let req = http::Request::post(responder.path.as_str())
+        .header(http::header::HOST, responder.authority())
         .header(http::header::CONTENT_TYPE, "application/ocsp-request")
         .header(http::header::ACCEPT, "application/ocsp-response")
         .body(Full::new(Bytes::from(request)))

@@ -72,6 +72,18 @@ impl ParsedUrl {
     pub(crate) fn scheme(&self) -> &str {
         &self.scheme
     }
+
+    pub(crate) fn host(&self) -> &str {
+        &self.host
+    }
+
+    pub(crate) fn port(&self) -> Option<u16> {
+        self.port
+    }
+
+    pub(crate) fn path(&self) -> &str {
+        &self.path
+    }
 }
 
 impl Endpoint {

@@ -25,6 +25,7 @@ mod load;
 mod rules;
 mod tls;
 
+pub(crate) use endpoint::parse_url;
 pub(crate) use load::deserialize;
 
 /// The cryptographic checks a policy needs at load time. Core has no signature code (it builds

@@ -262,16 +262,7 @@ fn ocsp(raw: RawOcsp, path: &FieldPath) -> Result<OcspCheck, ConfigError> {
         }
     };
     if let Some(url) = &responder {
-        let parsed =
-            super::endpoint::parse_url(url).map_err(|m| err(path.key("responder"), invalid(m)))?;
-        if parsed.scheme() != "http" {
-            return Err(err(
-                path.key("responder"),
-                invalid(format!(
-                    "`{url}`: OCSP responders are asked over http:// (the answers are signed)"
-                )),
-            ));
-        }
+        crate::ocsp::Responder::parse(url).map_err(|m| err(path.key("responder"), invalid(m)))?;
     }
     let timeout = match timeout {
         None => DEFAULT_OCSP_TIMEOUT,
