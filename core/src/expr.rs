@@ -80,6 +80,28 @@ const CLIENT: Shape = Shape::Object(&[
     ("pem", Shape::Leaf),
 ]);
 
+/// The certificate the endpoint serves (ngrok's `conn.tls.server`).
+const SERVER: Shape = Shape::Object(&[
+    ("subject", NAME),
+    ("issuer", NAME),
+    (
+        "san",
+        Shape::Object(&[
+            ("dns_names", Shape::Leaf),
+            ("email_addresses", Shape::Leaf),
+            ("ip_addresses", Shape::Leaf),
+            ("uris", Shape::Leaf),
+        ]),
+    ),
+    ("serial_number", Shape::Leaf),
+    ("signature_algorithm", Shape::Leaf),
+    (
+        "validity",
+        Shape::Object(&[("not_before", Shape::Leaf), ("not_after", Shape::Leaf)]),
+    ),
+    ("fingerprint", Shape::Object(&[("sha256", Shape::Leaf)])),
+]);
+
 const CONN: Shape = Shape::Object(&[
     ("client_ip", Shape::Leaf),
     ("client_port", Shape::Leaf),
@@ -93,6 +115,7 @@ const CONN: Shape = Shape::Object(&[
             ("sni", Shape::Leaf),
             ("negotiated_alpn", Shape::Leaf),
             ("client", CLIENT),
+            ("server", SERVER),
         ]),
     ),
 ]);
@@ -529,7 +552,6 @@ const NGROK_VARIABLES: &[&str] = &[
     "conn.geo",
     "conn.tls.session_resumed",
     "conn.tls.ja4_fingerprint",
-    "conn.tls.server",
 ];
 
 fn is_type_error(e: &ExecutionError) -> bool {
@@ -574,9 +596,10 @@ pub struct Variables {
 }
 
 impl Variables {
-    pub fn for_connection(facts: &TlsFacts) -> Self {
+    /// `conn` for a connection whose endpoint serves `server` (its certificate's facts).
+    pub fn for_connection(facts: &TlsFacts, server: Option<&ClientCertFacts>) -> Self {
         Self {
-            conn: to_val(conn_value(facts)),
+            conn: to_val(conn_value(facts, server)),
             req: None,
         }
     }
@@ -860,7 +883,7 @@ fn client_value(cert: &ClientCert) -> Value {
     ])
 }
 
-fn conn_value(facts: &TlsFacts) -> Value {
+fn conn_value(facts: &TlsFacts, server: Option<&ClientCertFacts>) -> Value {
     map(vec![
         ("client_ip", Value::from(facts.client_ip.to_string())),
         ("client_port", Value::Int(i64::from(facts.client_port))),
@@ -877,7 +900,49 @@ fn conn_value(facts: &TlsFacts) -> Value {
                     Value::from(facts.alpn.clone().unwrap_or_default()),
                 ),
                 ("client", client_value(&facts.client_cert)),
+                ("server", server_value(server)),
             ]),
+        ),
+    ])
+}
+
+/// `conn.tls.server`: the endpoint's certificate, the same fields as a client's identity.
+fn server_value(cert: Option<&ClientCertFacts>) -> Value {
+    let Some(c) = cert else {
+        // The filter's copy of a policy always has the certificate; only a policy loaded
+        // without one (no host serves it) gets here.
+        return map(vec![
+            ("subject", name_value(&DistinguishedName::default())),
+            ("issuer", name_value(&DistinguishedName::default())),
+        ]);
+    };
+    map(vec![
+        ("subject", name_value(&c.subject)),
+        ("issuer", name_value(&c.issuer)),
+        (
+            "san",
+            map(vec![
+                ("dns_names", strings(&c.san.dns_names)),
+                ("email_addresses", strings(&c.san.email_addresses)),
+                ("ip_addresses", strings(&c.san.ip_addresses)),
+                ("uris", strings(&c.san.uris)),
+            ]),
+        ),
+        ("serial_number", Value::from(c.serial_number.as_str())),
+        (
+            "signature_algorithm",
+            Value::from(c.signature_algorithm.as_str()),
+        ),
+        (
+            "validity",
+            map(vec![
+                ("not_before", timestamp(c.not_before)),
+                ("not_after", timestamp(c.not_after)),
+            ]),
+        ),
+        (
+            "fingerprint",
+            map(vec![("sha256", Value::from(c.fingerprint_sha256.as_str()))]),
         ),
     ])
 }
@@ -962,8 +1027,16 @@ fn samples(phase: Phase) -> Vec<Variables> {
         client_cert: ClientCert::Verified(Box::new(sample_cert)),
         ..absent.clone()
     };
-    let with_cert = Variables::for_connection(&present);
-    let mut out = vec![Variables::for_connection(&absent), with_cert];
+    let with_cert = Variables::for_connection(&present, None);
+    let served = match &present.client_cert {
+        ClientCert::Verified(c) => Some(c.as_ref()),
+        _ => None,
+    };
+    let mut out = vec![
+        Variables::for_connection(&absent, None),
+        with_cert,
+        Variables::for_connection(&absent, served),
+    ];
     if phase == Phase::HttpRequest {
         let headers = [("user-agent", "sample")];
         let req = Request {
@@ -1068,7 +1141,7 @@ mod tests {
             server: std::net::SocketAddr::from(([127, 0, 0, 1], 443)),
             client_cert: ClientCert::Absent,
         };
-        let vars = Variables::for_connection(&facts);
+        let vars = Variables::for_connection(&facts, None);
         let eval = |source: &str| {
             Expression::compile(source, Phase::TcpConnect)
                 .unwrap_or_else(|e| panic!("{source}: {e}"))
@@ -1110,7 +1183,7 @@ mod tests {
             client_cert: ClientCert::Absent,
         };
         assert_eq!(
-            t.render(&Variables::for_connection(&facts))
+            t.render(&Variables::for_connection(&facts, None))
                 .expect("renders"),
             "cn=;v=1.2"
         );

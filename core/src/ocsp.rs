@@ -684,10 +684,16 @@ mod tests {
     #[test]
     fn responder_urls() {
         let r = Responder::parse("http://ocsp.example.com/ca1").unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!((r.host.as_str(), r.port, r.path.as_str()), ("ocsp.example.com", 80, "/ca1"));
+        assert_eq!(
+            (r.host.as_str(), r.port, r.path.as_str()),
+            ("ocsp.example.com", 80, "/ca1")
+        );
         assert_eq!(r.authority(), "ocsp.example.com");
         let r = Responder::parse("http://[::1]:8888").unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!((r.host.as_str(), r.port, r.path.as_str()), ("::1", 8888, "/"));
+        assert_eq!(
+            (r.host.as_str(), r.port, r.path.as_str()),
+            ("::1", 8888, "/")
+        );
         assert_eq!(r.authority(), "[::1]:8888");
         assert!(Responder::parse("https://ocsp.example.com/").is_err());
         assert!(Responder::parse("ocsp.example.com").is_err());

@@ -206,6 +206,8 @@ pub struct EndpointPolicy {
     reads_request_headers: bool,
     /// `Host` / `:authority` for the upstream.
     upstream_authority: Arc<str>,
+    /// The served certificate's fields (`conn.tls.server`), read once.
+    server_certificate: Option<crate::facts::ClientCertFacts>,
 }
 
 impl std::ops::Deref for EndpointPolicy {
@@ -272,7 +274,14 @@ impl Policy {
                         .collect(),
                     HostPattern::Exact(_) => Vec::new(),
                 };
+                let server_certificate = e
+                    .tls
+                    .certificate
+                    .as_ref()
+                    .and_then(|c| c.certs.first())
+                    .and_then(|leaf| crate::facts::ClientCertFacts::from_der(leaf.as_ref()).ok());
                 Arc::new(EndpointPolicy {
+                    server_certificate,
                     shadowed,
                     reads_request_headers: rules_read_headers(&e.http_rules),
                     upstream_authority: e.upstream.authority().into(),
@@ -384,8 +393,9 @@ impl Session {
     }
 
     fn variables(&self) -> &Variables {
-        self.variables
-            .get_or_init(|| Variables::for_connection(&self.facts))
+        self.variables.get_or_init(|| {
+            Variables::for_connection(&self.facts, self.endpoint.server_certificate.as_ref())
+        })
     }
 
     /// Decides whether the connection may proceed: the server name first (it must be one this
