@@ -602,6 +602,9 @@ fn raw(kind: &str, port: u16) -> Observed {
             v
         }
         "idle" => Vec::new(),
+        // The start of a PROXY protocol v1 header that never ends: a listener that takes them
+        // must give up at its ClientHello deadline.
+        "half-proxy" => b"PROXY TCP4 203.0.113.7 127.0.0.1 4711".to_vec(),
         other => return Observed::Broken(format!("unknown raw input `{other}`")),
     };
     if stream.write_all(&payload).is_err() {

@@ -173,7 +173,8 @@ pub struct Client {
     pub method: Option<String>,
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
-    /// Raw input instead of a TLS client: `plain-http`, `random`, `half-hello`, `idle`.
+    /// Raw input instead of a TLS client: `plain-http`, `random`, `half-hello`, `idle`,
+    /// `half-proxy`.
     pub send: Option<String>,
     /// Connect from this loopback address (restrict-ips).
     pub from: Option<String>,
