@@ -805,6 +805,84 @@ fn envoy_cuts_slow_clients_at_their_deadlines() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// HTTP/2 control-frame floods
+
+/// A client that floods PING frames (each asks for an ACK) or SETTINGS frames (each asks for
+/// one too) and never reads the answers must not grow the edge's memory without bound or take
+/// the edge from anyone else: the edge either stops reading it (TCP backpressure) or closes it
+/// (Envoy's flood protection), and a new client is served meanwhile.
+fn control_frame_floods_are_bounded(kind: &str) {
+    let _serial = serial();
+    let Bed {
+        p,
+        port,
+        edge,
+        _upstream,
+    } = bed(kind, "require-and-verify", &[]);
+    let pid = edge.pid();
+    assert_eq!(curl_status(&p, port), Some(200), "{kind}: the edge serves");
+    let before = rss_kib(pid);
+    let ping = h2_frame(0x6, 0, 0, &[7; 8]);
+    let settings = h2_frame(0x4, 0, 0, &[]);
+    for (name, frame) in [("PING", ping), ("SETTINGS", settings)] {
+        let mut stream = tls_stream(&p, port, b"h2");
+        stream
+            .sock
+            .set_write_timeout(Some(Duration::from_secs(2)))
+            .expect("write timeout");
+        let mut opening = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        opening.extend(h2_frame(0x4, 0, 0, &[]));
+        stream.write_all(&opening).expect("preface");
+        let batch = frame.repeat(1000);
+        let start = Instant::now();
+        let mut sent = 0u64;
+        let stopped = loop {
+            if sent >= 2_000_000 || start.elapsed() > Duration::from_secs(10) {
+                break "the flood ran its course";
+            }
+            match stream.write_all(&batch).and_then(|()| stream.flush()) {
+                Ok(()) => sent += 1000,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    break "the edge stopped reading";
+                }
+                Err(_) => break "the edge closed the connection",
+            }
+        };
+        // The flooding connection is still open (or just closed): others are served.
+        assert_eq!(
+            curl_status(&p, port),
+            Some(200),
+            "{kind}: a new client during a {name} flood"
+        );
+        let rss = rss_kib(pid);
+        report(&format!(
+            "{kind} | {name} flood | {sent} frames sent in {:.1}s, {stopped} | RSS {before} -> {rss} KiB",
+            start.elapsed().as_secs_f64()
+        ));
+        assert!(
+            rss < before + 64 * 1024,
+            "{kind}: a {name} flood of {sent} frames grew the edge from {before} to {rss} KiB"
+        );
+        drop(stream);
+    }
+}
+
+#[test]
+fn native_bounds_http2_control_frame_floods() {
+    control_frame_floods_are_bounded("native");
+}
+
+#[test]
+fn envoy_bounds_http2_control_frame_floods() {
+    control_frame_floods_are_bounded("envoy");
+}
+
+// ---------------------------------------------------------------------------------------------
 // Reload under load (native: Envoy's bootstrap is static; its reload is a restart)
 
 /// h2load's summary: (succeeded, failed, errored, timeout, responses other than 2xx).
