@@ -207,7 +207,8 @@ impl HttpConnection {
     {
         // Idleness is counted in exchanges (see ProxyBody), not bytes; an HTTP/1 request head
         // is timed from its first byte (see `io::Track::Heads`).
-        let io = TokioIo::new(Tracked::heads(io, self.activity.clone()));
+        let tracked = Tracked::heads(io, self.activity.clone());
+        let io = TokioIo::new(if http2 { tracked.http2() } else { tracked });
         let this = self.clone();
         let service = hyper::service::service_fn(move |req: Request<Incoming>| {
             let this = this.clone();

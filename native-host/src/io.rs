@@ -224,6 +224,90 @@ pub struct Tracked<T> {
     inner: T,
     activity: Arc<Activity>,
     track: Track,
+    /// For HTTP/2 connections: the client's control frames, metered.
+    control: Option<ControlFrames>,
+}
+
+/// Counts the PING and SETTINGS frames an HTTP/2 client sends (each asks the server for an
+/// answer) in a token bucket, and fails the connection's reads past it: hyper then closes the
+/// connection, as Envoy does past `max_outbound_control_frames`. A client that floods them and
+/// never reads the answers otherwise keeps the connection's task busy until TCP backpressure
+/// stops it (the reliability suite measured ~9 s of CPU for one flood).
+#[derive(Debug)]
+pub struct ControlFrames {
+    /// Client preface bytes still to skip.
+    preface: usize,
+    /// The frame header being read.
+    header: [u8; 9],
+    have: usize,
+    /// Payload bytes of the current frame still to skip.
+    skip: usize,
+    tokens: f64,
+    refilled: Instant,
+}
+
+impl ControlFrames {
+    /// A burst this large is allowed at once (Envoy's `max_outbound_control_frames`)...
+    const BURST: f64 = 1000.0;
+    /// ...refilled at this rate per second.
+    const PER_SECOND: f64 = 100.0;
+    const PREFACE: usize = 24;
+
+    fn new() -> Self {
+        Self {
+            preface: Self::PREFACE,
+            header: [0; 9],
+            have: 0,
+            skip: 0,
+            tokens: Self::BURST,
+            refilled: Instant::now(),
+        }
+    }
+
+    /// Feeds bytes the client sent; `false` once it has sent too many control frames.
+    fn feed(&mut self, mut bytes: &[u8]) -> bool {
+        while !bytes.is_empty() {
+            if self.preface > 0 {
+                let n = self.preface.min(bytes.len());
+                self.preface -= n;
+                bytes = &bytes[n..];
+            } else if self.skip > 0 {
+                let n = self.skip.min(bytes.len());
+                self.skip -= n;
+                bytes = &bytes[n..];
+            } else {
+                let n = (9 - self.have).min(bytes.len());
+                self.header[self.have..self.have + n].copy_from_slice(&bytes[..n]);
+                self.have += n;
+                bytes = &bytes[n..];
+                if self.have == 9 {
+                    self.have = 0;
+                    let h = self.header;
+                    self.skip =
+                        usize::from(h[0]) << 16 | usize::from(h[1]) << 8 | usize::from(h[2]);
+                    const SETTINGS: u8 = 0x4;
+                    const PING: u8 = 0x6;
+                    const ACK: u8 = 0x1;
+                    if matches!(h[3], SETTINGS | PING) && h[4] & ACK == 0 && !self.take() {
+                        return false;
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        let elapsed = now.duration_since(self.refilled).as_secs_f64();
+        self.refilled = now;
+        self.tokens = (self.tokens + elapsed * Self::PER_SECOND).min(Self::BURST);
+        if self.tokens < 1.0 {
+            return false;
+        }
+        self.tokens -= 1.0;
+        true
+    }
 }
 
 impl<T> Tracked<T> {
@@ -233,6 +317,7 @@ impl<T> Tracked<T> {
             inner,
             activity,
             track: Track::Bytes,
+            control: None,
         }
     }
 
@@ -243,7 +328,15 @@ impl<T> Tracked<T> {
             inner,
             activity,
             track: Track::Heads,
+            control: None,
         }
+    }
+
+    /// Meters the client's HTTP/2 control frames (see [`ControlFrames`]).
+    #[must_use]
+    pub fn http2(mut self) -> Self {
+        self.control = Some(ControlFrames::new());
+        self
     }
 
     fn wrote(&self, poll: &Poll<io::Result<usize>>) {
@@ -265,6 +358,16 @@ impl<T: AsyncRead + Unpin> AsyncRead for Tracked<T> {
             match self.track {
                 Track::Bytes => self.activity.touch(),
                 Track::Heads => self.activity.head_bytes(),
+            }
+            let this = &mut *self;
+            if let Some(control) = &mut this.control {
+                if !control.feed(&buf.filled()[before..]) {
+                    tracing::info!(reason = "http2_control_frame_flood", "closing: the client sent more PING/SETTINGS frames than {} at once and {}/s", ControlFrames::BURST, ControlFrames::PER_SECOND);
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "HTTP/2 control frame flood",
+                    )));
+                }
             }
         }
         poll
@@ -308,6 +411,38 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_control_frame_flood_is_cut_and_a_steady_trickle_is_not() {
+        let ping = [0, 0, 8, 0x6, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];
+        let ack = [0, 0, 8, 0x6, 0x1, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8];
+        let mut meter = ControlFrames::new();
+        assert!(meter.feed(&[b'x'; 24]), "the preface is skipped");
+        // Frames split at every byte boundary are still frames.
+        for _ in 0..1000 {
+            for b in ping {
+                assert!(meter.feed(&[b]));
+            }
+        }
+        assert!(!meter.feed(&ping), "the 1001st PING at once is a flood");
+        let mut meter = ControlFrames::new();
+        meter.feed(&[b'x'; 24]);
+        for _ in 0..5000 {
+            assert!(meter.feed(&ack), "ACKs ask for nothing");
+        }
+        for _ in 0..3000 {
+            tokio::time::advance(Duration::from_millis(20)).await;
+            assert!(meter.feed(&ping), "50 PINGs a second is within the rate");
+        }
+        // A DATA frame's payload that looks like a PING header is payload.
+        let mut data = vec![0, 0, 17, 0x0, 0, 0, 0, 0, 1];
+        data.extend_from_slice(&ping);
+        let mut meter = ControlFrames::new();
+        meter.feed(&[b'x'; 24]);
+        for _ in 0..5000 {
+            assert!(meter.feed(&data));
+        }
+    }
 
     #[tokio::test(start_paused = true)]
     async fn the_header_deadline_runs_from_a_heads_first_byte_not_from_the_wait() {

@@ -808,9 +808,9 @@ fn envoy_cuts_slow_clients_at_their_deadlines() {
 // HTTP/2 control-frame floods
 
 /// A client that floods PING frames (each asks for an ACK) or SETTINGS frames (each asks for
-/// one too) and never reads the answers must not grow the edge's memory without bound or take
-/// the edge from anyone else: the edge either stops reading it (TCP backpressure) or closes it
-/// (Envoy's flood protection), and a new client is served meanwhile.
+/// one too) and never reads the answers is closed (Envoy: `max_outbound_control_frames`;
+/// native: `io::ControlFrames`), without growing the edge's memory, and a new client is served
+/// meanwhile.
 fn control_frame_floods_are_bounded(kind: &str) {
     let _serial = serial();
     let Bed {
@@ -867,6 +867,12 @@ fn control_frame_floods_are_bounded(kind: &str) {
         assert!(
             rss < before + 64 * 1024,
             "{kind}: a {name} flood of {sent} frames grew the edge from {before} to {rss} KiB"
+        );
+        assert_eq!(
+            stopped,
+            "the edge closed the connection",
+            "{kind}: a {name} flood ({sent} frames in {:?}) must be cut, not just slowed",
+            start.elapsed()
         );
         drop(stream);
     }
