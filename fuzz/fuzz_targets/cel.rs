@@ -27,7 +27,7 @@ fuzz_target!(|data: &[u8]| {
             ClientCertFacts::from_der(&common::fixture().client_der).expect("fixture"),
         )),
     };
-    let vars = Variables::for_connection(&facts);
+    let vars = Variables::for_connection(&facts, None);
     let headers = [("user-agent", "fuzz"), ("x-a", "1")];
     let req = Request {
         method: "GET",
