@@ -54,27 +54,25 @@ const NAME: Shape = Shape::Object(&[
     ("province", Shape::Leaf),
 ]);
 
+const SAN: Shape = Shape::Object(&[
+    ("dns_names", Shape::Leaf),
+    ("email_addresses", Shape::Leaf),
+    ("ip_addresses", Shape::Leaf),
+    ("uris", Shape::Leaf),
+]);
+
+const VALIDITY: Shape = Shape::Object(&[("not_before", Shape::Leaf), ("not_after", Shape::Leaf)]);
+
 const CLIENT: Shape = Shape::Object(&[
     ("presented", Shape::Leaf),
     ("verified", Shape::Leaf),
     ("verification", Shape::Leaf),
     ("subject", NAME),
     ("issuer", NAME),
-    (
-        "san",
-        Shape::Object(&[
-            ("dns_names", Shape::Leaf),
-            ("email_addresses", Shape::Leaf),
-            ("ip_addresses", Shape::Leaf),
-            ("uris", Shape::Leaf),
-        ]),
-    ),
+    ("san", SAN),
     ("serial_number", Shape::Leaf),
     ("signature_algorithm", Shape::Leaf),
-    (
-        "validity",
-        Shape::Object(&[("not_before", Shape::Leaf), ("not_after", Shape::Leaf)]),
-    ),
+    ("validity", VALIDITY),
     ("extensions", Shape::Leaf),
     ("fingerprint", Shape::Object(&[("sha256", Shape::Leaf)])),
     ("pem", Shape::Leaf),
@@ -84,21 +82,10 @@ const CLIENT: Shape = Shape::Object(&[
 const SERVER: Shape = Shape::Object(&[
     ("subject", NAME),
     ("issuer", NAME),
-    (
-        "san",
-        Shape::Object(&[
-            ("dns_names", Shape::Leaf),
-            ("email_addresses", Shape::Leaf),
-            ("ip_addresses", Shape::Leaf),
-            ("uris", Shape::Leaf),
-        ]),
-    ),
+    ("san", SAN),
     ("serial_number", Shape::Leaf),
     ("signature_algorithm", Shape::Leaf),
-    (
-        "validity",
-        Shape::Object(&[("not_before", Shape::Leaf), ("not_after", Shape::Leaf)]),
-    ),
+    ("validity", VALIDITY),
     ("fingerprint", Shape::Object(&[("sha256", Shape::Leaf)])),
 ]);
 
@@ -805,22 +792,7 @@ fn name_value(dn: &DistinguishedName) -> Value {
 fn client_value(cert: &ClientCert) -> Value {
     // Without a verified certificate every identity field is present and empty, so
     // `cn != 'x'` is simply true and a rule written for mTLS denies instead of erroring.
-    let empty = ClientCertFacts {
-        subject: DistinguishedName::default(),
-        issuer: DistinguishedName::default(),
-        issuer_der: Vec::new(),
-        san: Default::default(),
-        serial_number: String::new(),
-        signature_algorithm: String::new(),
-        not_before: 0,
-        not_after: 0,
-        extensions: Vec::new(),
-        fingerprint_sha256: String::new(),
-        is_ca: false,
-        client_auth: crate::facts::ClientAuthUsage::NotAllowed,
-        legacy_v1: false,
-        der: Vec::new(),
-    };
+    let empty = no_certificate();
     let (identity, presented) = match cert {
         ClientCert::Verified(c) => (c.as_ref(), Some(c.as_ref())),
         ClientCert::Unverified(c, _) => (&empty, Some(c.as_ref())),
@@ -838,13 +810,34 @@ fn client_value(cert: &ClientCert) -> Value {
             })
             .collect(),
     ));
-    map(vec![
+    let mut fields = identity_fields(c);
+    fields.extend([
         ("presented", Value::Bool(presented.is_some())),
         (
             "verified",
             Value::Bool(matches!(cert, ClientCert::Verified(_))),
         ),
         ("verification", Value::from(cert.verification())),
+        ("extensions", extensions),
+        (
+            "fingerprint",
+            map(vec![(
+                "sha256",
+                Value::from(presented.map_or("", |p| p.fingerprint_sha256.as_str())),
+            )]),
+        ),
+        (
+            "pem",
+            Value::from(presented.map(ClientCertFacts::pem).unwrap_or_default()),
+        ),
+    ]);
+    map(fields)
+}
+
+/// The fields a certificate's holder is identified by, the same for `conn.tls.client` and
+/// `conn.tls.server`.
+fn identity_fields(c: &ClientCertFacts) -> Vec<(&'static str, Value)> {
+    vec![
         ("subject", name_value(&c.subject)),
         ("issuer", name_value(&c.issuer)),
         (
@@ -868,19 +861,7 @@ fn client_value(cert: &ClientCert) -> Value {
                 ("not_after", timestamp(c.not_after)),
             ]),
         ),
-        ("extensions", extensions),
-        (
-            "fingerprint",
-            map(vec![(
-                "sha256",
-                Value::from(presented.map_or("", |p| p.fingerprint_sha256.as_str())),
-            )]),
-        ),
-        (
-            "pem",
-            Value::from(presented.map(ClientCertFacts::pem).unwrap_or_default()),
-        ),
-    ])
+    ]
 }
 
 fn conn_value(facts: &TlsFacts, server: Option<&ClientCertFacts>) -> Value {
@@ -906,45 +887,43 @@ fn conn_value(facts: &TlsFacts, server: Option<&ClientCertFacts>) -> Value {
     ])
 }
 
-/// `conn.tls.server`: the endpoint's certificate, the same fields as a client's identity.
+/// A certificate with every field empty.
+fn no_certificate() -> ClientCertFacts {
+    ClientCertFacts {
+        subject: DistinguishedName::default(),
+        issuer: DistinguishedName::default(),
+        issuer_der: Vec::new(),
+        san: Default::default(),
+        serial_number: String::new(),
+        signature_algorithm: String::new(),
+        not_before: 0,
+        not_after: 0,
+        extensions: Vec::new(),
+        fingerprint_sha256: String::new(),
+        is_ca: false,
+        client_auth: crate::facts::ClientAuthUsage::NotAllowed,
+        legacy_v1: false,
+        der: Vec::new(),
+    }
+}
+
+/// `conn.tls.server`: the endpoint's certificate, the same fields as a client's identity (all
+/// empty for a policy loaded without its certificate, and in the load-time type check).
 fn server_value(cert: Option<&ClientCertFacts>) -> Value {
-    let Some(c) = cert else {
-        // The filter's copy of a policy always has the certificate; only a policy loaded
-        // without one (no host serves it) gets here.
-        return map(vec![
-            ("subject", name_value(&DistinguishedName::default())),
-            ("issuer", name_value(&DistinguishedName::default())),
-        ]);
+    let empty;
+    let c = match cert {
+        Some(c) => c,
+        None => {
+            empty = no_certificate();
+            &empty
+        }
     };
-    map(vec![
-        ("subject", name_value(&c.subject)),
-        ("issuer", name_value(&c.issuer)),
-        (
-            "san",
-            map(vec![
-                ("dns_names", strings(&c.san.dns_names)),
-                ("email_addresses", strings(&c.san.email_addresses)),
-                ("ip_addresses", strings(&c.san.ip_addresses)),
-                ("uris", strings(&c.san.uris)),
-            ]),
-        ),
-        ("serial_number", Value::from(c.serial_number.as_str())),
-        (
-            "signature_algorithm",
-            Value::from(c.signature_algorithm.as_str()),
-        ),
-        (
-            "validity",
-            map(vec![
-                ("not_before", timestamp(c.not_before)),
-                ("not_after", timestamp(c.not_after)),
-            ]),
-        ),
-        (
-            "fingerprint",
-            map(vec![("sha256", Value::from(c.fingerprint_sha256.as_str()))]),
-        ),
-    ])
+    let mut fields = identity_fields(c);
+    fields.push((
+        "fingerprint",
+        map(vec![("sha256", Value::from(c.fingerprint_sha256.as_str()))]),
+    ));
+    map(fields)
 }
 
 fn req_value(req: &Request<'_>, path: &str, url: &str) -> Value {
@@ -1110,6 +1089,25 @@ mod tests {
         let err = Expression::compile("hasReqHeader(req.method)", Phase::HttpRequest)
             .expect_err("not a literal");
         assert!(err.contains("quoted string"), "{err}");
+    }
+
+    #[test]
+    fn every_served_certificate_field_loads() {
+        // The load-time type check evaluates with no served certificate too: every field must
+        // be there, empty, not only the names.
+        for field in [
+            "subject.common_name",
+            "issuer.organization",
+            "san.dns_names",
+            "serial_number",
+            "signature_algorithm",
+            "validity.not_after",
+            "fingerprint.sha256",
+        ] {
+            let source = format!("conn.tls.server.{field} == conn.tls.server.{field}");
+            Expression::compile(&source, Phase::TcpConnect)
+                .unwrap_or_else(|e| panic!("{source}: {e}"));
+        }
     }
 
     #[test]
