@@ -1035,25 +1035,31 @@ pub(crate) mod tests {
         ca.write(dir, "ca");
         ca.server(&["a.example.com", "b.example.com", "c.example.com"])
             .write(dir, "server");
-        let path = dir.join("policy.yaml");
-        std::fs::write(&path, policy).expect("policy");
-        let files = [path];
-        let config = Config::load_files(&files, KeyMode::Load(&AcceptAnyKey), Deployment::none())
-            .expect("loads");
-        let options = Options {
-            wasm: PathBuf::from("/opt/tlsgate/tlsgate_filter.wasm"),
-            out_dir: dir.to_path_buf(),
-            admin: "127.0.0.1:9901".parse().expect("addr"),
-            limits: Limits::DEFAULT,
-            ocsp_staples: Vec::new(),
-        };
-        let bootstrap = generate(&config, &options).expect("generates");
+        let bootstrap = generate(&load(dir, policy), &options(dir)).expect("generates");
         let doc = YamlLoader::load_from_str(&bootstrap.yaml)
             .expect("the output is YAML")
             .into_iter()
             .next()
             .expect("one document");
         (doc, bootstrap)
+    }
+
+    /// `policy` written to DIR/policy.yaml and loaded with its keys.
+    fn load(dir: &Path, policy: &str) -> Config {
+        let path = dir.join("policy.yaml");
+        std::fs::write(&path, policy).expect("policy");
+        Config::load_files(&[path], KeyMode::Load(&AcceptAnyKey), Deployment::none())
+            .expect("loads")
+    }
+
+    fn options(dir: &Path) -> Options {
+        Options {
+            wasm: PathBuf::from("/opt/tlsgate/tlsgate_filter.wasm"),
+            out_dir: dir.to_path_buf(),
+            admin: "127.0.0.1:9901".parse().expect("addr"),
+            limits: Limits::DEFAULT,
+            ocsp_staples: Vec::new(),
+        }
     }
 
     fn tls_context(chain: &Yaml) -> &Yaml {
@@ -1210,19 +1216,8 @@ pub(crate) mod tests {
             ),
             ("require-and-verify", "{mode: prefer}", "needs `responder`"),
         ] {
-            let path = dir.path().join("policy.yaml");
-            std::fs::write(&path, with_ocsp(strategy, ocsp)).expect("policy");
-            let config =
-                Config::load_files(&[path], KeyMode::Load(&AcceptAnyKey), Deployment::none())
-                    .expect("loads");
-            let options = Options {
-                wasm: PathBuf::from("f.wasm"),
-                out_dir: dir.path().to_path_buf(),
-                admin: "127.0.0.1:9901".parse().expect("addr"),
-                limits: Limits::DEFAULT,
-                ocsp_staples: Vec::new(),
-            };
-            let e = generate(&config, &options)
+            let config = load(dir.path(), &with_ocsp(strategy, ocsp));
+            let e = generate(&config, &options(dir.path()))
                 .expect_err("refused")
                 .to_string();
             assert!(e.contains(why), "{strategy} {ocsp}: {e}");
@@ -1241,21 +1236,14 @@ pub(crate) mod tests {
                 "      url: http://127.0.0.1:8080"
             )
         );
-        let ca = Authority::root("Example Root");
-        ca.write(dir.path(), "ca");
-        ca.server(&["a.example.com"]).write(dir.path(), "server");
-        let path = dir.path().join("policy.yaml");
-        std::fs::write(&path, policy).expect("policy");
-        let config = Config::load_files(&[path], KeyMode::Load(&AcceptAnyKey), Deployment::none())
-            .expect("loads");
-        let options = Options {
-            wasm: PathBuf::from("f.wasm"),
-            out_dir: dir.path().to_path_buf(),
-            admin: "127.0.0.1:9901".parse().expect("addr"),
-            limits: Limits::DEFAULT,
-            ocsp_staples: vec![(0, vec![0x30, 0x03, 0x0a, 0x01, 0x00])],
-        };
-        let bootstrap = generate(&config, &options).expect("generates");
+        let (_, bootstrap) = generate_from(dir.path(), &policy);
+        assert!(
+            !bootstrap.yaml.contains("ocsp_staple"),
+            "none unless one was fetched"
+        );
+        let mut options = options(dir.path());
+        options.ocsp_staples = vec![(0, vec![0x30, 0x03, 0x0a, 0x01, 0x00])];
+        let bootstrap = generate(&load(dir.path(), &policy), &options).expect("generates");
         let doc = YamlLoader::load_from_str(&bootstrap.yaml).expect("YAML");
         let certificate =
             &tls_context(&doc[0]["static_resources"]["listeners"][0]["filter_chains"][0])
