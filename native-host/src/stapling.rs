@@ -27,23 +27,21 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub struct Stapled {
     plain: Arc<CertifiedKey>,
-    current: RwLock<Arc<CertifiedKey>>,
-    /// Until when the current staple may be served (seconds since the epoch).
-    valid_until: RwLock<Option<i64>>,
+    /// What handshakes get, and until when its staple may be served (seconds since the epoch).
+    current: RwLock<(Arc<CertifiedKey>, Option<i64>)>,
 }
 
 impl Stapled {
     pub fn new(plain: CertifiedKey) -> Self {
         let plain = Arc::new(plain);
         Self {
-            current: RwLock::new(plain.clone()),
+            current: RwLock::new((plain.clone(), None)),
             plain,
-            valid_until: RwLock::new(None),
         }
     }
 
     fn set(&self, staple: Option<(Vec<u8>, i64)>) {
-        let (key, until) = match staple {
+        let current = match staple {
             Some((der, until)) => {
                 let mut key = (*self.plain).clone();
                 key.ocsp = Some(der);
@@ -51,18 +49,14 @@ impl Stapled {
             }
             None => (self.plain.clone(), None),
         };
-        *self.current.write().unwrap_or_else(PoisonError::into_inner) = key;
-        *self
-            .valid_until
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = until;
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = current;
     }
 
     fn valid_until(&self) -> Option<i64> {
-        *self
-            .valid_until
+        self.current
             .read()
             .unwrap_or_else(PoisonError::into_inner)
+            .1
     }
 }
 
@@ -72,6 +66,7 @@ impl ResolvesServerCert for Stapled {
             self.current
                 .read()
                 .unwrap_or_else(PoisonError::into_inner)
+                .0
                 .clone(),
         )
     }

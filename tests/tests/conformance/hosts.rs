@@ -79,6 +79,7 @@ impl Upstreams {
             "upstream.test",
             ("upstream-server.crt", "upstream-server.key", "ca.crt"),
             &echo,
+            false,
         );
         let (mtls_proxied_port, mtls_proxied) = mtls_upstream(
             dir,
@@ -86,6 +87,7 @@ impl Upstreams {
             "upstream.test",
             ("upstream-server.crt", "upstream-server.key", "ca.crt"),
             &echo,
+            true,
         );
         // Seed 000: the upstream terminates TLS with the seed's server.crt/server.key and checks
         // client certificates against the seed's ca.crt.
@@ -95,6 +97,7 @@ impl Upstreams {
             "terminate-tls-example.ngrok.app",
             ("seed/server.crt", "seed/server.key", "seed/ca.crt"),
             &echo,
+            false,
         );
         // Bound before the dead port is picked, so the kernel cannot hand that port out again.
         let silent_port = scripted_upstream(b"", Then::Hold);
@@ -235,14 +238,15 @@ fn ocsp_responder(dir: &Path, name: &str, spec: &OcspSpec) -> Proc {
 }
 
 /// A native tlsgate that requires a client certificate and tells the echo behind it, in
-/// `x-forwarded-client-cert`, which one it got; named `*-proxied`, it takes a PROXY protocol
-/// header from 127.0.0.0/8 first (and the echo sees that client in `x-forwarded-for`).
+/// `x-forwarded-client-cert`, which one it got; with `proxy_protocol`, it takes a PROXY
+/// protocol header from 127.0.0.0/8 first (and the echo sees that client in `x-forwarded-for`).
 fn mtls_upstream(
     dir: &Path,
     name: &str,
     host: &str,
     (cert, key, ca): (&str, &str, &str),
     echo: &EchoUpstream,
+    proxy_protocol: bool,
 ) -> (u16, Proc) {
     let port = free_port();
     let policy = format!(
@@ -261,7 +265,7 @@ fn mtls_upstream(
 ",
         echo.url()
     );
-    let policy = if name.ends_with("-proxied") {
+    let policy = if proxy_protocol {
         format!(
             "{policy}listeners:\n  - bind: 127.0.0.1:{port}\n    \
              proxy_protocol: {{trusted_sources: [127.0.0.0/8]}}\n"
