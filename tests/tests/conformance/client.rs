@@ -162,6 +162,9 @@ pub fn play(client: &Client, host: &Host, dir: &Path) -> Observed {
     if client.ocsp_status {
         return staple(client, port, dir);
     }
+    if client.h2_ping_flood {
+        return h2_ping_flood(client, port, dir);
+    }
     let openssl = matches!(client.tls.as_deref(), Some("1.0" | "1.1"))
         || client.sni.as_deref() == Some("none");
     if openssl {
@@ -418,6 +421,90 @@ fn s_client(client: &Client, port: u16, dir: &Path) -> Observed {
     } else {
         Observed::Refused(run.stderr)
     }
+}
+
+/// An HTTP/2 client (rustls, ALPN h2) that sends the preface, then PING frames a thousand at a
+/// time for up to 5 s and never reads the ACKs. A host that lets it go on spends a core on it
+/// (the native host did for ~9 s, until TCP backpressure); Envoy and the native host now close
+/// it past 1,000 control frames.
+fn h2_ping_flood(client: &Client, port: u16, dir: &Path) -> Observed {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = file(dir, client.trust.as_deref().unwrap_or("ca"), "crt");
+    for cert in CertificateDer::pem_file_iter(&ca)
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let _ = roots.add(cert);
+    }
+    let builder = match rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+    {
+        Ok(b) => b.with_root_certificates(roots),
+        Err(e) => return Observed::Broken(e.to_string()),
+    };
+    let config = match &client.cert {
+        Some(cert) => {
+            let chain: Vec<CertificateDer<'static>> =
+                CertificateDer::pem_file_iter(file(dir, cert, "crt"))
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .collect();
+            let key = match PrivateKeyDer::from_pem_file(file(dir, cert, "key")) {
+                Ok(key) => key,
+                Err(e) => return Observed::Broken(format!("{cert}.key: {e}")),
+            };
+            builder.with_client_auth_cert(chain, key)
+        }
+        None => Ok(builder.with_no_client_auth()),
+    };
+    let mut config = match config {
+        Ok(config) => config,
+        Err(e) => return Observed::Broken(e.to_string()),
+    };
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let sni = client.sni.clone().unwrap_or_else(|| "app.test".into());
+    let (Ok(name), Ok(tcp)) = (
+        ServerName::try_from(sni),
+        TcpStream::connect(("127.0.0.1", port)),
+    ) else {
+        return Observed::Broken("cannot connect".into());
+    };
+    let _ = tcp.set_write_timeout(Some(Duration::from_secs(1)));
+    let Ok(conn) = rustls::ClientConnection::new(std::sync::Arc::new(config), name) else {
+        return Observed::Broken("client connection".into());
+    };
+    let mut stream = rustls::StreamOwned::new(conn, tcp);
+    let frame = |kind: u8, payload: &[u8]| {
+        let mut f = vec![0, 0, payload.len() as u8, kind, 0, 0, 0, 0, 0];
+        f.extend_from_slice(payload);
+        f
+    };
+    let mut opening = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    opening.extend(frame(0x4, &[]));
+    if let Err(e) = stream.write_all(&opening) {
+        return Observed::Refused(e.to_string());
+    }
+    let batch = frame(0x6, &[7; 8]).repeat(1000);
+    let start = Instant::now();
+    let mut sent = 0;
+    while start.elapsed() < Duration::from_secs(5) {
+        match stream.write_all(&batch).and_then(|()| stream.flush()) {
+            Ok(()) => sent += 1000,
+            // The host stopped reading: it may close soon, or hold on; keep at it.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => return Observed::Closed(format!("after {sent} PINGs: {e}")),
+        }
+    }
+    Observed::Hung
 }
 
 /// An openssl handshake asking for the server's OCSP staple. Hosts fetch staples in the

@@ -191,6 +191,11 @@ pub struct Client {
     /// 101 with the echoed message as the body, or the status the upgrade was answered with.
     #[serde(default)]
     pub websocket: bool,
+    /// Speak HTTP/2 and flood PING frames without reading the answers (client.rs
+    /// `h2_ping_flood`): `closed` when the host cuts the connection, `hung` while it keeps
+    /// taking them.
+    #[serde(default)]
+    pub h2_ping_flood: bool,
     /// Ask for the server's OCSP staple (openssl `-status`): `stapled` when a successful
     /// response saying `good` comes with the handshake, else `handshake`.
     #[serde(default)]
