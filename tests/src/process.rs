@@ -55,6 +55,8 @@ pub struct Proc {
     pid: u32,
     /// Behind a mutex so that observing the process (`wait_for_log`) needs only `&self`.
     child: Mutex<Child>,
+    /// Signals go to the whole process group the child leads ([`Proc::spawn_group`]).
+    group: bool,
     log_path: PathBuf,
     _log_dir: TempDir,
 }
@@ -73,7 +75,21 @@ impl Proc {
     /// Starts `cmd` with stdin closed and stdout+stderr appended to `<tmp>/<name>.log`.
     ///
     /// `name` only labels messages and the log file.
-    pub fn spawn(name: &str, mut cmd: Command) -> Proc {
+    pub fn spawn(name: &str, cmd: Command) -> Proc {
+        Self::start(name, cmd, false)
+    }
+
+    /// As [`Proc::spawn`], for a server that forks workers: the child leads a new process
+    /// group and every signal, the final SIGKILL included, goes to the group, so no worker
+    /// outlives the test (`openssl ocsp -multi`'s parent, for one, ignores SIGTERM until a
+    /// worker exits).
+    pub fn spawn_group(name: &str, mut cmd: Command) -> Proc {
+        use std::os::unix::process::CommandExt as _;
+        cmd.process_group(0);
+        Self::start(name, cmd, true)
+    }
+
+    fn start(name: &str, mut cmd: Command, group: bool) -> Proc {
         let log_dir = tempfile::Builder::new()
             .prefix(&format!("tlsgate-e2e-{name}-"))
             .tempdir()
@@ -96,6 +112,7 @@ impl Proc {
             name: name.to_owned(),
             pid: child.id(),
             child: Mutex::new(child),
+            group,
             log_path,
             _log_dir: log_dir,
         }
@@ -172,10 +189,16 @@ impl Proc {
 
     /// Sends `signal` with the `kill` command (no libc, no unsafe).
     pub fn signal(&self, signal: Signal) -> Result<(), String> {
+        let target = if self.group {
+            format!("-{}", self.id())
+        } else {
+            self.id().to_string()
+        };
         let out = Command::new("kill")
             .arg("-s")
             .arg(signal.name())
-            .arg(self.id().to_string())
+            .arg("--")
+            .arg(target)
             .output()
             .map_err(|e| format!("running kill -s {}: {e}", signal.name()))?;
         if out.status.success() {
@@ -229,6 +252,9 @@ impl Proc {
         let _ = self.signal(Signal::Term);
         if let Some(status) = self.poll_exit(GRACE) {
             return Some(status);
+        }
+        if self.group {
+            let _ = self.signal(Signal::Kill);
         }
         let mut child = self.lock();
         let _ = child.kill();

@@ -228,11 +228,15 @@ fn ocsp_responder(dir: &Path, name: &str, spec: &OcspSpec) -> Proc {
         .arg("-rkey")
         .arg(dir.join(format!("{signer}.key")))
         // nextUpdate a day ahead: answers are cached (one request per certificate and host).
-        .args(["-ndays", "1"]);
-    let proc = Proc::spawn(&format!("ocsp-{name}"), cmd);
-    // Its log line, not a probe: OpenSSL 3.0's responder stops answering after a connection
-    // that closes without a request.
-    proc.wait_for_log("waiting for OCSP client connections", START_TIMEOUT)
+        .args(["-ndays", "1"])
+        // Workers, as a real responder has: a single OpenSSL 3.0 responder serves one client
+        // at a time and stops answering for good after a connection that closes without a
+        // request (a client whose deadline ran out mid-connect, say); with -multi the worker
+        // exits and the parent starts another.
+        .args(["-multi", "4"]);
+    let proc = Proc::spawn_group(&format!("ocsp-{name}"), cmd);
+    // Printed once the socket listens (the workers then log to syslog, not here).
+    proc.wait_for_log("ACCEPT ", START_TIMEOUT)
         .unwrap_or_else(|e| panic!("ocsp-{name}: {e}"));
     proc
 }

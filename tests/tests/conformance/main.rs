@@ -64,13 +64,26 @@ fn both_hosts_agree_on_every_scenario() {
             .collect()
     });
 
+    let failures: Vec<&Result> = results.iter().filter(|r| !r.passed).collect();
+    // Failures first: CI keeps only the head of a long output, and the matrix is long.
+    if !failures.is_empty() {
+        println!("\n{} of {} runs failed:", failures.len(), results.len());
+        for f in &failures {
+            let why = f.detail.lines().next().unwrap_or("");
+            println!(
+                "  ✗ [{}] {}: observed {}; {why}",
+                f.host.name(),
+                f.scenario,
+                f.observed
+            );
+        }
+    }
     let report = matrix(&table, &results);
     println!("\n{report}");
     let target = tlsgate_e2e::target_dir();
     std::fs::create_dir_all(&target).unwrap();
     std::fs::write(target.join("conformance.md"), &report).unwrap();
 
-    let failures: Vec<&Result> = results.iter().filter(|r| !r.passed).collect();
     assert!(
         failures.is_empty(),
         "{} of {} runs failed:\n\n{}",
