@@ -404,6 +404,17 @@ fn delegated_signer(
     if now < validity.not_before.timestamp() || now > validity.not_after.timestamp() {
         return Err("outside its validity".into());
     }
+    verify_certificate_signature(der, issuer.public_key().raw, crypto)?;
+    Ok(cert.public_key().raw.to_vec())
+}
+
+/// Checks that the certificate `der` carries a valid signature by the key `issuer_spki`
+/// (SubjectPublicKeyInfo, DER).
+pub(crate) fn verify_certificate_signature(
+    der: &[u8],
+    issuer_spki: &[u8],
+    crypto: &dyn HostCrypto,
+) -> Result<(), String> {
     // Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signatureValue }
     let mut parts = Reader::new(der).sequence().ok_or("not a certificate")?;
     let (tbs, algorithm) = (parts.raw(0x30), parts.raw(0x30));
@@ -412,8 +423,7 @@ fn delegated_signer(
     else {
         return Err("not a certificate".into());
     };
-    crypto.verify_signature(issuer.public_key().raw, algorithm, tbs, signature)?;
-    Ok(cert.public_key().raw.to_vec())
+    crypto.verify_signature(issuer_spki, algorithm, tbs, signature)
 }
 
 struct Basic<'a> {

@@ -142,7 +142,48 @@ pub struct TrustAnchors {
     pub subjects: Vec<String>,
 }
 
+/// Whether a leaf certificate was signed by one of an endpoint's CAs: [`TrustAnchors::signed`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AnchorSignature {
+    /// A CA of the endpoint with the leaf's issuer name signed it.
+    Signed,
+    /// No CA of the endpoint has the leaf's issuer name (it may chain through an intermediate
+    /// the client sent, which a host that sees the leaf alone cannot check).
+    NoSuchIssuer,
+    /// CAs of the endpoint carry the leaf's issuer name, but none of their keys signed it.
+    NotSigned(String),
+}
+
 impl TrustAnchors {
+    /// Checks the one link of the chain that needs nothing but the leaf: that a CA of this
+    /// endpoint issued and signed it. The proxy-wasm filter sees only the leaf, and behind
+    /// Istio the Gateway's trust store, not the policy, decides what Envoy verified; this is
+    /// how the filter makes "verified" mean "by this endpoint's CAs" itself.
+    pub fn signed(&self, leaf: &[u8], crypto: &dyn crate::HostCrypto) -> AnchorSignature {
+        let Ok((_, parsed)) = X509Certificate::from_der(leaf) else {
+            return AnchorSignature::NotSigned("the certificate cannot be parsed".into());
+        };
+        let wanted = parsed.issuer().as_raw();
+        let mut last_error = None;
+        for ca in &self.certs {
+            let Ok((_, ca)) = X509Certificate::from_der(ca.as_ref()) else {
+                continue;
+            };
+            if ca.subject().as_raw() != wanted {
+                continue;
+            }
+            // Several CAs may share a name (a key rollover): any one of them will do.
+            match crate::ocsp::verify_certificate_signature(leaf, ca.public_key().raw, crypto) {
+                Ok(()) => return AnchorSignature::Signed,
+                Err(e) => last_error = Some(e),
+            }
+        }
+        match last_error {
+            Some(e) => AnchorSignature::NotSigned(e),
+            None => AnchorSignature::NoSuchIssuer,
+        }
+    }
+
     pub fn to_pem(&self) -> String {
         self.certs
             .iter()

@@ -11,6 +11,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::types::Status;
 use tlsgate_core::config::{ClientAuth, VerificationStrategy};
 use tlsgate_core::facts::ChainCheck;
+use tlsgate_core::pem::AnchorSignature;
 use tlsgate_core::{
     ClientCert, ClientCertFacts, Endpoint, EndpointPolicy, Policy, TlsFacts, TlsVersion,
 };
@@ -262,15 +263,27 @@ fn client_cert(host: &dyn Host, endpoint: &Endpoint) -> Result<ClientCert, Unava
     // require-and-verify that can only be a resumption, and BoringSSL resumes only sessions
     // that a handshake which verified the chain created, in a context with the same
     // validation settings (Envoy derives the session id context from them); so there the
-    // certificate is trusted. The generator turns resumption off where the context accepts
+    // certificate passed Envoy. The generator turns resumption off where the context accepts
     // untrusted certificates (require-any, request), so the flag is always fresh there.
+    //
+    // Envoy's verdict is against Envoy's trust store; the filter then checks, itself, that one
+    // of this endpoint's CAs signed the leaf (crate::trust), so that behind a Gateway that
+    // trusts more than the policy, "verified" still means "by the policy's CAs".
     let chain = match &endpoint.tls.client_auth {
         ClientAuth::Off => ChainCheck::NotChecked,
-        ClientAuth::On { .. } if verified => ChainCheck::Trusted,
         ClientAuth::On {
-            strategy: VerificationStrategy::RequireAndVerify,
+            authorities,
+            strategy,
             ..
-        } => ChainCheck::Trusted,
+        } if verified || *strategy == VerificationStrategy::RequireAndVerify => {
+            match crate::trust::signed(endpoint.index, authorities, &der, &facts.fingerprint_sha256)
+            {
+                AnchorSignature::Signed => ChainCheck::Trusted,
+                AnchorSignature::NoSuchIssuer | AnchorSignature::NotSigned(_) => {
+                    ChainCheck::Untrusted
+                }
+            }
+        }
         ClientAuth::On { .. } => ChainCheck::Untrusted,
     };
     // Envoy's clock; a resumed session keeps its first handshake's verdict, so core checks
@@ -310,7 +323,7 @@ mod tests {
     use std::collections::HashMap;
     use std::time::{Duration, SystemTime};
 
-    use tlsgate_test_support::Authority;
+    use tlsgate_test_support::{Authority, KeyKind};
 
     use super::*;
 
@@ -431,6 +444,46 @@ mod tests {
         present(&mut table, &client.cert_pem, false);
         let c = read_connection(&table, &policy).expect("reads");
         assert_eq!(c.facts.client_cert.verification(), "untrusted_issuer");
+    }
+
+    #[test]
+    fn envoy_verified_is_not_enough_the_endpoint_ca_must_have_signed() {
+        // Envoy's trust store may hold CAs the policy does not (an Istio Gateway's): a
+        // certificate Envoy verified is an identity only if one of the endpoint's CAs signed it.
+        let ca = Authority::root("CA");
+        for strategy in ["require-any", "require-and-verify"] {
+            let (policy, mut table) = setup_with(&ca, strategy);
+            crate::trust::forget();
+            // Another CA altogether.
+            let stranger = Authority::root("Other CA").client("alice");
+            present(&mut table, &stranger.cert_pem, true);
+            let c = read_connection(&table, &policy).expect("reads");
+            assert_eq!(c.facts.client_cert.verification(), "untrusted_issuer");
+            // The endpoint CA's name on another key: the name matches, the signature does not.
+            let impostor = Authority::root("CA").client("alice");
+            present(&mut table, &impostor.cert_pem, true);
+            let c = read_connection(&table, &policy).expect("reads");
+            assert_eq!(c.facts.client_cert.verification(), "untrusted_issuer");
+            // An intermediate the client sent (Envoy shows only the leaf): not checkable here.
+            let intermediate = ca.intermediate("Issuing CA");
+            present(&mut table, &intermediate.client("ian").cert_pem, true);
+            let c = read_connection(&table, &policy).expect("reads");
+            assert_eq!(c.facts.client_cert.verification(), "untrusted_issuer");
+            // The endpoint's CA: verified, and the verdict is cached for the next connection.
+            present(&mut table, &ca.client("alice").cert_pem, true);
+            for _ in 0..2 {
+                let c = read_connection(&table, &policy).expect("reads");
+                assert_eq!(c.facts.client_cert.verification(), "verified");
+            }
+        }
+        // Every key type a CA can have, checked with the VM's pure-Rust algorithms.
+        for kind in [KeyKind::EcdsaP384, KeyKind::Rsa2048, KeyKind::Ed25519] {
+            let ca = Authority::root_with("CA", kind);
+            let (policy, mut table) = setup_with(&ca, "require-and-verify");
+            present(&mut table, &ca.client("alice").cert_pem, true);
+            let c = read_connection(&table, &policy).expect("reads");
+            assert_eq!(c.facts.client_cert.verification(), "verified", "{kind:?}");
+        }
     }
 
     #[test]

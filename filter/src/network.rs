@@ -16,6 +16,7 @@ use tlsgate_core::{EndpointPolicy, Policy, Session, TlsFacts, Verdict};
 
 use crate::attributes::{read_connection, Envoy};
 use crate::metrics::{self, log, Phase};
+use crate::trust::RustCrypto;
 
 enum State {
     /// The handshake may still be running; nothing was decided.
@@ -216,34 +217,6 @@ fn decide(endpoint: Arc<EndpointPolicy>, mut facts: TlsFacts, ocsp: Option<Outco
             );
             State::Denied
         }
-    }
-}
-
-/// The filter's signature check for OCSP answers: pure-Rust algorithms (ring and aws-lc-rs do
-/// not build for the VM).
-struct RustCrypto;
-
-impl tlsgate_core::HostCrypto for RustCrypto {
-    fn check_key_pair(
-        &self,
-        _: &rustls_pki_types::CertificateDer<'_>,
-        _: &rustls_pki_types::PrivateKeyDer<'_>,
-    ) -> Result<(), String> {
-        Err("the filter holds no keys".into())
-    }
-
-    fn check_crl_signature(&self, _: &[u8], _: &[u8]) -> Result<(), String> {
-        Err("CRLs are checked when the policy is generated".into())
-    }
-
-    fn verify_signature(
-        &self,
-        spki: &[u8],
-        algorithm: &[u8],
-        message: &[u8],
-        signature: &[u8],
-    ) -> Result<(), String> {
-        ocsp::verify_with(tlsgate_rustcrypto::ALL, spki, algorithm, message, signature)
     }
 }
 

@@ -54,6 +54,7 @@ impl RootContext for Root {
                 self.role = Some(role);
                 self.policy = Some(Rc::new(policy));
                 self.sessions.borrow_mut().clear();
+                crate::trust::forget();
                 true
             }
             Err(message) => {

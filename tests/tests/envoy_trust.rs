@@ -1,0 +1,122 @@
+//! Behind Envoy, "verified" means "by this endpoint's CAs" even when Envoy trusts more.
+//!
+//! Envoy verifies the client's chain against its own trust store. The generated bootstrap
+//! points it at the policy's CA file, but an Istio Gateway or a hand-edited configuration may
+//! trust more CAs than the policy names. The filter checks, inside the VM, that one of the
+//! endpoint's CAs signed the leaf before it takes the certificate as an identity. Here the CA
+//! file Envoy reads grows a second CA after the configuration was generated, which is exactly
+//! such a trust store: a certificate from that CA passes Envoy's handshake and must still be
+//! nobody to tlsgate.
+
+#![allow(clippy::panic, clippy::expect_used)]
+
+mod envoy_harness;
+
+use envoy_harness::{generate, ports, Envoy};
+use tlsgate_e2e::{curl, echo_upstream};
+use tlsgate_test_support::Authority;
+
+#[test]
+fn a_ca_envoy_trusts_but_the_policy_does_not_gives_no_identity() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = Authority::root("Policy CA");
+    let gateway_only = Authority::root("Gateway-only CA");
+    for name in ["verify.example.com", "request.example.com"] {
+        ca.server(&[name]).write(dir.path(), name);
+    }
+    ca.client("alice").write(dir.path(), "alice");
+    gateway_only.client("alice").write(dir.path(), "mallory");
+    std::fs::write(dir.path().join("ca.crt"), ca.cert_pem()).expect("write");
+    let upstream = echo_upstream();
+    let (port, admin) = ports();
+    let endpoint = |name: &str, strategy: &str| {
+        format!(
+            "  - url: https://{name}
+    bind: 127.0.0.1:{port}
+    upstream: {{ url: '{}' }}
+    traffic_policy:
+      on_tcp_connect:
+        - actions:
+            - type: terminate-tls
+              config:
+                server_certificate: {name}.crt
+                server_private_key: {name}.key
+                mutual_tls_certificate_authorities: [ca.crt]
+                mutual_tls_verification_strategy: {strategy}
+      on_http_request:
+        - actions:
+            - type: add-headers
+              config:
+                headers:
+                  x-cn: '${{conn.tls.client.subject.common_name}}'
+                  x-verified: '${{conn.tls.client.verified}}'
+",
+            upstream.url()
+        )
+    };
+    let policy = format!(
+        "endpoints:\n{}{}",
+        endpoint("verify.example.com", "require-and-verify"),
+        endpoint("request.example.com", "request")
+    );
+    let config = generate(dir.path(), &policy, admin);
+    // Envoy reads the CA file when it starts; the filter holds the policy's CAs as generated.
+    std::fs::write(
+        dir.path().join("ca.crt"),
+        format!("{}{}", ca.cert_pem(), gateway_only.cert_pem()),
+    )
+    .expect("write");
+    let envoy = Envoy::start(&config, admin, &[port]);
+    let path = |f: &str| dir.path().join(f).display().to_string();
+    let call = |host: &str, client: &str| {
+        let resolve = format!("{host}:{port}:127.0.0.1");
+        let url = format!("https://{host}:{port}/{client}");
+        curl(&[
+            "--resolve",
+            &resolve,
+            "--cacert",
+            &path("ca.crt"),
+            "--cert",
+            &path(&format!("{client}.crt")),
+            "--key",
+            &path(&format!("{client}.key")),
+            &url,
+        ])
+    };
+
+    // The policy's own client: verified on both endpoints.
+    for host in ["verify.example.com", "request.example.com"] {
+        let res = call(host, "alice");
+        assert_eq!(
+            res.status,
+            Some(200),
+            "{host}: {res:?}\n{}",
+            envoy.proc.log()
+        );
+    }
+    // The Gateway-only CA's client passes Envoy's handshake (its trust store has that CA)...
+    let res = call("verify.example.com", "mallory");
+    assert_ne!(
+        res.status,
+        Some(200),
+        "require-and-verify admitted a certificate the policy's CAs did not sign: {res:?}"
+    );
+    let res = call("request.example.com", "mallory");
+    assert_eq!(res.status, Some(200), "{res:?}\n{}", envoy.proc.log());
+
+    let seen = upstream.requests();
+    let by_path = |p: &str| {
+        seen.iter()
+            .filter(|r| r.path == p)
+            .map(|r| (r.header("x-cn"), r.header("x-verified")))
+            .collect::<Vec<_>>()
+    };
+    let alice = (Some("alice".to_owned()), Some("true".to_owned()));
+    assert_eq!(by_path("/alice"), vec![alice.clone(), alice], "{seen:?}");
+    // ...and is nobody: never verified, its subject never readable as an identity.
+    assert_eq!(
+        by_path("/mallory"),
+        vec![(Some(String::new()), Some("false".to_owned()))],
+        "{seen:?}"
+    );
+}
