@@ -145,6 +145,14 @@ pub struct RawTerminateTls {
     /// tlsgate extension: `false` turns TLS session resumption off for this endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_resumption: Option<bool>,
+    /// tlsgate extension: how long a session can be resumed (`2h` by default, at most 7 days).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_lifetime: Option<String>,
+    /// tlsgate extension: files of 80 random bytes (Envoy's `session_ticket_keys` format) that
+    /// encrypt session tickets, the first for new tickets, all for resuming: instances that
+    /// share them resume each other's sessions behind an L4 balancer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_ticket_keys: Option<Vec<String>>,
     /// tlsgate extension: ask the issuer's OCSP responder about every verified client
     /// certificate.
     #[serde(default, skip_serializing_if = "Option::is_none")]

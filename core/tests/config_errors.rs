@@ -519,3 +519,65 @@ fn proxy_protocol_settings_load_and_their_mistakes_are_named() {
         "{e}"
     );
 }
+
+#[test]
+fn session_ticket_keys_are_80_byte_files_never_inline_and_never_echoed() {
+    let f = Fixture::new(HOST);
+    std::fs::write(f.dir.path().join("ticket.key"), [7u8; 80]).unwrap();
+    std::fs::write(f.dir.path().join("short.key"), [7u8; 48]).unwrap();
+    let config = f
+        .load(&policy(
+            HOST,
+            &tls(&["session_ticket_keys: [ticket.key]", "session_lifetime: 30m"]),
+            "",
+        ))
+        .expect("loads");
+    let t = &config.endpoints[0].tls;
+    assert_eq!(t.session_lifetime, std::time::Duration::from_secs(1800));
+    assert_eq!(t.session_ticket_keys[0].name(), Some(&[7u8; 16][..]));
+    assert!(!format!("{t:?}").contains("7, 7"), "{t:?}");
+    // The filter's copy of the policy carries neither the keys nor their paths.
+    assert!(!config.filter_policy().to_string().contains("ticket"));
+
+    let e = f.error(&policy(
+        HOST,
+        &tls(&["session_ticket_keys: [short.key]"]),
+        "",
+    ));
+    assert!(e.starts_with("policy.yaml:13:"), "{e}");
+    assert!(e.contains("session_ticket_keys[0]"), "{e}");
+    assert!(
+        e.contains("holds 48 bytes") && e.contains("openssl rand 80"),
+        "{e}"
+    );
+
+    let e = f.error(&policy(
+        HOST,
+        &tls(&["session_ticket_keys: [missing.key]"]),
+        "",
+    ));
+    assert!(
+        e.contains("session_ticket_keys[0]") && e.contains("missing.key"),
+        "{e}"
+    );
+
+    let e = f.error(&policy(
+        HOST,
+        &tls(&["session_ticket_keys: [\"-----BEGIN SECRET-----\\nAAAA\\n\"]"]),
+        "",
+    ));
+    assert!(e.contains("a ticket key is a secret"), "{e}");
+    assert!(!e.contains("AAAA"), "{e}");
+
+    for bad in ["0s", "8d", "soon"] {
+        let e = f.error(&policy(
+            HOST,
+            &tls(&[&format!("session_lifetime: {bad}")]),
+            "",
+        ));
+        assert!(
+            e.contains("session_lifetime") && e.contains("7 days"),
+            "{bad}: {e}"
+        );
+    }
+}

@@ -716,6 +716,15 @@ pub fn generate(config: &Config, options: &Options) -> Result<Resources, Error> 
                 }
             }
         };
+        if !tls.session_ticket_keys.is_empty()
+            || tls.session_lifetime != tlsgate_core::config::DEFAULT_SESSION_LIFETIME
+        {
+            warnings.push(format!(
+                "{here}: {terminate}.session_ticket_keys / session_lifetime: Istio's Gateway \
+                 has no setting for them; each gateway pod makes its own ticket keys and keeps \
+                 Envoy's default lifetime, so sessions resume on the pod that issued them only"
+            ));
+        }
         if !tls.session_resumption {
             warnings.push(format!(
                 "{here}: {terminate}.session_resumption: false: Istio's Gateway has no setting \

@@ -397,6 +397,35 @@ fn filter_chain(
                         "disable_stateful_session_resumption",
                         opt(no_resumption.then(|| boolean(true))),
                     ),
+                    // The policy's ticket keys, the same files the native host reads (Envoy's
+                    // 80-byte format), so a fleet resumes across instances; without them each
+                    // worker makes its own.
+                    (
+                        "session_ticket_keys",
+                        opt(
+                            (!no_resumption && !tls.session_ticket_keys.is_empty()).then(|| {
+                                map([(
+                                    "keys",
+                                    list(
+                                        tls.session_ticket_keys
+                                            .iter()
+                                            .filter_map(|k| match &k.origin {
+                                                tlsgate_core::pem::Origin::File(path) => Some(map(
+                                                    [("filename", s(path.display().to_string()))],
+                                                )),
+                                                tlsgate_core::pem::Origin::Inline => None,
+                                            })
+                                            .collect(),
+                                    ),
+                                )])
+                            }),
+                        ),
+                    ),
+                    // How long a session resumes: the same definition as the native host's.
+                    (
+                        "session_timeout",
+                        opt((!no_resumption).then(|| duration(tls.session_lifetime))),
+                    ),
                     (
                         "common_tls_context",
                         map([

@@ -32,6 +32,7 @@ pub mod runtime;
 pub mod server;
 pub mod stapling;
 pub mod tcp;
+pub mod tickets;
 pub mod tls;
 pub mod upstream;
 pub mod upstream_tls;

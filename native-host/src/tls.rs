@@ -103,6 +103,8 @@ impl ServerTls {
             client_auth,
             rule: _,
             session_resumption,
+            session_lifetime,
+            session_ticket_keys,
         } = &endpoint.tls;
         let rejected = |what: &'static str, reason: String| TlsSetupError::Rejected {
             endpoint: endpoint.url.clone(),
@@ -171,7 +173,10 @@ impl ServerTls {
         // TLS 1.2 clients get the server's preference (AEADs with forward secrecy first, as
         // the provider lists them), not whatever order they offered.
         config.ignore_client_order = true;
-        if !session_resumption {
+        if *session_resumption {
+            config.ticketer = crate::tickets::ticketer(session_ticket_keys, *session_lifetime)
+                .map_err(|e| rejected("session_ticket_keys", e))?;
+        } else {
             config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
             config.send_tls13_tickets = 0;
         }

@@ -128,6 +128,9 @@ fn terminate_tls_value(tls: &TerminateTls) -> Value {
         mutual_tls_certificate_revocation_lists: revocation.map(|r| vec![r.to_pem()]),
         mutual_tls_revocation_check: revocation.map(|r| r.depth.as_str().to_owned()),
         session_resumption: (!tls.session_resumption).then_some(false),
+        // Envoy keeps the sessions; ticket keys are secrets the filter has no use for.
+        session_lifetime: None,
+        session_ticket_keys: None,
         // Carried so that a filter which cannot ask responders refuses the policy instead of
         // passing certificates it was told to check.
         mutual_tls_ocsp: tls.client_auth.ocsp().map(|o| crate::raw::RawOcsp {

@@ -25,6 +25,8 @@ mod load;
 mod rules;
 mod tls;
 
+pub use tls::{DEFAULT_SESSION_LIFETIME, MAX_SESSION_LIFETIME};
+
 pub(crate) use endpoint::parse_url;
 pub(crate) use load::deserialize;
 
@@ -300,6 +302,43 @@ pub struct TerminateTls {
     /// a full handshake per connection and is what a fair handshake benchmark, or an operator
     /// who wants every connection to present its certificate afresh, asks for.
     pub session_resumption: bool,
+    /// How long a session (ticket or cache entry) can be resumed.
+    pub session_lifetime: std::time::Duration,
+    /// `session_ticket_keys`, in order: the first encrypts new tickets, all decrypt. Empty:
+    /// each instance makes its own keys and rotates them every `session_lifetime`.
+    pub session_ticket_keys: Vec<TicketKey>,
+}
+
+/// One `session_ticket_keys` file: 80 bytes, laid out as Envoy reads them (a 16-byte name, a
+/// 32-byte HMAC secret, a 32-byte AES key).
+#[derive(Clone)]
+pub struct TicketKey {
+    pub origin: crate::pem::Origin,
+    /// Present only in [`KeyMode::Load`]: the bytes are a secret, like a private key.
+    material: Option<Box<[u8; TicketKey::LEN]>>,
+}
+
+impl TicketKey {
+    pub const LEN: usize = 80;
+
+    /// The 16 bytes that name the key inside each ticket it encrypts.
+    pub fn name(&self) -> Option<&[u8]> {
+        self.material.as_deref().map(|m| &m[..16])
+    }
+
+    /// The 32-byte AES key.
+    pub fn aes_key(&self) -> Option<&[u8]> {
+        self.material.as_deref().map(|m| &m[48..])
+    }
+}
+
+impl fmt::Debug for TicketKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TicketKey")
+            .field("origin", &self.origin)
+            .field("material", &self.material.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -107,6 +107,8 @@ pub(super) fn terminate_tls(
         mutual_tls_certificate_revocation_lists,
         mutual_tls_revocation_check,
         session_resumption,
+        session_lifetime,
+        session_ticket_keys,
         mutual_tls_ocsp,
     } = raw;
     let min = parse_version(min_version, TlsVersion::Tls12, &path.key("min_version"))?;
@@ -238,7 +240,84 @@ pub(super) fn terminate_tls(
         client_auth,
         rule,
         session_resumption: session_resumption.unwrap_or(true),
+        session_lifetime: match session_lifetime {
+            None => DEFAULT_SESSION_LIFETIME,
+            Some(text) => crate::limits::parse_duration(&text)
+                .ok()
+                .filter(|d| !d.is_zero() && *d <= MAX_SESSION_LIFETIME)
+                .ok_or_else(|| {
+                    err(
+                        path.key("session_lifetime"),
+                        invalid(format!(
+                            "`{text}` is not a session lifetime between 1s and 7 days \
+                             (e.g. 2h, 30m; TLS 1.3 allows no longer)"
+                        )),
+                    )
+                })?,
+        },
+        session_ticket_keys: session_ticket_keys
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+            .map(|(i, value)| ticket_key(value, &path.key("session_ticket_keys").index(i), options))
+            .collect::<Result<_, _>>()?,
     })
+}
+
+/// How long a session can be resumed unless the policy says otherwise (BoringSSL's default,
+/// so Envoy's and the native host's agree).
+pub const DEFAULT_SESSION_LIFETIME: std::time::Duration = std::time::Duration::from_secs(2 * 3600);
+/// RFC 8446 §4.6.1: a ticket lives at most seven days.
+pub const MAX_SESSION_LIFETIME: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
+/// One `session_ticket_keys` entry: a path (never inline: it is a secret) to exactly 80 bytes.
+/// Without [`KeyMode::Load`] only the path is kept; nothing of the file reaches an error.
+fn ticket_key(
+    value: &str,
+    path: &FieldPath,
+    options: &LoadOptions<'_>,
+) -> Result<TicketKey, ConfigError> {
+    let how = "a path to a file of 80 random bytes (`openssl rand 80 > ticket.key`)";
+    if value.contains("-----BEGIN") || value.contains('\n') || value.len() > 4096 {
+        return Err(err(
+            path.clone(),
+            invalid(format!(
+                "a ticket key is a secret: give {how}, not the key itself"
+            )),
+        ));
+    }
+    let file = std::path::PathBuf::from(value);
+    let origin = crate::pem::Origin::File(options.reader.resolve(&file));
+    let material = match options.keys {
+        KeyMode::Skip => None,
+        KeyMode::Load(_) => {
+            let bytes = options.reader.read(&file).map_err(|reason| {
+                err(
+                    path.clone(),
+                    ConfigErrorKind::Unreadable {
+                        path: file.clone(),
+                        reason,
+                    },
+                )
+            })?;
+            let material: Box<[u8; TicketKey::LEN]> =
+                bytes
+                    .into_boxed_slice()
+                    .try_into()
+                    .map_err(|b: Box<[u8]>| {
+                        err(
+                            path.clone(),
+                            invalid(format!(
+                                "{} holds {} bytes; a ticket key is {how}",
+                                file.display(),
+                                b.len()
+                            )),
+                        )
+                    })?;
+            Some(material)
+        }
+    };
+    Ok(TicketKey { origin, material })
 }
 
 /// `mutual_tls_ocsp: {mode, responder, timeout}`.
