@@ -103,6 +103,11 @@ fn the_terminate_tls_table_matches_the_loader() {
                 "                mutual_tls_certificate_authorities: [ca.crt]\n                {field}: request\n"
             ),
             "session_resumption" => format!("                {field}: false\n"),
+            "session_lifetime" => format!("                {field}: 30m\n"),
+            "session_ticket_keys" => {
+                std::fs::write(f.path().join("ticket.key"), [0u8; 80]).unwrap();
+                format!("                {field}: [ticket.key]\n")
+            }
             "mutual_tls_certificate_revocation_lists" => {
                 std::fs::write(f.path().join("ca.crl"), f.ca.crl(&[], -60, 3600)).unwrap();
                 format!(
