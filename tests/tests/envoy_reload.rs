@@ -11,11 +11,13 @@
 #![allow(clippy::panic, clippy::expect_used)]
 
 mod envoy_harness;
+mod native_common;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use envoy_harness::{generate, ports};
+use native_common::{http_upstream, https_endpoint, path, tls_config};
 use tlsgate_e2e::{curl, echo_upstream, tool, wait_port, Proc};
 use tlsgate_test_support::Authority;
 
@@ -72,24 +74,14 @@ fn a_hot_restart_that_removes_a_ca_drains_its_clients() {
     let upstream = echo_upstream();
     let (port, admin) = ports();
     let policy = |cas: &str| {
-        format!(
-            "endpoints:
-  - url: https://app.example.com
-    bind: 127.0.0.1:{port}
-    upstream: {{ url: '{}' }}
-    traffic_policy:
-      on_tcp_connect:
-        - actions:
-            - type: terminate-tls
-              config:
-                server_certificate: {}
-                server_private_key: {}
-                mutual_tls_certificate_authorities: [{cas}]
-",
-            upstream.url(),
-            d.join("server.crt").display(),
-            d.join("server.key").display(),
-        )
+        let tls = tls_config(&[
+            ("server_certificate", &path(&d.join("server.crt"))),
+            ("server_private_key", &path(&d.join("server.key"))),
+            ("mutual_tls_certificate_authorities", &format!("[{cas}]")),
+        ]);
+        let upstream = http_upstream(&upstream.url());
+        let endpoint = https_endpoint("app.example.com", port, &upstream, &tls, "");
+        format!("endpoints:\n{endpoint}")
     };
     let file = |f: &str| d.join(f).display().to_string();
     let (before, after) = (d.join("before"), d.join("after"));

@@ -11,8 +11,10 @@
 #![allow(clippy::panic, clippy::expect_used)]
 
 mod envoy_harness;
+mod native_common;
 
 use envoy_harness::{generate, ports, Envoy};
+use native_common::{http_upstream, https_endpoint, tls_config};
 use tlsgate_e2e::{curl, echo_upstream};
 use tlsgate_test_support::Authority;
 
@@ -30,29 +32,20 @@ fn a_ca_envoy_trusts_but_the_policy_does_not_gives_no_identity() {
     let upstream = echo_upstream();
     let (port, admin) = ports();
     let endpoint = |name: &str, strategy: &str| {
-        format!(
-            "  - url: https://{name}
-    bind: 127.0.0.1:{port}
-    upstream: {{ url: '{}' }}
-    traffic_policy:
-      on_tcp_connect:
-        - actions:
-            - type: terminate-tls
-              config:
-                server_certificate: {name}.crt
-                server_private_key: {name}.key
-                mutual_tls_certificate_authorities: [ca.crt]
-                mutual_tls_verification_strategy: {strategy}
-      on_http_request:
-        - actions:
+        let tls = tls_config(&[
+            ("server_certificate", &format!("{name}.crt")),
+            ("server_private_key", &format!("{name}.key")),
+            ("mutual_tls_certificate_authorities", "[ca.crt]"),
+            ("mutual_tls_verification_strategy", strategy),
+        ]);
+        let rules = "        - actions:
             - type: add-headers
               config:
                 headers:
-                  x-cn: '${{conn.tls.client.subject.common_name}}'
-                  x-verified: '${{conn.tls.client.verified}}'
-",
-            upstream.url()
-        )
+                  x-cn: '${conn.tls.client.subject.common_name}'
+                  x-verified: '${conn.tls.client.verified}'
+";
+        https_endpoint(name, port, &http_upstream(&upstream.url()), &tls, rules)
     };
     let policy = format!(
         "endpoints:\n{}{}",

@@ -17,38 +17,23 @@ use std::process::Command;
 use std::time::Duration;
 
 use envoy_harness::{generate, ports, Envoy};
-use native_common::start_gate;
+use native_common::{http_upstream, https_endpoint, path, start_gate, tls_config};
 use tlsgate_e2e::{free_port, run_bounded, tool, Proc};
 use tlsgate_test_support::Authority;
 
 const HOST: &str = "app.example.com";
 
-/// A policy with one https endpoint on `port` whose tickets use `keys` (absolute paths).
+/// A policy with one https endpoint on `port` whose tickets use `keys` (files in `dir`).
 fn policy(dir: &Path, port: u16, upstream: &str, keys: &[&str]) -> String {
-    let file = |f: &str| dir.join(f).display().to_string();
-    let keys = keys
-        .iter()
-        .map(|k| format!("\"{}\"", file(k)))
-        .collect::<Vec<_>>();
-    format!(
-        "endpoints:
-  - url: https://{HOST}
-    bind: 127.0.0.1:{port}
-    upstream: {{ url: '{upstream}' }}
-    traffic_policy:
-      on_tcp_connect:
-        - actions:
-            - type: terminate-tls
-              config:
-                server_certificate: \"{}\"
-                server_private_key: \"{}\"
-                session_ticket_keys: [{}]
-                session_lifetime: 1h
-",
-        file("server.crt"),
-        file("server.key"),
-        keys.join(", ")
-    )
+    let keys: Vec<String> = keys.iter().map(|k| path(&dir.join(k))).collect();
+    let tls = tls_config(&[
+        ("server_certificate", &path(&dir.join("server.crt"))),
+        ("server_private_key", &path(&dir.join("server.key"))),
+        ("session_ticket_keys", &format!("[{}]", keys.join(", "))),
+        ("session_lifetime", "1h"),
+    ]);
+    let endpoint = https_endpoint(HOST, port, &http_upstream(upstream), &tls, "");
+    format!("endpoints:\n{endpoint}")
 }
 
 /// One TLS 1.3 connection with a request (so the tickets arrive), its session saved to or
