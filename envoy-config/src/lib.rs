@@ -469,10 +469,7 @@ fn filter_chain(
             "typed_config",
             typed(
                 "envoy.extensions.filters.network.wasm.v3.Wasm",
-                [(
-                    "config",
-                    plugin(NETWORK_ROOT_ID, plugin_config, &options.wasm),
-                )],
+                [("config", plugin(NETWORK_ROOT_ID, plugin_config, options))],
             ),
         ),
     ]);
@@ -534,7 +531,7 @@ fn filter_chain(
 /// A wasm `PluginConfig`: the same VM (`vm_id`) serves every plugin; `root_id` tells the filter
 /// which role it plays. `fail_open: false`: a broken filter closes connections, never waves
 /// them through.
-fn plugin(root_id: &str, plugin_config: &str, wasm: &Path) -> Yaml {
+fn plugin(root_id: &str, plugin_config: &str, options: &Options) -> Yaml {
     map([
         ("name", s(root_id)),
         ("root_id", s(root_id)),
@@ -545,7 +542,23 @@ fn plugin(root_id: &str, plugin_config: &str, wasm: &Path) -> Yaml {
                 ("runtime", s("envoy.wasm.runtime.v8")),
                 (
                     "code",
-                    map([("local", map([("filename", s(wasm.display().to_string()))]))]),
+                    map([(
+                        "local",
+                        map([("filename", s(options.wasm.display().to_string()))]),
+                    )]),
+                ),
+                // Envoy has no per-address connection limit: the filter's network role
+                // enforces `--max-connections-per-source` (per worker). Both roles get the
+                // same environment so they keep sharing one VM.
+                (
+                    "environment_variables",
+                    map([(
+                        "key_values",
+                        map([(
+                            "TLSGATE_MAX_CONNECTIONS_PER_SOURCE",
+                            s(options.limits.max_connections_per_source.to_string()),
+                        )]),
+                    )]),
                 ),
             ]),
         ),
@@ -704,10 +717,7 @@ fn http_connection_manager(endpoint: &Endpoint, plugin_config: &str, options: &O
                                     "typed_config",
                                     typed(
                                         "envoy.extensions.filters.http.wasm.v3.Wasm",
-                                        [(
-                                            "config",
-                                            plugin(HTTP_ROOT_ID, plugin_config, &options.wasm),
-                                        )],
+                                        [("config", plugin(HTTP_ROOT_ID, plugin_config, options))],
                                     ),
                                 ),
                             ]),

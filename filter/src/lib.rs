@@ -20,6 +20,7 @@ mod metrics;
 mod network;
 mod root;
 mod sessions;
+mod sources;
 mod trust;
 
 pub mod decode;

@@ -44,13 +44,59 @@ thread_local! {
 pub(crate) struct NetworkFilter {
     policy: Option<Rc<Policy>>,
     state: State,
+    /// `--max-connections-per-source` (crate::sources), when the configuration sets it.
+    per_source: Option<usize>,
+    /// This connection's place in its address's share, released when the context goes.
+    _counted: Option<crate::sources::Counted>,
 }
 
 impl NetworkFilter {
-    pub(crate) fn new(policy: Option<Rc<Policy>>) -> Self {
+    pub(crate) fn new(policy: Option<Rc<Policy>>, per_source: Option<usize>) -> Self {
         Self {
             policy,
             state: State::Undecided,
+            per_source,
+            _counted: None,
+        }
+    }
+
+    /// Counts the connection against its address's share; `false` (logged and counted) when
+    /// the address already holds it.
+    fn within_source_share(&mut self) -> bool {
+        let Some(cap) = self.per_source else {
+            return true;
+        };
+        // Envoy always has the source of a TCP connection; without it the facts are
+        // unavailable later and the connection is closed there.
+        let Some(ip) = hostcalls::get_property(vec!["source", "address"])
+            .ok()
+            .flatten()
+            .and_then(|a| crate::decode::socket_addr(&a))
+            .map(|a| a.ip())
+        else {
+            return true;
+        };
+        match crate::sources::acquire(ip, cap) {
+            Some(counted) => {
+                self._counted = Some(counted);
+                true
+            }
+            None => {
+                log(
+                    LogLevel::Info,
+                    &format!(
+                        "closing a connection from {ip}: too many connections from this address \
+                         (source_connection_limit, {cap} per worker)"
+                    ),
+                );
+                metrics::verdict(
+                    None,
+                    Phase::TcpConnect,
+                    "deny",
+                    Some("source_connection_limit"),
+                );
+                false
+            }
         }
     }
 
@@ -273,6 +319,10 @@ impl StreamContext for NetworkFilter {
     /// connection is accepted, so a client the policy refuses would still reach it (and see a
     /// server-first protocol's greeting). The first decrypted byte resumes the chain.
     fn on_new_connection(&mut self) -> Action {
+        if !self.within_source_share() {
+            self.state = State::Denied;
+            self.settle();
+        }
         Action::Pause
     }
 

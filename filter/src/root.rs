@@ -32,6 +32,8 @@ pub(crate) struct Root {
     role: Option<Role>,
     policy: Option<Rc<Policy>>,
     sessions: SharedSessions,
+    /// The network role's per-address cap, from the VM's environment (crate::sources).
+    per_source: Option<usize>,
 }
 
 impl Context for Root {}
@@ -39,7 +41,7 @@ impl Context for Root {}
 impl RootContext for Root {
     fn on_configure(&mut self, plugin_configuration_size: usize) -> bool {
         match self.configure(plugin_configuration_size) {
-            Ok((role, policy, endpoints)) => {
+            Ok((role, policy, endpoints, per_source)) => {
                 log(
                     LogLevel::Info,
                     &format!(
@@ -52,6 +54,7 @@ impl RootContext for Root {
                     ),
                 );
                 self.role = Some(role);
+                self.per_source = per_source;
                 self.policy = Some(Rc::new(policy));
                 self.sessions.borrow_mut().clear();
                 crate::trust::forget();
@@ -86,12 +89,15 @@ impl RootContext for Root {
     }
 
     fn create_stream_context(&self, _context_id: u32) -> Option<Box<dyn StreamContext>> {
-        Some(Box::new(NetworkFilter::new(self.policy.clone())))
+        Some(Box::new(NetworkFilter::new(
+            self.policy.clone(),
+            self.per_source,
+        )))
     }
 }
 
 impl Root {
-    fn configure(&self, size: usize) -> Result<(Role, Policy, usize), String> {
+    fn configure(&self, size: usize) -> Result<(Role, Policy, usize, Option<usize>), String> {
         let root_id = match hostcalls::get_property(vec!["plugin_root_id"]) {
             Ok(Some(bytes)) => String::from_utf8(bytes).unwrap_or_default(),
             Ok(None) => String::new(),
@@ -125,7 +131,8 @@ impl Root {
             .map_err(|_| "the plugin configuration is not UTF-8 text".to_owned())?;
         let policy = load(&text)?;
         let endpoints = policy.endpoints().len();
-        Ok((role, policy, endpoints))
+        let per_source = crate::sources::cap()?;
+        Ok((role, policy, endpoints, per_source))
     }
 }
 
