@@ -210,6 +210,7 @@ fn referenced_files(endpoint: &Endpoint) -> Vec<PathBuf> {
         if let Some(a) = &up.authorities {
             origins.extend(a.origins.iter());
         }
+        origins.extend(up.pinned_certificates.iter().map(|c| &c.origin));
     }
     origins
         .into_iter()
@@ -251,4 +252,76 @@ pub fn fingerprint(paths: &[PathBuf]) -> Fingerprint {
             (p.clone(), digest)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use tlsgate_test_support::Authority;
+
+    use super::*;
+
+    /// A rotated pin or ticket key takes effect like a rotated certificate: every file the
+    /// policy reads is watched.
+    #[test]
+    fn every_file_the_policy_reads_is_watched() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let ca = Authority::root("CA");
+        ca.server(&["app.test"]).write(d, "server");
+        ca.server(&["upstream.test"]).write(d, "upstream");
+        ca.client("edge").write(d, "edge");
+        std::fs::write(d.join("ca.crt"), ca.cert_pem()).unwrap();
+        std::fs::write(d.join("ticket.key"), [1u8; 80]).unwrap();
+        let policy = d.join("policy.yaml");
+        std::fs::write(
+            &policy,
+            "endpoints:
+  - url: https://app.test
+    bind: 127.0.0.1:0
+    upstream:
+      url: https://upstream.test:9443
+      tls:
+        client_certificate: { certificate: edge.crt, private_key: edge.key }
+        certificate_authorities: [ca.crt]
+        pinned_certificates: [upstream.crt]
+    traffic_policy:
+      on_tcp_connect:
+        - actions:
+            - type: terminate-tls
+              config:
+                server_certificate: server.crt
+                server_private_key: server.key
+                mutual_tls_certificate_authorities: [ca.crt]
+                session_ticket_keys: [ticket.key]
+",
+        )
+        .unwrap();
+        let runtime = Runtime::load(
+            std::slice::from_ref(&policy),
+            Deployment::none(),
+            &Limits::DEFAULT,
+            &crate::tls::provider(),
+        )
+        .unwrap();
+        for file in [
+            "policy.yaml",
+            "server.crt",
+            "server.key",
+            "ca.crt",
+            "ticket.key",
+            "edge.crt",
+            "edge.key",
+            "upstream.crt",
+        ] {
+            let path = d.join(file);
+            assert!(
+                runtime.watched.iter().any(|w| w.ends_with(file)),
+                "{} is not watched: {:?}",
+                path.display(),
+                runtime.watched
+            );
+        }
+    }
 }
