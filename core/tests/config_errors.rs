@@ -569,6 +569,19 @@ fn session_ticket_keys_are_80_byte_files_never_inline_and_never_echoed() {
     assert!(e.contains("a ticket key is a secret"), "{e}");
     assert!(!e.contains("AAAA"), "{e}");
 
+    let e = f.error(&policy(
+        HOST,
+        &tls(&[
+            "session_resumption: false",
+            "session_ticket_keys: [ticket.key]",
+        ]),
+        "",
+    ));
+    assert!(
+        e.contains("session_ticket_keys has no effect with session_resumption: false"),
+        "{e}"
+    );
+
     for bad in ["0s", "8d", "soon"] {
         let e = f.error(&policy(
             HOST,

@@ -232,6 +232,24 @@ pub(super) fn terminate_tls(
             }
         }
     };
+    let session_resumption = session_resumption.unwrap_or(true);
+    if !session_resumption {
+        // Settings of something the policy turns off would be silently ignored.
+        for (field, given) in [
+            ("session_lifetime", session_lifetime.is_some()),
+            ("session_ticket_keys", session_ticket_keys.is_some()),
+        ] {
+            if given {
+                return Err(err(
+                    path.key(field),
+                    invalid(format!(
+                        "{field} has no effect with session_resumption: false (no session \
+                         resumes); remove one of them"
+                    )),
+                ));
+            }
+        }
+    }
     Ok(TerminateTls {
         min_version: min,
         max_version: max,
@@ -239,7 +257,7 @@ pub(super) fn terminate_tls(
         private_key,
         client_auth,
         rule,
-        session_resumption: session_resumption.unwrap_or(true),
+        session_resumption,
         session_lifetime: match session_lifetime {
             None => DEFAULT_SESSION_LIFETIME,
             Some(text) => crate::limits::parse_duration(&text)
