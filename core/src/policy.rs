@@ -343,6 +343,7 @@ fn rules_read_headers(rules: &[crate::config::Rule<HttpAction>]) -> bool {
                     headers.iter().any(|(_, t)| t.reads_request_headers())
                 }
                 HttpAction::CustomResponse { body, .. } => body.reads_request_headers(),
+                HttpAction::Log(fields) => fields.iter().any(|(_, t)| t.reads_request_headers()),
                 HttpAction::Deny { .. }
                 | HttpAction::CloseConnection
                 | HttpAction::RestrictIps(_)
@@ -487,6 +488,14 @@ impl Session {
         self.on_http_request_traced(req, &mut Tracer::off())
     }
 
+    /// [`Session::on_http_request`], with what the policy's `log` actions recorded, formatted
+    /// for the access line ([`Tracer::logged`]), whatever the verdict.
+    pub fn on_http_request_logged(&self, req: &Request<'_>) -> (RequestVerdict, Option<String>) {
+        let mut trace = Tracer::off();
+        let verdict = self.on_http_request_traced(req, &mut trace);
+        (verdict, trace.logged())
+    }
+
     /// [`Session::on_http_request`], recording each step in `trace`.
     pub fn on_http_request_traced(&self, req: &Request<'_>, trace: &mut Tracer) -> RequestVerdict {
         if req.method.eq_ignore_ascii_case("CONNECT") {
@@ -594,6 +603,17 @@ impl Session {
                         trace.step(|| restrict_step(self.facts.client_ip, admitted));
                         if !admitted {
                             return deny_response(403, DenyReason::IpRestricted { rule: i });
+                        }
+                    }
+                    HttpAction::Log(fields) => {
+                        for (key, template) in fields {
+                            match template.render(&vars) {
+                                Ok(value) => {
+                                    trace.step(|| action_step("log", format!("{key}={value}")));
+                                    trace.log(key, value);
+                                }
+                                Err(why) => return expression_failed(i, why),
+                            }
                         }
                     }
                     HttpAction::RemoveHeaders(names) => {

@@ -201,6 +201,13 @@ pub struct RawAddHeaders {
 #[serde(deny_unknown_fields)]
 pub struct RawCloseConnection {}
 
+/// ngrok's `log` action: `metadata` lands in the request's access line.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub metadata: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRemoveHeaders {

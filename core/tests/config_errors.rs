@@ -594,3 +594,42 @@ fn session_ticket_keys_are_80_byte_files_never_inline_and_never_echoed() {
         );
     }
 }
+
+#[test]
+fn log_metadata_is_checked_at_load() {
+    let f = Fixture::new(HOST);
+    let http = |action: &str| {
+        policy(
+            HOST,
+            "",
+            &format!("      on_http_request:\n        - actions: [{action}]\n"),
+        )
+    };
+    let e = f.error(&http("{type: log}"));
+    assert!(e.contains("log needs config.metadata"), "{e}");
+    let e = f.error(&http("{type: log, config: {metadata: {'has space': x}}}"));
+    assert!(
+        e.contains("metadata.has space") && e.contains("a log key is"),
+        "{e}"
+    );
+    let e = f.error(&http("{type: log, config: {metadata: {k: {nested: 1}}}}"));
+    assert!(e.contains("a log value is a string"), "{e}");
+    let e = f.error(&http(
+        "{type: log, config: {metadata: {k: '${conn.nope}'}}}",
+    ));
+    assert!(e.contains("metadata.k"), "{e}");
+    // Not in on_tcp_connect yet: refused, naming the actions that phase has.
+    let e = f.error(&policy(
+        HOST,
+        "",
+        "        - actions: [{type: log, config: {metadata: {k: v}}}]\n",
+    ));
+    assert!(
+        e.contains("on_tcp_connect") && e.contains("restrict-ips"),
+        "{e}"
+    );
+    f.load(&http(
+        "{type: log, config: {metadata: {n: 1, b: true, s: '${conn.client_ip}'}}}",
+    ))
+    .expect("numbers, booleans and templates load");
+}

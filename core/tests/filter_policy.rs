@@ -113,6 +113,8 @@ fn the_derived_policy_loads_back_to_the_same_rules_at_the_same_positions() {
               config: { headers: { x-client: "cn=${conn.tls.client.subject.common_name}", x-fixed: yes } }
             - type: restrict-ips
               config: { allow: [127.0.0.1] }
+            - type: log
+              config: { metadata: { who: "${conn.tls.client.subject.common_name}", n: 7 } }
 "#,
     )
     .unwrap();

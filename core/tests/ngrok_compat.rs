@@ -56,6 +56,7 @@ fn action_config(action: &str) -> &'static str {
         "custom-response" => ", config: {status_code: 200}",
         "add-headers" => ", config: {headers: {x-a: b}}",
         "remove-headers" => ", config: {headers: [x-a]}",
+        "log" => ", config: {metadata: {event: x}}",
         "deny" => "",
         _ => ", config: {}",
     }

@@ -597,7 +597,8 @@ fn http_connection_manager(endpoint: &Endpoint, plugin_config: &str, options: &O
     let access_log_format = "[%START_TIME%] tlsgate endpoint=%FILTER_STATE(wasm.tlsgate.endpoint:PLAIN)% \
          server_cert=%FILTER_STATE(wasm.tlsgate.server_certificate:PLAIN)% sni=%REQUESTED_SERVER_NAME% \
          client=%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT% peer=\"%DOWNSTREAM_PEER_SUBJECT%\" \
-         \"%REQ(:METHOD)% %REQ(:PATH)% %PROTOCOL%\" %RESPONSE_CODE% %RESPONSE_CODE_DETAILS%\n";
+         \"%REQ(:METHOD)% %REQ(:PATH)% %PROTOCOL%\" %RESPONSE_CODE% %RESPONSE_CODE_DETAILS% \
+         log=%FILTER_STATE(wasm.tlsgate.log:PLAIN)%\n";
     let route = map([
         ("name", s(format!("tlsgate_endpoint_{i}"))),
         (

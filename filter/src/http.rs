@@ -112,7 +112,17 @@ impl HttpFilter {
             target: &target,
             headers: &headers,
         };
-        match session.on_http_request(&request) {
+        let (verdict, logged) = session.on_http_request_logged(&request);
+        if let Some(logged) = logged {
+            // The access line reads it as %FILTER_STATE(wasm.tlsgate.log:PLAIN)%.
+            if hostcalls::set_property(vec!["tlsgate.log"], Some(logged.as_bytes())).is_err() {
+                log(
+                    LogLevel::Warn,
+                    "could not record the policy's log fields for the access line",
+                );
+            }
+        }
+        match verdict {
             RequestVerdict::Forward(forward) => {
                 if apply(&forward, &target).is_err() {
                     // A spoofed identity or a header the policy set must never be lost on

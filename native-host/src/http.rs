@@ -308,13 +308,14 @@ impl HttpConnection {
             .path_and_query()
             .map_or("/", |pq| pq.as_str())
             .to_owned();
-        let log = AccessLine {
+        let mut log = AccessLine {
             conn: self,
             method: method.as_str(),
             path: &target,
             started,
+            logged: None,
         };
-        let verdict = {
+        let (verdict, logged) = {
             // Values that are not visible ASCII are still forwarded, so rules must see them too
             // (lossily decoded, as the filter does); skipping them would let `X-Internal: \xff`
             // slip past a rule on that header.
@@ -329,13 +330,14 @@ impl HttpConnection {
                 };
             let header_pairs: Vec<(&str, &str)> =
                 values.iter().map(|(n, v)| (*n, v.as_ref())).collect();
-            self.session.on_http_request(&tlsgate_core::Request {
+            self.session.on_http_request_logged(&tlsgate_core::Request {
                 method: method.as_str(),
                 host: &host,
                 target: &target,
                 headers: &header_pairs,
             })
         };
+        log.logged = logged;
         match verdict {
             RequestVerdict::Respond(local) => {
                 let (verdict, reason) = match &local.reason {
@@ -707,6 +709,8 @@ struct AccessLine<'a> {
     method: &'a str,
     path: &'a str,
     started: Instant,
+    /// What the policy's `log` actions recorded (core formats it, as for the filter).
+    logged: Option<String>,
 }
 
 impl AccessLine<'_> {
@@ -726,6 +730,7 @@ impl AccessLine<'_> {
             status,
             upstream_status = upstream_status.map_or_else(|| "-".to_owned(), |s| s.to_string()),
             duration_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            log = %self.logged.as_deref().unwrap_or("-"),
             "request"
         );
     }

@@ -195,6 +195,13 @@ fn raw_http_rule(rule: &Rule<HttpAction>) -> RawRule {
                     Some(serde_json::json!({ "headers": names })),
                 ),
                 HttpAction::RestrictIps(ips) => action("restrict-ips", Some(ip_policy(ips))),
+                HttpAction::Log(fields) => {
+                    let metadata: BTreeMap<&str, String> = fields
+                        .iter()
+                        .map(|(k, t)| (k.as_str(), t.source()))
+                        .collect();
+                    action("log", Some(serde_json::json!({ "metadata": metadata })))
+                }
             })
             .collect(),
     }

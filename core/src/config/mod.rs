@@ -545,6 +545,9 @@ pub enum HttpAction {
     /// does not reach the upstream.
     RemoveHeaders(Vec<String>),
     RestrictIps(IpPolicy),
+    /// ngrok's `log`: each key with its rendered value lands in the request's access line
+    /// ([`crate::trace::Tracer::logged`]), in both hosts.
+    Log(Vec<(String, Template)>),
 }
 
 /// `restrict-ips`: a client must be in `allow` (when it is not empty) and not in `deny`.

@@ -25,7 +25,7 @@ pub(super) fn action_config<T: DeserializeOwned + Default>(
 
 pub(super) const TCP_ACTIONS: &str = "terminate-tls, deny, close-connection, restrict-ips";
 pub(super) const HTTP_ACTIONS: &str =
-    "deny, close-connection, custom-response, add-headers, remove-headers, restrict-ips";
+    "deny, close-connection, custom-response, add-headers, remove-headers, restrict-ips, log";
 
 /// ngrok's actions (its Traffic Policy reference). One tlsgate does not implement is refused as
 /// such, with the list of those it does, rather than as an unknown word.
@@ -281,6 +281,53 @@ pub(super) fn http_rule(
                 action_config(action, &action_path)?,
                 &config_path,
             )?),
+            "log" => {
+                if action.config.is_none() {
+                    return Err(err(config_path, invalid("log needs config.metadata")));
+                }
+                let RawLog { metadata } = action_config(action, &action_path)?;
+                let mut fields = Vec::with_capacity(metadata.len());
+                for (key, value) in metadata {
+                    let p = config_path.key("metadata").key(&key);
+                    if key.is_empty()
+                        || !key
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+                    {
+                        return Err(err(
+                            p,
+                            invalid(
+                                "a log key is letters, digits, `_`, `-` and `.` (it becomes \
+                                 `log.KEY=` in the access line)",
+                            ),
+                        ));
+                    }
+                    let text =
+                        match value {
+                            Value::String(text) => text,
+                            Value::Number(n) => n.to_string(),
+                            Value::Bool(b) => b.to_string(),
+                            _ => return Err(err(
+                                p,
+                                invalid(
+                                    "a log value is a string (with ${…}), a number or a boolean",
+                                ),
+                            )),
+                        };
+                    let template =
+                        Template::compile(&text, Phase::HttpRequest).map_err(|reason| {
+                            err(
+                                p.clone(),
+                                ConfigErrorKind::Expression {
+                                    expression: text.clone(),
+                                    reason,
+                                },
+                            )
+                        })?;
+                    fields.push((key, template));
+                }
+                HttpAction::Log(fields)
+            }
             other => {
                 return Err(err(
                     action_path.key("type"),

@@ -81,6 +81,7 @@ impl Expect {
                     upstream,
                     body,
                     path,
+                    ..
                 },
                 Observed::Status {
                     code,

@@ -372,6 +372,10 @@ impl Host {
                     "1",
                     "-l",
                     "warning",
+                    // Access lines reach the log within 0.2 s instead of Envoy's 10 s (the
+                    // `log` action's scenarios read them).
+                    "--file-flush-interval-msec",
+                    "200",
                     "-c",
                 ])
                 .arg(&out);
@@ -384,6 +388,12 @@ impl Host {
         wait_port(([127, 0, 0, 1], port).into(), START_TIMEOUT)
             .map_err(|e| format!("{e}\n{}", proc.log()))?;
         Ok(Host { port, proc })
+    }
+
+    /// Waits (briefly: access lines are written as requests end) for `needle` in the log.
+    pub fn wait_for_log(&self, needle: &str) -> Result<(), String> {
+        self.proc
+            .wait_for_log(needle, std::time::Duration::from_secs(5))
     }
 
     pub fn log_tail(&self) -> String {

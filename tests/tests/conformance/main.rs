@@ -160,6 +160,13 @@ fn run_host(kind: HostKind, table: &Table, upstreams: &Upstreams, dir: &Path) ->
             }
             let observed = client::play(&s.client, &host, dir);
             let (passed, why) = expect.check(&observed);
+            let (passed, why) = match (passed, expect.access_log()) {
+                (true, Some(want)) => match host.wait_for_log(want) {
+                    Ok(()) => (true, why),
+                    Err(_) => (false, format!("no access line holds {want:?}")),
+                },
+                (passed, _) => (passed, why),
+            };
             // Bad input must not disturb the service: after any raw or refused case, a good
             // client still gets through.
             let (passed, why) = match (&s.client.send, passed) {

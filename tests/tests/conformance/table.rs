@@ -253,15 +253,31 @@ pub enum Expect {
         /// The request target the upstream received.
         #[serde(default)]
         path: Option<String>,
+        /// Text the host's access line for this request holds (the `log` action's fields).
+        #[serde(default)]
+        access_log: Option<String>,
     },
 }
 
 impl Expect {
+    /// What the host's log must show after the client ran, if anything.
+    pub fn access_log(&self) -> Option<&str> {
+        match self {
+            Self::Detailed { access_log, .. } => access_log.as_deref(),
+            _ => None,
+        }
+    }
+
     pub fn summary(&self) -> String {
         match self {
             Self::Status(s) => s.to_string(),
             Self::Class(c) => c.clone(),
             Self::LoadError { load_error } => format!("load error \"{load_error}\""),
+            Self::Detailed {
+                status,
+                access_log: Some(_),
+                ..
+            } => format!("{status}, access line"),
             Self::Detailed {
                 status, upstream, ..
             } if upstream.is_empty() => status.to_string(),
