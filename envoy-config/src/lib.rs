@@ -409,11 +409,8 @@ fn filter_chain(
                                     list(
                                         tls.session_ticket_keys
                                             .iter()
-                                            .filter_map(|k| match &k.origin {
-                                                tlsgate_core::pem::Origin::File(path) => Some(map(
-                                                    [("filename", s(path.display().to_string()))],
-                                                )),
-                                                tlsgate_core::pem::Origin::Inline => None,
+                                            .map(|k| {
+                                                map([("filename", s(k.path.display().to_string()))])
                                             })
                                             .collect(),
                                     ),

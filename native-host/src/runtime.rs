@@ -191,8 +191,6 @@ fn referenced_files(endpoint: &Endpoint) -> Vec<PathBuf> {
     let tls = &endpoint.tls;
     origins.extend(tls.certificate.as_ref().map(|c| &c.origin));
     origins.extend(tls.private_key.as_ref().map(|k| &k.origin));
-    // A rotated ticket key list takes effect without a SIGHUP, like a rotated certificate.
-    origins.extend(tls.session_ticket_keys.iter().map(|k| &k.origin));
     if let tlsgate_core::config::ClientAuth::On {
         authorities,
         revocation,
@@ -219,6 +217,8 @@ fn referenced_files(endpoint: &Endpoint) -> Vec<PathBuf> {
             Origin::File(path) => Some(path.clone()),
             Origin::Inline => None,
         })
+        // A rotated ticket key list takes effect without a SIGHUP, like a rotated certificate.
+        .chain(tls.session_ticket_keys.iter().map(|k| k.path.clone()))
         .collect()
 }
 

@@ -313,7 +313,8 @@ pub struct TerminateTls {
 /// 32-byte HMAC secret, a 32-byte AES key).
 #[derive(Clone)]
 pub struct TicketKey {
-    pub origin: crate::pem::Origin,
+    /// Always a file (a key is never inline), resolved against the policy's directory.
+    pub path: PathBuf,
     /// Present only in [`KeyMode::Load`]: the bytes are a secret, like a private key.
     material: Option<Box<[u8; TicketKey::LEN]>>,
 }
@@ -335,7 +336,7 @@ impl TicketKey {
 impl fmt::Debug for TicketKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TicketKey")
-            .field("origin", &self.origin)
+            .field("path", &self.path)
             .field("material", &self.material.as_ref().map(|_| "<redacted>"))
             .finish()
     }

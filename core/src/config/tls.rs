@@ -305,7 +305,7 @@ fn ticket_key(
         ));
     }
     let file = std::path::PathBuf::from(value);
-    let origin = crate::pem::Origin::File(options.reader.resolve(&file));
+    let resolved = options.reader.resolve(&file);
     let material = match options.keys {
         KeyMode::Skip => None,
         KeyMode::Load(_) => {
@@ -335,7 +335,10 @@ fn ticket_key(
             Some(material)
         }
     };
-    Ok(TicketKey { origin, material })
+    Ok(TicketKey {
+        path: resolved,
+        material,
+    })
 }
 
 /// `mutual_tls_ocsp: {mode, responder, timeout}`.
