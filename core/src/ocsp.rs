@@ -77,6 +77,24 @@ pub fn request(id: &CertId) -> Vec<u8> {
     tlv(0x30, &tbs)
 }
 
+/// The request target that asks `responder` for `request` by GET (RFC 6960 appendix A.1): the
+/// responder's path, then the URL-encoded base64 of the request. Envoy's async client cannot
+/// hold a request body while its cluster resolves a host (the dynamic forward proxy the
+/// filter reaches certificates' own responders through), so the filter asks those by GET.
+pub fn get_target(responder: &Responder, request: &[u8]) -> String {
+    let encoded: String = crate::encoding::base64(request)
+        .chars()
+        .map(|c| match c {
+            '+' => "%2B".to_owned(),
+            '/' => "%2F".to_owned(),
+            '=' => "%3D".to_owned(),
+            c => c.to_string(),
+        })
+        .collect();
+    let slash = if responder.path.ends_with('/') { "" } else { "/" };
+    format!("{}{slash}{encoded}", responder.path)
+}
+
 /// What the responder says about the certificate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Status {
@@ -193,37 +211,6 @@ impl Outcome {
             }
         }
     }
-}
-
-/// Why Envoy cannot check `endpoint`'s OCSP as the native host does, if it cannot: the filter
-/// learns only the leaf (not the chain the client sent), reaches responders through a cluster
-/// the generator declares (so the responder must be named in the policy), and decides once per
-/// connection in its network role, which only `require-and-verify` makes final (under
-/// `request`/`require-any` the HTTP role would need the answer too).
-pub fn unsupported_behind_envoy(endpoint: &crate::Endpoint) -> Option<String> {
-    let crate::config::ClientAuth::On {
-        strategy,
-        ocsp: Some(check),
-        ..
-    } = &endpoint.tls.client_auth
-    else {
-        return None;
-    };
-    if *strategy != crate::config::VerificationStrategy::RequireAndVerify {
-        return Some(format!(
-            "behind Envoy, mutual_tls_ocsp works with the require-and-verify strategy only (this \
-             endpoint's is {}); the native host (tlsgate run) checks it under every strategy",
-            strategy.as_str()
-        ));
-    }
-    if check.responder.is_none() {
-        return Some(
-            "behind Envoy, mutual_tls_ocsp needs `responder`: Envoy reaches a responder through a \
-             cluster the generator declares, so it cannot follow each certificate's own URL"
-                .into(),
-        );
-    }
-    None
 }
 
 /// The certificate among `candidates` (DER) that issued `leaf`: the first whose subject is the
@@ -707,6 +694,25 @@ mod tests {
         assert_eq!(r.authority(), "[::1]:8888");
         assert!(Responder::parse("https://ocsp.example.com/").is_err());
         assert!(Responder::parse("ocsp.example.com").is_err());
+    }
+
+    #[test]
+    fn get_targets_carry_the_request_url_encoded_under_the_responders_path() {
+        let at = |url: &str| Responder::parse(url).unwrap_or_else(|e| panic!("{e}"));
+        // base64 of fb ff fe is "+//+": every character that needs escaping.
+        let request = [0xfb, 0xff, 0xfe, 0x00];
+        assert_eq!(
+            get_target(&at("http://ocsp.example.com"), &request),
+            "/%2B%2F%2F%2BAA%3D%3D"
+        );
+        assert_eq!(
+            get_target(&at("http://ocsp.example.com/ca1"), &request),
+            "/ca1/%2B%2F%2F%2BAA%3D%3D"
+        );
+        assert_eq!(
+            get_target(&at("http://ocsp.example.com/ca1/"), &request),
+            "/ca1/%2B%2F%2F%2BAA%3D%3D"
+        );
     }
 
     #[test]

@@ -162,6 +162,12 @@ pub fn ocsp_cluster_name(index: usize) -> String {
     format!("tlsgate_ocsp_{index}")
 }
 
+/// The Envoy cluster through which the filter asks the responder a client certificate names
+/// itself (Authority Information Access), for endpoints whose `mutual_tls_ocsp` names none: a
+/// dynamic forward proxy cluster, which resolves each responder's host as it is asked. Only a
+/// certificate one of the endpoint's CAs signed gets that far, so the CA chooses the URL.
+pub const OCSP_AIA_CLUSTER: &str = "tlsgate_ocsp_aia";
+
 /// The endpoint index in a name written by [`filter_chain_name`]; `None` for any other name (a
 /// chain Istio or a person named), so the filter routes by SNI instead.
 pub fn endpoint_index(chain_name: &str) -> Option<usize> {

@@ -193,11 +193,20 @@ pub fn generate(config: &Config, options: &Options) -> Result<Bootstrap, Error> 
     }
 
     let mut clusters = Vec::new();
+    // The longest wait of the endpoints that ask the responder their clients' certificates name.
+    let mut aia_timeout = None;
     for endpoint in &config.endpoints {
         clusters.push(cluster(endpoint, &mut material, options)?);
         if let Some(check) = endpoint.tls.client_auth.ocsp() {
-            clusters.push(ocsp_cluster(endpoint.index, check)?);
+            if check.responder.is_some() {
+                clusters.push(ocsp_cluster(endpoint.index, check)?);
+            } else {
+                aia_timeout = aia_timeout.max(Some(check.timeout));
+            }
         }
+    }
+    if let Some(timeout) = aia_timeout {
+        clusters.push(ocsp_aia_cluster(timeout));
     }
 
     let doc = map([
@@ -315,18 +324,8 @@ fn filter_chain(
             authorities,
             strategy,
             revocation,
-            ocsp,
+            ocsp: _,
         } => {
-            if ocsp.is_some() {
-                // Fail closed: a bootstrap that skips a check the policy asks for would pass
-                // certificates the native host refuses.
-                if let Some(why) = tlsgate_core::ocsp::unsupported_behind_envoy(endpoint) {
-                    return Err(Error::Unsupported(format!(
-                        "endpoints[{i}] ({}): {why}",
-                        endpoint.url
-                    )));
-                }
-            }
             let ca = material.anchors(
                 endpoint,
                 authorities,
@@ -945,6 +944,41 @@ fn ocsp_cluster(index: usize, check: &tlsgate_core::config::OcspCheck) -> Result
     ]))
 }
 
+/// The cluster the filter asks the responders client certificates name through (their AIA
+/// URLs are known only when a client presents one): a dynamic forward proxy cluster, which
+/// resolves each `:authority` as it is asked (Envoy >= 1.34 resolves without the HTTP filter)
+/// and keeps at most a bounded number of responder hosts.
+fn ocsp_aia_cluster(timeout: std::time::Duration) -> Yaml {
+    map([
+        ("name", s(tlsgate_core::policy::OCSP_AIA_CLUSTER)),
+        ("connect_timeout", duration(timeout)),
+        ("lb_policy", s("CLUSTER_PROVIDED")),
+        (
+            "cluster_type",
+            map([
+                ("name", s("envoy.clusters.dynamic_forward_proxy")),
+                (
+                    "typed_config",
+                    map([
+                        (
+                            "@type",
+                            s("type.googleapis.com/envoy.extensions.clusters.dynamic_forward_proxy.v3.ClusterConfig"),
+                        ),
+                        (
+                            "dns_cache_config",
+                            map([
+                                ("name", s(tlsgate_core::policy::OCSP_AIA_CLUSTER)),
+                                ("dns_lookup_family", s("V4_PREFERRED")),
+                                ("max_hosts", Yaml::Integer(256)),
+                            ]),
+                        ),
+                    ]),
+                ),
+            ]),
+        ),
+    ])
+}
+
 /// STATIC for an address, STRICT_DNS (IPv4 first) for a name.
 fn cluster_type(address: &str) -> (Yaml, Yaml) {
     if address.parse::<IpAddr>().is_ok() {
@@ -1206,7 +1240,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn ocsp_gets_a_cluster_for_its_responder_and_is_refused_where_the_filter_cannot_check_it() {
+    fn ocsp_gets_a_cluster_for_its_responder_or_follows_the_certificates_own() {
         let dir = tempfile::tempdir().expect("tempdir");
         let with_ocsp = |strategy: &str, ocsp: &str| {
             format!(
@@ -1245,19 +1279,31 @@ pub(crate) mod tests {
             "no staple unless one was fetched"
         );
 
-        for (strategy, ocsp, why) in [
-            (
-                "request",
-                "{mode: require, responder: 'http://127.0.0.1:8888/'}",
-                "require-and-verify strategy only",
-            ),
-            ("require-and-verify", "{mode: prefer}", "needs `responder`"),
-        ] {
-            let config = load(dir.path(), &with_ocsp(strategy, ocsp));
-            let e = generate(&config, &options(dir.path()))
-                .expect_err("refused")
-                .to_string();
-            assert!(e.contains(why), "{strategy} {ocsp}: {e}");
+        // Every strategy; without `responder`, the one the certificate names, through one
+        // dynamic forward proxy cluster waiting as long as the longest of its endpoints.
+        for strategy in ["request", "require-any", "require-and-verify"] {
+            let (doc, _) = generate_from(
+                dir.path(),
+                &with_ocsp(strategy, "{mode: prefer, timeout: 3s}"),
+            );
+            let clusters = doc["static_resources"]["clusters"]
+                .as_vec()
+                .expect("clusters");
+            assert!(
+                !clusters
+                    .iter()
+                    .any(|c| c["name"].as_str() == Some("tlsgate_ocsp_0")),
+                "{strategy}: no fixed responder"
+            );
+            let aia = clusters
+                .iter()
+                .find(|c| c["name"].as_str() == Some(tlsgate_core::policy::OCSP_AIA_CLUSTER))
+                .unwrap_or_else(|| panic!("{strategy}: the AIA cluster"));
+            assert_eq!(
+                aia["cluster_type"]["name"].as_str(),
+                Some("envoy.clusters.dynamic_forward_proxy")
+            );
+            assert_eq!(aia["connect_timeout"].as_str(), Some("3s"));
         }
     }
 

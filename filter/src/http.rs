@@ -8,7 +8,9 @@ use proxy_wasm::types::{Action, LogLevel, MapType};
 use tlsgate_core::facts::escape_control;
 use tlsgate_core::policy::LocalResponse;
 use tlsgate_core::request::EDGE_HEADERS;
-use tlsgate_core::{Endpoint, Forward, Policy, Request, RequestVerdict, Session, Verdict};
+use tlsgate_core::{
+    ClientCert, Endpoint, Forward, Policy, Request, RequestVerdict, Session, Verdict,
+};
 
 use crate::attributes::{read_connection, Envoy, Unavailable};
 use crate::metrics::{self, log, Phase};
@@ -38,6 +40,11 @@ impl HttpFilter {
         metrics::session_cache(false);
         let mut connection = read_connection(&Envoy, policy)?;
         connection.facts.alpn = negotiated_alpn();
+        if let Some(check) = connection.endpoint.tls.client_auth.ocsp() {
+            // The certificate as the network role's OCSP check left it.
+            let cert = std::mem::replace(&mut connection.facts.client_cert, ClientCert::Absent);
+            connection.facts.client_cert = crate::checked::apply(id, check, cert);
+        }
         let session = Session::new(connection.endpoint, connection.facts);
         // The network filter has already run this; repeating it keeps an HTTP-only deployment
         // (an Istio WasmPlugin of type HTTP alone) from admitting what the policy denies.

@@ -15,6 +15,7 @@
 //! every host call that can fail is matched, and anything unexpected denies.
 
 mod attributes;
+mod checked;
 mod http;
 mod metrics;
 mod network;

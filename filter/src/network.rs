@@ -11,7 +11,7 @@ use proxy_wasm::types::{Action, LogLevel};
 use tlsgate_core::config::ClientAuth;
 use tlsgate_core::facts::{escape_control, ClientCert};
 use tlsgate_core::ocsp::{self, Cache, CertId, Outcome};
-use tlsgate_core::policy::ocsp_cluster_name;
+use tlsgate_core::policy::{ocsp_cluster_name, OCSP_AIA_CLUSTER};
 use tlsgate_core::{EndpointPolicy, Policy, Session, TlsFacts, Verdict};
 
 use crate::attributes::{read_connection, Envoy};
@@ -48,6 +48,17 @@ pub(crate) struct NetworkFilter {
     per_source: Option<usize>,
     /// This connection's place in its address's share, released when the context goes.
     _counted: Option<crate::sources::Counted>,
+    /// Envoy's `connection.id`, under which the OCSP outcome waits for the HTTP role
+    /// (crate::checked); read when the check starts.
+    connection: Option<u64>,
+}
+
+impl Drop for NetworkFilter {
+    fn drop(&mut self) {
+        if let Some(id) = self.connection {
+            crate::checked::forget(id);
+        }
+    }
 }
 
 impl NetworkFilter {
@@ -57,6 +68,7 @@ impl NetworkFilter {
             state: State::Undecided,
             per_source,
             _counted: None,
+            connection: None,
         }
     }
 
@@ -101,7 +113,7 @@ impl NetworkFilter {
     }
 
     /// Reads the connection, and either decides or (OCSP) asks first.
-    fn start(&self) -> State {
+    fn start(&mut self) -> State {
         let Some(policy) = &self.policy else {
             log(LogLevel::Error, "no policy loaded; closing the connection");
             metrics::verdict(None, Phase::TcpConnect, "deny", Some("no_policy"));
@@ -134,35 +146,62 @@ impl NetworkFilter {
         let candidates = authorities.certs.iter().map(AsRef::as_ref);
         let Some(issuer) = ocsp::issuer_of(&cert.der, candidates).map(<[u8]>::to_vec) else {
             let outcome = unavailable("the certificate's issuer is not among the endpoint's CAs");
-            return decide(endpoint, facts, Some(outcome));
+            return self.decide(endpoint, facts, Some(outcome));
         };
         let id = match CertId::new(&cert.der, &issuer) {
             Ok(id) => id,
-            Err(e) => return decide(endpoint, facts, Some(unavailable(&e))),
+            Err(e) => return self.decide(endpoint, facts, Some(unavailable(&e))),
         };
         if let Some(answer) = OCSP_ANSWERS.with(|c| c.borrow().get(&id, now())) {
-            return decide(endpoint, facts, Some(Outcome::of(&answer)));
+            return self.decide(endpoint, facts, Some(Outcome::of(&answer)));
         }
-        // envoy-config (and this filter's load) refused a check without a responder.
-        let responder = check.responder.as_deref().map(ocsp::Responder::parse);
-        let Some(Ok(responder)) = responder else {
-            return decide(endpoint, facts, Some(unavailable("no usable responder")));
+        // The configured responder through its own cluster, else the one the certificate
+        // names through the generator's dynamic forward proxy cluster.
+        let (cluster, url) = match &check.responder {
+            Some(url) => (ocsp_cluster_name(endpoint.index), Some(url.clone())),
+            None => (OCSP_AIA_CLUSTER.to_owned(), ocsp::responder_of(&cert.der)),
+        };
+        let Some(url) = url else {
+            let outcome = unavailable("the certificate names no http:// OCSP responder");
+            return self.decide(endpoint, facts, Some(outcome));
+        };
+        let responder = match ocsp::Responder::parse(&url) {
+            Ok(responder) => responder,
+            Err(e) => return self.decide(endpoint, facts, Some(unavailable(&e))),
         };
         let authority = responder.authority();
         let request = ocsp::request(&id);
-        let dispatched = hostcalls::dispatch_http_call(
-            &ocsp_cluster_name(endpoint.index),
-            vec![
-                (":method", "POST"),
-                (":path", responder.path.as_str()),
-                (":authority", authority.as_str()),
-                ("content-type", "application/ocsp-request"),
-                ("accept", "application/ocsp-response"),
-            ],
-            Some(&request),
-            vec![],
-            check.timeout,
-        );
+        let dispatched = if check.responder.is_some() {
+            hostcalls::dispatch_http_call(
+                &cluster,
+                vec![
+                    (":method", "POST"),
+                    (":path", responder.path.as_str()),
+                    (":authority", authority.as_str()),
+                    ("content-type", "application/ocsp-request"),
+                    ("accept", "application/ocsp-response"),
+                ],
+                Some(&request),
+                vec![],
+                check.timeout,
+            )
+        } else {
+            // The dynamic forward proxy may resolve the host first, and Envoy's async client
+            // cannot hold a body meanwhile: ask by GET (ocsp::get_target).
+            let target = ocsp::get_target(&responder, &request);
+            hostcalls::dispatch_http_call(
+                &cluster,
+                vec![
+                    (":method", "GET"),
+                    (":path", target.as_str()),
+                    (":authority", authority.as_str()),
+                    ("accept", "application/ocsp-response"),
+                ],
+                None,
+                vec![],
+                check.timeout,
+            )
+        };
         match dispatched {
             Ok(token) => State::Asking(Box::new(Asking {
                 token,
@@ -173,9 +212,29 @@ impl NetworkFilter {
             })),
             Err(status) => {
                 let outcome = unavailable(&format!("Envoy refused the call ({status:?})"));
-                decide(endpoint, facts, Some(outcome))
+                self.decide(endpoint, facts, Some(outcome))
             }
         }
+    }
+
+    /// `on_tcp_connect` over the facts, after what the OCSP responder said (if it was asked),
+    /// which the HTTP role then finds under the connection's id.
+    fn decide(
+        &mut self,
+        endpoint: Arc<EndpointPolicy>,
+        facts: TlsFacts,
+        ocsp: Option<Outcome>,
+    ) -> State {
+        if let Some(outcome) = &ocsp {
+            self.connection = hostcalls::get_property(vec!["connection", "id"])
+                .ok()
+                .flatten()
+                .and_then(|raw| crate::sessions::connection_id(&raw));
+            if let Some(id) = self.connection {
+                crate::checked::record(id, outcome.clone());
+            }
+        }
+        decide(endpoint, facts, ocsp)
     }
 
     /// Closes, or lets the held bytes through, once decided.
@@ -308,7 +367,7 @@ impl Context for NetworkFilter {
             // Envoy reports a failed call (no connection, the timeout) without headers.
             (None, _) => unavailable("no answer (the responder is down or late)"),
         };
-        self.state = decide(endpoint, facts, Some(outcome));
+        self.state = self.decide(endpoint, facts, Some(outcome));
         self.settle();
     }
 }
