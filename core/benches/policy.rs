@@ -103,6 +103,7 @@ fn main() {
         client_ip: IpAddr::from([127, 0, 0, 1]),
         client_port: 50_000,
         server: std::net::SocketAddr::from(([127, 0, 0, 1], 443)),
+        started: std::time::UNIX_EPOCH,
         client_cert: ClientCert::Verified(Box::new(
             ClientCertFacts::from_der(&client.cert_der).expect("parses"),
         )),

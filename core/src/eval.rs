@@ -175,6 +175,9 @@ pub fn evaluate(
         client_port: 50_000,
         server: bind,
         client_cert,
+        // The moment the evaluation is for: the connection starts then.
+        started: std::time::UNIX_EPOCH
+            + std::time::Duration::from_secs(u64::try_from(given.now).unwrap_or(0)),
     };
     let session = Session::new(endpoint.clone(), facts);
 

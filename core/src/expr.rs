@@ -94,6 +94,7 @@ const CONN: Shape = Shape::Object(&[
     ("client_port", Shape::Leaf),
     ("server_ip", Shape::Leaf),
     ("server_port", Shape::Leaf),
+    ("ts", Shape::Object(&[("start", Shape::Leaf)])),
     (
         "tls",
         Shape::Object(&[
@@ -772,6 +773,18 @@ fn timestamp(secs: i64) -> Value {
     }
 }
 
+/// A moment, to the microsecond (a connection's start; certificates' times are whole seconds).
+fn instant(at: std::time::SystemTime) -> Value {
+    use cel::objects::Value as V;
+    let since = at.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = i64::try_from(since.as_secs()).unwrap_or(i64::MAX);
+    let nanos = since.subsec_micros() * 1_000;
+    match chrono::DateTime::from_timestamp(secs, nanos) {
+        Some(t) => V::Timestamp(t.fixed_offset()),
+        None => V::Null,
+    }
+}
+
 fn name_value(dn: &DistinguishedName) -> Value {
     map(vec![
         ("common_name", Value::from(dn.common_name.as_str())),
@@ -870,6 +883,7 @@ fn conn_value(facts: &TlsFacts, server: Option<&ClientCertFacts>) -> Value {
         ("client_port", Value::Int(i64::from(facts.client_port))),
         ("server_ip", Value::from(facts.server.ip().to_string())),
         ("server_port", Value::Int(i64::from(facts.server.port()))),
+        ("ts", map(vec![("start", instant(facts.started))])),
         (
             "tls",
             map(vec![
@@ -968,6 +982,7 @@ fn samples(phase: Phase) -> Vec<Variables> {
         client_ip: std::net::IpAddr::from([127, 0, 0, 1]),
         client_port: 50_000,
         server: std::net::SocketAddr::from(([127, 0, 0, 1], 443)),
+        started: std::time::UNIX_EPOCH,
         client_cert: ClientCert::Absent,
     };
     let sample_cert = ClientCertFacts {
@@ -1003,6 +1018,7 @@ fn samples(phase: Phase) -> Vec<Variables> {
         der: Vec::new(),
     };
     let present = TlsFacts {
+        started: std::time::UNIX_EPOCH,
         client_cert: ClientCert::Verified(Box::new(sample_cert)),
         ..absent.clone()
     };
@@ -1137,6 +1153,7 @@ mod tests {
             client_ip: std::net::IpAddr::from([10, 1, 2, 3]),
             client_port: 50_000,
             server: std::net::SocketAddr::from(([127, 0, 0, 1], 443)),
+            started: std::time::UNIX_EPOCH,
             client_cert: ClientCert::Absent,
         };
         let vars = Variables::for_connection(&facts, None);
@@ -1178,6 +1195,7 @@ mod tests {
             client_ip: std::net::IpAddr::from([127, 0, 0, 1]),
             client_port: 50_000,
             server: std::net::SocketAddr::from(([127, 0, 0, 1], 443)),
+            started: std::time::UNIX_EPOCH,
             client_cert: ClientCert::Absent,
         };
         assert_eq!(

@@ -70,6 +70,8 @@ pub struct TlsFacts {
     /// The local address the connection arrived on.
     pub server: std::net::SocketAddr,
     pub client_cert: ClientCert,
+    /// When the host accepted the connection (ngrok's `conn.ts.start`).
+    pub started: std::time::SystemTime,
 }
 
 /// The client certificate as the host's handshake left it.

@@ -91,7 +91,11 @@ pub fn get_target(responder: &Responder, request: &[u8]) -> String {
             c => c.to_string(),
         })
         .collect();
-    let slash = if responder.path.ends_with('/') { "" } else { "/" };
+    let slash = if responder.path.ends_with('/') {
+        ""
+    } else {
+        "/"
+    };
     format!("{}{slash}{encoded}", responder.path)
 }
 

@@ -41,6 +41,7 @@ fn session_from(f: &Fixture, yaml: &str, cert: ClientCert, ip: &str) -> Session 
         client_ip: ip.parse::<IpAddr>().expect("ip"),
         client_port: 50_000,
         server: std::net::SocketAddr::from(([127, 0, 0, 1], 443)),
+        started: std::time::UNIX_EPOCH,
         client_cert: cert,
     };
     Session::new(endpoint, facts)
@@ -553,6 +554,7 @@ fn a_wildcard_endpoint_does_not_front_a_more_specific_one() {
         client_ip: IpAddr::from([127, 0, 0, 1]),
         client_port: 50_000,
         server: std::net::SocketAddr::from(([127, 0, 0, 1], 443)),
+        started: std::time::UNIX_EPOCH,
         client_cert: ClientCert::Absent,
     };
     let s = Session::new(endpoint, facts);
@@ -748,6 +750,7 @@ fn a_wildcard_endpoint_does_not_serve_a_name_two_labels_down() {
         client_ip: IpAddr::from([127, 0, 0, 1]),
         client_port: 50_000,
         server: std::net::SocketAddr::from(([127, 0, 0, 1], 443)),
+        started: std::time::UNIX_EPOCH,
         client_cert: ClientCert::Absent,
     };
     let one = Session::new(Arc::clone(&endpoint), facts("x.example.com"));

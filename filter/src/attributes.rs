@@ -118,7 +118,11 @@ pub(crate) struct Connection {
 
 /// Reads the connection's facts. Call it only once the handshake is over: in a network filter
 /// at the first downstream data, in an HTTP filter at any point of a request.
-pub(crate) fn read_connection(host: &dyn Host, policy: &Policy) -> Result<Connection, Unavailable> {
+pub(crate) fn read_connection(
+    host: &dyn Host,
+    policy: &Policy,
+    started: std::time::SystemTime,
+) -> Result<Connection, Unavailable> {
     const VERSION: &str = "connection.tls_version";
     let version_text = text(VERSION, required(host, VERSION)?)?;
     let version = TlsVersion::from_envoy(&version_text).ok_or_else(|| Unavailable::Invalid {
@@ -160,6 +164,7 @@ pub(crate) fn read_connection(host: &dyn Host, policy: &Policy) -> Result<Connec
             client_port: client.port(),
             server,
             client_cert,
+            started,
         },
     })
 }
@@ -397,7 +402,7 @@ mod tests {
     fn reads_a_connection_into_facts() {
         let ca = Authority::root("CA");
         let (policy, table) = setup(&ca);
-        let c = read_connection(&table, &policy).expect("reads");
+        let c = read_connection(&table, &policy, std::time::UNIX_EPOCH).expect("reads");
         assert_eq!(c.endpoint.index, 0);
         assert_eq!(c.facts.version, TlsVersion::Tls13);
         assert_eq!(c.facts.sni.as_deref(), Some("app.example.com"));
@@ -412,15 +417,15 @@ mod tests {
         let (policy, mut table) = setup(&ca);
         let client = ca.client("alice");
         present(&mut table, &client.cert_pem, true);
-        let c = read_connection(&table, &policy).expect("reads");
+        let c = read_connection(&table, &policy, std::time::UNIX_EPOCH).expect("reads");
         assert_eq!(c.facts.client_cert.verification(), "verified");
         present(&mut table, &client.cert_pem, false);
-        let c = read_connection(&table, &policy).expect("reads");
+        let c = read_connection(&table, &policy, std::time::UNIX_EPOCH).expect("reads");
         assert_eq!(c.facts.client_cert.verification(), "untrusted_issuer");
         // A resumed session keeps Envoy's first verdict; the clock says it has expired since.
         present(&mut table, &client.cert_pem, true);
         table.now += Duration::from_secs(60 * 60 * 24 * 365 * 30);
-        let c = read_connection(&table, &policy).expect("reads");
+        let c = read_connection(&table, &policy, std::time::UNIX_EPOCH).expect("reads");
         assert_eq!(c.facts.client_cert.verification(), "outside_validity");
     }
 
@@ -433,16 +438,16 @@ mod tests {
         let (policy, mut table) = setup_with(&ca, "require-and-verify");
         let client = ca.client("alice");
         present(&mut table, &client.cert_pem, false);
-        let c = read_connection(&table, &policy).expect("reads");
+        let c = read_connection(&table, &policy, std::time::UNIX_EPOCH).expect("reads");
         assert_eq!(c.facts.client_cert.verification(), "verified");
         // Its validity is still checked against now.
         table.now += Duration::from_secs(60 * 60 * 24 * 365 * 30);
-        let c = read_connection(&table, &policy).expect("reads");
+        let c = read_connection(&table, &policy, std::time::UNIX_EPOCH).expect("reads");
         assert_eq!(c.facts.client_cert.verification(), "outside_validity");
         // Under request (resumption off in the generated context) the flag is the verdict.
         let (policy, mut table) = setup_with(&ca, "request");
         present(&mut table, &client.cert_pem, false);
-        let c = read_connection(&table, &policy).expect("reads");
+        let c = read_connection(&table, &policy, std::time::UNIX_EPOCH).expect("reads");
         assert_eq!(c.facts.client_cert.verification(), "untrusted_issuer");
     }
 
@@ -457,22 +462,22 @@ mod tests {
             // Another CA altogether.
             let stranger = Authority::root("Other CA").client("alice");
             present(&mut table, &stranger.cert_pem, true);
-            let c = read_connection(&table, &policy).expect("reads");
+            let c = read_connection(&table, &policy, std::time::UNIX_EPOCH).expect("reads");
             assert_eq!(c.facts.client_cert.verification(), "untrusted_issuer");
             // The endpoint CA's name on another key: the name matches, the signature does not.
             let impostor = Authority::root("CA").client("alice");
             present(&mut table, &impostor.cert_pem, true);
-            let c = read_connection(&table, &policy).expect("reads");
+            let c = read_connection(&table, &policy, std::time::UNIX_EPOCH).expect("reads");
             assert_eq!(c.facts.client_cert.verification(), "untrusted_issuer");
             // An intermediate the client sent (Envoy shows only the leaf): not checkable here.
             let intermediate = ca.intermediate("Issuing CA");
             present(&mut table, &intermediate.client("ian").cert_pem, true);
-            let c = read_connection(&table, &policy).expect("reads");
+            let c = read_connection(&table, &policy, std::time::UNIX_EPOCH).expect("reads");
             assert_eq!(c.facts.client_cert.verification(), "untrusted_issuer");
             // The endpoint's CA: verified, and the verdict is cached for the next connection.
             present(&mut table, &ca.client("alice").cert_pem, true);
             for _ in 0..2 {
-                let c = read_connection(&table, &policy).expect("reads");
+                let c = read_connection(&table, &policy, std::time::UNIX_EPOCH).expect("reads");
                 assert_eq!(c.facts.client_cert.verification(), "verified");
             }
         }
@@ -481,7 +486,7 @@ mod tests {
             let ca = Authority::root_with("CA", kind);
             let (policy, mut table) = setup_with(&ca, "require-and-verify");
             present(&mut table, &ca.client("alice").cert_pem, true);
-            let c = read_connection(&table, &policy).expect("reads");
+            let c = read_connection(&table, &policy, std::time::UNIX_EPOCH).expect("reads");
             assert_eq!(c.facts.client_cert.verification(), "verified", "{kind:?}");
         }
     }
@@ -496,7 +501,7 @@ mod tests {
                 Some(v) => t.attributes.insert(key, v.to_vec()),
                 None => t.attributes.remove(key),
             };
-            read_connection(&t, &policy)
+            read_connection(&t, &policy, std::time::UNIX_EPOCH)
                 .err()
                 .unwrap_or_else(|| panic!("{key} {value:?} was accepted"))
                 .label()
@@ -520,7 +525,7 @@ mod tests {
             "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
             true,
         );
-        assert!(read_connection(&garbage, &policy).is_err());
+        assert!(read_connection(&garbage, &policy, std::time::UNIX_EPOCH).is_err());
     }
 
     #[test]
@@ -531,7 +536,7 @@ mod tests {
             .attributes
             .insert("xds.filter_chain_name", b"istio-gateway-chain".to_vec());
         assert_eq!(
-            read_connection(&table, &policy)
+            read_connection(&table, &policy, std::time::UNIX_EPOCH)
                 .expect("routes")
                 .endpoint
                 .index,
@@ -541,7 +546,7 @@ mod tests {
             "connection.requested_server_name",
             b"other.example.com".to_vec(),
         );
-        let e = read_connection(&table, &policy).expect_err("no endpoint");
+        let e = read_connection(&table, &policy, std::time::UNIX_EPOCH).expect_err("no endpoint");
         assert_eq!(e.label(), "no_endpoint");
     }
 }

@@ -38,12 +38,18 @@ impl HttpFilter {
             return Ok(cached);
         }
         metrics::session_cache(false);
-        let mut connection = read_connection(&Envoy, policy)?;
+        // The network role saw the connection start; without it (an HTTP-only deployment)
+        // the first request's time is the closest Envoy tells.
+        let started = id
+            .and_then(crate::connections::started)
+            .or_else(|| hostcalls::get_current_time().ok())
+            .unwrap_or(std::time::UNIX_EPOCH);
+        let mut connection = read_connection(&Envoy, policy, started)?;
         connection.facts.alpn = negotiated_alpn();
         if let Some(check) = connection.endpoint.tls.client_auth.ocsp() {
             // The certificate as the network role's OCSP check left it.
             let cert = std::mem::replace(&mut connection.facts.client_cert, ClientCert::Absent);
-            connection.facts.client_cert = crate::checked::apply(id, check, cert);
+            connection.facts.client_cert = crate::connections::apply_ocsp(id, check, cert);
         }
         let session = Session::new(connection.endpoint, connection.facts);
         // The network filter has already run this; repeating it keeps an HTTP-only deployment

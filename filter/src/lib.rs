@@ -15,7 +15,7 @@
 //! every host call that can fail is matched, and anything unexpected denies.
 
 mod attributes;
-mod checked;
+mod connections;
 mod http;
 mod metrics;
 mod network;
@@ -70,6 +70,7 @@ mod tests {
             client_ip: std::net::IpAddr::from([127, 0, 0, 1]),
             client_port: 50_000,
             server: std::net::SocketAddr::from(([127, 0, 0, 1], 443)),
+            started: std::time::UNIX_EPOCH,
             client_cert: tlsgate_core::ClientCert::Absent,
         }
     }

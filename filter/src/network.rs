@@ -48,15 +48,17 @@ pub(crate) struct NetworkFilter {
     per_source: Option<usize>,
     /// This connection's place in its address's share, released when the context goes.
     _counted: Option<crate::sources::Counted>,
-    /// Envoy's `connection.id`, under which the OCSP outcome waits for the HTTP role
-    /// (crate::checked); read when the check starts.
+    /// Envoy's `connection.id`, under which the connection's start and OCSP outcome wait for
+    /// the HTTP role (crate::connections).
     connection: Option<u64>,
+    /// When Envoy handed this filter the connection (`conn.ts.start`).
+    started: std::time::SystemTime,
 }
 
 impl Drop for NetworkFilter {
     fn drop(&mut self) {
         if let Some(id) = self.connection {
-            crate::checked::forget(id);
+            crate::connections::forget(id);
         }
     }
 }
@@ -69,6 +71,7 @@ impl NetworkFilter {
             per_source,
             _counted: None,
             connection: None,
+            started: std::time::SystemTime::UNIX_EPOCH,
         }
     }
 
@@ -119,7 +122,7 @@ impl NetworkFilter {
             metrics::verdict(None, Phase::TcpConnect, "deny", Some("no_policy"));
             return State::Denied;
         };
-        let connection = match read_connection(&Envoy, policy) {
+        let connection = match read_connection(&Envoy, policy, self.started) {
             Ok(connection) => connection,
             Err(why) => {
                 log(
@@ -225,14 +228,8 @@ impl NetworkFilter {
         facts: TlsFacts,
         ocsp: Option<Outcome>,
     ) -> State {
-        if let Some(outcome) = &ocsp {
-            self.connection = hostcalls::get_property(vec!["connection", "id"])
-                .ok()
-                .flatten()
-                .and_then(|raw| crate::sessions::connection_id(&raw));
-            if let Some(id) = self.connection {
-                crate::checked::record(id, outcome.clone());
-            }
+        if let (Some(outcome), Some(id)) = (&ocsp, self.connection) {
+            crate::connections::checked(id, outcome.clone());
         }
         decide(endpoint, facts, ocsp)
     }
@@ -378,6 +375,15 @@ impl StreamContext for NetworkFilter {
     /// connection is accepted, so a client the policy refuses would still reach it (and see a
     /// server-first protocol's greeting). The first decrypted byte resumes the chain.
     fn on_new_connection(&mut self) -> Action {
+        self.started =
+            hostcalls::get_current_time().unwrap_or_else(|_| std::time::SystemTime::now());
+        self.connection = hostcalls::get_property(vec!["connection", "id"])
+            .ok()
+            .flatten()
+            .and_then(|raw| crate::sessions::connection_id(&raw));
+        if let Some(id) = self.connection {
+            crate::connections::opened(id, self.started);
+        }
         if !self.within_source_share() {
             self.state = State::Denied;
             self.settle();

@@ -83,7 +83,7 @@ fuzz_target!(|data: &[u8]| {
         if !conn.is_handshaking() {
             let peer = "127.0.0.1:50000".parse().expect("address");
             let local = "127.0.0.1:8443".parse().expect("address");
-            let _ = server.tls[index].facts(&conn, peer, local);
+            let _ = server.tls[index].facts(&conn, (peer, local), std::time::UNIX_EPOCH);
         }
         return;
     }

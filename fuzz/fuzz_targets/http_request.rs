@@ -65,6 +65,7 @@ fuzz_target!(|input: Input| {
         client_ip: IpAddr::from([192, 0, 2, 7]),
         client_port: 40_000,
         server: "127.0.0.1:8443".parse().expect("address"),
+        started: std::time::UNIX_EPOCH,
         client_cert,
     };
     let session = Session::new(endpoint().clone(), facts);

@@ -27,7 +27,9 @@ fuzz_target!(|bytes: &[u8]| {
                         Ok(Progress::Done { header: h, length }) => {
                             assert_eq!(length, again.len());
                             let b = h.addresses.expect("addresses");
-                            if header.version == Version::V2 || a.source.is_ipv4() == a.destination.is_ipv4() {
+                            if header.version == Version::V2
+                                || a.source.is_ipv4() == a.destination.is_ipv4()
+                            {
                                 assert_eq!(b.source.port(), a.source.port());
                                 assert_eq!(b.destination.port(), a.destination.port());
                             }

@@ -619,7 +619,13 @@ async fn connection(
     metrics.handshake(endpoint.label(), "ok", "-");
 
     let local = local.unwrap_or_else(|| tls.get_ref().0.local_addr().unwrap_or(bind));
-    let facts = match endpoint.server_tls.facts(tls.get_ref().1, peer, local) {
+    // conn.ts.start: the wall-clock moment of the accept (`accepted` is monotonic).
+    let now = std::time::SystemTime::now();
+    let started = now.checked_sub(accepted.elapsed()).unwrap_or(now);
+    let facts = match endpoint
+        .server_tls
+        .facts(tls.get_ref().1, (peer, local), started)
+    {
         Ok(facts) => facts,
         Err(e) => {
             tracing::info!(

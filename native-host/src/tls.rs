@@ -197,8 +197,8 @@ impl ServerTls {
     pub fn facts(
         &self,
         conn: &ServerConnection,
-        peer: std::net::SocketAddr,
-        local: std::net::SocketAddr,
+        (peer, local): (std::net::SocketAddr, std::net::SocketAddr),
+        started: std::time::SystemTime,
     ) -> Result<TlsFacts, UnreadableCertificate> {
         let version = match conn.protocol_version() {
             Some(rustls::ProtocolVersion::TLSv1_2) => TlsVersion::Tls12,
@@ -219,6 +219,7 @@ impl ServerTls {
             client_port: peer.port(),
             server: local,
             client_cert: self.client_cert(conn)?,
+            started,
         })
     }
 

@@ -1,0 +1,149 @@
+//! What the network role learned of a connection, for the HTTP role: when it started, and
+//! what the client certificate's OCSP check concluded.
+//!
+//! Envoy has no attribute for a connection's start, and the network role asks the OCSP
+//! responder once per connection, holding the connection's bytes until the answer, so by a
+//! connection's first request both are known there. Under `require-and-verify` an OCSP
+//! refusal closes the connection anyway; under `request` and `require-any` the connection stays
+//! open and every request must see the certificate as the check left it
+//! (`conn.tls.client.verification == 'revoked'`, no identity headers). Both roles run in one VM
+//! per worker (the generator gives them one `vm_config`), and a connection lives on one worker,
+//! so a thread-local map keyed by Envoy's `connection.id` carries it. The network context
+//! removes its entry when Envoy deletes it (the connection closed).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::time::SystemTime;
+
+use tlsgate_core::config::OcspCheck;
+use tlsgate_core::facts::ClientCert;
+use tlsgate_core::ocsp::Outcome;
+
+struct Seen {
+    started: SystemTime,
+    ocsp: Option<Outcome>,
+}
+
+thread_local! {
+    static SEEN: RefCell<HashMap<u64, Seen>> = RefCell::new(HashMap::new());
+}
+
+/// The network role accepted `connection` at `started` (until [`forget`]).
+pub(crate) fn opened(connection: u64, started: SystemTime) {
+    SEEN.with(|s| {
+        s.borrow_mut().insert(
+            connection,
+            Seen {
+                started,
+                ocsp: None,
+            },
+        )
+    });
+}
+
+/// When the network role accepted `connection`; `None` if it did not see it.
+pub(crate) fn started(connection: u64) -> Option<SystemTime> {
+    SEEN.with(|s| s.borrow().get(&connection).map(|seen| seen.started))
+}
+
+/// Records `connection`'s OCSP outcome.
+pub(crate) fn checked(connection: u64, outcome: Outcome) {
+    SEEN.with(|s| {
+        if let Some(seen) = s.borrow_mut().get_mut(&connection) {
+            seen.ocsp = Some(outcome);
+        }
+    });
+}
+
+/// The connection closed.
+pub(crate) fn forget(connection: u64) {
+    SEEN.with(|s| s.borrow_mut().remove(&connection));
+}
+
+/// The certificate as `connection`'s check left it. A verified certificate whose connection
+/// has no recorded outcome (the network role is not deployed, or Envoy gave no connection id)
+/// was never checked: it counts as `ocsp_unavailable` under the endpoint's mode, so `require`
+/// never passes unchecked.
+pub(crate) fn apply_ocsp(
+    connection: Option<u64>,
+    check: &OcspCheck,
+    cert: ClientCert,
+) -> ClientCert {
+    if !matches!(cert, ClientCert::Verified(_)) {
+        return cert;
+    }
+    let outcome = connection
+        .and_then(|id| SEEN.with(|s| s.borrow().get(&id).and_then(|seen| seen.ocsp.clone())))
+        .unwrap_or_else(|| Outcome::Unavailable {
+            reason: "ocsp_unavailable",
+            detail: "the network filter did not check this connection".into(),
+        });
+    outcome.apply(check.mode, cert)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::panic)]
+
+    use super::*;
+    use tlsgate_core::config::OcspMode;
+    use tlsgate_core::facts::Unverified;
+
+    fn check(mode: OcspMode) -> OcspCheck {
+        OcspCheck {
+            mode,
+            responder: None,
+            timeout: std::time::Duration::from_secs(1),
+        }
+    }
+
+    fn verified() -> ClientCert {
+        let client = tlsgate_test_support::Authority::root("CA").client("alice");
+        let der = tlsgate_test_support::pem_to_der(&client.cert_pem);
+        let facts =
+            tlsgate_core::facts::ClientCertFacts::from_der(&der).unwrap_or_else(|e| panic!("{e}"));
+        ClientCert::Verified(Box::new(facts))
+    }
+
+    #[test]
+    fn what_the_network_role_saw_reaches_the_http_role_until_the_connection_closes() {
+        let at = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+        opened(7, at);
+        opened(8, at);
+        checked(7, Outcome::Revoked);
+        let cert = apply_ocsp(Some(7), &check(OcspMode::Prefer), verified());
+        assert!(matches!(
+            cert,
+            ClientCert::Unverified(_, Unverified::Revoked)
+        ));
+        checked(8, Outcome::Good);
+        assert!(matches!(
+            apply_ocsp(Some(8), &check(OcspMode::Require), verified()),
+            ClientCert::Verified(_)
+        ));
+        assert_eq!(started(8), Some(at));
+        forget(7);
+        forget(8);
+        assert_eq!(started(8), None);
+        // Gone with the connection: unchecked now, which require refuses.
+        let cert = apply_ocsp(Some(8), &check(OcspMode::Require), verified());
+        assert!(matches!(
+            cert,
+            ClientCert::Unverified(_, Unverified::StatusUnavailable)
+        ));
+    }
+
+    #[test]
+    fn an_unchecked_connection_is_unavailable_never_good() {
+        let cert = apply_ocsp(None, &check(OcspMode::Require), verified());
+        assert!(matches!(
+            cert,
+            ClientCert::Unverified(_, Unverified::StatusUnavailable)
+        ));
+        // prefer admits it, as it admits a responder that is down.
+        assert!(matches!(
+            apply_ocsp(None, &check(OcspMode::Prefer), verified()),
+            ClientCert::Verified(_)
+        ));
+    }
+}
