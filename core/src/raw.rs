@@ -157,6 +157,10 @@ pub struct RawTerminateTls {
     /// certificate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mutual_tls_ocsp: Option<RawOcsp>,
+    /// tlsgate extension: the key-exchange groups this endpoint offers, most preferred first
+    /// (a subset of `facts::KEY_EXCHANGE_GROUPS`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_exchange_groups: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

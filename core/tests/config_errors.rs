@@ -596,6 +596,41 @@ fn session_ticket_keys_are_80_byte_files_never_inline_and_never_echoed() {
 }
 
 #[test]
+fn key_exchange_groups_are_known_names_in_the_order_given() {
+    let f = Fixture::new(HOST);
+    let groups = |lines: &[&str]| policy(HOST, &tls(lines), "");
+    let config = f
+        .load(&groups(&["key_exchange_groups: [p-256, X25519]"]))
+        .expect("loads");
+    assert_eq!(
+        config.endpoints[0].tls.key_exchange_groups,
+        ["P-256", "X25519"]
+    );
+    let config = f.load(&groups(&[])).expect("loads");
+    assert_eq!(
+        config.endpoints[0].tls.key_exchange_groups,
+        tlsgate_core::facts::KEY_EXCHANGE_GROUPS
+    );
+    let e = f.error(&groups(&["key_exchange_groups: [X25519, x448]"]));
+    assert!(
+        e.contains("key_exchange_groups[1]") && e.contains("`x448` is not") && e.contains("P-384"),
+        "{e}"
+    );
+    let e = f.error(&groups(&["key_exchange_groups: [X25519, x25519]"]));
+    assert!(e.contains("X25519 is listed twice"), "{e}");
+    let e = f.error(&groups(&["key_exchange_groups: []"]));
+    assert!(e.contains("no key-exchange group left"), "{e}");
+    // The hybrid alone shuts TLS 1.2 clients out unless the endpoint does too.
+    let e = f.error(&groups(&["key_exchange_groups: [X25519MLKEM768]"]));
+    assert!(e.contains("TLS 1.3 group"), "{e}");
+    f.load(&groups(&[
+        "min_version: \"1.3\"",
+        "key_exchange_groups: [X25519MLKEM768]",
+    ]))
+    .expect("TLS 1.3 only may pin the hybrid alone");
+}
+
+#[test]
 fn log_metadata_is_checked_at_load() {
     let f = Fixture::new(HOST);
     let http = |action: &str| {

@@ -124,6 +124,7 @@ fn the_terminate_tls_table_matches_the_loader() {
             "mutual_tls_ocsp" => format!(
                 "                mutual_tls_certificate_authorities: [ca.crt]\n                {field}: {{mode: require, responder: 'http://127.0.0.1:8888/'}}\n"
             ),
+            "key_exchange_groups" => format!("                {field}: [X25519, P-256]\n"),
             other => panic!("a row for `{other}`: give it a value here"),
         };
         let loaded = f.load(&policy(HOST, &line, ""));

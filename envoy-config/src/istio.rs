@@ -732,6 +732,12 @@ pub fn generate(config: &Config, options: &Options) -> Result<Resources, Error> 
                  certificate it was verified with)"
             ));
         }
+        if tls.key_exchange_groups != tlsgate_core::facts::KEY_EXCHANGE_GROUPS {
+            warnings.push(format!(
+                "{here}: {terminate}.key_exchange_groups: Istio's Gateway has no per-server \
+                 setting for them; the gateway offers the mesh's (meshConfig.tlsDefaults.ecdhCurves)"
+            ));
+        }
         secrets.push(SecretPlan {
             name: credential.clone(),
             kind_of: "kubernetes.io/tls",

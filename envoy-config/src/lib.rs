@@ -437,14 +437,12 @@ fn filter_chain(
                                         s(envoy_version(tls.max_version)),
                                     ),
                                     // The same groups in the same order as the native host:
-                                    // post-quantum first (BoringSSL offers none by default).
+                                    // post-quantum first unless the endpoint pins others
+                                    // (BoringSSL offers no post-quantum group by default).
                                     (
                                         "ecdh_curves",
                                         list(
-                                            tlsgate_core::facts::KEY_EXCHANGE_GROUPS
-                                                .iter()
-                                                .map(|g| s(*g))
-                                                .collect(),
+                                            tls.key_exchange_groups.iter().map(|g| s(*g)).collect(),
                                         ),
                                     ),
                                 ]),

@@ -56,6 +56,42 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
+/// A group's name as core spells it (`facts::KEY_EXCHANGE_GROUPS`).
+fn group_name(group: rustls::NamedGroup) -> String {
+    match group {
+        rustls::NamedGroup::secp256r1 => "P-256".to_owned(),
+        rustls::NamedGroup::secp384r1 => "P-384".to_owned(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// `provider` offering `groups` only, in that order (the provider's own when they are all of
+/// its groups in its order, which is the default).
+fn with_groups(provider: &Arc<CryptoProvider>, groups: &[&str]) -> Arc<CryptoProvider> {
+    let offered: Vec<String> = provider
+        .kx_groups
+        .iter()
+        .map(|g| group_name(g.name()))
+        .collect();
+    if offered == groups {
+        return Arc::clone(provider);
+    }
+    let kx_groups = groups
+        .iter()
+        .filter_map(|name| {
+            provider
+                .kx_groups
+                .iter()
+                .find(|g| group_name(g.name()) == *name)
+                .copied()
+        })
+        .collect();
+    Arc::new(CryptoProvider {
+        kx_groups,
+        ..(**provider).clone()
+    })
+}
+
 /// The protocol versions between `min` and `max`, inclusive.
 pub fn versions(min: TlsVersion, max: TlsVersion) -> Vec<&'static SupportedProtocolVersion> {
     let mut out = Vec::with_capacity(2);
@@ -105,6 +141,7 @@ impl ServerTls {
             session_resumption,
             session_lifetime,
             session_ticket_keys,
+            key_exchange_groups,
         } = &endpoint.tls;
         let rejected = |what: &'static str, reason: String| TlsSetupError::Rejected {
             endpoint: endpoint.url.clone(),
@@ -151,9 +188,10 @@ impl ServerTls {
             }
         };
 
-        let builder = ServerConfig::builder_with_provider(provider.clone())
-            .with_protocol_versions(&versions(*min_version, *max_version))
-            .map_err(|e| rejected("min_version/max_version", e.to_string()))?;
+        let builder =
+            ServerConfig::builder_with_provider(with_groups(provider, key_exchange_groups))
+                .with_protocol_versions(&versions(*min_version, *max_version))
+                .map_err(|e| rejected("min_version/max_version", e.to_string()))?;
         let builder = match verifier {
             Some(v) => builder.with_client_cert_verifier(v),
             None => builder.with_no_client_auth(),
@@ -438,13 +476,26 @@ mod tests {
         let names: Vec<String> = provider()
             .kx_groups
             .iter()
-            .map(|g| match g.name() {
-                rustls::NamedGroup::secp256r1 => "P-256".to_owned(),
-                rustls::NamedGroup::secp384r1 => "P-384".to_owned(),
-                other => format!("{other:?}"),
-            })
+            .map(|g| group_name(g.name()))
             .collect();
         assert_eq!(names, tlsgate_core::facts::KEY_EXCHANGE_GROUPS);
+    }
+
+    #[test]
+    fn an_endpoint_offers_the_groups_it_pins_in_its_order() {
+        let provider = provider();
+        let all = with_groups(&provider, &tlsgate_core::facts::KEY_EXCHANGE_GROUPS);
+        assert!(
+            Arc::ptr_eq(&all, &provider),
+            "the default shares the provider"
+        );
+        let pinned = with_groups(&provider, &["P-256", "X25519"]);
+        let names: Vec<String> = pinned
+            .kx_groups
+            .iter()
+            .map(|g| group_name(g.name()))
+            .collect();
+        assert_eq!(names, ["P-256", "X25519"]);
     }
 
     /// A real handshake in memory with a client that offers only the post-quantum group.

@@ -131,6 +131,8 @@ fn terminate_tls_value(tls: &TerminateTls) -> Value {
         // Envoy keeps the sessions; ticket keys are secrets the filter has no use for.
         session_lifetime: None,
         session_ticket_keys: None,
+        // Envoy's TLS stack offers the groups (`ecdh_curves`); the filter sees none.
+        key_exchange_groups: None,
         // Carried so that a filter which cannot ask responders refuses the policy instead of
         // passing certificates it was told to check.
         mutual_tls_ocsp: tls.client_auth.ocsp().map(|o| crate::raw::RawOcsp {

@@ -307,6 +307,10 @@ pub struct TerminateTls {
     /// `session_ticket_keys`, in order: the first encrypts new tickets, all decrypt. Empty:
     /// each instance makes its own keys and rotates them every `session_lifetime`.
     pub session_ticket_keys: Vec<TicketKey>,
+    /// The key-exchange groups offered, most preferred first: names from
+    /// [`crate::facts::KEY_EXCHANGE_GROUPS`] (all of them, in that order, unless the policy
+    /// pins fewer with `key_exchange_groups`).
+    pub key_exchange_groups: Vec<&'static str>,
 }
 
 /// One `session_ticket_keys` file: 80 bytes, laid out as Envoy reads them (a 16-byte name, a

@@ -110,6 +110,7 @@ pub(super) fn terminate_tls(
         session_lifetime,
         session_ticket_keys,
         mutual_tls_ocsp,
+        key_exchange_groups,
     } = raw;
     let min = parse_version(min_version, TlsVersion::Tls12, &path.key("min_version"))?;
     let max = parse_version(max_version, TlsVersion::Tls13, &path.key("max_version"))?;
@@ -250,7 +251,12 @@ pub(super) fn terminate_tls(
             }
         }
     }
+    let key_exchange_groups = match key_exchange_groups {
+        None => crate::facts::KEY_EXCHANGE_GROUPS.to_vec(),
+        Some(names) => groups(&names, min, &path.key("key_exchange_groups"))?,
+    };
     Ok(TerminateTls {
+        key_exchange_groups,
         min_version: min,
         max_version: max,
         certificate,
@@ -280,6 +286,53 @@ pub(super) fn terminate_tls(
             .map(|(i, value)| ticket_key(value, &path.key("session_ticket_keys").index(i), options))
             .collect::<Result<_, _>>()?,
     })
+}
+
+/// `key_exchange_groups`: known names, each once, at least one, and one a TLS 1.2 client can
+/// use when the endpoint admits TLS 1.2 (the post-quantum hybrid is TLS 1.3 only).
+fn groups(
+    names: &[String],
+    min: TlsVersion,
+    path: &FieldPath,
+) -> Result<Vec<&'static str>, ConfigError> {
+    let known = crate::facts::KEY_EXCHANGE_GROUPS;
+    let mut out: Vec<&'static str> = Vec::with_capacity(names.len());
+    for (i, name) in names.iter().enumerate() {
+        let Some(group) = known.iter().find(|k| k.eq_ignore_ascii_case(name)) else {
+            return Err(err(
+                path.index(i),
+                invalid(format!(
+                    "`{name}` is not a key-exchange group tlsgate offers (one of {})",
+                    known.join(", ")
+                )),
+            ));
+        };
+        if out.contains(group) {
+            return Err(err(
+                path.index(i),
+                invalid(format!("{group} is listed twice")),
+            ));
+        }
+        out.push(group);
+    }
+    if out.is_empty() {
+        return Err(err(
+            path.clone(),
+            invalid(format!(
+                "no key-exchange group left: list at least one of {}",
+                known.join(", ")
+            )),
+        ));
+    }
+    if min == TlsVersion::Tls12 && out.iter().all(|g| *g == "X25519MLKEM768") {
+        return Err(err(
+            path.clone(),
+            invalid(
+                "X25519MLKEM768 is a TLS 1.3 group, and this endpoint admits TLS 1.2 clients:                  list a classical group too (X25519, P-256, P-384) or set min_version: \"1.3\"",
+            ),
+        ));
+    }
+    Ok(out)
 }
 
 /// How long a session can be resumed unless the policy says otherwise (BoringSSL's default,

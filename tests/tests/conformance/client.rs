@@ -341,6 +341,10 @@ fn with_curl(client: &Client, port: u16, dir: &Path) -> Observed {
         None => {}
         Some(other) => return Observed::Broken(format!("tls {other}")),
     }
+    if let Some(curves) = &client.curves {
+        args.push("--curves".into());
+        args.push(curves.clone());
+    }
     if let Some(host) = &client.host {
         args.push("-H".into());
         args.push(format!("Host: {host}"));

@@ -165,6 +165,9 @@ pub struct Client {
     pub trust: Option<String>,
     /// `"1.2"` or `"1.3"`: the only version the client offers. `"1.0"`/`"1.1"` use openssl.
     pub tls: Option<String>,
+    /// The only key-exchange groups the client offers (curl `--curves`, OpenSSL names such as
+    /// `X25519:P-256`).
+    pub curves: Option<String>,
     /// Server name to send; `none` sends no SNI (openssl).
     pub sni: Option<String>,
     /// `Host` header, when it differs from the SNI.
