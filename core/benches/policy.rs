@@ -104,6 +104,8 @@ fn main() {
         client_port: 50_000,
         server: std::net::SocketAddr::from(([127, 0, 0, 1], 443)),
         started: std::time::UNIX_EPOCH,
+        resumed: false,
+        key_exchange_group: String::new(),
         client_cert: ClientCert::Verified(Box::new(
             ClientCertFacts::from_der(&client.cert_der).expect("parses"),
         )),

@@ -178,6 +178,15 @@ pub fn evaluate(
         // The moment the evaluation is for: the connection starts then.
         started: std::time::UNIX_EPOCH
             + std::time::Duration::from_secs(u64::try_from(given.now).unwrap_or(0)),
+        // A full handshake with a client that offers every group: the endpoint's first that
+        // the version allows (the hybrid is TLS 1.3 only).
+        resumed: false,
+        key_exchange_group: tls
+            .key_exchange_groups
+            .iter()
+            .find(|g| version == TlsVersion::Tls13 || **g != "X25519MLKEM768")
+            .map(|g| (*g).to_owned())
+            .unwrap_or_default(),
     };
     let session = Session::new(endpoint.clone(), facts);
 

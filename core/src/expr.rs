@@ -100,6 +100,8 @@ const CONN: Shape = Shape::Object(&[
         Shape::Object(&[
             ("version", Shape::Leaf),
             ("cipher_suite", Shape::Leaf),
+            ("session_resumed", Shape::Leaf),
+            ("key_exchange_group", Shape::Leaf),
             ("sni", Shape::Leaf),
             ("negotiated_alpn", Shape::Leaf),
             ("client", CLIENT),
@@ -121,7 +123,42 @@ const REQ: Shape = Shape::Object(&[
 pub struct Expression {
     source: Arc<str>,
     program: Arc<Program>,
-    reads_headers: bool,
+    reads: Reads,
+}
+
+/// What an expression reads that a host must provide: `req.headers` (collected only then) and
+/// which `conn` variables (a host that cannot know one refuses the policy at load).
+#[derive(Clone, Debug, Default)]
+struct Reads {
+    headers: bool,
+    /// Dotted paths under `conn` as written (`conn.tls.sni`); `conn` alone when the whole
+    /// object, or an index into it, is used.
+    conn: Vec<Arc<str>>,
+}
+
+impl Reads {
+    fn add(&mut self, other: Reads) {
+        self.headers |= other.headers;
+        for path in other.conn {
+            if !self.conn.contains(&path) {
+                self.conn.push(path);
+            }
+        }
+    }
+
+    /// Whether `variable` is read, itself, through a field of it, or through an object that
+    /// holds it (`conn.tls` passed whole holds `conn.tls.cipher_suite`).
+    fn variable(&self, variable: &str) -> bool {
+        let within = |inner: &str, outer: &str| {
+            inner == outer
+                || inner
+                    .strip_prefix(outer)
+                    .is_some_and(|rest| rest.starts_with('.'))
+        };
+        self.conn
+            .iter()
+            .any(|path| within(path, variable) || within(variable, path))
+    }
 }
 
 impl std::fmt::Debug for Expression {
@@ -133,7 +170,7 @@ impl std::fmt::Debug for Expression {
 impl Expression {
     /// Compiles and checks a boolean expression for `phase`.
     pub fn compile(source: &str, phase: Phase) -> Result<Self, String> {
-        let (program, reads_headers) = compile_checked(source, phase)?;
+        let (program, reads) = compile_checked(source, phase)?;
         for sample in samples(phase) {
             match sample.eval(&program) {
                 Ok(Value::Bool(_)) => {}
@@ -150,7 +187,7 @@ impl Expression {
         Ok(Self {
             source: source.into(),
             program: Arc::new(program),
-            reads_headers,
+            reads,
         })
     }
 
@@ -160,7 +197,12 @@ impl Expression {
 
     /// Whether the expression reads `req.headers` (hosts collect headers only then).
     pub fn reads_request_headers(&self) -> bool {
-        self.reads_headers
+        self.reads.headers
+    }
+
+    /// Whether the expression reads the `conn` variable `variable` (a dotted path).
+    pub fn reads_variable(&self, variable: &str) -> bool {
+        self.reads.variable(variable)
     }
 
     /// Evaluates against a prepared context. `Err` carries a reason for logs.
@@ -177,7 +219,7 @@ impl Expression {
 #[derive(Clone, Debug)]
 pub struct Template {
     parts: Vec<Part>,
-    reads_headers: bool,
+    reads: Reads,
 }
 
 #[derive(Clone)]
@@ -198,7 +240,7 @@ impl std::fmt::Debug for Part {
 impl Template {
     pub fn compile(text: &str, phase: Phase) -> Result<Self, String> {
         let mut parts = Vec::new();
-        let mut reads_headers = false;
+        let mut all_reads = Reads::default();
         let mut rest = text;
         while let Some(start) = rest.find("${") {
             if start > 0 {
@@ -213,7 +255,7 @@ impl Template {
                 return Err(format!("empty `${{}}` in `{text}`"));
             }
             let (program, reads) = compile_checked(source, phase)?;
-            reads_headers |= reads;
+            all_reads.add(reads);
             for sample in samples(phase) {
                 if let Err(e) = sample.eval(&program) {
                     if is_type_error(&e) {
@@ -229,13 +271,18 @@ impl Template {
         }
         Ok(Self {
             parts,
-            reads_headers,
+            reads: all_reads,
         })
     }
 
     /// Whether an interpolation reads `req.headers`.
     pub fn reads_request_headers(&self) -> bool {
-        self.reads_headers
+        self.reads.headers
+    }
+
+    /// Whether an interpolation reads the `conn` variable `variable` (a dotted path).
+    pub fn reads_variable(&self, variable: &str) -> bool {
+        self.reads.variable(variable)
     }
 
     /// The template as written (`x=${expr}`), up to whitespace inside `${…}`.
@@ -299,18 +346,18 @@ fn render_value(value: &Value, out: &mut String) {
     }
 }
 
-/// Parses and checks an expression; also says whether it reads `req.headers`.
-fn compile_checked(source: &str, phase: Phase) -> Result<(Program, bool), String> {
+/// Parses and checks an expression; also says what it reads.
+fn compile_checked(source: &str, phase: Phase) -> Result<(Program, Reads), String> {
     let program = stdlib()
         .compile(source)
         .map_err(|e| format!("does not parse: {e}"))?;
     let mut walk = Walk {
         phase,
         bound: Vec::new(),
-        reads_headers: false,
+        reads: Reads::default(),
     };
     walk.expr(program.expression())?;
-    Ok((program, walk.reads_headers))
+    Ok((program, walk.reads))
 }
 
 /// Walks the syntax tree; every select chain rooted at a free identifier must be a known
@@ -318,7 +365,7 @@ fn compile_checked(source: &str, phase: Phase) -> Result<(Program, bool), String
 struct Walk {
     phase: Phase,
     bound: Vec<String>,
-    reads_headers: bool,
+    reads: Reads,
 }
 
 impl Walk {
@@ -450,7 +497,13 @@ impl Walk {
         // wrong would evaluate a header rule against an empty map and fail open.
         let scalar_field = matches!(path.get(1), Some(&("method" | "host" | "path" | "url")));
         if path.first() == Some(&"req") && !scalar_field && !bound.iter().any(|b| b == "req") {
-            self.reads_headers = true;
+            self.reads.headers = true;
+        }
+        if path.first() == Some(&"conn") && !bound.iter().any(|b| b == "conn") {
+            let dotted: Arc<str> = path.join(".").into();
+            if !self.reads.conn.contains(&dotted) {
+                self.reads.conn.push(dotted);
+            }
         }
         check_path(path, phase, bound)
     }
@@ -889,6 +942,11 @@ fn conn_value(facts: &TlsFacts, server: Option<&ClientCertFacts>) -> Value {
             map(vec![
                 ("version", Value::from(facts.version.as_str())),
                 ("cipher_suite", Value::from(facts.cipher_suite.as_str())),
+                ("session_resumed", Value::Bool(facts.resumed)),
+                (
+                    "key_exchange_group",
+                    Value::from(facts.key_exchange_group.as_str()),
+                ),
                 ("sni", Value::from(facts.sni.clone().unwrap_or_default())),
                 (
                     "negotiated_alpn",
@@ -983,6 +1041,8 @@ fn samples(phase: Phase) -> Vec<Variables> {
         client_port: 50_000,
         server: std::net::SocketAddr::from(([127, 0, 0, 1], 443)),
         started: std::time::UNIX_EPOCH,
+        resumed: false,
+        key_exchange_group: String::new(),
         client_cert: ClientCert::Absent,
     };
     let sample_cert = ClientCertFacts {
@@ -1019,6 +1079,8 @@ fn samples(phase: Phase) -> Vec<Variables> {
     };
     let present = TlsFacts {
         started: std::time::UNIX_EPOCH,
+        resumed: false,
+        key_exchange_group: String::new(),
         client_cert: ClientCert::Verified(Box::new(sample_cert)),
         ..absent.clone()
     };
@@ -1079,6 +1141,33 @@ mod tests {
         assert!(err.contains("common_name"), "{err}");
         let err = Expression::compile("foo == 1", Phase::TcpConnect).expect_err("unknown root");
         assert!(err.contains("unknown variable `foo`"), "{err}");
+    }
+
+    #[test]
+    fn knows_which_conn_variables_it_reads_directly_or_through_an_enclosing_object() {
+        let reads = |source: &str| {
+            let e = Expression::compile(source, Phase::HttpRequest)
+                .unwrap_or_else(|e| panic!("{source}: {e}"));
+            e.reads_variable("conn.tls.cipher_suite")
+        };
+        assert!(reads("conn.tls.cipher_suite == 'TLS_AES_128_GCM_SHA256'"));
+        assert!(reads("has(conn.tls.cipher_suite)"));
+        assert!(!reads("conn.tls.sni == 'a.example.com'"));
+        // A name that merely starts like another is not inside it.
+        let longer = Reads {
+            headers: false,
+            conn: vec!["conn.tls.cipher_suite_x".into()],
+        };
+        assert!(!longer.variable("conn.tls.cipher_suite"));
+        // Through an index or the whole object: it may read anything under it.
+        assert!(reads("conn.tls['cipher_suite'] == ''"));
+        assert!(reads("[conn].exists(c, c.tls.sni == '')"));
+        // A comprehension variable named like a root is not the connection.
+        assert!(!reads("[1].exists(conn, conn == 1)"));
+        let t = Template::compile("suite=${conn.tls.cipher_suite}", Phase::HttpRequest)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(t.reads_variable("conn.tls.cipher_suite"));
+        assert!(!t.reads_variable("conn.tls.session_resumed"));
     }
 
     #[test]
@@ -1154,6 +1243,8 @@ mod tests {
             client_port: 50_000,
             server: std::net::SocketAddr::from(([127, 0, 0, 1], 443)),
             started: std::time::UNIX_EPOCH,
+            resumed: false,
+            key_exchange_group: String::new(),
             client_cert: ClientCert::Absent,
         };
         let vars = Variables::for_connection(&facts, None);
@@ -1196,6 +1287,8 @@ mod tests {
             client_port: 50_000,
             server: std::net::SocketAddr::from(([127, 0, 0, 1], 443)),
             started: std::time::UNIX_EPOCH,
+            resumed: false,
+            key_exchange_group: String::new(),
             client_cert: ClientCert::Absent,
         };
         assert_eq!(

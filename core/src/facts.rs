@@ -72,6 +72,11 @@ pub struct TlsFacts {
     pub client_cert: ClientCert,
     /// When the host accepted the connection (ngrok's `conn.ts.start`).
     pub started: std::time::SystemTime,
+    /// Whether the handshake resumed an earlier session (`conn.tls.session_resumed`).
+    pub resumed: bool,
+    /// The negotiated key-exchange group as [`KEY_EXCHANGE_GROUPS`] names it; empty when the
+    /// host cannot tell (`conn.tls.key_exchange_group`).
+    pub key_exchange_group: String,
 }
 
 /// The client certificate as the host's handshake left it.

@@ -150,6 +150,37 @@ impl LocalResponse {
     }
 }
 
+/// `conn` variables Envoy gives its filters no attribute for, and why. The native host knows
+/// them; a policy that reads one is refused for Envoy (by `tlsgate envoy-config`, `tlsgate
+/// istio` and the filter's own load) rather than evaluated as empty there.
+pub const UNKNOWN_BEHIND_ENVOY: &[(&str, &str)] = &[
+    (
+        "conn.tls.cipher_suite",
+        "Envoy exposes no attribute for the negotiated cipher suite",
+    ),
+    (
+        "conn.tls.session_resumed",
+        "Envoy exposes no attribute saying whether the TLS session was resumed",
+    ),
+    (
+        "conn.tls.key_exchange_group",
+        "Envoy exposes no attribute for the negotiated key-exchange group",
+    ),
+];
+
+/// Why Envoy cannot serve `endpoint` as the policy says, if a rule reads a variable Envoy
+/// cannot provide ([`UNKNOWN_BEHIND_ENVOY`]).
+pub fn unknown_behind_envoy(endpoint: &Endpoint) -> Option<String> {
+    let (variable, why) = UNKNOWN_BEHIND_ENVOY
+        .iter()
+        .find(|(variable, _)| endpoint.reads_variable(variable))?;
+    Some(format!(
+        "endpoints[{}] ({}): a rule reads {variable}, which Envoy cannot provide ({why}); \
+         the native host (tlsgate run) provides it",
+        endpoint.index, endpoint.url
+    ))
+}
+
 /// The name an Envoy filter chain gets for endpoint `index`: the generator writes it, the filter
 /// reads it back from `xds.filter_chain_name` to know which endpoint Envoy's SNI match chose.
 pub fn filter_chain_name(index: usize) -> String {
@@ -344,17 +375,11 @@ impl Policy {
 fn rules_read_headers(rules: &[crate::config::Rule<HttpAction>]) -> bool {
     rules.iter().any(|rule| {
         rule.expressions.iter().any(|e| e.reads_request_headers())
-            || rule.actions.iter().any(|a| match a {
-                HttpAction::AddHeaders(headers) => {
-                    headers.iter().any(|(_, t)| t.reads_request_headers())
-                }
-                HttpAction::CustomResponse { body, .. } => body.reads_request_headers(),
-                HttpAction::Log(fields) => fields.iter().any(|(_, t)| t.reads_request_headers()),
-                HttpAction::Deny { .. }
-                | HttpAction::CloseConnection
-                | HttpAction::RestrictIps(_)
-                | HttpAction::RemoveHeaders(_) => false,
-            })
+            || rule
+                .actions
+                .iter()
+                .flat_map(HttpAction::templates)
+                .any(|t| t.reads_request_headers())
     })
 }
 

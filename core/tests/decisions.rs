@@ -42,6 +42,8 @@ fn session_from(f: &Fixture, yaml: &str, cert: ClientCert, ip: &str) -> Session 
         client_port: 50_000,
         server: std::net::SocketAddr::from(([127, 0, 0, 1], 443)),
         started: std::time::UNIX_EPOCH,
+        resumed: false,
+        key_exchange_group: String::new(),
         client_cert: cert,
     };
     Session::new(endpoint, facts)
@@ -555,6 +557,8 @@ fn a_wildcard_endpoint_does_not_front_a_more_specific_one() {
         client_port: 50_000,
         server: std::net::SocketAddr::from(([127, 0, 0, 1], 443)),
         started: std::time::UNIX_EPOCH,
+        resumed: false,
+        key_exchange_group: String::new(),
         client_cert: ClientCert::Absent,
     };
     let s = Session::new(endpoint, facts);
@@ -751,6 +755,8 @@ fn a_wildcard_endpoint_does_not_serve_a_name_two_labels_down() {
         client_port: 50_000,
         server: std::net::SocketAddr::from(([127, 0, 0, 1], 443)),
         started: std::time::UNIX_EPOCH,
+        resumed: false,
+        key_exchange_group: String::new(),
         client_cert: ClientCert::Absent,
     };
     let one = Session::new(Arc::clone(&endpoint), facts("x.example.com"));

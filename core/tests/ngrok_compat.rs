@@ -139,6 +139,14 @@ fn the_variable_tables_match_the_loader() {
             let variable = row[0].as_str();
             let compiled =
                 Expression::compile(&format!("{variable} == {variable}"), Phase::HttpRequest);
+            // The envoy column says no exactly where the filter has no attribute for it.
+            let behind_envoy = row[2] == "yes";
+            let unknown_to_envoy = tlsgate_core::policy::UNKNOWN_BEHIND_ENVOY
+                .iter()
+                .any(|(v, _)| *v == variable);
+            if row[1] == "yes" {
+                assert_eq!(behind_envoy, !unknown_to_envoy, "{variable}: the envoy column");
+            }
             match (supported(&row, 1, 2), compiled) {
                 (true, Ok(_)) => {}
                 (true, Err(e)) => panic!("{variable} is documented as provided: {e}"),

@@ -582,6 +582,18 @@ pub fn generate(config: &Config, options: &Options) -> Result<Resources, Error> 
             ));
         }
         hosts.push((host.clone(), here.clone()));
+        if let Some((variable, why)) = tlsgate_core::policy::UNKNOWN_BEHIND_ENVOY
+            .iter()
+            .find(|(variable, _)| endpoint.reads_variable(variable))
+        {
+            return Err(unsupported(
+                "traffic_policy".into(),
+                format!(
+                    "a rule reads {variable}, which the gateway's Envoy cannot provide ({why}); \
+                     the native host (tlsgate run) provides it"
+                ),
+            ));
+        }
         if config
             .listener(endpoint.bind)
             .is_some_and(|l| l.proxy_protocol.is_some())

@@ -133,6 +133,10 @@ pub fn generate(config: &Config, options: &Options) -> Result<Bootstrap, Error> 
 
     let mut binds: Vec<SocketAddr> = Vec::new();
     for endpoint in &config.endpoints {
+        // Fail closed: a rule would read an empty value where the native host has a real one.
+        if let Some(why) = tlsgate_core::policy::unknown_behind_envoy(endpoint) {
+            return Err(Error::Unsupported(why));
+        }
         if !binds.contains(&endpoint.bind) {
             binds.push(endpoint.bind);
         }
@@ -1235,6 +1239,33 @@ pub(crate) mod tests {
         assert!(policy["endpoints"][0]["url"] == "https://a.example.com");
         assert!(!bootstrap.yaml.contains("PRIVATE KEY"));
         assert!(bootstrap.files.is_empty(), "file references need no copies");
+    }
+
+    #[test]
+    fn a_rule_on_a_variable_envoy_cannot_provide_is_refused_not_evaluated_empty() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = Authority::root("Example Root");
+        ca.write(dir.path(), "ca");
+        ca.server(&["a.example.com"]).write(dir.path(), "server");
+        for (variable, _) in tlsgate_core::policy::UNKNOWN_BEHIND_ENVOY {
+            let policy = format!(
+                "endpoints:\n{}      on_http_request:\n        - actions:\n            - type: add-headers\n              config: {{headers: {{x-v: \"${{{variable}}}\"}}}}\n",
+                endpoint(
+                    "a.example.com",
+                    "127.0.0.1:8443",
+                    "require-and-verify",
+                    "      url: http://127.0.0.1:8080"
+                )
+            );
+            let e = generate(&load(dir.path(), &policy), &options(dir.path()))
+                .expect_err("refused")
+                .to_string();
+            assert!(
+                e.contains(&format!("reads {variable}, which Envoy cannot provide"))
+                    && e.contains("endpoints[0]"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -165,6 +165,10 @@ pub(crate) fn read_connection(
             server,
             client_cert,
             started,
+            // Envoy exposes neither; a policy that reads them is refused for Envoy at load
+            // (policy::UNKNOWN_BEHIND_ENVOY).
+            resumed: false,
+            key_exchange_group: String::new(),
         },
     })
 }

@@ -61,6 +61,30 @@ mod tests {
         crate::load(&policy.to_string()).unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// A configuration written by hand gets the same refusal as `tlsgate envoy-config`.
+    #[test]
+    fn refuses_a_rule_on_a_variable_envoy_gives_no_attribute_for() {
+        let ca = tlsgate_test_support::Authority::root("CA");
+        let cert = ca.server(&["app.example.com"]).cert_pem;
+        let policy = serde_json::json!({"endpoints": [{
+            "url": "https://app.example.com",
+            "bind": "127.0.0.1:8443",
+            "upstream": {"url": "http://127.0.0.1:8080"},
+            "traffic_policy": {
+                "on_tcp_connect": [{"actions": [
+                    {"type": "terminate-tls", "config": {"server_certificate": cert}}
+                ]}],
+                "on_http_request": [{"expressions": ["conn.tls.cipher_suite == ''"],
+                    "actions": [{"type": "deny"}]}]
+            }
+        }]});
+        let e = crate::load(&policy.to_string()).expect_err("refused");
+        assert!(
+            e.contains("reads conn.tls.cipher_suite, which Envoy cannot provide"),
+            "{e}"
+        );
+    }
+
     pub(crate) fn sample_facts() -> tlsgate_core::TlsFacts {
         tlsgate_core::TlsFacts {
             version: tlsgate_core::TlsVersion::Tls13,
@@ -71,6 +95,8 @@ mod tests {
             client_port: 50_000,
             server: std::net::SocketAddr::from(([127, 0, 0, 1], 443)),
             started: std::time::UNIX_EPOCH,
+            resumed: false,
+            key_exchange_group: String::new(),
             client_cert: tlsgate_core::ClientCert::Absent,
         }
     }

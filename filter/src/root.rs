@@ -145,5 +145,14 @@ pub fn load(text: &str) -> Result<Policy, String> {
         deployment: tlsgate_core::Deployment::none(),
     };
     let config = Config::load_str(text, None, &options, 0).map_err(|e| e.to_string())?;
+    // A configuration written by hand gets what `tlsgate envoy-config` says: a rule on a
+    // variable Envoy gives no attribute for would read an empty value here.
+    if let Some(why) = config
+        .endpoints
+        .iter()
+        .find_map(tlsgate_core::policy::unknown_behind_envoy)
+    {
+        return Err(why);
+    }
     Ok(Policy::new(config))
 }

@@ -24,6 +24,8 @@ fuzz_target!(|data: &[u8]| {
         client_port: 40_000,
         server: "127.0.0.1:8443".parse().expect("address"),
         started: std::time::UNIX_EPOCH,
+        resumed: false,
+        key_exchange_group: String::new(),
         client_cert: ClientCert::Verified(Box::new(
             ClientCertFacts::from_der(&common::fixture().client_der).expect("fixture"),
         )),

@@ -66,6 +66,8 @@ fuzz_target!(|input: Input| {
         client_port: 40_000,
         server: "127.0.0.1:8443".parse().expect("address"),
         started: std::time::UNIX_EPOCH,
+        resumed: false,
+        key_exchange_group: String::new(),
         client_cert,
     };
     let session = Session::new(endpoint().clone(), facts);

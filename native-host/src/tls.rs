@@ -258,6 +258,11 @@ impl ServerTls {
             server: local,
             client_cert: self.client_cert(conn)?,
             started,
+            resumed: conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
+            key_exchange_group: conn
+                .negotiated_key_exchange_group()
+                .map(|g| group_name(g.name()))
+                .unwrap_or_default(),
         })
     }
 

@@ -287,6 +287,26 @@ pub struct Endpoint {
     pub origin: Vec<String>,
 }
 
+impl Endpoint {
+    /// Whether a rule's expressions or interpolations read the `conn` variable `variable` (a
+    /// dotted path such as `conn.tls.cipher_suite`), itself or through an object holding it.
+    pub fn reads_variable(&self, variable: &str) -> bool {
+        let tcp = self
+            .tcp_rules
+            .iter()
+            .flat_map(|r| &r.expressions)
+            .any(|e| e.reads_variable(variable));
+        tcp || self.http_rules.iter().any(|rule| {
+            rule.expressions.iter().any(|e| e.reads_variable(variable))
+                || rule
+                    .actions
+                    .iter()
+                    .flat_map(HttpAction::templates)
+                    .any(|t| t.reads_variable(variable))
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct TerminateTls {
     pub min_version: TlsVersion,
@@ -553,6 +573,21 @@ pub enum HttpAction {
     /// ngrok's `log`: each key with its rendered value lands in the request's access line
     /// ([`crate::trace::Tracer::logged`]), in both hosts.
     Log(Vec<(String, Template)>),
+}
+
+impl HttpAction {
+    /// The `${…}` templates the action renders (header values, a body, log fields).
+    pub fn templates(&self) -> Vec<&crate::expr::Template> {
+        match self {
+            Self::AddHeaders(headers) => headers.iter().map(|(_, t)| t).collect(),
+            Self::CustomResponse { body, .. } => vec![body],
+            Self::Log(fields) => fields.iter().map(|(_, t)| t).collect(),
+            Self::Deny { .. }
+            | Self::CloseConnection
+            | Self::RestrictIps(_)
+            | Self::RemoveHeaders(_) => Vec::new(),
+        }
+    }
 }
 
 /// `restrict-ips`: a client must be in `allow` (when it is not empty) and not in `deny`.

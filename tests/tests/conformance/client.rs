@@ -581,8 +581,10 @@ fn websocket(client: &Client, port: u16, dir: &Path) -> Observed {
 /// its session, the second offers it and sends the same request. `resumed` if the server took
 /// the session and answered the request 200, `handshake` if the second connection was a full
 /// handshake answered 200 (no session was offered, or it was refused); anything else is what
-/// the request on the second connection got. A session that resumes and then loses what the
-/// first handshake established (the client's verified identity) shows here.
+/// the request on the second connection got: its status when the session resumed (a rule on
+/// `conn.tls.session_resumed` answers the resumed connection only), else why it broke. A
+/// session that resumes and then loses what the first handshake established (the client's
+/// verified identity) shows here.
 fn resume(client: &Client, port: u16, dir: &Path) -> Observed {
     let sni = client.sni.clone().unwrap_or_else(|| "app.test".into());
     let session = match tempfile::NamedTempFile::new() {
@@ -607,8 +609,20 @@ fn resume(client: &Client, port: u16, dir: &Path) -> Observed {
     second.arg("-ign_eof");
     let run = run_bounded(second, request.as_bytes(), Duration::from_secs(10));
     let answered = run.stdout.contains("HTTP/1.1 200 ");
+    let status = run
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("HTTP/1.1 "))
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse().ok());
     if run.stdout.contains("Reused, ") && answered {
         Observed::Resumed
+    } else if let (true, Some(code)) = (run.stdout.contains("Reused, "), status) {
+        Observed::Status {
+            code,
+            body: String::new(),
+            upstream: None,
+        }
     } else if run.stdout.contains("New, ") && answered {
         Observed::Handshake
     } else if let Some(line) = run.stdout.lines().find(|l| l.starts_with("HTTP/1.1 ")) {
