@@ -443,6 +443,14 @@ impl Session {
         self.on_tcp_connect_traced(&mut Tracer::off())
     }
 
+    /// [`Session::on_tcp_connect_explained`], with what the policy's `log` actions recorded,
+    /// formatted for the connection's access line ([`Tracer::logged`]), whatever the verdict.
+    pub fn on_tcp_connect_logged(&self) -> (Verdict, Option<String>, Option<String>) {
+        let mut trace = Tracer::off();
+        let (verdict, detail) = self.on_tcp_connect_traced(&mut trace);
+        (verdict, detail, trace.logged())
+    }
+
     /// [`Session::on_tcp_connect_explained`], recording each step in `trace`.
     pub fn on_tcp_connect_traced(&self, trace: &mut Tracer) -> (Verdict, Option<String>) {
         let deny = |reason| (Verdict::Deny(reason), None);
@@ -503,6 +511,22 @@ impl Session {
                         trace.step(|| restrict_step(self.facts.client_ip, admitted));
                         if !admitted {
                             return deny(DenyReason::IpRestricted { rule: i });
+                        }
+                    }
+                    TcpAction::Log(fields) => {
+                        for (key, template) in fields {
+                            match template.render(self.variables()) {
+                                Ok(value) => {
+                                    trace.step(|| action_step("log", format!("{key}={value}")));
+                                    trace.log(key, value);
+                                }
+                                Err(why) => {
+                                    return (
+                                        Verdict::Deny(DenyReason::ExpressionFailed { rule: i }),
+                                        Some(why),
+                                    )
+                                }
+                            }
                         }
                     }
                 }

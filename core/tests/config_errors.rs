@@ -653,14 +653,20 @@ fn log_metadata_is_checked_at_load() {
         "{type: log, config: {metadata: {k: '${conn.nope}'}}}",
     ));
     assert!(e.contains("metadata.k"), "{e}");
-    // Not in on_tcp_connect yet: refused, naming the actions that phase has.
+    // In on_tcp_connect too, with connection variables only: no request exists yet.
+    f.load(&policy(
+        HOST,
+        "",
+        "        - actions: [{type: log, config: {metadata: {k: '${conn.client_ip}'}}}]\n",
+    ))
+    .expect("log in on_tcp_connect");
     let e = f.error(&policy(
         HOST,
         "",
-        "        - actions: [{type: log, config: {metadata: {k: v}}}]\n",
+        "        - actions: [{type: log, config: {metadata: {k: '${req.path}'}}}]\n",
     ));
     assert!(
-        e.contains("on_tcp_connect") && e.contains("restrict-ips"),
+        e.contains("on_http_request") && e.contains("metadata"),
         "{e}"
     );
     f.load(&http(

@@ -145,7 +145,10 @@ fn the_variable_tables_match_the_loader() {
                 .iter()
                 .any(|(v, _)| *v == variable);
             if row[1] == "yes" {
-                assert_eq!(behind_envoy, !unknown_to_envoy, "{variable}: the envoy column");
+                assert_eq!(
+                    behind_envoy, !unknown_to_envoy,
+                    "{variable}: the envoy column"
+                );
             }
             match (supported(&row, 1, 2), compiled) {
                 (true, Ok(_)) => {}

@@ -18,8 +18,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use tlsgate_core::config::{
-    ClientAuth, ProxyProtocolIn, ProxyProtocolVersion, Scheme, Upstream, UpstreamProtocol,
-    UpstreamScheme, VerificationStrategy,
+    ClientAuth, ProxyProtocolIn, ProxyProtocolVersion, Scheme, TcpAction, Upstream,
+    UpstreamProtocol, UpstreamScheme, VerificationStrategy,
 };
 use tlsgate_core::limits::Limits;
 use tlsgate_core::revocation::RevocationDepth;
@@ -183,9 +183,20 @@ pub fn generate(config: &Config, options: &Options) -> Result<Bootstrap, Error> 
                 ),
             ),
         ]));
+        let logs_connections = config
+            .endpoints
+            .iter()
+            .filter(|e| e.bind == bind)
+            .flat_map(|e| &e.tcp_rules)
+            .flat_map(|r| &r.actions)
+            .any(|a| matches!(a, TcpAction::Log(_)));
         listeners.push(map([
             ("name", s(format!("tlsgate_{bind}"))),
             ("address", socket_address(bind)),
+            (
+                "access_log",
+                opt(logs_connections.then(|| stdout_access_log(CONNECTION_LOG_FORMAT))),
+            ),
             ("listener_filters", list(listener_filters)),
             // tls_inspector waits for the ClientHello: this is the ClientHello deadline.
             (
@@ -729,30 +740,37 @@ fn http_connection_manager(endpoint: &Endpoint, plugin_config: &str, options: &O
                             ]),
                         ]),
                     ),
-                    (
-                        "access_log",
-                        list(vec![map([
-                            ("name", s("envoy.access_loggers.stdout")),
-                            (
-                                "typed_config",
-                                typed(
-                                    "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
-                                    [(
-                                        "log_format",
-                                        map([(
-                                            "text_format_source",
-                                            map([("inline_string", s(access_log_format))]),
-                                        )]),
-                                    )],
-                                ),
-                            ),
-                        ])]),
-                    ),
+                    ("access_log", stdout_access_log(access_log_format)),
                 ],
             ),
         ),
     ])
 }
+
+/// Envoy's stdout access log with `format`.
+fn stdout_access_log(format: &str) -> Yaml {
+    list(vec![map([
+        ("name", s("envoy.access_loggers.stdout")),
+        (
+            "typed_config",
+            typed(
+                "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
+                [(
+                    "log_format",
+                    map([("text_format_source", map([("inline_string", s(format))]))]),
+                )],
+            ),
+        ),
+    ])])
+}
+
+/// The connection line of a listener whose endpoints have `log` actions in on_tcp_connect
+/// (the network filter leaves their fields in `wasm.tlsgate.tcp_log`); Envoy writes it when the
+/// connection closes, for every connection of the listener (`log=-` where no action ran).
+const CONNECTION_LOG_FORMAT: &str = "[%START_TIME%] tlsgate connection \
+     endpoint=%FILTER_STATE(wasm.tlsgate.endpoint:PLAIN)% sni=%REQUESTED_SERVER_NAME% \
+     client=%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT% peer=\"%DOWNSTREAM_PEER_SUBJECT%\" \
+     log=%FILTER_STATE(wasm.tlsgate.tcp_log:PLAIN)%\n";
 
 fn cluster(
     endpoint: &Endpoint,
@@ -1239,6 +1257,31 @@ pub(crate) mod tests {
         assert!(policy["endpoints"][0]["url"] == "https://a.example.com");
         assert!(!bootstrap.yaml.contains("PRIVATE KEY"));
         assert!(bootstrap.files.is_empty(), "file references need no copies");
+    }
+
+    #[test]
+    fn a_listener_gets_a_connection_line_only_where_on_tcp_connect_logs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let base = endpoint(
+            "a.example.com",
+            "127.0.0.1:8443",
+            "require-and-verify",
+            "      url: http://127.0.0.1:8080",
+        );
+        let (doc, _) = generate_from(dir.path(), &format!("endpoints:\n{base}"));
+        assert!(doc["static_resources"]["listeners"][0]["access_log"].is_badvalue());
+        let logging = format!(
+            "endpoints:\n{base}        - actions: [{{type: log, config: {{metadata: {{event: x}}}}}}]\n"
+        );
+        let (doc, _) = generate_from(dir.path(), &logging);
+        let line = doc["static_resources"]["listeners"][0]["access_log"][0]["typed_config"]
+            ["log_format"]["text_format_source"]["inline_string"]
+            .as_str()
+            .expect("a connection line");
+        assert!(
+            line.contains("%FILTER_STATE(wasm.tlsgate.tcp_log:PLAIN)%"),
+            "{line}"
+        );
     }
 
     #[test]

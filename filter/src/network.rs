@@ -288,7 +288,16 @@ fn decide(endpoint: Arc<EndpointPolicy>, mut facts: TlsFacts, ocsp: Option<Outco
     }
     crate::http::publish_metadata(&endpoint);
     let session = Session::new(endpoint, facts);
-    let (verdict, detail) = session.on_tcp_connect_explained();
+    let (verdict, detail, logged) = session.on_tcp_connect_logged();
+    if let Some(logged) = logged {
+        // The listener's connection line reads it as %FILTER_STATE(wasm.tlsgate.tcp_log:PLAIN)%.
+        if hostcalls::set_property(vec!["tlsgate.tcp_log"], Some(logged.as_bytes())).is_err() {
+            log(
+                LogLevel::Warn,
+                "could not record the policy's log fields for the connection line",
+            );
+        }
+    }
     match verdict {
         Verdict::Continue => {
             metrics::verdict(

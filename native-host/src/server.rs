@@ -689,7 +689,8 @@ async fn connection(
             })
             .inc();
     };
-    if let (Verdict::Deny(reason), detail) = session.on_tcp_connect_explained() {
+    let (verdict, detail, logged) = session.on_tcp_connect_logged();
+    if let Verdict::Deny(reason) = verdict {
         let facts = session.facts();
         tracing::info!(
             target: "tlsgate::access",
@@ -701,6 +702,7 @@ async fn connection(
             verdict = "deny",
             reason = %reason,
             detail = %detail.as_deref().map_or_else(|| "-".to_owned(), escape_control),
+            log = %logged.as_deref().unwrap_or("-"),
             "connection denied"
         );
         count("deny", reason.as_str());
@@ -710,6 +712,21 @@ async fn connection(
         return;
     }
     count(Verdict::Continue.label(), "-");
+    if let Some(logged) = &logged {
+        // on_tcp_connect's `log` actions: one line for the connection (requests have theirs).
+        let facts = session.facts();
+        tracing::info!(
+            target: "tlsgate::access",
+            endpoint = %endpoint.label(),
+            %peer,
+            sni = facts.sni.as_deref().unwrap_or("-"),
+            tls = facts.version.as_str(),
+            client = %client,
+            verdict = "continue",
+            log = %logged,
+            "connection"
+        );
+    }
 
     match endpoint.endpoint.scheme {
         Scheme::Https => {

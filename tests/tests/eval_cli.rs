@@ -272,7 +272,7 @@ fn eval(s: &Scenario, ask: &Ask, table: &Table, dir: &Path) -> Value {
 fn agrees(expect: &Expect, got: &Value) -> Result<(), String> {
     let outcome = got["outcome"].as_str().unwrap_or_default();
     let (status, upstream, path) = match expect {
-        Expect::Class(class) => {
+        Expect::Class(class) | Expect::ClassLogged { outcome: class, .. } => {
             return if outcome == class {
                 Ok(())
             } else {

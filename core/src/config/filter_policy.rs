@@ -149,7 +149,16 @@ fn raw_tcp_action(a: &TcpAction) -> RawAction {
         TcpAction::Deny => action("deny", None),
         TcpAction::CloseConnection => action("close-connection", None),
         TcpAction::RestrictIps(ips) => action("restrict-ips", Some(ip_policy(ips))),
+        TcpAction::Log(fields) => log_action(fields),
     }
+}
+
+fn log_action(fields: &[(String, crate::expr::Template)]) -> RawAction {
+    let metadata: BTreeMap<&str, String> = fields
+        .iter()
+        .map(|(k, t)| (k.as_str(), t.source()))
+        .collect();
+    action("log", Some(serde_json::json!({ "metadata": metadata })))
 }
 
 fn raw_http_rule(rule: &Rule<HttpAction>) -> RawRule {
@@ -197,13 +206,7 @@ fn raw_http_rule(rule: &Rule<HttpAction>) -> RawRule {
                     Some(serde_json::json!({ "headers": names })),
                 ),
                 HttpAction::RestrictIps(ips) => action("restrict-ips", Some(ip_policy(ips))),
-                HttpAction::Log(fields) => {
-                    let metadata: BTreeMap<&str, String> = fields
-                        .iter()
-                        .map(|(k, t)| (k.as_str(), t.source()))
-                        .collect();
-                    action("log", Some(serde_json::json!({ "metadata": metadata })))
-                }
+                HttpAction::Log(fields) => log_action(fields),
             })
             .collect(),
     }

@@ -291,11 +291,17 @@ impl Endpoint {
     /// Whether a rule's expressions or interpolations read the `conn` variable `variable` (a
     /// dotted path such as `conn.tls.cipher_suite`), itself or through an object holding it.
     pub fn reads_variable(&self, variable: &str) -> bool {
-        let tcp = self
-            .tcp_rules
-            .iter()
-            .flat_map(|r| &r.expressions)
-            .any(|e| e.reads_variable(variable));
+        let tcp = self.tcp_rules.iter().any(|rule| {
+            rule.expressions.iter().any(|e| e.reads_variable(variable))
+                || rule.actions.iter().any(|a| match a {
+                    TcpAction::Log(fields) => {
+                        fields.iter().any(|(_, t)| t.reads_variable(variable))
+                    }
+                    TcpAction::Deny | TcpAction::CloseConnection | TcpAction::RestrictIps(_) => {
+                        false
+                    }
+                })
+        });
         tcp || self.http_rules.iter().any(|rule| {
             rule.expressions.iter().any(|e| e.reads_variable(variable))
                 || rule
@@ -550,6 +556,8 @@ pub enum TcpAction {
     /// ngrok's `close-connection`: in this phase the same as `deny`.
     CloseConnection,
     RestrictIps(IpPolicy),
+    /// ngrok's `log`: its fields land in the connection's access line.
+    Log(Vec<(String, Template)>),
 }
 
 #[derive(Debug, Clone)]

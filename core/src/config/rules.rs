@@ -23,7 +23,7 @@ pub(super) fn action_config<T: DeserializeOwned + Default>(
     }
 }
 
-pub(super) const TCP_ACTIONS: &str = "terminate-tls, deny, close-connection, restrict-ips";
+pub(super) const TCP_ACTIONS: &str = "terminate-tls, deny, close-connection, restrict-ips, log";
 pub(super) const HTTP_ACTIONS: &str =
     "deny, close-connection, custom-response, add-headers, remove-headers, restrict-ips, log";
 
@@ -80,6 +80,58 @@ pub(super) fn unknown_action(
             allowed,
         }
     }
+}
+
+/// ngrok's `log` action: `metadata` keys (letters, digits, `_-.`) to templates, in either phase.
+fn log_fields(
+    action: &RawAction,
+    action_path: &FieldPath,
+    phase: Phase,
+) -> Result<Vec<(String, Template)>, ConfigError> {
+    let config_path = action_path.key("config");
+    if action.config.is_none() {
+        return Err(err(config_path, invalid("log needs config.metadata")));
+    }
+    let RawLog { metadata } = action_config(action, action_path)?;
+    let mut fields = Vec::with_capacity(metadata.len());
+    for (key, value) in metadata {
+        let p = config_path.key("metadata").key(&key);
+        if key.is_empty()
+            || !key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        {
+            return Err(err(
+                p,
+                invalid(
+                    "a log key is letters, digits, `_`, `-` and `.` (it becomes \
+                                 `log.KEY=` in the access line)",
+                ),
+            ));
+        }
+        let text = match value {
+            Value::String(text) => text,
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            _ => {
+                return Err(err(
+                    p,
+                    invalid("a log value is a string (with ${…}), a number or a boolean"),
+                ))
+            }
+        };
+        let template = Template::compile(&text, phase).map_err(|reason| {
+            err(
+                p.clone(),
+                ConfigErrorKind::Expression {
+                    expression: text.clone(),
+                    reason,
+                },
+            )
+        })?;
+        fields.push((key, template));
+    }
+    Ok(fields)
 }
 
 pub(super) fn tcp_rule(
@@ -144,6 +196,11 @@ pub(super) fn tcp_rule(
                     &action_path.key("config"),
                 )?));
             }
+            "log" => out.push(TcpAction::Log(log_fields(
+                action,
+                &action_path,
+                Phase::TcpConnect,
+            )?)),
             other => {
                 return Err(err(
                     action_path.key("type"),
@@ -281,53 +338,7 @@ pub(super) fn http_rule(
                 action_config(action, &action_path)?,
                 &config_path,
             )?),
-            "log" => {
-                if action.config.is_none() {
-                    return Err(err(config_path, invalid("log needs config.metadata")));
-                }
-                let RawLog { metadata } = action_config(action, &action_path)?;
-                let mut fields = Vec::with_capacity(metadata.len());
-                for (key, value) in metadata {
-                    let p = config_path.key("metadata").key(&key);
-                    if key.is_empty()
-                        || !key
-                            .chars()
-                            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-                    {
-                        return Err(err(
-                            p,
-                            invalid(
-                                "a log key is letters, digits, `_`, `-` and `.` (it becomes \
-                                 `log.KEY=` in the access line)",
-                            ),
-                        ));
-                    }
-                    let text =
-                        match value {
-                            Value::String(text) => text,
-                            Value::Number(n) => n.to_string(),
-                            Value::Bool(b) => b.to_string(),
-                            _ => return Err(err(
-                                p,
-                                invalid(
-                                    "a log value is a string (with ${…}), a number or a boolean",
-                                ),
-                            )),
-                        };
-                    let template =
-                        Template::compile(&text, Phase::HttpRequest).map_err(|reason| {
-                            err(
-                                p.clone(),
-                                ConfigErrorKind::Expression {
-                                    expression: text.clone(),
-                                    reason,
-                                },
-                            )
-                        })?;
-                    fields.push((key, template));
-                }
-                HttpAction::Log(fields)
-            }
+            "log" => HttpAction::Log(log_fields(action, &action_path, Phase::HttpRequest)?),
             other => {
                 return Err(err(
                     action_path.key("type"),

@@ -71,7 +71,11 @@ impl Expect {
     pub fn check(&self, observed: &Observed) -> (bool, String) {
         let fail = |why: String| (false, why);
         match (self, observed) {
-            (Expect::Class(c), o) if *c == o.to_string() => (true, String::new()),
+            (Expect::Class(c) | Expect::ClassLogged { outcome: c, .. }, o)
+                if *c == o.to_string() =>
+            {
+                (true, String::new())
+            }
             (Expect::Status(s), Observed::Status { code, .. }) if s == code => {
                 (true, String::new())
             }

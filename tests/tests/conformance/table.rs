@@ -260,6 +260,12 @@ pub enum Expect {
         #[serde(default)]
         access_log: Option<String>,
     },
+    /// An outcome without a status (`closed`, `refused`) and text the host's log then holds
+    /// (the connection line of on_tcp_connect's `log` action).
+    ClassLogged {
+        outcome: String,
+        access_log: String,
+    },
 }
 
 impl Expect {
@@ -267,6 +273,7 @@ impl Expect {
     pub fn access_log(&self) -> Option<&str> {
         match self {
             Self::Detailed { access_log, .. } => access_log.as_deref(),
+            Self::ClassLogged { access_log, .. } => Some(access_log),
             _ => None,
         }
     }
@@ -275,6 +282,7 @@ impl Expect {
         match self {
             Self::Status(s) => s.to_string(),
             Self::Class(c) => c.clone(),
+            Self::ClassLogged { outcome, .. } => format!("{outcome}, log line"),
             Self::LoadError { load_error } => format!("load error \"{load_error}\""),
             Self::Detailed {
                 status,
