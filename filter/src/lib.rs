@@ -46,27 +46,12 @@ mod tests {
 
     use yaml_rust2::{Yaml, YamlEmitter, YamlLoader};
 
-    /// A one-endpoint policy as the filter receives it (certificate inline, no key).
-    pub(crate) fn sample_policy() -> tlsgate_core::Policy {
+    /// A one-endpoint policy as the filter receives it (certificate inline, no key), with
+    /// `http_rules` as its on_http_request.
+    fn policy_text(http_rules: serde_json::Value) -> String {
         let ca = tlsgate_test_support::Authority::root("CA");
         let cert = ca.server(&["app.example.com"]).cert_pem;
-        let policy = serde_json::json!({"endpoints": [{
-            "url": "https://app.example.com",
-            "bind": "127.0.0.1:8443",
-            "upstream": {"url": "http://127.0.0.1:8080"},
-            "traffic_policy": {"on_tcp_connect": [{"actions": [
-                {"type": "terminate-tls", "config": {"server_certificate": cert}}
-            ]}]}
-        }]});
-        crate::load(&policy.to_string()).unwrap_or_else(|e| panic!("{e}"))
-    }
-
-    /// A configuration written by hand gets the same refusal as `tlsgate envoy-config`.
-    #[test]
-    fn refuses_a_rule_on_a_variable_envoy_gives_no_attribute_for() {
-        let ca = tlsgate_test_support::Authority::root("CA");
-        let cert = ca.server(&["app.example.com"]).cert_pem;
-        let policy = serde_json::json!({"endpoints": [{
+        serde_json::json!({"endpoints": [{
             "url": "https://app.example.com",
             "bind": "127.0.0.1:8443",
             "upstream": {"url": "http://127.0.0.1:8080"},
@@ -74,11 +59,22 @@ mod tests {
                 "on_tcp_connect": [{"actions": [
                     {"type": "terminate-tls", "config": {"server_certificate": cert}}
                 ]}],
-                "on_http_request": [{"expressions": ["conn.tls.cipher_suite == ''"],
-                    "actions": [{"type": "deny"}]}]
+                "on_http_request": http_rules
             }
-        }]});
-        let e = crate::load(&policy.to_string()).expect_err("refused");
+        }]})
+        .to_string()
+    }
+
+    pub(crate) fn sample_policy() -> tlsgate_core::Policy {
+        crate::load(&policy_text(serde_json::json!([]))).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A configuration written by hand gets the same refusal as `tlsgate envoy-config`.
+    #[test]
+    fn refuses_a_rule_on_a_variable_envoy_gives_no_attribute_for() {
+        let rules = serde_json::json!([{"expressions": ["conn.tls.cipher_suite == ''"],
+            "actions": [{"type": "deny"}]}]);
+        let e = crate::load(&policy_text(rules)).expect_err("refused");
         assert!(
             e.contains("reads conn.tls.cipher_suite, which Envoy cannot provide"),
             "{e}"

@@ -690,7 +690,13 @@ async fn connection(
             .inc();
     };
     let (verdict, detail, logged) = session.on_tcp_connect_logged();
-    if let Verdict::Deny(reason) = verdict {
+    let denied = match verdict {
+        Verdict::Deny(reason) => Some(reason),
+        Verdict::Continue => None,
+    };
+    // A refused connection always has its line; an admitted one when on_tcp_connect's `log`
+    // actions ran (its requests have their own lines).
+    if denied.is_some() || logged.is_some() {
         let facts = session.facts();
         tracing::info!(
             target: "tlsgate::access",
@@ -699,12 +705,15 @@ async fn connection(
             sni = facts.sni.as_deref().unwrap_or("-"),
             tls = facts.version.as_str(),
             client = %client,
-            verdict = "deny",
-            reason = %reason,
+            verdict = if denied.is_some() { "deny" } else { "continue" },
+            reason = %denied.as_ref().map_or_else(|| "-".to_owned(), ToString::to_string),
             detail = %detail.as_deref().map_or_else(|| "-".to_owned(), escape_control),
             log = %logged.as_deref().unwrap_or("-"),
-            "connection denied"
+            "{}",
+            if denied.is_some() { "connection denied" } else { "connection" }
         );
+    }
+    if let Some(reason) = denied {
         count("deny", reason.as_str());
         let mut tls = tls;
         let _ = tokio::time::timeout(LINGER, tls.shutdown()).await;
@@ -712,21 +721,6 @@ async fn connection(
         return;
     }
     count(Verdict::Continue.label(), "-");
-    if let Some(logged) = &logged {
-        // on_tcp_connect's `log` actions: one line for the connection (requests have theirs).
-        let facts = session.facts();
-        tracing::info!(
-            target: "tlsgate::access",
-            endpoint = %endpoint.label(),
-            %peer,
-            sni = facts.sni.as_deref().unwrap_or("-"),
-            tls = facts.version.as_str(),
-            client = %client,
-            verdict = "continue",
-            log = %logged,
-            "connection"
-        );
-    }
 
     match endpoint.endpoint.scheme {
         Scheme::Https => {
