@@ -744,6 +744,18 @@ pub fn generate(config: &Config, options: &Options) -> Result<Resources, Error> 
                  certificate it was verified with)"
             ));
         }
+        if endpoint
+            .tcp_rules
+            .iter()
+            .flat_map(|r| &r.actions)
+            .any(|a| matches!(a, tlsgate_core::config::TcpAction::Log(_)))
+        {
+            warnings.push(format!(
+                "{here}: on_tcp_connect log: the gateway's listeners are Istio's, and none writes \
+                 the connection line that carries these fields (wasm.tlsgate.tcp_log); log in \
+                 on_http_request, or add a listener access log with an EnvoyFilter"
+            ));
+        }
         if tls.key_exchange_groups != tlsgate_core::facts::KEY_EXCHANGE_GROUPS {
             warnings.push(format!(
                 "{here}: {terminate}.key_exchange_groups: Istio's Gateway has no per-server \

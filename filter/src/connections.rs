@@ -60,25 +60,37 @@ pub(crate) fn forget(connection: u64) {
     SEEN.with(|s| s.borrow_mut().remove(&connection));
 }
 
-/// The certificate as `connection`'s check left it. A verified certificate whose connection
-/// has no recorded outcome (the network role is not deployed, or Envoy gave no connection id)
-/// was never checked: it counts as `ocsp_unavailable` under the endpoint's mode, so `require`
-/// never passes unchecked.
+/// The certificate as `connection`'s check left it. Only a recorded outcome is applied with
+/// the endpoint's mode. A verified certificate without one was never checked: the network role
+/// is not deployed (an HTTP-only filter), Envoy gave no connection id, or the certificate was
+/// not verified when the network role looked. That is no identity under either mode —
+/// `prefer` forgives a responder that is down, not a check that never ran — and says why.
 pub(crate) fn apply_ocsp(
     connection: Option<u64>,
     check: &OcspCheck,
     cert: ClientCert,
-) -> ClientCert {
+) -> (ClientCert, Option<&'static str>) {
     if !matches!(cert, ClientCert::Verified(_)) {
-        return cert;
+        return (cert, None);
     }
     let outcome = connection
-        .and_then(|id| SEEN.with(|s| s.borrow().get(&id).and_then(|seen| seen.ocsp.clone())))
-        .unwrap_or_else(|| Outcome::Unavailable {
-            reason: "ocsp_unavailable",
-            detail: "the network filter did not check this connection".into(),
-        });
-    outcome.apply(check.mode, cert)
+        .and_then(|id| SEEN.with(|s| s.borrow().get(&id).and_then(|seen| seen.ocsp.clone())));
+    match outcome {
+        Some(outcome) => (outcome.apply(check.mode, cert), None),
+        None => {
+            let unchecked = Outcome::Unavailable {
+                reason: "ocsp_unavailable",
+                detail: String::new(),
+            };
+            (
+                unchecked.apply(tlsgate_core::config::OcspMode::Require, cert),
+                Some(
+                    "the network filter did not check this connection's client certificate \
+                     with the OCSP responder (is the tlsgate network filter deployed?)",
+                ),
+            )
+        }
+    }
 }
 
 #[cfg(test)]
@@ -111,7 +123,7 @@ mod tests {
         opened(7, at);
         opened(8, at);
         checked(7, Outcome::Revoked);
-        let cert = apply_ocsp(Some(7), &check(OcspMode::Prefer), verified());
+        let (cert, _) = apply_ocsp(Some(7), &check(OcspMode::Prefer), verified());
         assert!(matches!(
             cert,
             ClientCert::Unverified(_, Unverified::Revoked)
@@ -119,14 +131,14 @@ mod tests {
         checked(8, Outcome::Good);
         assert!(matches!(
             apply_ocsp(Some(8), &check(OcspMode::Require), verified()),
-            ClientCert::Verified(_)
+            (ClientCert::Verified(_), None)
         ));
         assert_eq!(started(8), Some(at));
         forget(7);
         forget(8);
         assert_eq!(started(8), None);
         // Gone with the connection: unchecked now, which require refuses.
-        let cert = apply_ocsp(Some(8), &check(OcspMode::Require), verified());
+        let (cert, _) = apply_ocsp(Some(8), &check(OcspMode::Require), verified());
         assert!(matches!(
             cert,
             ClientCert::Unverified(_, Unverified::StatusUnavailable)
@@ -134,16 +146,22 @@ mod tests {
     }
 
     #[test]
-    fn an_unchecked_connection_is_unavailable_never_good() {
-        let cert = apply_ocsp(None, &check(OcspMode::Require), verified());
-        assert!(matches!(
-            cert,
-            ClientCert::Unverified(_, Unverified::StatusUnavailable)
-        ));
-        // prefer admits it, as it admits a responder that is down.
-        assert!(matches!(
-            apply_ocsp(None, &check(OcspMode::Prefer), verified()),
-            ClientCert::Verified(_)
-        ));
+    fn an_unchecked_connection_is_no_identity_in_either_mode_and_says_why() {
+        for mode in [OcspMode::Require, OcspMode::Prefer] {
+            let (cert, why) = apply_ocsp(None, &check(mode), verified());
+            assert!(matches!(
+                cert,
+                ClientCert::Unverified(_, Unverified::StatusUnavailable)
+            ));
+            assert!(why.is_some_and(|w| w.contains("network filter")));
+            // Seen by the network role, but no outcome recorded: the same.
+            opened(9, SystemTime::UNIX_EPOCH);
+            let (cert, _) = apply_ocsp(Some(9), &check(mode), verified());
+            assert!(matches!(
+                cert,
+                ClientCert::Unverified(_, Unverified::StatusUnavailable)
+            ));
+            forget(9);
+        }
     }
 }

@@ -49,7 +49,23 @@ impl HttpFilter {
         if let Some(check) = connection.endpoint.tls.client_auth.ocsp() {
             // The certificate as the network role's OCSP check left it.
             let cert = std::mem::replace(&mut connection.facts.client_cert, ClientCert::Absent);
-            connection.facts.client_cert = crate::connections::apply_ocsp(id, check, cert);
+            let (cert, unchecked) = crate::connections::apply_ocsp(id, check, cert);
+            if let Some(why) = unchecked {
+                log(
+                    LogLevel::Warn,
+                    &format!(
+                        "endpoints[{}]: {why}; the client certificate is no identity",
+                        connection.endpoint.index
+                    ),
+                );
+                metrics::verdict(
+                    Some(connection.endpoint.index),
+                    Phase::HttpRequest,
+                    "ocsp",
+                    Some("ocsp_unchecked"),
+                );
+            }
+            connection.facts.client_cert = cert;
         }
         let session = Session::new(connection.endpoint, connection.facts);
         // The network filter has already run this; repeating it keeps an HTTP-only deployment

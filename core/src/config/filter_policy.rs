@@ -133,8 +133,8 @@ fn terminate_tls_value(tls: &TerminateTls) -> Value {
         session_ticket_keys: None,
         // Envoy's TLS stack offers the groups (`ecdh_curves`); the filter sees none.
         key_exchange_groups: None,
-        // Carried so that a filter which cannot ask responders refuses the policy instead of
-        // passing certificates it was told to check.
+        // The filter asks the responders itself (its network role, through the generated
+        // clusters) and needs the mode, responder and deadline to do it.
         mutual_tls_ocsp: tls.client_auth.ocsp().map(|o| crate::raw::RawOcsp {
             mode: o.mode.as_str().to_owned(),
             responder: o.responder.clone(),

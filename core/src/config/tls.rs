@@ -328,7 +328,8 @@ fn groups(
         return Err(err(
             path.clone(),
             invalid(
-                "X25519MLKEM768 is a TLS 1.3 group, and this endpoint admits TLS 1.2 clients:                  list a classical group too (X25519, P-256, P-384) or set min_version: \"1.3\"",
+                "X25519MLKEM768 is a TLS 1.3 group, and this endpoint admits TLS 1.2 clients: \
+                 list a classical group too (X25519, P-256, P-384) or set min_version: \"1.3\"",
             ),
         ));
     }
