@@ -178,3 +178,36 @@ fn bad_crls_are_load_errors_that_name_the_field() {
         "{e}"
     );
 }
+
+/// Two tiers: the issuing CA listed beside the root, each with its CRL, loads; an issuing CA
+/// the root's CRL revokes does not (natively it would be trusted as an anchor of its own).
+#[test]
+fn a_listed_ca_another_listed_cas_crl_revokes_is_a_load_error() {
+    let fx = Fixture::new(HOST);
+    let issuing = fx.ca.intermediate("Issuing CA");
+    write(&fx, "issuing.crt", issuing.cert_pem());
+    write(&fx, "issuing.crl", issuing.crl(&[], -60, 3600));
+    let two_tiers = |root_crl: &str| {
+        policy(
+            HOST,
+            &format!(
+                "                mutual_tls_certificate_authorities: [ca.crt, issuing.crt]\n\
+                 \x20               mutual_tls_certificate_revocation_lists: [{root_crl}, issuing.crl]\n"
+            ),
+            "",
+        )
+    };
+    write(&fx, "ca.crl", fx.ca.crl(&[], -60, 3600));
+    fx.load(&two_tiers("ca.crl")).expect("two tiers load");
+    write(
+        &fx,
+        "ca-revokes.crl",
+        fx.ca.crl(&[&issuing.cert_der()], -60, 3600),
+    );
+    let e = fx.error(&two_tiers("ca-revokes.crl"));
+    assert!(
+        e.contains("mutual_tls_certificate_authorities[1]")
+            && e.contains("CN=Issuing CA is revoked by its issuer's CRL"),
+        "{e}"
+    );
+}

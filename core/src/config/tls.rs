@@ -8,7 +8,9 @@ use crate::facts::TlsVersion;
 use crate::pem::{
     load_anchors, load_chain, load_key, read_value, CertificateChain, PrivateKey, TrustAnchors,
 };
-use crate::revocation::{parse_lists, subject_and_key, Revocation, RevocationDepth};
+use crate::revocation::{
+    parse_lists, subject_and_key, Revocation, RevocationDepth, RevocationStatus,
+};
 use crate::source::FieldPath;
 
 use super::load::*;
@@ -552,5 +554,29 @@ fn revocation(
             ));
         }
     }
-    Ok(Some(Revocation { lists: out, depth }))
+    let revocation = Revocation { lists: out, depth };
+    // A listed CA that another listed CA's CRL revokes: natively it is a trust anchor of its
+    // own, so its revocation would never be consulted (BoringSSL goes on to the root and
+    // refuses it). Refuse the list, so both hosts agree.
+    for (n, ca) in authorities.certs.iter().enumerate() {
+        let Ok(facts) = crate::facts::ClientCertFacts::from_der(ca.as_ref()) else {
+            continue;
+        };
+        let self_issued =
+            subject_and_key(ca.as_ref()).is_some_and(|(subject, _)| subject == facts.issuer_der);
+        // Revoked is read before staleness, so the time does not matter here.
+        if !self_issued && revocation.status(&facts, 0) == RevocationStatus::Revoked {
+            return Err(err(
+                path.key("mutual_tls_certificate_authorities").index(n),
+                invalid(format!(
+                    "{} is revoked by its issuer's CRL ({}); take it out of the list (a listed \
+                     CA is trusted as an anchor of its own, so its revocation would not be \
+                     checked)",
+                    authorities.subjects.get(n).cloned().unwrap_or_default(),
+                    facts.issuer.rfc4514
+                )),
+            ));
+        }
+    }
+    Ok(Some(revocation))
 }
