@@ -168,14 +168,28 @@ pub const UNKNOWN_BEHIND_ENVOY: &[(&str, &str)] = &[
     ),
 ];
 
+/// `conn` variables Envoy's network filters have no attribute for, though its HTTP filters do:
+/// refused for Envoy in `on_tcp_connect` rules only.
+pub const UNKNOWN_TO_ENVOYS_NETWORK_FILTER: &[(&str, &str)] = &[(
+    "conn.tls.negotiated_alpn",
+    "Envoy gives network filters no ALPN attribute; on_http_request rules see it",
+)];
+
 /// Why Envoy cannot serve `endpoint` as the policy says, if a rule reads a variable Envoy
-/// cannot provide ([`UNKNOWN_BEHIND_ENVOY`]).
+/// cannot provide there ([`UNKNOWN_BEHIND_ENVOY`], [`UNKNOWN_TO_ENVOYS_NETWORK_FILTER`]).
 pub fn unknown_behind_envoy(endpoint: &Endpoint) -> Option<String> {
-    let (variable, why) = UNKNOWN_BEHIND_ENVOY
+    let (variable, why, phase) = UNKNOWN_BEHIND_ENVOY
         .iter()
-        .find(|(variable, _)| endpoint.reads_variable(variable))?;
+        .find(|(variable, _)| endpoint.reads_variable(variable))
+        .map(|(v, why)| (v, why, "a rule"))
+        .or_else(|| {
+            UNKNOWN_TO_ENVOYS_NETWORK_FILTER
+                .iter()
+                .find(|(variable, _)| endpoint.reads_variable_on_tcp_connect(variable))
+                .map(|(v, why)| (v, why, "an on_tcp_connect rule"))
+        })?;
     Some(format!(
-        "endpoints[{}] ({}): a rule reads {variable}, which Envoy cannot provide ({why}); \
+        "endpoints[{}] ({}): {phase} reads {variable}, which Envoy cannot provide ({why}); \
          the native host (tlsgate run) provides it",
         endpoint.index, endpoint.url
     ))

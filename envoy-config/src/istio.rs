@@ -582,17 +582,8 @@ pub fn generate(config: &Config, options: &Options) -> Result<Resources, Error> 
             ));
         }
         hosts.push((host.clone(), here.clone()));
-        if let Some((variable, why)) = tlsgate_core::policy::UNKNOWN_BEHIND_ENVOY
-            .iter()
-            .find(|(variable, _)| endpoint.reads_variable(variable))
-        {
-            return Err(unsupported(
-                "traffic_policy".into(),
-                format!(
-                    "a rule reads {variable}, which the gateway's Envoy cannot provide ({why}); \
-                     the native host (tlsgate run) provides it"
-                ),
-            ));
+        if let Some(why) = tlsgate_core::policy::unknown_behind_envoy(endpoint) {
+            return Err(unsupported("traffic_policy".into(), why));
         }
         if config
             .listener(endpoint.bind)

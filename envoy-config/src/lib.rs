@@ -1309,6 +1309,28 @@ pub(crate) mod tests {
                 "{e}"
             );
         }
+        // ALPN: the HTTP filter has it, the network filter does not.
+        let base = endpoint(
+            "a.example.com",
+            "127.0.0.1:8443",
+            "require-and-verify",
+            "      url: http://127.0.0.1:8080",
+        );
+        let alpn = "conn.tls.negotiated_alpn == 'h2'";
+        let http = format!(
+            "endpoints:\n{base}      on_http_request:\n        - expressions: [\"{alpn}\"]\n          actions: [{{type: deny}}]\n"
+        );
+        generate(&load(dir.path(), &http), &options(dir.path())).expect("ALPN in requests");
+        let tcp = format!(
+            "endpoints:\n{base}        - expressions: [\"{alpn}\"]\n          actions: [{{type: deny}}]\n"
+        );
+        let e = generate(&load(dir.path(), &tcp), &options(dir.path()))
+            .expect_err("ALPN in on_tcp_connect")
+            .to_string();
+        assert!(
+            e.contains("an on_tcp_connect rule reads conn.tls.negotiated_alpn"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -288,10 +288,9 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    /// Whether a rule's expressions or interpolations read the `conn` variable `variable` (a
-    /// dotted path such as `conn.tls.cipher_suite`), itself or through an object holding it.
-    pub fn reads_variable(&self, variable: &str) -> bool {
-        let tcp = self.tcp_rules.iter().any(|rule| {
+    /// [`Endpoint::reads_variable`], in `on_tcp_connect` rules only.
+    pub fn reads_variable_on_tcp_connect(&self, variable: &str) -> bool {
+        self.tcp_rules.iter().any(|rule| {
             rule.expressions.iter().any(|e| e.reads_variable(variable))
                 || rule.actions.iter().any(|a| match a {
                     TcpAction::Log(fields) => {
@@ -301,7 +300,13 @@ impl Endpoint {
                         false
                     }
                 })
-        });
+        })
+    }
+
+    /// Whether a rule's expressions or interpolations read the `conn` variable `variable` (a
+    /// dotted path such as `conn.tls.cipher_suite`), itself or through an object holding it.
+    pub fn reads_variable(&self, variable: &str) -> bool {
+        let tcp = self.reads_variable_on_tcp_connect(variable);
         tcp || self.http_rules.iter().any(|rule| {
             rule.expressions.iter().any(|e| e.reads_variable(variable))
                 || rule
