@@ -16,7 +16,7 @@ mod native_common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use envoy_harness::{generate, ports};
+use envoy_harness::{generate, hot_epoch, ports, wait_ready};
 use native_common::{http_upstream, https_endpoint, path, tls_config};
 use tlsgate_e2e::{curl, echo_upstream, tool, wait_port, Proc};
 use tlsgate_test_support::Authority;
@@ -92,28 +92,7 @@ fn a_hot_restart_that_removes_a_ca_drains_its_clients() {
     let v2 = generate(&after, &policy(&file("ca.crt")), admin);
 
     let base_id = d.join("base-id");
-    let envoy = |config: &std::path::Path, epoch: &str, base: &[&str]| {
-        let mut cmd = Command::new(tool("envoy"));
-        cmd.args(base)
-            .args(["--restart-epoch", epoch])
-            .args(["--drain-strategy", "immediate", "--drain-time-s", "2"])
-            .args(["--parent-shutdown-time-s", "4"])
-            .args(["--concurrency", "1", "-l", "warning"])
-            .args(["--component-log-level", "wasm:info", "-c"])
-            .arg(config);
-        let proc = Proc::spawn(&format!("envoy-epoch{epoch}"), cmd);
-        proc.wait_for_log("network filter loaded the policy", Duration::from_secs(60))
-            .unwrap_or_else(|e| panic!("{e}"));
-        wait_port(([127, 0, 0, 1], admin).into(), Duration::from_secs(60))
-            .unwrap_or_else(|e| panic!("{e}\n{}", proc.log()));
-        proc
-    };
-    let base_path = base_id.display().to_string();
-    let old = envoy(
-        &v1,
-        "0",
-        &["--use-dynamic-base-id", "--base-id-path", &base_path],
-    );
+    let old = hot_epoch(&v1, admin, 0, &base_id, 4);
     wait_port(([127, 0, 0, 1], port).into(), Duration::from_secs(30)).expect("listener");
 
     let go = d.join("go");
@@ -135,18 +114,8 @@ fn a_hot_restart_that_removes_a_ca_drains_its_clients() {
     );
 
     // The reload: the same listener, the retired CA gone.
-    let id = std::fs::read_to_string(&base_id).expect("Envoy wrote its base id");
-    let new = envoy(&v2, "1", &["--base-id", id.trim()]);
-    // LIVE once initialized: listening, and the old process told to drain.
-    let ready = Instant::now() + Duration::from_secs(60);
-    while curl(&[&format!("http://127.0.0.1:{admin}/ready")]).status != Some(200) {
-        assert!(
-            Instant::now() < ready,
-            "the new Envoy never became ready: {}",
-            new.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let new = hot_epoch(&v2, admin, 1, &base_id, 4);
+    wait_ready(admin, &new);
     let reloaded = Instant::now();
     std::fs::write(&go, "").expect("write");
 

@@ -119,6 +119,55 @@ impl Envoy {
     }
 }
 
+/// One epoch of a hot-restartable Envoy (the reload procedure docs/security.md gives): epoch 0
+/// with `--use-dynamic-base-id --base-id-path FILE`, later epochs with `--base-id` read from
+/// it; the old process drains at once (`--drain-strategy immediate`) and leaves after
+/// `parent_shutdown_s`. Returns once the filter has loaded and the admin port answers.
+pub fn hot_epoch(
+    config: &Path,
+    admin: u16,
+    epoch: u32,
+    base_id: &Path,
+    parent_shutdown_s: u32,
+) -> Proc {
+    let mut cmd = Command::new(tool("envoy"));
+    if epoch == 0 {
+        cmd.arg("--use-dynamic-base-id")
+            .arg("--base-id-path")
+            .arg(base_id);
+    } else {
+        let id = std::fs::read_to_string(base_id).expect("Envoy wrote its base id");
+        cmd.args(["--base-id", id.trim()]);
+    }
+    let drain = parent_shutdown_s.saturating_sub(2).max(1).to_string();
+    cmd.args(["--restart-epoch", &epoch.to_string()])
+        .args(["--drain-strategy", "immediate", "--drain-time-s", &drain])
+        .args(["--parent-shutdown-time-s", &parent_shutdown_s.to_string()])
+        .args(["--concurrency", "1", "-l", "warning"])
+        .args(["--component-log-level", "wasm:info", "-c"])
+        .arg(config);
+    let proc = Proc::spawn(&format!("envoy-epoch{epoch}"), cmd);
+    proc.wait_for_log("network filter loaded the policy", START_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    wait_port(([127, 0, 0, 1], admin).into(), START_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}\n{}", proc.log()));
+    proc
+}
+
+/// Waits until the Envoy behind `admin` says it is ready (a hot-restarted epoch is LIVE once
+/// initialized: listening, and its parent told to drain).
+pub fn wait_ready(admin: u16, proc: &Proc) {
+    let ready = std::time::Instant::now() + START_TIMEOUT;
+    while curl(&[&format!("http://127.0.0.1:{admin}/ready")]).status != Some(200) {
+        assert!(
+            std::time::Instant::now() < ready,
+            "Envoy never became ready: {}",
+            proc.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Two free ports: (listener, admin).
 pub fn ports() -> (u16, u16) {
     (free_port(), free_port())
