@@ -44,6 +44,9 @@ pub struct EvalInput {
     /// PEM: the client certificate first, then any intermediates.
     pub certificate: Option<Vec<u8>>,
     pub version: Option<TlsVersion>,
+    /// The key-exchange groups the client offers, by [`crate::facts::KEY_EXCHANGE_GROUPS`]
+    /// names (`None`: every one).
+    pub groups: Option<Vec<String>>,
     pub client_ip: IpAddr,
     /// `METHOD URL`, e.g. `GET https://app.example.com/admin?x=1`.
     pub request: Option<String>,
@@ -156,6 +159,25 @@ pub fn evaluate(
         ));
         return Ok(eval);
     }
+    // The group: the endpoint's first, in its order, that the client offers and the version
+    // allows (the hybrid is TLS 1.3 only); none shared fails the handshake.
+    let offered = |g: &str| {
+        given
+            .groups
+            .as_ref()
+            .is_none_or(|groups| groups.iter().any(|o| o.eq_ignore_ascii_case(g)))
+    };
+    let Some(group) = tls
+        .key_exchange_groups
+        .iter()
+        .find(|g| (version == TlsVersion::Tls13 || **g != "X25519MLKEM768") && offered(g))
+    else {
+        eval.outcome = Outcome::Refused(format!(
+            "no key-exchange group in common: the endpoint offers {} (handshake_failure)",
+            tls.key_exchange_groups.join(", ")
+        ));
+        return Ok(eval);
+    };
     let client_cert = match classify(&endpoint.tls.client_auth, given, verifier, &mut eval)? {
         Ok(cert) => cert,
         Err(refused) => {
@@ -178,15 +200,9 @@ pub fn evaluate(
         // The moment the evaluation is for: the connection starts then.
         started: std::time::UNIX_EPOCH
             + std::time::Duration::from_secs(u64::try_from(given.now).unwrap_or(0)),
-        // A full handshake with a client that offers every group: the endpoint's first that
-        // the version allows (the hybrid is TLS 1.3 only).
+        // A full handshake.
         resumed: false,
-        key_exchange_group: tls
-            .key_exchange_groups
-            .iter()
-            .find(|g| version == TlsVersion::Tls13 || **g != "X25519MLKEM768")
-            .map(|g| (*g).to_owned())
-            .unwrap_or_default(),
+        key_exchange_group: (*group).to_owned(),
     };
     let session = Session::new(endpoint.clone(), facts);
 

@@ -90,6 +90,9 @@ enum Command {
         /// The TLS version the client offers (default: the endpoint's highest).
         #[arg(long, value_parser = ["1.2", "1.3"])]
         tls: Option<String>,
+        /// The key-exchange groups the client offers, e.g. 'X25519,P-256' (default: all).
+        #[arg(long, value_delimiter = ',')]
+        groups: Option<Vec<String>>,
         /// The client's address, for restrict-ips and conn.client_ip.
         #[arg(long, default_value = "127.0.0.1")]
         client_ip: std::net::IpAddr,
@@ -333,6 +336,7 @@ fn main() -> ExitCode {
             cert,
             chain,
             tls,
+            groups,
             client_ip,
             bind,
             request,
@@ -370,6 +374,7 @@ fn main() -> ExitCode {
                         "1.2" => tlsgate_core::TlsVersion::Tls12,
                         _ => tlsgate_core::TlsVersion::Tls13,
                     }),
+                    groups,
                     client_ip,
                     request,
                     headers,

@@ -42,6 +42,9 @@ pub struct Question {
     pub sni: Option<String>,
     #[serde(default)]
     pub tls: Option<String>,
+    /// The key-exchange groups the client offers (default: all).
+    #[serde(default)]
+    pub groups: Option<Vec<String>>,
     #[serde(default)]
     pub client_ip: Option<String>,
     #[serde(default)]
@@ -136,6 +139,7 @@ pub fn answer(question: &str) -> Value {
             .filter(|c| !c.trim().is_empty())
             .map(String::into_bytes),
         version,
+        groups: question.groups,
         client_ip,
         request: question.request.filter(|r| !r.trim().is_empty()),
         headers: question.headers,

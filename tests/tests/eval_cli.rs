@@ -86,6 +86,8 @@ struct Ask {
     /// The certificate file (with its chain when the scenario sends one).
     cert: Option<std::path::PathBuf>,
     tls: Option<String>,
+    /// The key-exchange groups the client offers (curl's `--curves`, `:`-separated).
+    groups: Option<Vec<String>>,
     client_ip: Option<String>,
     request: String,
     /// `Host` (when the scenario sets one) first, then the scenario's headers.
@@ -115,6 +117,10 @@ impl Ask {
                 ))
             }),
             tls: c.tls.clone(),
+            groups: c
+                .curves
+                .as_ref()
+                .map(|c| c.split(':').map(str::to_owned).collect()),
             client_ip: c.from.clone(),
             headers,
             args: table.policies[&s.policy]
@@ -134,6 +140,9 @@ impl Ask {
         }
         if let Some(tls) = &self.tls {
             out.extend(["--tls".into(), tls.into()]);
+        }
+        if let Some(groups) = &self.groups {
+            out.extend(["--groups".into(), groups.join(",").into()]);
         }
         if let Some(ip) = &self.client_ip {
             out.extend(["--client-ip".into(), ip.into()]);
@@ -162,6 +171,7 @@ impl Ask {
             "certificate": self.cert.as_ref().map(|p| std::fs::read_to_string(p).unwrap()),
             "sni": self.sni,
             "tls": self.tls,
+            "groups": self.groups,
             "client_ip": self.client_ip,
             "request": self.request,
             "headers": self.headers,
