@@ -134,6 +134,8 @@ struct Reads {
     /// Dotted paths under `conn` as written (`conn.tls.sni`); `conn` alone when the whole
     /// object, or an index into it, is used.
     conn: Vec<Arc<str>>,
+    /// The `vars.NAME` names read (`set-vars`); `*` when `vars` is used whole or by index.
+    vars: Vec<Arc<str>>,
 }
 
 impl Reads {
@@ -144,6 +146,26 @@ impl Reads {
                 self.conn.push(path);
             }
         }
+        for name in other.vars {
+            if !self.vars.contains(&name) {
+                self.vars.push(name);
+            }
+        }
+    }
+
+    /// The first `vars.NAME` read that `defined` (names an earlier `set-vars` of the phase
+    /// set) does not hold.
+    fn undefined_var(&self, defined: &[String]) -> Option<&str> {
+        self.vars
+            .iter()
+            .find(|name| {
+                if name.as_ref() == "*" {
+                    defined.is_empty()
+                } else {
+                    !defined.iter().any(|d| d == name.as_ref())
+                }
+            })
+            .map(AsRef::as_ref)
     }
 
     /// Whether `variable` is read, itself, through a field of it, or through an object that
@@ -205,12 +227,140 @@ impl Expression {
         self.reads.variable(variable)
     }
 
+    /// The first `vars.NAME` it reads that is not among `defined`.
+    pub fn undefined_var(&self, defined: &[String]) -> Option<&str> {
+        self.reads.undefined_var(defined)
+    }
+
     /// Evaluates against a prepared context. `Err` carries a reason for logs.
     pub fn matches(&self, vars: &Variables) -> Result<bool, String> {
         match vars.eval(&self.program) {
             Ok(Value::Bool(b)) => Ok(b),
             Ok(other) => Err(format!("`{}` gave {}", self.source, type_name(&other))),
             Err(e) => Err(format!("`{}` failed: {e}", self.source)),
+        }
+    }
+}
+
+/// One `set-vars` value, as ngrok has them: a constant of any type (string, number, boolean,
+/// null, list, map), a string with `${…}` parts (a string), or exactly `${expression}` (the
+/// expression's value, of its own type).
+#[derive(Clone)]
+pub struct VarValue {
+    kind: VarKind,
+    /// The value as written, for the filter's copy of the policy.
+    raw: serde_json::Value,
+}
+
+#[derive(Clone)]
+enum VarKind {
+    Constant(Value),
+    Template(Template),
+    Expr(Arc<str>, Arc<Program>, Reads),
+}
+
+impl std::fmt::Debug for VarValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("VarValue").field(&self.raw).finish()
+    }
+}
+
+impl VarValue {
+    pub fn compile(raw: &serde_json::Value, phase: Phase) -> Result<Self, String> {
+        let kind = match raw {
+            serde_json::Value::String(text) => {
+                let trimmed = text.trim();
+                let whole = trimmed
+                    .strip_prefix("${")
+                    .and_then(|rest| rest.strip_suffix('}'))
+                    .filter(|inner| !inner.contains("${") && !inner.contains('}'));
+                match whole {
+                    Some(source) => {
+                        let source = source.trim();
+                        let (program, reads) = compile_checked(source, phase)?;
+                        for sample in samples(phase) {
+                            if let Err(e) = sample.eval(&program) {
+                                if is_type_error(&e) {
+                                    return Err(format!("type error in `${{{source}}}`: {e}"));
+                                }
+                            }
+                        }
+                        VarKind::Expr(source.into(), Arc::new(program), reads)
+                    }
+                    None if text.contains("${") => {
+                        VarKind::Template(Template::compile(text, phase)?)
+                    }
+                    None => VarKind::Constant(Value::from(text.as_str())),
+                }
+            }
+            other => VarKind::Constant(json_value(other)),
+        };
+        Ok(Self {
+            kind,
+            raw: raw.clone(),
+        })
+    }
+
+    /// The value as written.
+    pub fn raw(&self) -> &serde_json::Value {
+        &self.raw
+    }
+
+    fn reads(&self) -> Option<&Reads> {
+        match &self.kind {
+            VarKind::Constant(_) => None,
+            VarKind::Template(t) => Some(&t.reads),
+            VarKind::Expr(_, _, reads) => Some(reads),
+        }
+    }
+
+    /// Whether the value reads `req.headers`.
+    pub fn reads_request_headers(&self) -> bool {
+        self.reads().is_some_and(|r| r.headers)
+    }
+
+    /// Whether the value reads the `conn` variable `variable` (a dotted path).
+    pub fn reads_variable(&self, variable: &str) -> bool {
+        self.reads().is_some_and(|r| r.variable(variable))
+    }
+
+    /// The first `vars.NAME` the value reads that is not among `defined`.
+    pub fn undefined_var(&self, defined: &[String]) -> Option<&str> {
+        self.reads().and_then(|r| r.undefined_var(defined))
+    }
+
+    fn value(&self, vars: &Variables) -> Result<Value, String> {
+        match &self.kind {
+            VarKind::Constant(value) => Ok(value.clone()),
+            VarKind::Template(t) => t.render(vars).map(|s| Value::from(s.as_str())),
+            VarKind::Expr(source, program, _) => vars
+                .eval(program)
+                .map_err(|e| format!("`${{{source}}}` failed: {e}")),
+        }
+    }
+}
+
+/// A YAML/JSON constant as a CEL value (integers stay integers).
+fn json_value(raw: &serde_json::Value) -> Value {
+    match raw {
+        serde_json::Value::Null => Value::Null,
+        serde_json::Value::Bool(b) => Value::Bool(*b),
+        serde_json::Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => Value::Int(i),
+            (None, Some(u), _) => Value::UInt(u),
+            (None, None, Some(f)) => Value::Float(f),
+            (None, None, None) => Value::Null,
+        },
+        serde_json::Value::String(s) => Value::from(s.as_str()),
+        serde_json::Value::Array(items) => {
+            Value::List(Arc::new(items.iter().map(json_value).collect()))
+        }
+        serde_json::Value::Object(entries) => {
+            let map: HashMap<Key, Value> = entries
+                .iter()
+                .map(|(k, v)| (Key::String(Arc::new(k.clone())), json_value(v)))
+                .collect();
+            Value::Map(Map { map: Arc::new(map) })
         }
     }
 }
@@ -283,6 +433,11 @@ impl Template {
     /// Whether an interpolation reads the `conn` variable `variable` (a dotted path).
     pub fn reads_variable(&self, variable: &str) -> bool {
         self.reads.variable(variable)
+    }
+
+    /// The first `vars.NAME` an interpolation reads that is not among `defined`.
+    pub fn undefined_var(&self, defined: &[String]) -> Option<&str> {
+        self.reads.undefined_var(defined)
     }
 
     /// The template as written (`x=${expr}`), up to whitespace inside `${…}`.
@@ -499,6 +654,12 @@ impl Walk {
         if path.first() == Some(&"req") && !scalar_field && !bound.iter().any(|b| b == "req") {
             self.reads.headers = true;
         }
+        if path.first() == Some(&"vars") && !bound.iter().any(|b| b == "vars") {
+            let name: Arc<str> = path.get(1).copied().unwrap_or("*").into();
+            if !self.reads.vars.contains(&name) {
+                self.reads.vars.push(name);
+            }
+        }
         if path.first() == Some(&"conn") && !bound.iter().any(|b| b == "conn") {
             let dotted: Arc<str> = path.join(".").into();
             if !self.reads.conn.contains(&dotted) {
@@ -518,6 +679,8 @@ fn check_path(path: &[&str], phase: Phase, bound: &[String]) -> Result<(), Strin
     }
     let shape = match *root {
         "conn" => &CONN,
+        // set-vars' names: whether each was set before it is read is the loader's check.
+        "vars" => &Shape::Map,
         "req" if phase == Phase::HttpRequest => &REQ,
         "req" => {
             return Err(format!(
@@ -587,11 +750,9 @@ const NGROK_MACROS_MISSING: &[(&str, &str)] = &[
 /// ngrok connection variables tlsgate does not (yet) provide: a policy that names one is told
 /// so, rather than that the name is unknown (see docs/ngrok-compatibility.md).
 const NGROK_VARIABLES: &[&str] = &[
-    "conn.ts",
     "conn.bytes_in",
     "conn.bytes_out",
     "conn.geo",
-    "conn.tls.session_resumed",
     "conn.tls.ja4_fingerprint",
 ];
 
@@ -634,6 +795,9 @@ fn type_name(v: &Value) -> &'static str {
 pub struct Variables {
     conn: Option<Arc<dyn Val>>,
     req: Option<Arc<dyn Val>>,
+    /// `set-vars` values so far in this phase, and the same as one CEL map.
+    vars: Vec<(Arc<str>, Value)>,
+    vars_val: Option<Arc<dyn Val>>,
 }
 
 impl Variables {
@@ -642,6 +806,8 @@ impl Variables {
         Self {
             conn: to_val(conn_value(facts, server)),
             req: None,
+            vars: Vec::new(),
+            vars_val: None,
         }
     }
 
@@ -651,7 +817,40 @@ impl Variables {
         Self {
             conn: self.conn.clone(),
             req: to_val(req_value(req, path, url)),
+            vars: Vec::new(),
+            vars_val: None,
         }
+    }
+
+    /// Runs one `set-vars` action: each value in order, each seeing the ones before it (and
+    /// those of earlier actions in the phase). Returns the new variables and each value as
+    /// text, for traces.
+    pub fn set_vars(&self, set: &[(String, VarValue)]) -> Result<(Self, Vec<String>), String> {
+        let mut next = Self {
+            conn: self.conn.clone(),
+            req: self.req.clone(),
+            vars: self.vars.clone(),
+            vars_val: self.vars_val.clone(),
+        };
+        let mut shown = Vec::with_capacity(set.len());
+        for (name, value) in set {
+            let value = value.value(&next)?;
+            let mut text = String::new();
+            render_value(&value, &mut text);
+            shown.push(format!("{name}={text}"));
+            let name: Arc<str> = name.as_str().into();
+            match next.vars.iter_mut().find(|(n, _)| *n == name) {
+                Some(entry) => entry.1 = value,
+                None => next.vars.push((name, value)),
+            }
+            let map: HashMap<Key, Value> = next
+                .vars
+                .iter()
+                .map(|(n, v)| (Key::String(Arc::new(n.to_string())), v.clone()))
+                .collect();
+            next.vars_val = to_val(Value::Map(Map { map: Arc::new(map) }));
+        }
+        Ok((next, shown))
     }
 
     fn eval(&self, program: &Program) -> Result<Value, ExecutionError> {
@@ -666,6 +865,7 @@ impl VariableResolver for Variables {
         let val = match variable {
             "conn" => self.conn.as_deref()?,
             "req" => self.req.as_deref()?,
+            "vars" => self.vars_val.as_deref()?,
             _ => return None,
         };
         Some(CowVal::Borrowed(val))
@@ -1107,6 +1307,12 @@ fn samples(phase: Phase) -> Vec<Variables> {
             .map(|v| v.with_request(&req, "/", "https://example.com/"))
             .collect();
     }
+    // `vars` exists (empty): a name in it is the loader's check, not a type error.
+    for sample in &mut out {
+        sample.vars_val = to_val(Value::Map(Map {
+            map: Arc::new(HashMap::new()),
+        }));
+    }
     out
 }
 
@@ -1155,8 +1361,8 @@ mod tests {
         assert!(!reads("conn.tls.sni == 'a.example.com'"));
         // A name that merely starts like another is not inside it.
         let longer = Reads {
-            headers: false,
             conn: vec!["conn.tls.cipher_suite_x".into()],
+            ..Reads::default()
         };
         assert!(!longer.variable("conn.tls.cipher_suite"));
         // Through an index or the whole object: it may read anything under it.

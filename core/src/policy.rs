@@ -389,11 +389,10 @@ impl Policy {
 fn rules_read_headers(rules: &[crate::config::Rule<HttpAction>]) -> bool {
     rules.iter().any(|rule| {
         rule.expressions.iter().any(|e| e.reads_request_headers())
-            || rule
-                .actions
-                .iter()
-                .flat_map(HttpAction::templates)
-                .any(|t| t.reads_request_headers())
+            || rule.actions.iter().any(|a| {
+                a.templates().iter().any(|t| t.reads_request_headers())
+                    || a.set_vars().iter().any(|(_, v)| v.reads_request_headers())
+            })
     })
 }
 
@@ -491,6 +490,8 @@ impl Session {
         if let Err(reason) = checked {
             return deny(reason);
         }
+        // `set-vars` makes a copy with `vars`; the connection's own is shared otherwise.
+        let mut with_vars: Option<Variables> = None;
         for rule in &self.endpoint.tcp_rules {
             let i = rule.index;
             trace.step(|| Step::Rule {
@@ -498,7 +499,8 @@ impl Session {
                 index: i,
                 name: rule.name.clone(),
             });
-            match matches_all(&rule.expressions, self.variables(), trace) {
+            let vars = with_vars.as_ref().unwrap_or_else(|| self.variables());
+            match matches_all(&rule.expressions, vars, trace) {
                 Ok(true) => {}
                 Ok(false) => continue,
                 Err(why) => {
@@ -527,9 +529,25 @@ impl Session {
                             return deny(DenyReason::IpRestricted { rule: i });
                         }
                     }
+                    TcpAction::SetVars(set) => {
+                        let vars = with_vars.as_ref().unwrap_or_else(|| self.variables());
+                        match vars.set_vars(set) {
+                            Ok((next, shown)) => {
+                                trace.step(|| action_step("set-vars", shown.join(", ")));
+                                with_vars = Some(next);
+                            }
+                            Err(why) => {
+                                return (
+                                    Verdict::Deny(DenyReason::ExpressionFailed { rule: i }),
+                                    Some(why),
+                                )
+                            }
+                        }
+                    }
                     TcpAction::Log(fields) => {
+                        let vars = with_vars.as_ref().unwrap_or_else(|| self.variables());
                         for (key, template) in fields {
-                            match template.render(self.variables()) {
+                            match template.render(vars) {
                                 Ok(value) => {
                                     trace.step(|| action_step("log", format!("{key}={value}")));
                                     trace.log(key, value);
@@ -624,7 +642,7 @@ impl Session {
             return RequestVerdict::Forward(forward);
         }
         let url = format!("https://{}{}", req.host, forward.target);
-        let vars = self.variables().with_request(req, &target.path, &url);
+        let mut vars = self.variables().with_request(req, &target.path, &url);
         for rule in &self.endpoint.http_rules {
             let i = rule.index;
             trace.step(|| Step::Rule {
@@ -674,6 +692,13 @@ impl Session {
                             return deny_response(403, DenyReason::IpRestricted { rule: i });
                         }
                     }
+                    HttpAction::SetVars(set) => match vars.set_vars(set) {
+                        Ok((next, shown)) => {
+                            trace.step(|| action_step("set-vars", shown.join(", ")));
+                            vars = next;
+                        }
+                        Err(why) => return expression_failed(i, why),
+                    },
                     HttpAction::Log(fields) => {
                         for (key, template) in fields {
                             match template.render(&vars) {

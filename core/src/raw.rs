@@ -212,6 +212,13 @@ pub struct RawLog {
     pub metadata: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
+/// ngrok's `set-vars` action: `vars` is a list of one-entry maps, `- name: value`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSetVars {
+    pub vars: Vec<std::collections::BTreeMap<String, serde_json::Value>>,
+}
+
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRemoveHeaders {

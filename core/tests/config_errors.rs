@@ -631,6 +631,49 @@ fn key_exchange_groups_are_known_names_in_the_order_given() {
 }
 
 #[test]
+fn set_vars_are_named_and_set_before_they_are_read() {
+    let f = Fixture::new(HOST);
+    let http = |rules: &str| policy(HOST, "", &format!("      on_http_request:\n{rules}"));
+    f.load(&http(
+        "        - actions: [{type: set-vars, config: {vars: [{tier: gold}, {who: '${conn.client_ip}'}, {n: '${1 + 1}'}]}}]\n\
+         \x20       - expressions: [\"vars.tier == 'gold' && vars.n == 2\"]\n\
+         \x20         actions: [{type: add-headers, config: {headers: {x-who: '${vars.who}'}}}]\n",
+    ))
+    .expect("set, then read");
+    let e = f.error(&http(
+        "        - expressions: [\"vars.tier == 'gold'\"]\n\
+         \x20         actions: [{type: deny}]\n\
+         \x20       - actions: [{type: set-vars, config: {vars: [{tier: gold}]}}]\n",
+    ));
+    assert!(
+        e.contains("on_http_request[0].expressions[0]")
+            && e.contains("reads vars.tier, which no earlier set-vars of on_http_request sets"),
+        "{e}"
+    );
+    // Each phase has its own: on_tcp_connect's are not on_http_request's.
+    let e = f.error(&policy(
+        HOST,
+        "",
+        "        - actions: [{type: set-vars, config: {vars: [{tier: gold}]}}]\n\
+         \x20     on_http_request:\n\
+         \x20       - expressions: [\"vars.tier == 'gold'\"]\n\
+         \x20         actions: [{type: deny}]\n",
+    ));
+    assert!(e.contains("reads vars.tier"), "{e}");
+    for (bad, why) in [
+        ("{vars: [{a: 1, b: 2}]}", "a map with one key"),
+        ("{vars: [{'9lives': 1}]}", "is not a variable name"),
+        ("{vars: []}", "the list is empty"),
+        ("{vars: [{a: '${req.nope}'}]}", "unknown variable"),
+    ] {
+        let e = f.error(&http(&format!(
+            "        - actions: [{{type: set-vars, config: {bad}}}]\n"
+        )));
+        assert!(e.contains(why), "{bad}: {e}");
+    }
+}
+
+#[test]
 fn log_metadata_is_checked_at_load() {
     let f = Fixture::new(HOST);
     let http = |action: &str| {

@@ -57,6 +57,7 @@ fn action_config(action: &str) -> &'static str {
         "add-headers" => ", config: {headers: {x-a: b}}",
         "remove-headers" => ", config: {headers: [x-a]}",
         "log" => ", config: {metadata: {event: x}}",
+        "set-vars" => ", config: {vars: [{tier: gold}]}",
         "deny" => "",
         _ => ", config: {}",
     }

@@ -180,6 +180,18 @@ impl Endpoint {
             let rule_path = policy_path.key("on_http_request").index(r);
             http_rules.push(http_rule(rule, r, &rule_path)?);
         }
+        check_vars_order(
+            &tcp_rules,
+            &policy_path.key("on_tcp_connect"),
+            TcpAction::templates,
+            TcpAction::set_vars,
+        )?;
+        check_vars_order(
+            &http_rules,
+            &policy_path.key("on_http_request"),
+            HttpAction::templates,
+            HttpAction::set_vars,
+        )?;
         if scheme == Scheme::Tls && !http_rules.is_empty() {
             return Err(err(
                 policy_path.key("on_http_request"),

@@ -150,7 +150,20 @@ fn raw_tcp_action(a: &TcpAction) -> RawAction {
         TcpAction::CloseConnection => action("close-connection", None),
         TcpAction::RestrictIps(ips) => action("restrict-ips", Some(ip_policy(ips))),
         TcpAction::Log(fields) => log_action(fields),
+        TcpAction::SetVars(set) => set_vars_action(set),
     }
+}
+
+fn set_vars_action(set: &[(String, crate::expr::VarValue)]) -> RawAction {
+    let vars: Vec<Value> = set
+        .iter()
+        .map(|(name, value)| {
+            let mut entry = serde_json::Map::new();
+            entry.insert(name.clone(), value.raw().clone());
+            Value::Object(entry)
+        })
+        .collect();
+    action("set-vars", Some(serde_json::json!({ "vars": vars })))
 }
 
 fn log_action(fields: &[(String, crate::expr::Template)]) -> RawAction {
@@ -207,6 +220,7 @@ fn raw_http_rule(rule: &Rule<HttpAction>) -> RawRule {
                 ),
                 HttpAction::RestrictIps(ips) => action("restrict-ips", Some(ip_policy(ips))),
                 HttpAction::Log(fields) => log_action(fields),
+                HttpAction::SetVars(set) => set_vars_action(set),
             })
             .collect(),
     }

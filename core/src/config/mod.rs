@@ -292,13 +292,9 @@ impl Endpoint {
     pub fn reads_variable_on_tcp_connect(&self, variable: &str) -> bool {
         self.tcp_rules.iter().any(|rule| {
             rule.expressions.iter().any(|e| e.reads_variable(variable))
-                || rule.actions.iter().any(|a| match a {
-                    TcpAction::Log(fields) => {
-                        fields.iter().any(|(_, t)| t.reads_variable(variable))
-                    }
-                    TcpAction::Deny | TcpAction::CloseConnection | TcpAction::RestrictIps(_) => {
-                        false
-                    }
+                || rule.actions.iter().any(|a| {
+                    a.templates().iter().any(|t| t.reads_variable(variable))
+                        || a.set_vars().iter().any(|(_, v)| v.reads_variable(variable))
                 })
         })
     }
@@ -306,15 +302,14 @@ impl Endpoint {
     /// Whether a rule's expressions or interpolations read the `conn` variable `variable` (a
     /// dotted path such as `conn.tls.cipher_suite`), itself or through an object holding it.
     pub fn reads_variable(&self, variable: &str) -> bool {
-        let tcp = self.reads_variable_on_tcp_connect(variable);
-        tcp || self.http_rules.iter().any(|rule| {
-            rule.expressions.iter().any(|e| e.reads_variable(variable))
-                || rule
-                    .actions
-                    .iter()
-                    .flat_map(HttpAction::templates)
-                    .any(|t| t.reads_variable(variable))
-        })
+        self.reads_variable_on_tcp_connect(variable)
+            || self.http_rules.iter().any(|rule| {
+                rule.expressions.iter().any(|e| e.reads_variable(variable))
+                    || rule.actions.iter().any(|a| {
+                        a.templates().iter().any(|t| t.reads_variable(variable))
+                            || a.set_vars().iter().any(|(_, v)| v.reads_variable(variable))
+                    })
+            })
     }
 }
 
@@ -563,6 +558,28 @@ pub enum TcpAction {
     RestrictIps(IpPolicy),
     /// ngrok's `log`: its fields land in the connection's access line.
     Log(Vec<(String, Template)>),
+    /// ngrok's `set-vars`: `vars.NAME` for the rest of the phase.
+    SetVars(Vec<(String, crate::expr::VarValue)>),
+}
+
+impl TcpAction {
+    /// The `${…}` templates the action renders.
+    pub fn templates(&self) -> Vec<&crate::expr::Template> {
+        match self {
+            Self::Log(fields) => fields.iter().map(|(_, t)| t).collect(),
+            Self::Deny | Self::CloseConnection | Self::RestrictIps(_) | Self::SetVars(_) => {
+                Vec::new()
+            }
+        }
+    }
+
+    /// The values a `set-vars` action sets, in order (empty for any other action).
+    pub fn set_vars(&self) -> &[(String, crate::expr::VarValue)] {
+        match self {
+            Self::SetVars(vars) => vars,
+            _ => &[],
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -586,9 +603,19 @@ pub enum HttpAction {
     /// ngrok's `log`: each key with its rendered value lands in the request's access line
     /// ([`crate::trace::Tracer::logged`]), in both hosts.
     Log(Vec<(String, Template)>),
+    /// ngrok's `set-vars`: `vars.NAME` for the rest of the request's rules.
+    SetVars(Vec<(String, crate::expr::VarValue)>),
 }
 
 impl HttpAction {
+    /// The values a `set-vars` action sets, in order (empty for any other action).
+    pub fn set_vars(&self) -> &[(String, crate::expr::VarValue)] {
+        match self {
+            Self::SetVars(vars) => vars,
+            _ => &[],
+        }
+    }
+
     /// The `${…}` templates the action renders (header values, a body, log fields).
     pub fn templates(&self) -> Vec<&crate::expr::Template> {
         match self {
@@ -598,7 +625,8 @@ impl HttpAction {
             Self::Deny { .. }
             | Self::CloseConnection
             | Self::RestrictIps(_)
-            | Self::RemoveHeaders(_) => Vec::new(),
+            | Self::RemoveHeaders(_)
+            | Self::SetVars(_) => Vec::new(),
         }
     }
 }

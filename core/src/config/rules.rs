@@ -23,9 +23,10 @@ pub(super) fn action_config<T: DeserializeOwned + Default>(
     }
 }
 
-pub(super) const TCP_ACTIONS: &str = "terminate-tls, deny, close-connection, restrict-ips, log";
+pub(super) const TCP_ACTIONS: &str =
+    "terminate-tls, deny, close-connection, restrict-ips, log, set-vars";
 pub(super) const HTTP_ACTIONS: &str =
-    "deny, close-connection, custom-response, add-headers, remove-headers, restrict-ips, log";
+    "deny, close-connection, custom-response, add-headers, remove-headers, restrict-ips, log, set-vars";
 
 /// ngrok's actions (its Traffic Policy reference). One tlsgate does not implement is refused as
 /// such, with the list of those it does, rather than as an unknown word.
@@ -134,6 +135,109 @@ fn log_fields(
     Ok(fields)
 }
 
+/// ngrok's `set-vars`: `vars` is a list of one-entry maps (`- name: value`), in order.
+fn set_vars(
+    action: &RawAction,
+    action_path: &FieldPath,
+    phase: Phase,
+) -> Result<Vec<(String, crate::expr::VarValue)>, ConfigError> {
+    let config_path = action_path.key("config");
+    if action.config.is_none() {
+        return Err(err(config_path, invalid("set-vars needs config.vars")));
+    }
+    let RawSetVars { vars } = action_config(action, action_path)?;
+    if vars.is_empty() {
+        return Err(err(
+            config_path.key("vars"),
+            invalid("the list is empty; give each variable as `- name: value`"),
+        ));
+    }
+    let mut out = Vec::with_capacity(vars.len());
+    for (i, entry) in vars.into_iter().enumerate() {
+        let at = config_path.key("vars").index(i);
+        let mut entries = entry.into_iter();
+        let (Some((name, value)), None) = (entries.next(), entries.next()) else {
+            return Err(err(
+                at,
+                invalid("each entry is one variable, `- name: value` (a map with one key)"),
+            ));
+        };
+        let mut chars = name.chars();
+        let starts_well = chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+        if !starts_well || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(err(
+                at.key(&name),
+                invalid(format!(
+                    "`{name}` is not a variable name (letters, digits and `_`, not starting \
+                     with a digit; it is read as vars.NAME)"
+                )),
+            ));
+        }
+        let value = crate::expr::VarValue::compile(&value, phase).map_err(|reason| {
+            err(
+                at.key(&name),
+                ConfigErrorKind::Expression {
+                    expression: value.to_string(),
+                    reason,
+                },
+            )
+        })?;
+        out.push((name, value));
+    }
+    Ok(out)
+}
+
+/// ngrok scopes `set-vars` to its phase, and rules run in order: every `vars.NAME` a rule
+/// reads (its expressions, then each action's templates and values in order) must have been
+/// set by an earlier `set-vars` of the same phase — or it would fail on every evaluation.
+pub(super) fn check_vars_order<A>(
+    rules: &[Rule<A>],
+    phase_path: &FieldPath,
+    templates: impl Fn(&A) -> Vec<&Template>,
+    set_vars: impl Fn(&A) -> &[(String, crate::expr::VarValue)],
+) -> Result<(), ConfigError> {
+    let mut defined: Vec<String> = Vec::new();
+    let unset = |name: &str, at: FieldPath, phase: &str| {
+        err(
+            at,
+            invalid(format!(
+                "reads vars.{name}, which no earlier set-vars of {phase} sets (each phase has its \
+                 own variables, set in order)"
+            )),
+        )
+    };
+    let phase = phase_path.to_string();
+    let phase = phase.rsplit('.').next().unwrap_or("the phase").to_owned();
+    for rule in rules {
+        let at = phase_path.index(rule.index);
+        for (k, e) in rule.expressions.iter().enumerate() {
+            if let Some(name) = e.undefined_var(&defined) {
+                return Err(unset(name, at.key("expressions").index(k), &phase));
+            }
+        }
+        for (a, action) in rule.actions.iter().enumerate() {
+            let action_at = at.key("actions").index(a);
+            if let Some(name) = templates(action)
+                .iter()
+                .find_map(|t| t.undefined_var(&defined))
+            {
+                return Err(unset(name, action_at, &phase));
+            }
+            for (name, value) in set_vars(action) {
+                if let Some(missing) = value.undefined_var(&defined) {
+                    return Err(unset(missing, action_at.key("config").key("vars"), &phase));
+                }
+                if !defined.contains(name) {
+                    defined.push(name.clone());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 pub(super) fn tcp_rule(
     raw: RawRule,
     index: usize,
@@ -197,6 +301,11 @@ pub(super) fn tcp_rule(
                 )?));
             }
             "log" => out.push(TcpAction::Log(log_fields(
+                action,
+                &action_path,
+                Phase::TcpConnect,
+            )?)),
+            "set-vars" => out.push(TcpAction::SetVars(set_vars(
                 action,
                 &action_path,
                 Phase::TcpConnect,
@@ -339,6 +448,7 @@ pub(super) fn http_rule(
                 &config_path,
             )?),
             "log" => HttpAction::Log(log_fields(action, &action_path, Phase::HttpRequest)?),
+            "set-vars" => HttpAction::SetVars(set_vars(action, &action_path, Phase::HttpRequest)?),
             other => {
                 return Err(err(
                     action_path.key("type"),
