@@ -19,6 +19,16 @@ use tlsgate_core::config::OcspCheck;
 use tlsgate_core::facts::ClientCert;
 use tlsgate_core::ocsp::Outcome;
 
+/// Whether the network role must note connections for the HTTP role: some endpoint checks
+/// OCSP or reads `conn.ts.start`. Decided once per policy, so a policy without either pays no
+/// host call or map entry per connection.
+pub(crate) fn needed_by(policy: &tlsgate_core::Policy) -> bool {
+    policy
+        .endpoints()
+        .iter()
+        .any(|e| e.tls.client_auth.ocsp().is_some() || e.reads_variable("conn.ts.start"))
+}
+
 struct Seen {
     started: SystemTime,
     ocsp: Option<Outcome>,

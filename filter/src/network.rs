@@ -51,8 +51,11 @@ pub(crate) struct NetworkFilter {
     /// Envoy's `connection.id`, under which the connection's start and OCSP outcome wait for
     /// the HTTP role (crate::connections).
     connection: Option<u64>,
-    /// When Envoy handed this filter the connection (`conn.ts.start`).
+    /// When Envoy handed this filter the connection (`conn.ts.start`); the epoch when the
+    /// connection is not tracked, as then no endpoint reads it.
     started: std::time::SystemTime,
+    /// Whether to note the connection for the HTTP role (crate::connections::needed_by).
+    track: bool,
 }
 
 impl Drop for NetworkFilter {
@@ -64,7 +67,7 @@ impl Drop for NetworkFilter {
 }
 
 impl NetworkFilter {
-    pub(crate) fn new(policy: Option<Rc<Policy>>, per_source: Option<usize>) -> Self {
+    pub(crate) fn new(policy: Option<Rc<Policy>>, per_source: Option<usize>, track: bool) -> Self {
         Self {
             policy,
             state: State::Undecided,
@@ -72,6 +75,7 @@ impl NetworkFilter {
             _counted: None,
             connection: None,
             started: std::time::SystemTime::UNIX_EPOCH,
+            track,
         }
     }
 
@@ -384,14 +388,16 @@ impl StreamContext for NetworkFilter {
     /// connection is accepted, so a client the policy refuses would still reach it (and see a
     /// server-first protocol's greeting). The first decrypted byte resumes the chain.
     fn on_new_connection(&mut self) -> Action {
-        self.started =
-            hostcalls::get_current_time().unwrap_or_else(|_| std::time::SystemTime::now());
-        self.connection = hostcalls::get_property(vec!["connection", "id"])
-            .ok()
-            .flatten()
-            .and_then(|raw| crate::sessions::connection_id(&raw));
-        if let Some(id) = self.connection {
-            crate::connections::opened(id, self.started);
+        if self.track {
+            self.started =
+                hostcalls::get_current_time().unwrap_or_else(|_| std::time::SystemTime::now());
+            self.connection = hostcalls::get_property(vec!["connection", "id"])
+                .ok()
+                .flatten()
+                .and_then(|raw| crate::sessions::connection_id(&raw));
+            if let Some(id) = self.connection {
+                crate::connections::opened(id, self.started);
+            }
         }
         if !self.within_source_share() {
             self.state = State::Denied;

@@ -34,6 +34,8 @@ pub(crate) struct Root {
     sessions: SharedSessions,
     /// The network role's per-address cap, from the VM's environment (crate::sources).
     per_source: Option<usize>,
+    /// Whether connections are noted for the HTTP role (crate::connections::needed_by).
+    track_connections: bool,
 }
 
 impl Context for Root {}
@@ -55,6 +57,7 @@ impl RootContext for Root {
                 );
                 self.role = Some(role);
                 self.per_source = per_source;
+                self.track_connections = crate::connections::needed_by(&policy);
                 self.policy = Some(Rc::new(policy));
                 self.sessions.borrow_mut().clear();
                 crate::trust::forget();
@@ -92,6 +95,7 @@ impl RootContext for Root {
         Some(Box::new(NetworkFilter::new(
             self.policy.clone(),
             self.per_source,
+            self.track_connections,
         )))
     }
 }
