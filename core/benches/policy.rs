@@ -105,7 +105,7 @@ fn main() {
         server: std::net::SocketAddr::from(([127, 0, 0, 1], 443)),
         started: std::time::UNIX_EPOCH,
         resumed: false,
-        key_exchange_group: String::new(),
+        key_exchange_group: "",
         client_cert: ClientCert::Verified(Box::new(
             ClientCertFacts::from_der(&client.cert_der).expect("parses"),
         )),

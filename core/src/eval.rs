@@ -202,7 +202,7 @@ pub fn evaluate(
             + std::time::Duration::from_secs(u64::try_from(given.now).unwrap_or(0)),
         // A full handshake.
         resumed: false,
-        key_exchange_group: (*group).to_owned(),
+        key_exchange_group: group,
     };
     let session = Session::new(endpoint.clone(), facts);
 

@@ -1143,10 +1143,7 @@ fn conn_value(facts: &TlsFacts, server: Option<&ClientCertFacts>) -> Value {
                 ("version", Value::from(facts.version.as_str())),
                 ("cipher_suite", Value::from(facts.cipher_suite.as_str())),
                 ("session_resumed", Value::Bool(facts.resumed)),
-                (
-                    "key_exchange_group",
-                    Value::from(facts.key_exchange_group.as_str()),
-                ),
+                ("key_exchange_group", Value::from(facts.key_exchange_group)),
                 ("sni", Value::from(facts.sni.clone().unwrap_or_default())),
                 (
                     "negotiated_alpn",
@@ -1242,7 +1239,7 @@ fn samples(phase: Phase) -> Vec<Variables> {
         server: std::net::SocketAddr::from(([127, 0, 0, 1], 443)),
         started: std::time::UNIX_EPOCH,
         resumed: false,
-        key_exchange_group: String::new(),
+        key_exchange_group: "",
         client_cert: ClientCert::Absent,
     };
     let sample_cert = ClientCertFacts {
@@ -1280,7 +1277,7 @@ fn samples(phase: Phase) -> Vec<Variables> {
     let present = TlsFacts {
         started: std::time::UNIX_EPOCH,
         resumed: false,
-        key_exchange_group: String::new(),
+        key_exchange_group: "",
         client_cert: ClientCert::Verified(Box::new(sample_cert)),
         ..absent.clone()
     };
@@ -1450,7 +1447,7 @@ mod tests {
             server: std::net::SocketAddr::from(([127, 0, 0, 1], 443)),
             started: std::time::UNIX_EPOCH,
             resumed: false,
-            key_exchange_group: String::new(),
+            key_exchange_group: "",
             client_cert: ClientCert::Absent,
         };
         let vars = Variables::for_connection(&facts, None);
@@ -1494,7 +1491,7 @@ mod tests {
             server: std::net::SocketAddr::from(([127, 0, 0, 1], 443)),
             started: std::time::UNIX_EPOCH,
             resumed: false,
-            key_exchange_group: String::new(),
+            key_exchange_group: "",
             client_cert: ClientCert::Absent,
         };
         assert_eq!(

@@ -76,7 +76,7 @@ pub struct TlsFacts {
     pub resumed: bool,
     /// The negotiated key-exchange group as [`KEY_EXCHANGE_GROUPS`] names it; empty when the
     /// host cannot tell (`conn.tls.key_exchange_group`).
-    pub key_exchange_group: String,
+    pub key_exchange_group: &'static str,
 }
 
 /// The client certificate as the host's handshake left it.

@@ -43,7 +43,7 @@ fn session_from(f: &Fixture, yaml: &str, cert: ClientCert, ip: &str) -> Session 
         server: std::net::SocketAddr::from(([127, 0, 0, 1], 443)),
         started: std::time::UNIX_EPOCH,
         resumed: false,
-        key_exchange_group: String::new(),
+        key_exchange_group: "",
         client_cert: cert,
     };
     Session::new(endpoint, facts)
@@ -558,7 +558,7 @@ fn a_wildcard_endpoint_does_not_front_a_more_specific_one() {
         server: std::net::SocketAddr::from(([127, 0, 0, 1], 443)),
         started: std::time::UNIX_EPOCH,
         resumed: false,
-        key_exchange_group: String::new(),
+        key_exchange_group: "",
         client_cert: ClientCert::Absent,
     };
     let s = Session::new(endpoint, facts);
@@ -756,7 +756,7 @@ fn a_wildcard_endpoint_does_not_serve_a_name_two_labels_down() {
         server: std::net::SocketAddr::from(([127, 0, 0, 1], 443)),
         started: std::time::UNIX_EPOCH,
         resumed: false,
-        key_exchange_group: String::new(),
+        key_exchange_group: "",
         client_cert: ClientCert::Absent,
     };
     let one = Session::new(Arc::clone(&endpoint), facts("x.example.com"));

@@ -168,7 +168,7 @@ pub(crate) fn read_connection(
             // Envoy exposes neither; a policy that reads them is refused for Envoy at load
             // (policy::UNKNOWN_BEHIND_ENVOY).
             resumed: false,
-            key_exchange_group: String::new(),
+            key_exchange_group: "",
         },
     })
 }

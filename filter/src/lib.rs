@@ -92,7 +92,7 @@ mod tests {
             server: std::net::SocketAddr::from(([127, 0, 0, 1], 443)),
             started: std::time::UNIX_EPOCH,
             resumed: false,
-            key_exchange_group: String::new(),
+            key_exchange_group: "",
             client_cert: tlsgate_core::ClientCert::Absent,
         }
     }

@@ -25,7 +25,7 @@ fuzz_target!(|data: &[u8]| {
         server: "127.0.0.1:8443".parse().expect("address"),
         started: std::time::UNIX_EPOCH,
         resumed: false,
-        key_exchange_group: String::new(),
+        key_exchange_group: "",
         client_cert: ClientCert::Verified(Box::new(
             ClientCertFacts::from_der(&common::fixture().client_der).expect("fixture"),
         )),

@@ -67,7 +67,7 @@ fuzz_target!(|input: Input| {
         server: "127.0.0.1:8443".parse().expect("address"),
         started: std::time::UNIX_EPOCH,
         resumed: false,
-        key_exchange_group: String::new(),
+        key_exchange_group: "",
         client_cert,
     };
     let session = Session::new(endpoint().clone(), facts);

@@ -56,24 +56,28 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
-/// A group's name as core spells it (`facts::KEY_EXCHANGE_GROUPS`).
-fn group_name(group: rustls::NamedGroup) -> String {
-    match group {
-        rustls::NamedGroup::secp256r1 => "P-256".to_owned(),
-        rustls::NamedGroup::secp384r1 => "P-384".to_owned(),
-        other => format!("{other:?}"),
-    }
+/// A group's name as core spells it (`facts::KEY_EXCHANGE_GROUPS`); `None` for a group
+/// tlsgate never offers.
+fn group_name(group: rustls::NamedGroup) -> Option<&'static str> {
+    let name = match group {
+        rustls::NamedGroup::X25519MLKEM768 => "X25519MLKEM768",
+        rustls::NamedGroup::X25519 => "X25519",
+        rustls::NamedGroup::secp256r1 => "P-256",
+        rustls::NamedGroup::secp384r1 => "P-384",
+        _ => return None,
+    };
+    Some(name)
 }
 
 /// `provider` offering `groups` only, in that order (the provider's own when they are all of
 /// its groups in its order, which is the default).
 fn with_groups(provider: &Arc<CryptoProvider>, groups: &[&str]) -> Arc<CryptoProvider> {
-    let offered: Vec<String> = provider
+    let offered: Vec<Option<&str>> = provider
         .kx_groups
         .iter()
         .map(|g| group_name(g.name()))
         .collect();
-    if offered == groups {
+    if offered.iter().copied().eq(groups.iter().map(|g| Some(*g))) {
         return Arc::clone(provider);
     }
     let kx_groups = groups
@@ -82,7 +86,7 @@ fn with_groups(provider: &Arc<CryptoProvider>, groups: &[&str]) -> Arc<CryptoPro
             provider
                 .kx_groups
                 .iter()
-                .find(|g| group_name(g.name()) == *name)
+                .find(|g| group_name(g.name()) == Some(*name))
                 .copied()
         })
         .collect();
@@ -261,7 +265,7 @@ impl ServerTls {
             resumed: conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
             key_exchange_group: conn
                 .negotiated_key_exchange_group()
-                .map(|g| group_name(g.name()))
+                .and_then(|g| group_name(g.name()))
                 .unwrap_or_default(),
         })
     }
@@ -478,12 +482,16 @@ mod tests {
 
     #[test]
     fn offers_the_key_exchange_groups_core_names_in_its_order() {
-        let names: Vec<String> = provider()
+        let names: Vec<Option<&str>> = provider()
             .kx_groups
             .iter()
             .map(|g| group_name(g.name()))
             .collect();
-        assert_eq!(names, tlsgate_core::facts::KEY_EXCHANGE_GROUPS);
+        let core: Vec<Option<&str>> = tlsgate_core::facts::KEY_EXCHANGE_GROUPS
+            .iter()
+            .map(|g| Some(*g))
+            .collect();
+        assert_eq!(names, core);
     }
 
     #[test]
@@ -495,12 +503,12 @@ mod tests {
             "the default shares the provider"
         );
         let pinned = with_groups(&provider, &["P-256", "X25519"]);
-        let names: Vec<String> = pinned
+        let names: Vec<Option<&str>> = pinned
             .kx_groups
             .iter()
             .map(|g| group_name(g.name()))
             .collect();
-        assert_eq!(names, ["P-256", "X25519"]);
+        assert_eq!(names, [Some("P-256"), Some("X25519")]);
     }
 
     /// A real handshake in memory with a client that offers only the post-quantum group.
