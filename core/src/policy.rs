@@ -150,48 +150,61 @@ impl LocalResponse {
     }
 }
 
-/// `conn` variables Envoy gives its filters no attribute for, and why. The native host knows
-/// them; a policy that reads one is refused for Envoy (by `tlsgate envoy-config`, `tlsgate
+/// A `conn` variable Envoy gives the filter no attribute for.
+#[derive(Debug, Clone, Copy)]
+pub struct UnknownToEnvoy {
+    pub variable: &'static str,
+    /// Only the network filter lacks it (its HTTP filter has it): refused in `on_tcp_connect`
+    /// rules only.
+    pub network_filter_only: bool,
+    pub why: &'static str,
+}
+
+/// The variables Envoy cannot provide, and why. The native host knows them; a policy that
+/// reads one where Envoy lacks it is refused for Envoy (by `tlsgate envoy-config`, `tlsgate
 /// istio` and the filter's own load) rather than evaluated as empty there.
-pub const UNKNOWN_BEHIND_ENVOY: &[(&str, &str)] = &[
-    (
-        "conn.tls.cipher_suite",
-        "Envoy exposes no attribute for the negotiated cipher suite",
-    ),
-    (
-        "conn.tls.session_resumed",
-        "Envoy exposes no attribute saying whether the TLS session was resumed",
-    ),
-    (
-        "conn.tls.key_exchange_group",
-        "Envoy exposes no attribute for the negotiated key-exchange group",
-    ),
+pub const UNKNOWN_BEHIND_ENVOY: &[UnknownToEnvoy] = &[
+    UnknownToEnvoy {
+        variable: "conn.tls.cipher_suite",
+        network_filter_only: false,
+        why: "Envoy exposes no attribute for the negotiated cipher suite",
+    },
+    UnknownToEnvoy {
+        variable: "conn.tls.session_resumed",
+        network_filter_only: false,
+        why: "Envoy exposes no attribute saying whether the TLS session was resumed",
+    },
+    UnknownToEnvoy {
+        variable: "conn.tls.key_exchange_group",
+        network_filter_only: false,
+        why: "Envoy exposes no attribute for the negotiated key-exchange group",
+    },
+    UnknownToEnvoy {
+        variable: "conn.tls.negotiated_alpn",
+        network_filter_only: true,
+        why: "Envoy gives network filters no ALPN attribute; on_http_request rules see it",
+    },
 ];
 
-/// `conn` variables Envoy's network filters have no attribute for, though its HTTP filters do:
-/// refused for Envoy in `on_tcp_connect` rules only.
-pub const UNKNOWN_TO_ENVOYS_NETWORK_FILTER: &[(&str, &str)] = &[(
-    "conn.tls.negotiated_alpn",
-    "Envoy gives network filters no ALPN attribute; on_http_request rules see it",
-)];
-
 /// Why Envoy cannot serve `endpoint` as the policy says, if a rule reads a variable Envoy
-/// cannot provide there ([`UNKNOWN_BEHIND_ENVOY`], [`UNKNOWN_TO_ENVOYS_NETWORK_FILTER`]).
+/// cannot provide there ([`UNKNOWN_BEHIND_ENVOY`]).
 pub fn unknown_behind_envoy(endpoint: &Endpoint) -> Option<String> {
-    let (variable, why, phase) = UNKNOWN_BEHIND_ENVOY
-        .iter()
-        .find(|(variable, _)| endpoint.reads_variable(variable))
-        .map(|(v, why)| (v, why, "a rule"))
-        .or_else(|| {
-            UNKNOWN_TO_ENVOYS_NETWORK_FILTER
-                .iter()
-                .find(|(variable, _)| endpoint.reads_variable_on_tcp_connect(variable))
-                .map(|(v, why)| (v, why, "an on_tcp_connect rule"))
-        })?;
+    let unknown = UNKNOWN_BEHIND_ENVOY.iter().find(|u| {
+        if u.network_filter_only {
+            endpoint.reads_variable_on_tcp_connect(u.variable)
+        } else {
+            endpoint.reads_variable(u.variable)
+        }
+    })?;
+    let rule = if unknown.network_filter_only {
+        "an on_tcp_connect rule"
+    } else {
+        "a rule"
+    };
     Some(format!(
-        "endpoints[{}] ({}): {phase} reads {variable}, which Envoy cannot provide ({why}); \
-         the native host (tlsgate run) provides it",
-        endpoint.index, endpoint.url
+        "endpoints[{}] ({}): {rule} reads {}, which Envoy cannot provide ({}); the native host \
+         (tlsgate run) provides it",
+        endpoint.index, endpoint.url, unknown.variable, unknown.why
     ))
 }
 

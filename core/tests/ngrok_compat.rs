@@ -144,7 +144,7 @@ fn the_variable_tables_match_the_loader() {
             let behind_envoy = row[2] == "yes";
             let unknown_to_envoy = tlsgate_core::policy::UNKNOWN_BEHIND_ENVOY
                 .iter()
-                .any(|(v, _)| *v == variable);
+                .any(|u| u.variable == variable && !u.network_filter_only);
             if row[1] == "yes" {
                 assert_eq!(
                     behind_envoy, !unknown_to_envoy,

@@ -1101,6 +1101,16 @@ pub(crate) mod tests {
         }
     }
 
+    /// `a.example.com` on 127.0.0.1:8443, require-and-verify, to a plain HTTP upstream.
+    fn verified_endpoint() -> String {
+        endpoint(
+            "a.example.com",
+            "127.0.0.1:8443",
+            "require-and-verify",
+            "      url: http://127.0.0.1:8080",
+        )
+    }
+
     fn endpoint(host: &str, bind: &str, strategy: &str, upstream: &str) -> String {
         format!(
             r#"  - url: https://{host}
@@ -1262,12 +1272,7 @@ pub(crate) mod tests {
     #[test]
     fn a_listener_gets_a_connection_line_only_where_on_tcp_connect_logs() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let base = endpoint(
-            "a.example.com",
-            "127.0.0.1:8443",
-            "require-and-verify",
-            "      url: http://127.0.0.1:8080",
-        );
+        let base = verified_endpoint();
         let (doc, _) = generate_from(dir.path(), &format!("endpoints:\n{base}"));
         assert!(doc["static_resources"]["listeners"][0]["access_log"].is_badvalue());
         let logging = format!(
@@ -1290,15 +1295,13 @@ pub(crate) mod tests {
         let ca = Authority::root("Example Root");
         ca.write(dir.path(), "ca");
         ca.server(&["a.example.com"]).write(dir.path(), "server");
-        for (variable, _) in tlsgate_core::policy::UNKNOWN_BEHIND_ENVOY {
+        let everywhere = tlsgate_core::policy::UNKNOWN_BEHIND_ENVOY
+            .iter()
+            .filter(|u| !u.network_filter_only);
+        let base = verified_endpoint();
+        for variable in everywhere.map(|u| u.variable) {
             let policy = format!(
-                "endpoints:\n{}      on_http_request:\n        - actions:\n            - type: add-headers\n              config: {{headers: {{x-v: \"${{{variable}}}\"}}}}\n",
-                endpoint(
-                    "a.example.com",
-                    "127.0.0.1:8443",
-                    "require-and-verify",
-                    "      url: http://127.0.0.1:8080"
-                )
+                "endpoints:\n{base}      on_http_request:\n        - actions:\n            - type: add-headers\n              config: {{headers: {{x-v: \"${{{variable}}}\"}}}}\n"
             );
             let e = generate(&load(dir.path(), &policy), &options(dir.path()))
                 .expect_err("refused")
@@ -1310,12 +1313,6 @@ pub(crate) mod tests {
             );
         }
         // ALPN: the HTTP filter has it, the network filter does not.
-        let base = endpoint(
-            "a.example.com",
-            "127.0.0.1:8443",
-            "require-and-verify",
-            "      url: http://127.0.0.1:8080",
-        );
         let alpn = "conn.tls.negotiated_alpn == 'h2'";
         let http = format!(
             "endpoints:\n{base}      on_http_request:\n        - expressions: [\"{alpn}\"]\n          actions: [{{type: deny}}]\n"

@@ -182,12 +182,14 @@ impl Endpoint {
         }
         check_vars_order(
             &tcp_rules,
+            crate::expr::Phase::TcpConnect,
             &policy_path.key("on_tcp_connect"),
             TcpAction::templates,
             TcpAction::set_vars,
         )?;
         check_vars_order(
             &http_rules,
+            crate::expr::Phase::HttpRequest,
             &policy_path.key("on_http_request"),
             HttpAction::templates,
             HttpAction::set_vars,

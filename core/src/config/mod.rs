@@ -290,27 +290,42 @@ pub struct Endpoint {
 impl Endpoint {
     /// [`Endpoint::reads_variable`], in `on_tcp_connect` rules only.
     pub fn reads_variable_on_tcp_connect(&self, variable: &str) -> bool {
-        self.tcp_rules.iter().any(|rule| {
-            rule.expressions.iter().any(|e| e.reads_variable(variable))
-                || rule.actions.iter().any(|a| {
-                    a.templates().iter().any(|t| t.reads_variable(variable))
-                        || a.set_vars().iter().any(|(_, v)| v.reads_variable(variable))
-                })
-        })
+        rules_read(
+            &self.tcp_rules,
+            TcpAction::templates,
+            TcpAction::set_vars,
+            variable,
+        )
     }
 
     /// Whether a rule's expressions or interpolations read the `conn` variable `variable` (a
     /// dotted path such as `conn.tls.cipher_suite`), itself or through an object holding it.
     pub fn reads_variable(&self, variable: &str) -> bool {
         self.reads_variable_on_tcp_connect(variable)
-            || self.http_rules.iter().any(|rule| {
-                rule.expressions.iter().any(|e| e.reads_variable(variable))
-                    || rule.actions.iter().any(|a| {
-                        a.templates().iter().any(|t| t.reads_variable(variable))
-                            || a.set_vars().iter().any(|(_, v)| v.reads_variable(variable))
-                    })
-            })
+            || rules_read(
+                &self.http_rules,
+                HttpAction::templates,
+                HttpAction::set_vars,
+                variable,
+            )
     }
+}
+
+/// Whether `rules` read `variable`: their expressions, and each action's templates and
+/// `set-vars` values.
+fn rules_read<A>(
+    rules: &[Rule<A>],
+    templates: fn(&A) -> Vec<&Template>,
+    set_vars: fn(&A) -> &[(String, crate::expr::VarValue)],
+    variable: &str,
+) -> bool {
+    rules.iter().any(|rule| {
+        rule.expressions.iter().any(|e| e.reads_variable(variable))
+            || rule.actions.iter().any(|a| {
+                templates(a).iter().any(|t| t.reads_variable(variable))
+                    || set_vars(a).iter().any(|(_, v)| v.reads_variable(variable))
+            })
+    })
 }
 
 #[derive(Debug, Clone)]

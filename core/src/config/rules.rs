@@ -194,27 +194,27 @@ fn set_vars(
 /// set by an earlier `set-vars` of the same phase — or it would fail on every evaluation.
 pub(super) fn check_vars_order<A>(
     rules: &[Rule<A>],
+    phase: Phase,
     phase_path: &FieldPath,
     templates: impl Fn(&A) -> Vec<&Template>,
     set_vars: impl Fn(&A) -> &[(String, crate::expr::VarValue)],
 ) -> Result<(), ConfigError> {
     let mut defined: Vec<String> = Vec::new();
-    let unset = |name: &str, at: FieldPath, phase: &str| {
+    let unset = |name: &str, at: FieldPath| {
         err(
             at,
             invalid(format!(
-                "reads vars.{name}, which no earlier set-vars of {phase} sets (each phase has its \
-                 own variables, set in order)"
+                "reads vars.{name}, which no earlier set-vars of {} sets (each phase has its \
+                 own variables, set in order)",
+                phase.name()
             )),
         )
     };
-    let phase = phase_path.to_string();
-    let phase = phase.rsplit('.').next().unwrap_or("the phase").to_owned();
     for rule in rules {
         let at = phase_path.index(rule.index);
         for (k, e) in rule.expressions.iter().enumerate() {
             if let Some(name) = e.undefined_var(&defined) {
-                return Err(unset(name, at.key("expressions").index(k), &phase));
+                return Err(unset(name, at.key("expressions").index(k)));
             }
         }
         for (a, action) in rule.actions.iter().enumerate() {
@@ -223,11 +223,11 @@ pub(super) fn check_vars_order<A>(
                 .iter()
                 .find_map(|t| t.undefined_var(&defined))
             {
-                return Err(unset(name, action_at, &phase));
+                return Err(unset(name, action_at));
             }
             for (name, value) in set_vars(action) {
                 if let Some(missing) = value.undefined_var(&defined) {
-                    return Err(unset(missing, action_at.key("config").key("vars"), &phase));
+                    return Err(unset(missing, action_at.key("config").key("vars")));
                 }
                 if !defined.contains(name) {
                     defined.push(name.clone());
