@@ -42,7 +42,11 @@ pub fn make(table: &Table, dir: &Path) {
             }
         }
     }
-    let mut issued_der: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    // A CRL may revoke a leaf or an authority (an issuing CA its root revokes).
+    let mut issued_der: BTreeMap<String, Vec<u8>> = authorities
+        .iter()
+        .map(|(name, ca)| (name.clone(), ca.cert_der()))
+        .collect();
     for (name, spec) in &table.certificates {
         if spec.authority.is_some() {
             assert!(
