@@ -1,6 +1,7 @@
 //! Ports on the loopback interface.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -9,18 +10,44 @@ pub fn localhost(port: u16) -> SocketAddr {
     SocketAddr::from((Ipv4Addr::LOCALHOST, port))
 }
 
-/// A TCP port on 127.0.0.1 that was free a moment ago.
+/// A TCP port on 127.0.0.1 that was free a moment ago, and that nothing else will be handed.
 ///
-/// The kernel picks it and the socket is closed again, so another process could in principle
-/// take it before the process under test binds it; ephemeral ports are handed out in sequence,
-/// which makes that rare enough for tests.
+/// The socket is closed again before the process under test binds the port, so the port must
+/// come from where the kernel never picks on its own: below the ephemeral range
+/// (`ip_local_port_range`), which `bind(:0)` and every outgoing connection draw from. A port
+/// picked from inside that range was once taken by a listener started in between (a CI run
+/// lost an OCSP responder that way: the certificates named its port, which a native host
+/// then got from `bind(:0)`). Within one process no port is handed out twice; processes start
+/// at different offsets (their pid), and each candidate is bound once to check it is free.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind(localhost(0))
-        .unwrap_or_else(|e| panic!("binding 127.0.0.1:0 to find a free port: {e}"));
-    listener
-        .local_addr()
-        .unwrap_or_else(|e| panic!("reading the port of 127.0.0.1:0: {e}"))
-        .port()
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let (low, high) = reserved_range();
+    let size = u32::from(high - low);
+    let start = std::process::id().wrapping_mul(7919) % size;
+    for _ in 0..size {
+        let offset = (start + NEXT.fetch_add(1, Ordering::Relaxed)) % size;
+        // Fits: offset < size = high - low.
+        let port = low + u16::try_from(offset).unwrap_or(0);
+        if TcpListener::bind(localhost(port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port on 127.0.0.1 in {low}..{high}");
+}
+
+/// Ports below the kernel's ephemeral range, which tests hand out themselves.
+fn reserved_range() -> (u16, u16) {
+    const LOW: u16 = 10_000;
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    assert!(
+        ephemeral_low > LOW + 1_000,
+        "the ephemeral port range starts at {ephemeral_low}; the tests need ports {LOW}..{ephemeral_low} \
+         to be outside it (sysctl net.ipv4.ip_local_port_range)"
+    );
+    (LOW, ephemeral_low)
 }
 
 /// Waits until something accepts TCP connections on `addr`, or `timeout` passes.

@@ -22,6 +22,18 @@ fn free_port_is_bindable_on_loopback() {
 }
 
 #[test]
+fn free_ports_are_never_ones_the_kernel_hands_out_and_never_repeat() {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap();
+    let ephemeral_low: u16 = range.split_whitespace().next().unwrap().parse().unwrap();
+    let ports: Vec<u16> = (0..200).map(|_| free_port()).collect();
+    assert!(ports.iter().all(|&p| p < ephemeral_low), "{ports:?}");
+    let mut unique = ports.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    assert_eq!(unique.len(), ports.len(), "a port handed out twice: {ports:?}");
+}
+
+#[test]
 fn wait_port_sees_a_listener_and_gives_up_on_a_closed_port() {
     let listener = TcpListener::bind(localhost(0)).unwrap();
     wait_port(listener.local_addr().unwrap(), Duration::from_secs(1)).unwrap();

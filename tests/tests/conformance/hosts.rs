@@ -72,6 +72,12 @@ pub struct Upstreams {
 
 impl Upstreams {
     pub fn start(table: &Table, dir: &Path) -> Upstreams {
+        // Responders first: their ports were chosen when the certificates were made.
+        let ocsp = table
+            .ocsp_responders
+            .iter()
+            .map(|(name, spec)| ocsp_responder(dir, name, spec))
+            .collect();
         let echo = echo_upstream();
         let (mtls_port, mtls) = mtls_upstream(
             dir,
@@ -116,11 +122,7 @@ impl Upstreams {
             _mtls: mtls,
             _mtls_proxied: mtls_proxied,
             _seed: seed,
-            _ocsp: table
-                .ocsp_responders
-                .iter()
-                .map(|(name, spec)| ocsp_responder(dir, name, spec))
-                .collect(),
+            _ocsp: ocsp,
         }
     }
 }
@@ -234,6 +236,10 @@ fn ocsp_responder(dir: &Path, name: &str, spec: &OcspSpec) -> Proc {
         // request (a client whose deadline ran out mid-connect, say); with -multi the worker
         // exits and the parent starts another.
         .args(["-multi", "4"]);
+    // Under -multi OpenSSL logs to syslog, a port it cannot bind included: say it here.
+    if let Err(e) = std::net::TcpListener::bind(("0.0.0.0", port)) {
+        panic!("ocsp-{name}: port {port}, chosen when the certificates were made, is taken: {e}");
+    }
     let proc = Proc::spawn_group(&format!("ocsp-{name}"), cmd);
     // Printed once the socket listens (the workers then log to syslog, not here).
     proc.wait_for_log("ACCEPT ", START_TIMEOUT)
