@@ -17,7 +17,7 @@ use cel::common::types::{CelBool, CelList, CelString};
 use cel::common::value::{CowVal, Val};
 use cel::context::VariableResolver;
 use cel::objects::{Key, Map};
-use cel::{Context, ExecutionError, IdedExpr, Program, Value};
+use cel::{Context, ExecutionError, IdedExpr, Value};
 
 use crate::facts::{ClientCert, ClientCertFacts, DistinguishedName, TlsFacts};
 use crate::request::Request;
@@ -46,6 +46,7 @@ enum Shape {
 }
 
 const NAME: Shape = Shape::Object(&[
+    ("rfc4514", Shape::Leaf),
     ("common_name", Shape::Leaf),
     ("organization", Shape::Leaf),
     ("organizational_unit", Shape::Leaf),
@@ -117,6 +118,9 @@ const REQ: Shape = Shape::Object(&[
     ("url", Shape::Leaf),
     ("headers", Shape::Map),
 ]);
+
+/// A parsed expression after tlsgate's rewrites ([`dn_strings`]), ready to evaluate.
+type Program = IdedExpr;
 
 /// A compiled boolean rule expression.
 #[derive(Clone)]
@@ -503,7 +507,7 @@ fn render_value(value: &Value, out: &mut String) {
 
 /// Parses and checks an expression; also says what it reads.
 fn compile_checked(source: &str, phase: Phase) -> Result<(Program, Reads), String> {
-    let program = stdlib()
+    let parsed = stdlib()
         .compile(source)
         .map_err(|e| format!("does not parse: {e}"))?;
     let mut walk = Walk {
@@ -511,8 +515,103 @@ fn compile_checked(source: &str, phase: Phase) -> Result<(Program, Reads), Strin
         bound: Vec::new(),
         reads: Reads::default(),
     };
-    walk.expr(program.expression())?;
+    walk.expr(parsed.expression())?;
+    let mut program = parsed.expression().clone();
+    dn_strings(&mut program, Use::Value);
     Ok((program, walk.reads))
+}
+
+/// How the value of a node is used by its parent.
+#[derive(Clone, Copy, PartialEq)]
+enum Use {
+    /// As a map: a field is selected from it, it is indexed, `in` asks for one of its keys,
+    /// or a macro iterates over it.
+    Map,
+    /// Anything else: compared, concatenated, given to a function, interpolated.
+    Value,
+}
+
+/// ngrok documents `conn.tls.client.subject` (and `issuer`) both as a string
+/// (`conn.tls.client.subject == 'CN=alice,O=Example'`) and as a map of attributes
+/// (`conn.tls.client.subject.common_name`). A CEL value cannot be both, so the name is a map
+/// that also holds its RFC 4514 string under `rfc4514`, and every place that uses the name
+/// itself as a value rather than as a map is rewritten to read that string. The same for
+/// `conn.tls.server`. Rewritten here, once, the rule is the same in both hosts.
+fn dn_strings(e: &mut IdedExpr, used_as: Use) {
+    if used_as == Use::Value && is_distinguished_name(e) {
+        let name = std::mem::take(e);
+        *e = IdedExpr {
+            id: name.id,
+            expr: Expr::Select(cel::common::ast::SelectExpr {
+                operand: Box::new(name),
+                field: "rfc4514".to_owned(),
+                test: false,
+            }),
+        };
+        return;
+    }
+    match &mut e.expr {
+        Expr::Select(select) => dn_strings(&mut select.operand, Use::Map),
+        Expr::Call(call) => {
+            if let Some(target) = &mut call.target {
+                dn_strings(target, Use::Value);
+            }
+            let func = call.func_name.as_str();
+            for (i, arg) in call.args.iter_mut().enumerate() {
+                let as_map = (func == operators::INDEX && i == 0) || (func == operators::IN && i == 1);
+                dn_strings(arg, if as_map { Use::Map } else { Use::Value });
+            }
+        }
+        Expr::Comprehension(c) => {
+            dn_strings(&mut c.iter_range, Use::Map);
+            for part in [&mut c.accu_init, &mut c.loop_cond, &mut c.loop_step, &mut c.result] {
+                dn_strings(part, Use::Value);
+            }
+        }
+        Expr::List(list) => {
+            for element in &mut list.elements {
+                dn_strings(element, Use::Value);
+            }
+        }
+        Expr::Map(map) => {
+            for entry in &mut map.entries {
+                match &mut entry.expr {
+                    cel::common::ast::EntryExpr::MapEntry(m) => {
+                        dn_strings(&mut m.key, Use::Value);
+                        dn_strings(&mut m.value, Use::Value);
+                    }
+                    cel::common::ast::EntryExpr::StructField(f) => {
+                        dn_strings(&mut f.value, Use::Value);
+                    }
+                }
+            }
+        }
+        Expr::Struct(_) | Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => {}
+    }
+}
+
+/// `conn.tls.{client,server}.{subject,issuer}`, written as a plain select chain.
+fn is_distinguished_name(e: &IdedExpr) -> bool {
+    let mut path = Vec::new();
+    let mut cur = e;
+    loop {
+        match &cur.expr {
+            Expr::Select(select) if !select.test => {
+                path.push(select.field.as_str());
+                cur = &select.operand;
+            }
+            Expr::Ident(name) => {
+                path.push(name.as_str());
+                break;
+            }
+            _ => return false,
+        }
+    }
+    path.reverse();
+    matches!(
+        path.as_slice(),
+        ["conn", "tls", "client" | "server", "subject" | "issuer"]
+    )
 }
 
 /// Walks the syntax tree; every select chain rooted at a free identifier must be a known
@@ -856,7 +955,7 @@ impl Variables {
     fn eval(&self, program: &Program) -> Result<Value, ExecutionError> {
         let mut ctx = Context::with_env(Arc::clone(stdlib()));
         ctx.set_variable_resolver(self);
-        program.execute(&ctx)
+        Value::resolve(program, &ctx)
     }
 }
 
@@ -1040,6 +1139,7 @@ fn instant(at: std::time::SystemTime) -> Value {
 
 fn name_value(dn: &DistinguishedName) -> Value {
     map(vec![
+        ("rfc4514", Value::from(dn.rfc4514.as_str())),
         ("common_name", Value::from(dn.common_name.as_str())),
         ("organization", strings(&dn.organization)),
         ("organizational_unit", strings(&dn.organizational_unit)),
@@ -1397,6 +1497,49 @@ mod tests {
         let err = Expression::compile("hasReqHeader(req.method)", Phase::HttpRequest)
             .expect_err("not a literal");
         assert!(err.contains("quoted string"), "{err}");
+    }
+
+    #[test]
+    fn a_distinguished_name_is_a_string_where_used_as_one_and_a_map_elsewhere() {
+        let verified = Expression::compile("conn.tls.client.verified", Phase::TcpConnect).unwrap();
+        let all = samples(Phase::TcpConnect);
+        let vars = all
+            .iter()
+            .find(|v| verified.matches(v) == Ok(true))
+            .expect("a sample with a verified certificate");
+        for source in [
+            // As ngrok's string.
+            "conn.tls.client.subject == 'CN=client,O=Example'",
+            "conn.tls.client.subject.startsWith('CN=client,')",
+            "conn.tls.client.issuer == 'CN=ca'",
+            "conn.tls.client.subject in ['CN=other', 'CN=client,O=Example']",
+            "size(conn.tls.client.subject) == 19",
+            "conn.tls.client.subject + '' == conn.tls.client.subject.rfc4514",
+            "string(conn.tls.client.issuer).contains('ca')",
+            "conn.tls.client.subject.matches('^CN=[a-z]+,')",
+            // As a map, in the same expression.
+            "conn.tls.client.subject.common_name == 'client'",
+            "'common_name' in conn.tls.client.subject",
+            "conn.tls.client.subject['common_name'] == 'client'",
+            "conn.tls.client.subject.exists(k, k == 'organization')",
+            "has(conn.tls.client.subject.common_name)",
+            "has(conn.tls.client.subject)",
+            "conn.tls.client.subject.rfc4514 == 'CN=client,O=Example'",
+        ] {
+            let e = Expression::compile(source, Phase::TcpConnect)
+                .unwrap_or_else(|e| panic!("{source}: {e}"));
+            assert_eq!(e.matches(vars), Ok(true), "{source}");
+        }
+        // No certificate: the string is empty, as every identity field is.
+        let absent = all
+            .iter()
+            .find(|v| verified.matches(v) == Ok(false))
+            .expect("a sample without one");
+        let e = Expression::compile("conn.tls.client.subject == ''", Phase::TcpConnect).unwrap();
+        assert_eq!(e.matches(absent), Ok(true));
+        // Templates read the string too.
+        let t = Template::compile("${conn.tls.client.subject}", Phase::TcpConnect).unwrap();
+        assert_eq!(t.render(vars).as_deref(), Ok("CN=client,O=Example"));
     }
 
     #[test]
