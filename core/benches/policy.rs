@@ -106,6 +106,7 @@ fn main() {
         started: std::time::UNIX_EPOCH,
         resumed: false,
         key_exchange_group: "",
+        ja4: String::new(),
         client_cert: ClientCert::Verified(Box::new(
             ClientCertFacts::from_der(&client.cert_der).expect("parses"),
         )),

@@ -47,6 +47,8 @@ pub struct EvalInput {
     /// The key-exchange groups the client offers, by [`crate::facts::KEY_EXCHANGE_GROUPS`]
     /// names (`None`: every one).
     pub groups: Option<Vec<String>>,
+    /// The client's JA4 fingerprint, as `conn.tls.ja4_fingerprint` reads it (empty without).
+    pub ja4: Option<String>,
     pub client_ip: IpAddr,
     /// `METHOD URL`, e.g. `GET https://app.example.com/admin?x=1`.
     pub request: Option<String>,
@@ -203,6 +205,7 @@ pub fn evaluate(
         // A full handshake.
         resumed: false,
         key_exchange_group: group,
+        ja4: given.ja4.clone().unwrap_or_default(),
     };
     let session = Session::new(endpoint.clone(), facts);
 

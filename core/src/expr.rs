@@ -103,6 +103,7 @@ const CONN: Shape = Shape::Object(&[
             ("cipher_suite", Shape::Leaf),
             ("session_resumed", Shape::Leaf),
             ("key_exchange_group", Shape::Leaf),
+            ("ja4_fingerprint", Shape::Leaf),
             ("sni", Shape::Leaf),
             ("negotiated_alpn", Shape::Leaf),
             ("client", CLIENT),
@@ -558,13 +559,19 @@ fn dn_strings(e: &mut IdedExpr, used_as: Use) {
             }
             let func = call.func_name.as_str();
             for (i, arg) in call.args.iter_mut().enumerate() {
-                let as_map = (func == operators::INDEX && i == 0) || (func == operators::IN && i == 1);
+                let as_map =
+                    (func == operators::INDEX && i == 0) || (func == operators::IN && i == 1);
                 dn_strings(arg, if as_map { Use::Map } else { Use::Value });
             }
         }
         Expr::Comprehension(c) => {
             dn_strings(&mut c.iter_range, Use::Map);
-            for part in [&mut c.accu_init, &mut c.loop_cond, &mut c.loop_step, &mut c.result] {
+            for part in [
+                &mut c.accu_init,
+                &mut c.loop_cond,
+                &mut c.loop_step,
+                &mut c.result,
+            ] {
                 dn_strings(part, Use::Value);
             }
         }
@@ -848,12 +855,7 @@ const NGROK_MACROS_MISSING: &[(&str, &str)] = &[
 
 /// ngrok connection variables tlsgate does not (yet) provide: a policy that names one is told
 /// so, rather than that the name is unknown (see docs/ngrok-compatibility.md).
-const NGROK_VARIABLES: &[&str] = &[
-    "conn.bytes_in",
-    "conn.bytes_out",
-    "conn.geo",
-    "conn.tls.ja4_fingerprint",
-];
+const NGROK_VARIABLES: &[&str] = &["conn.bytes_in", "conn.bytes_out", "conn.geo"];
 
 fn is_type_error(e: &ExecutionError) -> bool {
     matches!(
@@ -1244,6 +1246,7 @@ fn conn_value(facts: &TlsFacts, server: Option<&ClientCertFacts>) -> Value {
                 ("cipher_suite", Value::from(facts.cipher_suite.as_str())),
                 ("session_resumed", Value::Bool(facts.resumed)),
                 ("key_exchange_group", Value::from(facts.key_exchange_group)),
+                ("ja4_fingerprint", Value::from(facts.ja4.as_str())),
                 ("sni", Value::from(facts.sni.clone().unwrap_or_default())),
                 (
                     "negotiated_alpn",
@@ -1340,6 +1343,7 @@ fn samples(phase: Phase) -> Vec<Variables> {
         started: std::time::UNIX_EPOCH,
         resumed: false,
         key_exchange_group: "",
+        ja4: String::new(),
         client_cert: ClientCert::Absent,
     };
     let sample_cert = ClientCertFacts {
@@ -1378,6 +1382,7 @@ fn samples(phase: Phase) -> Vec<Variables> {
         started: std::time::UNIX_EPOCH,
         resumed: false,
         key_exchange_group: "",
+        ja4: String::new(),
         client_cert: ClientCert::Verified(Box::new(sample_cert)),
         ..absent.clone()
     };
@@ -1591,6 +1596,7 @@ mod tests {
             started: std::time::UNIX_EPOCH,
             resumed: false,
             key_exchange_group: "",
+            ja4: String::new(),
             client_cert: ClientCert::Absent,
         };
         let vars = Variables::for_connection(&facts, None);
@@ -1635,6 +1641,7 @@ mod tests {
             started: std::time::UNIX_EPOCH,
             resumed: false,
             key_exchange_group: "",
+            ja4: String::new(),
             client_cert: ClientCert::Absent,
         };
         assert_eq!(

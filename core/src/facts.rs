@@ -77,6 +77,9 @@ pub struct TlsFacts {
     /// The negotiated key-exchange group as [`KEY_EXCHANGE_GROUPS`] names it; empty when the
     /// host cannot tell (`conn.tls.key_exchange_group`).
     pub key_exchange_group: &'static str,
+    /// The ClientHello's JA4 fingerprint ([`crate::ja4`]); empty when the host has none
+    /// (`conn.tls.ja4_fingerprint`).
+    pub ja4: String,
 }
 
 /// The client certificate as the host's handshake left it.

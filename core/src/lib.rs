@@ -14,6 +14,7 @@ pub mod error;
 pub mod eval;
 pub mod expr;
 pub mod facts;
+pub mod ja4;
 mod kube;
 pub mod limits;
 pub mod net;

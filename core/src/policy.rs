@@ -180,6 +180,12 @@ pub const UNKNOWN_BEHIND_ENVOY: &[UnknownToEnvoy] = &[
         why: "Envoy exposes no attribute for the negotiated key-exchange group",
     },
     UnknownToEnvoy {
+        variable: "conn.tls.ja4_fingerprint",
+        network_filter_only: true,
+        why: "Envoy's tls_inspector computes JA4 but gives network filters no attribute for it; \
+              the generated configuration hands it to on_http_request rules",
+    },
+    UnknownToEnvoy {
         variable: "conn.tls.negotiated_alpn",
         network_filter_only: true,
         why: "Envoy gives network filters no ALPN attribute; on_http_request rules see it",

@@ -37,7 +37,7 @@ pub const IDENTITY_HEADERS: [&str; 3] = [
 /// Headers the edge owns. Whatever a client sends under these names is removed before the
 /// upstream sees the request, and a policy cannot set them: the upstream must be able to trust
 /// that each one says what tlsgate asserts, or that it is absent.
-pub const EDGE_HEADERS: [&str; 9] = [
+pub const EDGE_HEADERS: [&str; 10] = [
     "x-forwarded-client-cert",
     "client-cert",
     "client-cert-chain",
@@ -47,7 +47,14 @@ pub const EDGE_HEADERS: [&str; 9] = [
     "x-forwarded-proto",
     "x-forwarded-host",
     "x-tlsgate-endpoint",
+    JA4_HEADER,
 ];
+
+/// How Envoy hands the filter the JA4 fingerprint its `tls_inspector` computed: the generated
+/// configuration sets it on every request (`ja4=` and the fingerprint, so it is never empty
+/// and a client's own value never survives), the filter reads it, and like every edge header
+/// it never reaches the upstream.
+pub const JA4_HEADER: &str = "x-tlsgate-ja4";
 
 /// The header that names the endpoint which served a request (its host pattern).
 pub const ENDPOINT_HEADER: &str = "x-tlsgate-endpoint";

@@ -44,6 +44,7 @@ fn session_from(f: &Fixture, yaml: &str, cert: ClientCert, ip: &str) -> Session 
         started: std::time::UNIX_EPOCH,
         resumed: false,
         key_exchange_group: "",
+        ja4: String::new(),
         client_cert: cert,
     };
     Session::new(endpoint, facts)
@@ -559,6 +560,7 @@ fn a_wildcard_endpoint_does_not_front_a_more_specific_one() {
         started: std::time::UNIX_EPOCH,
         resumed: false,
         key_exchange_group: "",
+        ja4: String::new(),
         client_cert: ClientCert::Absent,
     };
     let s = Session::new(endpoint, facts);
@@ -757,6 +759,7 @@ fn a_wildcard_endpoint_does_not_serve_a_name_two_labels_down() {
         started: std::time::UNIX_EPOCH,
         resumed: false,
         key_exchange_group: "",
+        ja4: String::new(),
         client_cert: ClientCert::Absent,
     };
     let one = Session::new(Arc::clone(&endpoint), facts("x.example.com"));

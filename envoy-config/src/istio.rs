@@ -585,6 +585,15 @@ pub fn generate(config: &Config, options: &Options) -> Result<Resources, Error> 
         if let Some(why) = tlsgate_core::policy::unknown_behind_envoy(endpoint) {
             return Err(unsupported("traffic_policy".into(), why));
         }
+        if endpoint.reads_variable("conn.tls.ja4_fingerprint") {
+            return Err(unsupported(
+                "traffic_policy".into(),
+                "a rule reads conn.tls.ja4_fingerprint: behind Istio the gateway's listener \
+                 (its tls_inspector, which computes JA4 only when asked) and its HTTP filters \
+                 are Istio's, so nothing hands the fingerprint to the filter"
+                    .into(),
+            ));
+        }
         if config
             .listener(endpoint.bind)
             .is_some_and(|l| l.proxy_protocol.is_some())
@@ -1358,6 +1367,19 @@ mod tests {
         assert!(error.contains(
             "traffic_policy.on_tcp_connect[0] terminate-tls.mutual_tls_verification_strategy: require-any"
         ), "{error}");
+    }
+
+    #[test]
+    fn refuses_a_rule_on_ja4() {
+        let rule = "      on_http_request:\n        - expressions: [\"conn.tls.ja4_fingerprint == ''\"]\n          actions: [{type: deny}]\n";
+        let error = refusal(
+            &[endpoint("https://a.example.com", rule, PLAIN_UP)],
+            &options(),
+        );
+        assert!(
+            error.contains("a rule reads conn.tls.ja4_fingerprint: behind Istio"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -173,13 +173,21 @@ pub fn generate(config: &Config, options: &Options) -> Result<Bootstrap, Error> 
                 ),
             ]));
         }
+        // JA4 costs a hash per connection: only where a rule reads it.
+        let ja4 = config
+            .endpoints
+            .iter()
+            .any(|e| e.bind == bind && e.reads_variable(JA4_VARIABLE));
         listener_filters.push(map([
             ("name", s("envoy.filters.listener.tls_inspector")),
             (
                 "typed_config",
                 typed(
                     "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector",
-                    [],
+                    [(
+                        "enable_ja4_fingerprinting",
+                        opt(ja4.then_some(boolean(true))),
+                    )],
                 ),
             ),
         ]));
@@ -579,6 +587,41 @@ fn plugin(root_id: &str, plugin_config: &str, options: &Options) -> Yaml {
     ])
 }
 
+/// The variable whose rules need Envoy's JA4 fingerprint.
+const JA4_VARIABLE: &str = "conn.tls.ja4_fingerprint";
+
+/// For an endpoint whose rules read `conn.tls.ja4_fingerprint`: a `header_mutation` filter,
+/// ahead of tlsgate's, that sets the JA4 fingerprint tls_inspector computed on every request
+/// ([`tlsgate_core::request::JA4_HEADER`]). `ja4=` keeps the value from ever being empty, so
+/// what a client sent under that name never survives; the filter reads it and, as an edge
+/// header, removes it before the upstream.
+fn ja4_header(endpoint: &Endpoint) -> Option<Yaml> {
+    endpoint.reads_variable(JA4_VARIABLE).then(|| {
+        map([
+            ("name", s("envoy.filters.http.header_mutation")),
+            (
+                "typed_config",
+                typed(
+                    "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
+                    [(
+                        "mutations",
+                        map([(
+                            "request_mutations",
+                            list(vec![map([(
+                                "append",
+                                overwrite_header(
+                                    tlsgate_core::request::JA4_HEADER,
+                                    "ja4=%TLS_JA4_FINGERPRINT%",
+                                ),
+                            )])]),
+                        )]),
+                    )],
+                ),
+            ),
+        ])
+    })
+}
+
 /// A route header that replaces whatever the request carried.
 fn overwrite_header(key: &str, value: &str) -> Yaml {
     map([
@@ -720,25 +763,36 @@ fn http_connection_manager(endpoint: &Endpoint, plugin_config: &str, options: &O
                     ("route_config", route),
                     (
                         "http_filters",
-                        list(vec![
-                            map([
-                                ("name", s("envoy.filters.http.wasm")),
-                                (
-                                    "typed_config",
-                                    typed(
-                                        "envoy.extensions.filters.http.wasm.v3.Wasm",
-                                        [("config", plugin(HTTP_ROOT_ID, plugin_config, options))],
-                                    ),
-                                ),
-                            ]),
-                            map([
-                                ("name", s("envoy.filters.http.router")),
-                                (
-                                    "typed_config",
-                                    typed("envoy.extensions.filters.http.router.v3.Router", []),
-                                ),
-                            ]),
-                        ]),
+                        list(
+                            ja4_header(endpoint)
+                                .into_iter()
+                                .chain([
+                                    map([
+                                        ("name", s("envoy.filters.http.wasm")),
+                                        (
+                                            "typed_config",
+                                            typed(
+                                                "envoy.extensions.filters.http.wasm.v3.Wasm",
+                                                [(
+                                                    "config",
+                                                    plugin(HTTP_ROOT_ID, plugin_config, options),
+                                                )],
+                                            ),
+                                        ),
+                                    ]),
+                                    map([
+                                        ("name", s("envoy.filters.http.router")),
+                                        (
+                                            "typed_config",
+                                            typed(
+                                                "envoy.extensions.filters.http.router.v3.Router",
+                                                [],
+                                            ),
+                                        ),
+                                    ]),
+                                ])
+                                .collect(),
+                        ),
                     ),
                     ("access_log", stdout_access_log(access_log_format)),
                 ],
@@ -1328,6 +1382,59 @@ pub(crate) mod tests {
             e.contains("an on_tcp_connect rule reads conn.tls.negotiated_alpn"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn ja4_in_requests_turns_on_tls_inspector_fingerprints_and_hands_them_over_first() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let base = verified_endpoint();
+        let rule = "conn.tls.ja4_fingerprint.startsWith('t12')";
+        let policy = format!(
+            "endpoints:\n{base}      on_http_request:\n        - expressions: [\"{rule}\"]\n          actions: [{{type: deny}}]\n"
+        );
+        let (doc, _) = generate_from(dir.path(), &policy);
+        let listener = &doc["static_resources"]["listeners"][0];
+        let inspector = listener["listener_filters"]
+            .as_vec()
+            .and_then(|f| {
+                f.iter()
+                    .find(|f| f["name"].as_str() == Some("envoy.filters.listener.tls_inspector"))
+            })
+            .expect("tls_inspector");
+        assert_eq!(
+            inspector["typed_config"]["enable_ja4_fingerprinting"].as_bool(),
+            Some(true)
+        );
+        let hcm = &listener["filter_chains"][0]["filters"][1]["typed_config"];
+        let filters: Vec<&str> = hcm["http_filters"]
+            .as_vec()
+            .expect("http_filters")
+            .iter()
+            .filter_map(|f| f["name"].as_str())
+            .collect();
+        assert_eq!(
+            filters,
+            [
+                "envoy.filters.http.header_mutation",
+                "envoy.filters.http.wasm",
+                "envoy.filters.http.router"
+            ]
+        );
+        let set =
+            &hcm["http_filters"][0]["typed_config"]["mutations"]["request_mutations"][0]["append"];
+        assert_eq!(set["header"]["key"].as_str(), Some("x-tlsgate-ja4"));
+        assert_eq!(
+            set["header"]["value"].as_str(),
+            Some("ja4=%TLS_JA4_FINGERPRINT%")
+        );
+        assert_eq!(
+            set["append_action"].as_str(),
+            Some("OVERWRITE_IF_EXISTS_OR_ADD")
+        );
+        // Without a rule on it, neither is there.
+        let (plain, _) = generate_from(dir.path(), &format!("endpoints:\n{base}"));
+        let listener = &plain["static_resources"]["listeners"][0];
+        assert!(!crate::yaml::emit(listener).unwrap().contains("ja4"));
     }
 
     #[test]

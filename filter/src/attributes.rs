@@ -169,6 +169,7 @@ pub(crate) fn read_connection(
             // (policy::UNKNOWN_BEHIND_ENVOY).
             resumed: false,
             key_exchange_group: "",
+            ja4: String::new(),
         },
     })
 }

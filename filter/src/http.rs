@@ -7,7 +7,7 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, LogLevel, MapType};
 use tlsgate_core::facts::escape_control;
 use tlsgate_core::policy::LocalResponse;
-use tlsgate_core::request::EDGE_HEADERS;
+use tlsgate_core::request::{EDGE_HEADERS, JA4_HEADER};
 use tlsgate_core::{
     ClientCert, Endpoint, Forward, Policy, Request, RequestVerdict, Session, Verdict,
 };
@@ -19,6 +19,32 @@ use crate::sessions::{connection_id, Cached, SharedSessions};
 pub(crate) struct HttpFilter {
     policy: Option<Rc<Policy>>,
     sessions: SharedSessions,
+}
+
+const JA4_VARIABLE: &str = "conn.tls.ja4_fingerprint";
+
+/// The JA4 fingerprint Envoy's `tls_inspector` computed, from the header the generated
+/// configuration sets on every request ([`JA4_HEADER`]). Without that header the Envoy
+/// configuration was not generated for this policy: a rule on JA4 would read an empty value,
+/// so the request is refused instead.
+fn ja4_from_envoy() -> Result<String, Unavailable> {
+    let value = hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, JA4_HEADER)
+        .ok()
+        .flatten()
+        .ok_or_else(|| Unavailable::Invalid {
+            attribute: JA4_HEADER,
+            reason: "absent: the Envoy configuration must set it to `ja4=%TLS_JA4_FINGERPRINT%` \
+                     with tls_inspector's enable_ja4_fingerprinting (tlsgate envoy-config does)"
+                .into(),
+        })?;
+    let value = String::from_utf8_lossy(&value);
+    match value.strip_prefix("ja4=") {
+        Some(fingerprint) => Ok(fingerprint.to_owned()),
+        None => Err(Unavailable::Invalid {
+            attribute: JA4_HEADER,
+            reason: "not of the form `ja4=…`".into(),
+        }),
+    }
 }
 
 impl HttpFilter {
@@ -46,6 +72,9 @@ impl HttpFilter {
             .unwrap_or(std::time::UNIX_EPOCH);
         let mut connection = read_connection(&Envoy, policy, started)?;
         connection.facts.alpn = negotiated_alpn();
+        if connection.endpoint.reads_variable(JA4_VARIABLE) {
+            connection.facts.ja4 = ja4_from_envoy()?;
+        }
         if let Some(check) = connection.endpoint.tls.client_auth.ocsp() {
             // The certificate as the network role's OCSP check left it.
             let cert = std::mem::replace(&mut connection.facts.client_cert, ClientCert::Absent);

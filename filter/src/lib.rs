@@ -93,6 +93,7 @@ mod tests {
             started: std::time::UNIX_EPOCH,
             resumed: false,
             key_exchange_group: "",
+            ja4: String::new(),
             client_cert: tlsgate_core::ClientCert::Absent,
         }
     }

@@ -26,6 +26,7 @@ fuzz_target!(|data: &[u8]| {
         started: std::time::UNIX_EPOCH,
         resumed: false,
         key_exchange_group: "",
+        ja4: String::new(),
         client_cert: ClientCert::Verified(Box::new(
             ClientCertFacts::from_der(&common::fixture().client_der).expect("fixture"),
         )),

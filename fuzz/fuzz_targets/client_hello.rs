@@ -1,7 +1,7 @@
 //! Bytes arriving at the native host's TLS port: read as a ClientHello by rustls' Acceptor (as
 //! `tlsgate run` does), routed by SNI through the policy, then handed to the endpoint's real
 //! `ServerConfig` (built by the native host's `ServerTls`). Nothing may panic; a connection that
-//! completes yields facts.
+//! completes yields facts. Its JA4 fingerprint is computed from the same bytes.
 #![no_main]
 
 use std::sync::{Arc, OnceLock};
@@ -41,6 +41,16 @@ fn server() -> &'static Server {
 }
 
 fuzz_target!(|data: &[u8]| {
+    // The native host's JA4 of the same bytes (core::ja4): never a panic, and always the
+    // fingerprint's shape, `t13d1516h2_8daaf6152771_b186095e22b6`.
+    if let Some(ja4) = tlsgate_core::ja4::from_records(data) {
+        let parts: Vec<&str> = ja4.split('_').collect();
+        assert!(
+            matches!(parts.as_slice(), [a, b, c] if a.len() == 10 && b.len() == 12 && c.len() == 12)
+                && ja4.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'),
+            "{ja4}"
+        );
+    }
     let server = server();
     let mut acceptor = Acceptor::default();
     let mut input = data;

@@ -68,6 +68,7 @@ fuzz_target!(|input: Input| {
         started: std::time::UNIX_EPOCH,
         resumed: false,
         key_exchange_group: "",
+        ja4: String::new(),
         client_cert,
     };
     let session = Session::new(endpoint().clone(), facts);

@@ -524,3 +524,67 @@ mod tests {
             .is_ok());
     }
 }
+
+/// A copy of the bytes the TLS acceptor reads before it has the ClientHello, for its JA4
+/// fingerprint ([`tlsgate_core::ja4`]). rustls hands over a parsed ClientHello only, without
+/// the extension order JA4 needs. The acceptor keeps what it read, so once it has the
+/// ClientHello the stream comes back out unchanged ([`HelloTap::into_parts`]).
+#[derive(Debug)]
+pub struct HelloTap<T> {
+    inner: T,
+    copy: Vec<u8>,
+}
+
+impl<T> HelloTap<T> {
+    /// At most this much is copied: rustls refuses longer ClientHellos anyway.
+    const LIMIT: usize = 64 * 1024 + 5 * 8;
+
+    pub fn new(inner: T) -> Self {
+        Self {
+            inner,
+            copy: Vec::new(),
+        }
+    }
+
+    /// The stream and the bytes read from it so far.
+    pub fn into_parts(self) -> (T, Vec<u8>) {
+        (self.inner, self.copy)
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for HelloTap<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(poll, Poll::Ready(Ok(()))) {
+            let room = Self::LIMIT.saturating_sub(self.copy.len());
+            let read = buf.filled().get(before..).unwrap_or_default();
+            let take = read.len().min(room);
+            self.copy
+                .extend_from_slice(read.get(..take).unwrap_or_default());
+        }
+        poll
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for HelloTap<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}

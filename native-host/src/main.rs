@@ -93,6 +93,9 @@ enum Command {
         /// The key-exchange groups the client offers, e.g. 'X25519,P-256' (default: all).
         #[arg(long, value_delimiter = ',')]
         groups: Option<Vec<String>>,
+        /// The client's JA4 fingerprint, for conn.tls.ja4_fingerprint (default: none).
+        #[arg(long)]
+        ja4: Option<String>,
         /// The client's address, for restrict-ips and conn.client_ip.
         #[arg(long, default_value = "127.0.0.1")]
         client_ip: std::net::IpAddr,
@@ -337,6 +340,7 @@ fn main() -> ExitCode {
             chain,
             tls,
             groups,
+            ja4,
             client_ip,
             bind,
             request,
@@ -375,6 +379,7 @@ fn main() -> ExitCode {
                         _ => tlsgate_core::TlsVersion::Tls13,
                     }),
                     groups,
+                    ja4,
                     client_ip,
                     request,
                     headers,

@@ -26,11 +26,12 @@ use tlsgate_core::{Deployment, Session, Verdict};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio_rustls::LazyConfigAcceptor;
+use tokio_rustls::{LazyConfigAcceptor, StartHandshake};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::http::HttpConnection;
+use crate::io::HelloTap;
 use crate::limits::{Limits, WATCH_INTERVAL};
 use crate::metrics::{self, Metrics, ReloadLabels, UpstreamErrorLabels, VerdictLabels};
 use crate::runtime::{fingerprint, Runtime};
@@ -543,9 +544,12 @@ async fn connection(
     // A socket that says nothing holds a slot for the (short) ClientHello deadline only.
     let hello_deadline = accepted + limits.client_hello.min(limits.handshake);
 
-    let acceptor = LazyConfigAcceptor::new(Acceptor::default(), stream);
-    let mut start = match tokio::time::timeout_at(hello_deadline, acceptor).await {
-        Ok(Ok(start)) => start,
+    let acceptor = LazyConfigAcceptor::new(Acceptor::default(), HelloTap::new(stream));
+    let (mut start, hello) = match tokio::time::timeout_at(hello_deadline, acceptor).await {
+        Ok(Ok(start)) => {
+            let (io, hello) = start.io.into_parts();
+            (StartHandshake::from_parts(start.accepted, io), hello)
+        }
         Ok(Err(e)) => {
             let reason = handshake_reason(&e);
             tracing::info!(%peer, reason, "handshake failed before ClientHello: {e}");
@@ -649,6 +653,10 @@ async fn connection(
         }
     };
     let mut facts = facts;
+    if endpoint.endpoint.reads_variable("conn.tls.ja4_fingerprint") {
+        facts.ja4 = tlsgate_core::ja4::from_records(&hello).unwrap_or_default();
+    }
+    drop(hello);
     if let ClientAuth::On {
         authorities,
         ocsp: Some(check),

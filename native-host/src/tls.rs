@@ -267,6 +267,8 @@ impl ServerTls {
                 .negotiated_key_exchange_group()
                 .and_then(|g| group_name(g.name()))
                 .unwrap_or_default(),
+            // From the ClientHello's bytes, which the caller has (server.rs).
+            ja4: String::new(),
         })
     }
 

@@ -45,6 +45,9 @@ pub struct Question {
     /// The key-exchange groups the client offers (default: all).
     #[serde(default)]
     pub groups: Option<Vec<String>>,
+    /// The client's JA4 fingerprint (default: none).
+    #[serde(default)]
+    pub ja4: Option<String>,
     #[serde(default)]
     pub client_ip: Option<String>,
     #[serde(default)]
@@ -140,6 +143,7 @@ pub fn answer(question: &str) -> Value {
             .map(String::into_bytes),
         version,
         groups: question.groups,
+        ja4: question.ja4.filter(|j| !j.trim().is_empty()),
         client_ip,
         request: question.request.filter(|r| !r.trim().is_empty()),
         headers: question.headers,

@@ -30,7 +30,11 @@ fn free_ports_are_never_ones_the_kernel_hands_out_and_never_repeat() {
     let mut unique = ports.clone();
     unique.sort_unstable();
     unique.dedup();
-    assert_eq!(unique.len(), ports.len(), "a port handed out twice: {ports:?}");
+    assert_eq!(
+        unique.len(),
+        ports.len(),
+        "a port handed out twice: {ports:?}"
+    );
 }
 
 #[test]

@@ -43,6 +43,9 @@ fn not_for_eval(s: &Scenario, table: &Table) -> Option<&'static str> {
             "raw input, WebSocket, resumption, a raw request target or a load balancer's header",
         );
     }
+    if table.policies[&s.policy].text.contains("ja4_fingerprint") && ja4_of(s).is_none() {
+        return Some("a JA4 fingerprint only a real ClientHello has (eval takes one as --ja4)");
+    }
     if c.key.is_some() {
         return Some("a key that is not the certificate's (eval assumes possession)");
     }
@@ -80,6 +83,17 @@ fn not_for_eval(s: &Scenario, table: &Table) -> Option<&'static str> {
     }
 }
 
+/// The client's JA4 fingerprint where the scenario says it (the header a rule set from it).
+fn ja4_of(s: &Scenario) -> Option<String> {
+    match &s.expect {
+        Expect::Detailed { upstream, .. } => upstream
+            .get("x-ja4")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        _ => None,
+    }
+}
+
 /// One scenario's question, as both `tlsgate eval` and the playground's engine take it.
 struct Ask {
     sni: String,
@@ -88,6 +102,7 @@ struct Ask {
     tls: Option<String>,
     /// The key-exchange groups the client offers (curl's `--curves`, `:`-separated).
     groups: Option<Vec<String>>,
+    ja4: Option<String>,
     client_ip: Option<String>,
     request: String,
     /// `Host` (when the scenario sets one) first, then the scenario's headers.
@@ -121,6 +136,7 @@ impl Ask {
                 .curves
                 .as_ref()
                 .map(|c| c.split(':').map(str::to_owned).collect()),
+            ja4: ja4_of(s),
             client_ip: c.from.clone(),
             headers,
             args: table.policies[&s.policy]
@@ -143,6 +159,9 @@ impl Ask {
         }
         if let Some(groups) = &self.groups {
             out.extend(["--groups".into(), groups.join(",").into()]);
+        }
+        if let Some(ja4) = &self.ja4 {
+            out.extend(["--ja4".into(), ja4.into()]);
         }
         if let Some(ip) = &self.client_ip {
             out.extend(["--client-ip".into(), ip.into()]);
@@ -172,6 +191,7 @@ impl Ask {
             "sni": self.sni,
             "tls": self.tls,
             "groups": self.groups,
+            "ja4": self.ja4,
             "client_ip": self.client_ip,
             "request": self.request,
             "headers": self.headers,
