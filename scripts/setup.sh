@@ -59,10 +59,11 @@ fi
 ln -sf "$envoy_bin" "$TOOLS/bin/envoy"
 say "envoy: $("$TOOLS/bin/envoy" --version 2>/dev/null | grep -o 'version: [^ ]*' | head -1)"
 
-# The conformance suite's WebSocket client: the `websockets` package, into .tools/python.
-if ! PYTHONPATH="$TOOLS/python" python3 -c 'import websockets.sync.client' >/dev/null 2>&1; then
-  say "installing the websockets package (the WebSocket test client) into .tools/python"
+# The conformance suite's WebSocket clients, into .tools/python: the `websockets` package
+# (HTTP/1.1 upgrades) and the `h2` protocol stack (RFC 8441 extended CONNECT over HTTP/2).
+if ! PYTHONPATH="$TOOLS/python" python3 -c 'import websockets.sync.client, h2.connection' >/dev/null 2>&1; then
+  say "installing the websockets and h2 packages (the WebSocket test clients) into .tools/python"
   rm -rf "$TOOLS/python"
   python3 -m pip install --quiet --disable-pip-version-check --no-deps --root-user-action=ignore \
-    --target "$TOOLS/python" "websockets==15.0.1"
+    --target "$TOOLS/python" "websockets==15.0.1" "h2==4.1.0" "hpack==4.0.0" "hyperframe==6.0.1"
 fi

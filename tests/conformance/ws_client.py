@@ -42,7 +42,11 @@ def main() -> int:
             ssl=ctx,
             server_hostname=a.sni,
             proxy=None,
-            open_timeout=10,
+            # 20 s, not curl's 10: one local run (both cores busy compiling) saw no upgrade
+            # answer within 10 s on the native host, and 12 runs since, under load, never did.
+            # The cause is not found (see issue 12's note); a longer wait tells a slow answer
+            # from none the next time.
+            open_timeout=20,
             close_timeout=5,
             compression=None,
         ) as ws:

@@ -161,7 +161,7 @@ pub fn play(client: &Client, host: &Host, dir: &Path) -> Observed {
     if client.resume {
         return resume(client, port, dir);
     }
-    if client.websocket {
+    if client.websocket || client.websocket_h2 {
         return websocket(client, port, dir);
     }
     if client.ocsp_status {
@@ -539,11 +539,15 @@ fn staple(client: &Client, port: u16, dir: &Path) -> Observed {
     }
 }
 
-/// A real WebSocket client (Python's `websockets`, installed by `make setup` into
-/// `.tools/python`) opening `wss://SNI:PORT/PATH` and sending one message.
+/// A real WebSocket client (Python's `websockets`, or over HTTP/2 the `h2` stack; `make setup`
+/// installs both into `.tools/python`) opening `wss://SNI:PORT/PATH` and sending one message.
 fn websocket(client: &Client, port: u16, dir: &Path) -> Observed {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let script = root.join("tests/conformance/ws_client.py");
+    let script = root.join(if client.websocket_h2 {
+        "tests/conformance/ws_h2_client.py"
+    } else {
+        "tests/conformance/ws_client.py"
+    });
     let mut cmd = Command::new(tool("python3"));
     cmd.env("PYTHONPATH", root.join(".tools/python"))
         .arg(&script)
@@ -561,10 +565,10 @@ fn websocket(client: &Client, port: u16, dir: &Path) -> Observed {
             .arg("--key")
             .arg(file(dir, client.key.as_deref().unwrap_or(cert), "key"));
     }
-    let run = run_bounded(cmd, b"", Duration::from_secs(30));
+    let run = run_bounded(cmd, b"", Duration::from_secs(45));
     if run.stderr.contains("No module named") {
         return Observed::Broken(format!(
-            "the WebSocket client needs the websockets package: run `make setup` ({})",
+            "the WebSocket clients need the websockets and h2 packages: run `make setup` ({})",
             run.stderr.trim()
         ));
     }
