@@ -735,10 +735,16 @@ fn http_connection_manager(endpoint: &Endpoint, plugin_config: &str, options: &O
                     ("stream_idle_timeout", duration(options.limits.stream_idle)),
                     (
                         "http2_protocol_options",
-                        map([(
-                            "max_concurrent_streams",
-                            int(options.limits.max_concurrent_streams),
-                        )]),
+                        map([
+                            (
+                                "max_concurrent_streams",
+                                int(options.limits.max_concurrent_streams),
+                            ),
+                            // RFC 8441: Envoy offers extended CONNECT and turns a WebSocket
+                            // CONNECT into the HTTP/1.1 upgrade (`upgrade_configs` below) the
+                            // filter and the upstream see, as the native host does.
+                            ("allow_connect", boolean(true)),
+                        ]),
                     ),
                     // CONNECT reaches the filter, which refuses it (405) as the native host
                     // does; without this Envoy answers 403 itself.

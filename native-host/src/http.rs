@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
-use http::{HeaderMap, Request, Response, StatusCode, Uri, Version};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -227,7 +227,9 @@ impl HttpConnection {
             .max_concurrent_streams(self.limits.max_concurrent_streams)
             // Per-stream buffering towards a slow reader stays bounded (hyper's default, made
             // explicit: a stream's send buffer is what the policy can promise).
-            .max_send_buf_size(400 * 1024);
+            .max_send_buf_size(400 * 1024)
+            // RFC 8441: WebSocket over an HTTP/2 connection, as browsers open it when offered.
+            .enable_connect_protocol();
         // With upgrades: a WebSocket request that the policy forwards and the upstream accepts
         // (101) becomes a byte tunnel (see `tunnel`).
         let conn = builder.serve_connection_with_upgrades(io, service);
@@ -302,7 +304,14 @@ impl HttpConnection {
     ) -> Result<(Response<ProxyBody>, Option<OwnedSemaphorePermit>), ClosedByPolicy> {
         let started = Instant::now();
         let host = request_host(&req).into_owned();
-        let method = req.method().clone();
+        // RFC 8441's CONNECT with `:protocol: websocket` is the HTTP/2 form of a GET upgrade:
+        // rules, logs and the upstream see that GET, as behind Envoy (its codec turns one into
+        // the other).
+        let method = if is_h2_websocket(&req) {
+            Method::GET
+        } else {
+            req.method().clone()
+        };
         let target = req
             .uri()
             .path_and_query()
@@ -402,7 +411,8 @@ impl HttpConnection {
             return error_response(StatusCode::BAD_GATEWAY, "no HTTP upstream\n");
         };
         let h2 = self.endpoint.endpoint.upstream.protocol == UpstreamProtocol::Http2;
-        let websocket = is_websocket_upgrade(&req);
+        let extended = is_h2_websocket(&req);
+        let websocket = extended || is_websocket_upgrade(&req);
         if websocket && h2 {
             log.emit("forward", "websocket_over_http2_upstream", 502, None);
             return error_response(
@@ -412,6 +422,23 @@ impl HttpConnection {
         }
         let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
+        if extended {
+            // The HTTP/1.1 upgrade it stands for: a GET with the key HTTP/2 does without.
+            parts.method = Method::GET;
+            parts.extensions.remove::<hyper::ext::Protocol>();
+            let mut key = [0u8; 16];
+            if aws_lc_rs::rand::fill(&mut key).is_err() {
+                log.emit("deny", "no_randomness", 500, None);
+                return error_response(StatusCode::INTERNAL_SERVER_ERROR, "no randomness\n");
+            }
+            if let Ok(key) = HeaderValue::from_str(&tlsgate_core::encoding::base64(&key)) {
+                parts.headers.insert(header::SEC_WEBSOCKET_KEY, key);
+            }
+            parts
+                .headers
+                .entry(header::SEC_WEBSOCKET_VERSION)
+                .or_insert(HeaderValue::from_static("13"));
+        }
         if let Err(name) = upstream_headers(&mut parts.headers, &forward, h2, websocket) {
             // Core refuses control characters, so this is a value HTTP cannot carry for
             // another reason: fail closed rather than forward without it.
@@ -448,12 +475,18 @@ impl HttpConnection {
                 let status = response.status().as_u16();
                 if let (true, Some(client_upgrade)) = (switching, client_upgrade) {
                     let upstream_upgrade = hyper::upgrade::on(&mut response);
-                    response
-                        .headers_mut()
-                        .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-                    response
-                        .headers_mut()
-                        .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+                    if extended {
+                        // HTTP/2 opens the stream with 200 and has no connection headers.
+                        *response.status_mut() = StatusCode::OK;
+                        response.headers_mut().remove(header::SEC_WEBSOCKET_ACCEPT);
+                    } else {
+                        response
+                            .headers_mut()
+                            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+                        response
+                            .headers_mut()
+                            .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+                    }
                     tokio::spawn(tunnel(
                         client_upgrade,
                         upstream_upgrade,
@@ -506,6 +539,15 @@ impl HttpConnection {
             }
         }
     }
+}
+
+/// An HTTP/2 extended CONNECT for a WebSocket (RFC 8441: `:protocol: websocket`).
+fn is_h2_websocket(req: &Request<Incoming>) -> bool {
+    req.method() == Method::CONNECT
+        && req
+            .extensions()
+            .get::<hyper::ext::Protocol>()
+            .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"))
 }
 
 /// An HTTP/1.1 request to switch to WebSocket (`Connection: upgrade`, `Upgrade: websocket`).

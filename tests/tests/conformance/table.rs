@@ -194,6 +194,10 @@ pub struct Client {
     /// 101 with the echoed message as the body, or the status the upgrade was answered with.
     #[serde(default)]
     pub websocket: bool,
+    /// The same over HTTP/2 (RFC 8441 extended CONNECT, tests/conformance/ws_h2_client.py), as
+    /// browsers do when the server offers it; an opened stream reports 101 as well.
+    #[serde(default)]
+    pub websocket_h2: bool,
     /// Speak HTTP/2 and flood PING frames without reading the answers (client.rs
     /// `h2_ping_flood`): `closed` when the host cuts the connection, `hung` while it keeps
     /// taking them.
