@@ -50,6 +50,10 @@ pub const EDGE_HEADERS: [&str; 10] = [
     JA4_HEADER,
 ];
 
+/// The methods both hosts send to the upstream a second time when it closed a pooled
+/// connection under the first attempt before answering (RFC 9110's safe methods).
+pub const SAFE_METHODS: [&str; 4] = ["GET", "HEAD", "OPTIONS", "TRACE"];
+
 /// How Envoy hands the filter the JA4 fingerprint its `tls_inspector` computed: the generated
 /// configuration sets it on every request (`ja4=` and the fingerprint, so it is never empty
 /// and a client's own value never survives), the filter reads it, and like every edge header

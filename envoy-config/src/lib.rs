@@ -672,6 +672,34 @@ fn http_connection_manager(endpoint: &Endpoint, plugin_config: &str, options: &O
                                 // The same Host the native host sends (core decides it); the
                                 // filter puts the client's in x-forwarded-host.
                                 ("host_rewrite_literal", s(endpoint.upstream.authority())),
+                                // A safe request is sent again, once, when the upstream closes
+                                // or resets the connection before answering (a pooled
+                                // connection it closed as the request went out), as the native
+                                // host does; a timeout or a started response is not retried.
+                                (
+                                    "retry_policy",
+                                    map([
+                                        ("retry_on", s("reset")),
+                                        ("num_retries", int(1)),
+                                        (
+                                            "retriable_request_headers",
+                                            list(
+                                                tlsgate_core::request::SAFE_METHODS
+                                                    .iter()
+                                                    .map(|m| {
+                                                        map([
+                                                            ("name", s(":method")),
+                                                            (
+                                                                "string_match",
+                                                                map([("exact", s(*m))]),
+                                                            ),
+                                                        ])
+                                                    })
+                                                    .collect(),
+                                            ),
+                                        ),
+                                    ]),
+                                ),
                             ]),
                         ),
                     ])]),
@@ -991,7 +1019,10 @@ fn cluster(
                         count(options.limits.max_upstream_requests),
                     ),
                     ("max_requests", count(options.limits.max_upstream_requests)),
-                    ("max_retries", int(0)),
+                    // The route's one retry of a safe request whose connection closed under
+                    // it: as many at once as requests (an upstream that reloads closes every
+                    // pooled connection together).
+                    ("max_retries", count(options.limits.max_upstream_requests)),
                 ])]),
             )]),
         ),

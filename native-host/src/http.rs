@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
-use http_body_util::{Either, Full};
+use http_body_util::{Either, Empty, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tlsgate_core::config::UpstreamProtocol;
@@ -462,12 +462,56 @@ impl HttpConnection {
         } else {
             Version::HTTP_11
         };
-        let upstream_req = Request::from_parts(
-            parts,
-            Watched::new(body).idle_after(self.limits.stream_idle),
-        );
-        let outcome =
-            tokio::time::timeout(self.limits.upstream_response, client.request(upstream_req)).await;
+        // A safe request without a body is sent again, once, when the upstream closes a
+        // kept-alive connection under it before answering (RFC 9110 9.2.2; the generated Envoy
+        // route retries the same): an upstream that reloads or restarts closes idle
+        // connections, and one may already carry our request.
+        let retry = (!websocket && is_safe(&parts.method) && http_body::Body::is_end_stream(&body))
+            .then(|| {
+                (
+                    parts.method.clone(),
+                    parts.uri.clone(),
+                    parts.headers.clone(),
+                )
+            });
+        let upload = |body: Either<Incoming, Empty<Bytes>>| {
+            Watched::new(body).idle_after(self.limits.stream_idle)
+        };
+        let version = parts.version;
+        let first = if retry.is_some() {
+            // Nothing to send: the same empty body can be sent twice.
+            Request::from_parts(parts, upload(Either::Right(Empty::new())))
+        } else {
+            Request::from_parts(parts, upload(Either::Left(body)))
+        };
+        let label = self.endpoint.label();
+        let send = async {
+            match (client.request(first).await, retry) {
+                (Err(error), Some((method, uri, headers))) if closed_before_response(&error) => {
+                    tracing::debug!(endpoint = %label, "the upstream closed a pooled connection before answering ({}); sending the request again", error_chain(&error));
+                    let mut again = Request::new(upload(Either::Right(Empty::new())));
+                    *again.method_mut() = method;
+                    *again.uri_mut() = uri;
+                    *again.version_mut() = version;
+                    *again.headers_mut() = headers;
+                    // On a new connection: the pool's others may be closing as well. (A PROXY
+                    // protocol upstream's pool is this client connection's own already.)
+                    match &self.own_upstream {
+                        Some(own) => own.request(again).await,
+                        None => {
+                            crate::upstream::fresh_connection_client(
+                                self.endpoint.dialer.clone(),
+                                self.endpoint.endpoint.upstream.protocol,
+                            )
+                            .request(again)
+                            .await
+                        }
+                    }
+                }
+                (outcome, _) => outcome,
+            }
+        };
+        let outcome = tokio::time::timeout(self.limits.upstream_response, send).await;
         match outcome {
             Ok(Ok(mut response)) => {
                 let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
@@ -539,6 +583,42 @@ impl HttpConnection {
             }
         }
     }
+}
+
+/// RFC 9110's safe methods (the idempotent ones that do not change anything): the only ones
+/// either host sends twice ([`SAFE_METHODS`](tlsgate_core::request::SAFE_METHODS)).
+fn is_safe(method: &Method) -> bool {
+    tlsgate_core::request::SAFE_METHODS.contains(&method.as_str())
+}
+
+/// Whether the upstream connection closed (or was reset) before a response began: a pooled
+/// HTTP/1.1 connection the upstream closed as the request went out. Not a connect failure,
+/// not a timeout, not a response cut short.
+fn closed_before_response(error: &(dyn std::error::Error + 'static)) -> bool {
+    if connect_error(error).is_some() {
+        return false;
+    }
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = current {
+        if let Some(h) = e.downcast_ref::<hyper::Error>() {
+            if h.is_incomplete_message() || h.is_canceled() {
+                return true;
+            }
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::UnexpectedEof
+            ) {
+                return true;
+            }
+        }
+        current = e.source();
+    }
+    false
 }
 
 /// An HTTP/2 extended CONNECT for a WebSocket (RFC 8441: `:protocol: websocket`).

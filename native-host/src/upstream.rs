@@ -269,13 +269,28 @@ impl AsyncWrite for UpstreamStream {
 
 /// The pooled HTTP client of one endpoint.
 /// A client request's body on its way upstream, cut if it stops moving.
-pub type UploadBody = crate::http::Watched<Incoming>;
+/// A request without a body goes as `Empty`, so it can be sent again
+/// (`http::closed_before_response`).
+pub type UploadBody =
+    crate::http::Watched<http_body_util::Either<Incoming, http_body_util::Empty<bytes::Bytes>>>;
 
 pub type HttpClient = Client<Dialer, UploadBody>;
 
 pub fn http_client(dialer: Dialer, protocol: UpstreamProtocol) -> HttpClient {
+    client(dialer, protocol, usize::MAX)
+}
+
+/// A client that keeps no connection: each request gets a new one. For sending a request
+/// again after a pooled connection closed under it, when the pool's other connections may be
+/// closing too (an upstream that reloads closes them all).
+pub fn fresh_connection_client(dialer: Dialer, protocol: UpstreamProtocol) -> HttpClient {
+    client(dialer, protocol, 0)
+}
+
+fn client(dialer: Dialer, protocol: UpstreamProtocol, max_idle: usize) -> HttpClient {
     let mut builder = Client::builder(TokioExecutor::new());
     builder
+        .pool_max_idle_per_host(max_idle)
         .pool_idle_timeout(UPSTREAM_POOL_IDLE)
         .pool_timer(TokioTimer::new())
         .timer(TokioTimer::new())

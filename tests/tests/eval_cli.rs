@@ -38,7 +38,13 @@ const PORTS: Ports = Ports {
 fn not_for_eval(s: &Scenario, table: &Table) -> Option<&'static str> {
     let c = &s.client;
     let policy = &table.policies[&s.policy].text;
-    if c.send.is_some() || c.websocket || c.websocket_h2 || c.resume || c.target.is_some() || c.proxy.is_some() {
+    if c.send.is_some()
+        || c.websocket
+        || c.websocket_h2
+        || c.resume
+        || c.target.is_some()
+        || c.proxy.is_some()
+    {
         return Some(
             "raw input, WebSocket, resumption, a raw request target or a load balancer's header",
         );

@@ -1031,6 +1031,136 @@ fn reloads_under_load_lose_no_allowed_request() {
     ));
 }
 
+/// The upstream rotates its server certificate and reloads every second under load: each
+/// reload drains its connections, so the edge's pooled upstream connections close beneath it,
+/// and the edge must open new ones, check the new certificate (same CA, same name) and lose no
+/// request on the way. The upstream is a native tlsgate terminating TLS in front of the echo.
+fn upstream_rotation_loses_no_request(kind: &str) {
+    let _serial = serial();
+    let seconds = scale().reload_seconds;
+    let p = pki();
+    let echo = echo_upstream();
+    let up_port = free_port();
+    let (up_crt, up_key) = p.authority.server(&[HOST]).write(p.dir.path(), "upstream");
+    let up_tls = tls_config(&[
+        ("server_certificate", &path(&up_crt)),
+        ("server_private_key", &path(&up_key)),
+    ]);
+    // A header naming the upstream's epoch: a new value is a changed endpoint, which a reload
+    // drains (a rotated certificate alone needs no drain), so each reload closes the edge's
+    // pooled connections beneath it.
+    let up_policy = |epoch: u32| {
+        let rules = format!(
+            "        - actions:\n            - type: add-headers\n              config: {{ headers: {{ x-epoch: \"{epoch}\" }} }}\n"
+        );
+        format!(
+            "endpoints:\n{}",
+            https_endpoint(HOST, up_port, &http_upstream(&echo.url()), &up_tls, &rules)
+        )
+    };
+    let upstream = start_gate(p.dir.path(), "upstream", &up_policy(0), &[]);
+    let up_config = p.dir.path().join("upstream.yaml");
+    let first = sha256_of_served_certificate(up_port, &p.ca);
+
+    let port = free_port();
+    let edge_tls = tls_config(&[
+        ("server_certificate", &path(&p.crt)),
+        ("server_private_key", &path(&p.key)),
+    ]);
+    let to_upstream = format!(
+        "      url: https://127.0.0.1:{up_port}\n      tls:\n        server_name: {HOST}\n        certificate_authorities: [{}]\n",
+        path(&p.ca)
+    );
+    let edge_policy = format!(
+        "endpoints:\n{}",
+        https_endpoint(HOST, port, &to_upstream, &edge_tls, "")
+    );
+    let edge = Edge::start(kind, &p, port, &edge_policy, &[]);
+
+    let mut load = Command::new(tool("h2load"));
+    load.args([
+        "-D",
+        &seconds.to_string(),
+        "-c",
+        "8",
+        "-m",
+        "4",
+        "--connect-to",
+        &format!("127.0.0.1:{port}"),
+        &format!("https://{HOST}:{port}/"),
+    ]);
+    let loader = std::thread::spawn(move || {
+        run_bounded(load, &[], Duration::from_secs(u64::from(seconds) + 60))
+    });
+    let mut rotated = 0;
+    for epoch in 1..seconds {
+        std::thread::sleep(Duration::from_secs(1));
+        let (crt, key) = p
+            .authority
+            .server(&[HOST])
+            .write(p.dir.path(), "upstream-next");
+        std::fs::rename(crt, &up_crt).expect("rotating the upstream's certificate");
+        std::fs::rename(key, &up_key).expect("rotating the upstream's key");
+        let tmp = p.dir.path().join("upstream.yaml.tmp");
+        std::fs::write(&tmp, up_policy(epoch)).expect("the upstream's next policy");
+        std::fs::rename(&tmp, &up_config).expect("the upstream's next policy in place");
+        upstream.signal(Signal::Hup).expect("SIGHUP");
+        rotated += 1;
+    }
+    let run = loader.join().expect("h2load thread");
+    let (ok, failed, errored, timeout, not_2xx) = h2load_summary(&run.stdout);
+    let (edge_log, upstream_log) = (edge.log(), upstream.log());
+    assert!(
+        ok > 0 && failed == 0 && errored == 0 && timeout == 0 && not_2xx == 0,
+        "requests failed while the upstream rotated its certificate: {ok} succeeded, {failed} \
+         failed, {errored} errored, {timeout} timeout, {not_2xx} not 2xx\n{}\n{}\n--- edge ---\n\
+         {}\n--- upstream ---\n{}",
+        run.stdout,
+        run.stderr,
+        not_access_lines(&edge_log),
+        not_access_lines(&upstream_log)
+    );
+    let reloads = upstream_log.matches("reloaded configuration").count();
+    assert!(
+        reloads >= rotated.min(2),
+        "the upstream reloaded {reloads} times for {rotated} rotations\n{upstream_log}"
+    );
+    assert_ne!(
+        sha256_of_served_certificate(up_port, &p.ca),
+        first,
+        "the upstream does not serve its rotated certificate\n{upstream_log}"
+    );
+    // The edge's connections to the upstream, by their source ports: replaced as the upstream
+    // drained them (else the rotations never reached the pool and this proves nothing).
+    let mut peers: Vec<&str> = upstream_log
+        .lines()
+        .filter(|l| l.contains("tlsgate::access"))
+        .filter_map(|l| l.split("peer=").nth(1)?.split_whitespace().next())
+        .collect();
+    peers.sort_unstable();
+    peers.dedup();
+    assert!(
+        peers.len() > 32 + rotated,
+        "{} connections from the edge for {rotated} draining reloads: the pool was not replaced",
+        peers.len()
+    );
+    assert!(!edge_log.contains("panicked"), "{edge_log}");
+    report(&format!(
+        "{kind} | the upstream rotates its certificate and reloads (draining) every second for {seconds} s under h2load (8 connections × 4 streams) | {ok} requests, all 2xx, 0 failed | {reloads} upstream reloads, {} upstream connections",
+        peers.len()
+    ));
+}
+
+#[test]
+fn native_loses_no_request_while_the_upstream_rotates_its_certificate() {
+    upstream_rotation_loses_no_request("native");
+}
+
+#[test]
+fn envoy_loses_no_request_while_the_upstream_rotates_its_certificate() {
+    upstream_rotation_loses_no_request("envoy");
+}
+
 /// Envoy's reload is a regenerated bootstrap and a hot restart (its bootstrap is static):
 /// under h2load, a new epoch every few seconds, each serving a rotated server certificate,
 /// must lose no request the policy allows. A broken policy never reaches Envoy: `tlsgate
