@@ -32,6 +32,7 @@ const PORTS: Ports = Ports {
     resetting: 18087,
     echo_proxied: 18088,
     mtls_proxied: 18089,
+    closing: 18090,
 };
 
 /// Why a scenario is not one eval can answer, or `None` when it is.
@@ -66,6 +67,7 @@ fn not_for_eval(s: &Scenario, table: &Table) -> Option<&'static str> {
         "{dead}",
         "{silent}",
         "{stalling}",
+        "{closing}",
         "{echo_tcp}",
         "tcp://",
         "tls://",

@@ -355,7 +355,7 @@ fn with_curl(client: &Client, port: u16, dir: &Path) -> Observed {
     }
     for (k, v) in &client.headers {
         args.push("-H".into());
-        args.push(format!("{k}: {v}"));
+        args.push(format!("{k}: {}", v.replace("{unique}", &unique())));
     }
     if let Some(m) = &client.method {
         args.push("-X".into());
@@ -537,6 +537,17 @@ fn staple(client: &Client, port: u16, dir: &Path) -> Observed {
         }
         std::thread::sleep(Duration::from_millis(250));
     }
+}
+
+/// A value no other request of the run carries (`{unique}` in a scenario's header): the
+/// same scenario played against both hosts must not look like one request twice.
+fn unique() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
 }
 
 /// A real WebSocket client (Python's `websockets`, or over HTTP/2 the `h2` stack; `make setup`

@@ -64,6 +64,8 @@ pub struct Upstreams {
     pub stalling_port: u16,
     /// Answers with a response head and part of a body, then resets the connection.
     pub resetting_port: u16,
+    /// Closes the connection of a request it has not seen before without answering.
+    pub closing_port: u16,
     _mtls: Proc,
     _mtls_proxied: Proc,
     _seed: Proc,
@@ -109,6 +111,7 @@ impl Upstreams {
         let silent_port = scripted_upstream(b"", Then::Hold);
         let stalling_port = scripted_upstream(PARTIAL_ANSWER, Then::Hold);
         let resetting_port = scripted_upstream(PARTIAL_ANSWER, Then::Reset);
+        let closing_port = closing_upstream();
         Upstreams {
             echo,
             echo_proxied: echo_upstream_expecting_proxy_protocol(),
@@ -119,6 +122,7 @@ impl Upstreams {
             silent_port,
             stalling_port,
             resetting_port,
+            closing_port,
             _mtls: mtls,
             _mtls_proxied: mtls_proxied,
             _seed: seed,
@@ -169,6 +173,53 @@ fn scripted_upstream(answer: &'static [u8], then: Then) -> u16 {
                             rustix::net::sockopt::set_socket_linger(&stream, Some(Duration::ZERO));
                     }
                 }
+            });
+        }
+    });
+    port
+}
+
+/// An upstream that closes a kept-alive connection under a request, as one that reloads or
+/// times out idle connections does: the first request carrying a given `x-attempt` value has
+/// its connection closed without an answer; the same value again is answered
+/// `200 second attempt` (and the connection closed, so no attempt rides a pooled one).
+fn closing_upstream() -> u16 {
+    use std::collections::HashSet;
+    use std::io::{Read, Write};
+    use std::sync::{Arc, Mutex, PoisonError};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen: Arc<Mutex<HashSet<String>>> = Arc::default();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let seen = Arc::clone(&seen);
+            std::thread::spawn(move || {
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
+                    match stream.read(&mut buf) {
+                        Ok(n) if n > 0 => head.extend_from_slice(&buf[..n]),
+                        _ => return,
+                    }
+                }
+                let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                let attempt = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("x-attempt:"))
+                    .map(|v| v.trim().to_owned())
+                    .unwrap_or_default();
+                let first = seen
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(attempt);
+                if !first {
+                    let _ = stream.write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 14\r\nconnection: close\r\n\r\nsecond attempt",
+                    );
+                }
+                // First time: dropped unanswered.
             });
         }
     });
@@ -310,6 +361,7 @@ impl Upstreams {
             silent: self.silent_port,
             stalling: self.stalling_port,
             resetting: self.resetting_port,
+            closing: self.closing_port,
         }
     }
 }

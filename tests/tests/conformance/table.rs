@@ -318,6 +318,7 @@ pub struct Ports {
     pub silent: u16,
     pub stalling: u16,
     pub resetting: u16,
+    pub closing: u16,
 }
 
 /// A policy's text (or an argument) with its placeholders filled in (see the table's header).
@@ -363,7 +364,8 @@ pub fn render(text: &str, port: u16, ports: &Ports, dir: &Path) -> Result<String
         .replace(
             "{stalling}",
             &format!("http://127.0.0.1:{}", ports.stalling),
-        );
+        )
+        .replace("{closing}", &format!("http://127.0.0.1:{}", ports.closing));
     for (tag, encode) in [
         (
             "{pem:",
