@@ -48,7 +48,7 @@ FUZZ_SMOKE_SECONDS ?= 4
 fuzz: setup ## run every fuzz target for FUZZ_SECONDS (default 60) each; see docs/fuzzing.md
 	scripts/fuzz.sh $(FUZZ_SECONDS)
 
-soak: wasm ## the fault and soak suite's long form (10,000 connections, a minute of reloads, 3 min soak per host, testssl.sh), release build; see docs/reliability.md
+soak: wasm ## the fault and soak suite's long form (10,000 connections, a minute of reloads, 3 min soak per host, testssl.sh and sslyze), release build; see docs/reliability.md
 	TLSGATE_SOAK=1 TLSGATE_PROFILE=release $(CARGO) test -p tlsgate-e2e --test reliability -- --nocapture 2>&1 \
 	  | tee target/soak.log; status=$${PIPESTATUS[0]}; \
 	  echo; grep '^RELIABILITY |' target/soak.log | sed 's/^RELIABILITY //'; [ $$status = 0 ] || exit $$status

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# The external judge: testssl.sh (Debian's package) against the native host and against Envoy
-# with the generated bootstrap and the filter, both serving the configuration tlsgate recommends
-# (its defaults: TLS 1.2 and 1.3, post-quantum key exchange first, an ECDSA P-256 certificate;
-# client certificates requested, since testssl.sh 3.0 cannot present one). Every finding of
-# severity LOW or above must be on the list below, with the reason it is acceptable; anything
+# The external judges: testssl.sh (Debian's package) and sslyze (PyPI, pinned, into
+# .tools/sslyze) against the native host and against Envoy with the generated bootstrap and the
+# filter, both serving the configuration tlsgate recommends (its defaults: TLS 1.2 and 1.3,
+# post-quantum key exchange first, an ECDSA P-256 certificate from `tlsgate certs`; client
+# certificates requested, since testssl.sh 3.0 cannot present one). testssl.sh: every finding
+# of severity LOW or above must be on the list below, with the reason it is acceptable. sslyze:
+# the host must comply with Mozilla's "intermediate" configuration, the test CA trusted. Anything
 # else fails the run. `make soak` runs it; results go to docs/reliability.md.
 #
 #   scripts/testssl.sh            # needs tlsgate and the filter built (make build)
+#   JUDGES=sslyze scripts/testssl.sh   # one judge only (default: "testssl sslyze")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
@@ -22,7 +25,7 @@ declare -A ACCEPTED=(
   [cert_revocation]="the test certificate names no CRL or OCSP responder (a private CA's choice)"
   [cert_ocspURL]="the same: no OCSP responder in the test certificate"
   [cert_crlDistributionPoints]="the same: no CRL distribution point in the test certificate"
-  [OCSP_stapling]="tlsgate does not staple OCSP responses yet (issue 13)"
+  [OCSP_stapling]="both hosts staple when the certificate names an OCSP responder (docs/revocation.md); the test certificate names none"
   [DNS_CAArecord]="judge.test is not a DNS name; there is no CAA record to find"
   [cert_commonName_wo_SNI]="without SNI tlsgate serves no certificate: an endpoint is chosen by its name"
   [BREACH]="testssl flags any HTTP compression the upstream answers with; tlsgate passes bodies through unchanged"
@@ -32,7 +35,18 @@ declare -A ACCEPTED=(
 
 die() { echo "testssl: $*" >&2; exit 1; }
 
-command -v testssl >/dev/null 2>&1 || {
+JUDGES="${JUDGES:-testssl sslyze}"
+SSLYZE_VERSION=6.3.1
+SSLYZE="$ROOT/.tools/sslyze"
+if [[ " $JUDGES " == *" sslyze "* ]] &&
+  ! PYTHONPATH="$SSLYZE" python3 -c "import sslyze, sys; sys.exit(sslyze.__version__ != '$SSLYZE_VERSION')" 2>/dev/null; then
+  echo "installing sslyze $SSLYZE_VERSION into .tools/sslyze"
+  rm -rf "$SSLYZE"
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+    --target "$SSLYZE" "sslyze==$SSLYZE_VERSION" >/dev/null 2>&1 || die "pip install sslyze==$SSLYZE_VERSION failed"
+fi
+
+[[ " $JUDGES " != *" testssl "* ]] || command -v testssl >/dev/null 2>&1 || {
   [ "$(id -u)" = 0 ] || die "testssl.sh is missing (apt-get install testssl.sh)"
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q testssl.sh >/dev/null 2>&1 ||
     { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q testssl.sh >/dev/null; } ||
@@ -80,7 +94,27 @@ wait_port() {
   die "nothing listens on 127.0.0.1:$1 (see $OUT/*.log)"
 }
 
-judge() { # name: run testssl.sh against 127.0.0.1:PORT, check its findings
+judge() { # name: run the judges against 127.0.0.1:PORT
+  local name=$1 failed=0
+  if [[ " $JUDGES " == *" testssl "* ]]; then testssl_judge "$name" || failed=1; fi
+  if [[ " $JUDGES " == *" sslyze "* ]]; then sslyze_judge "$name" || failed=1; fi
+  return $failed
+}
+
+sslyze_judge() { # name: sslyze's scan, and compliance with Mozilla's intermediate configuration
+  local name=$1
+  echo "== sslyze against $name ($HOST on 127.0.0.1:$PORT)"
+  if PYTHONPATH="$SSLYZE" python3 -m sslyze --certinfo_ca_file ca.crt --mozilla_config=intermediate \
+    --json_out "$OUT/$name.sslyze.json" "$HOST:$PORT{127.0.0.1}" >"$OUT/$name.sslyze.txt" 2>&1; then
+    grep -E "Compliant|accepted the following|Supported curves" "$OUT/$name.sslyze.txt" | sed 's/^ */  /'
+  else
+    sed -n '/COMPLIANCE/,$p' "$OUT/$name.sslyze.txt"
+    echo "$name: not compliant with Mozilla's intermediate configuration (see $OUT/$name.sslyze.txt)"
+    return 1
+  fi
+}
+
+testssl_judge() { # name: run testssl.sh against 127.0.0.1:PORT, check its findings
   local name=$1 json="$OUT/$1.json"
   echo "== testssl.sh against $name ($HOST on 127.0.0.1:$PORT)"
   testssl --quiet --color 0 --warnings off --sneaky --openssl-timeout 10 --connect-timeout 10 \

@@ -71,7 +71,8 @@ pub fn generate(options: &CertsOptions) -> anyhow::Result<Vec<PathBuf>> {
         not_after,
         options.names.clone(),
     )?;
-    server.is_ca = IsCa::ExplicitNoCa;
+    server.is_ca = IsCa::NoCa;
+    server.custom_extensions.push(not_a_ca());
     server.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     server.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     server.use_authority_key_identifier_extension = true;
@@ -81,7 +82,8 @@ pub fn generate(options: &CertsOptions) -> anyhow::Result<Vec<PathBuf>> {
 
     let client_key = new_key(options.key_type)?;
     let mut client = base_params(&options.client_name, not_before, not_after, Vec::new())?;
-    client.is_ca = IsCa::ExplicitNoCa;
+    client.is_ca = IsCa::NoCa;
+    client.custom_extensions.push(not_a_ca());
     client.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     client.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     client.use_authority_key_identifier_extension = true;
@@ -113,6 +115,16 @@ pub fn generate(options: &CertsOptions) -> anyhow::Result<Vec<PathBuf>> {
 
 fn pem(cert: &Certificate) -> String {
     cert.pem()
+}
+
+/// basicConstraints `CA:FALSE`, critical, encoded as DER requires: an empty SEQUENCE (X.690
+/// 11.5: a DEFAULT value is never encoded). rcgen 0.13's `IsCa::ExplicitNoCa` encodes `cA
+/// FALSE` explicitly, and strict parsers refuse such a certificate: Python's `cryptography`
+/// (so sslyze, and any Python client that inspects it) failed on every leaf this wrote.
+fn not_a_ca() -> rcgen::CustomExtension {
+    let mut ext = rcgen::CustomExtension::from_oid_content(&[2, 5, 29, 19], vec![0x30, 0x00]);
+    ext.set_criticality(true);
+    ext
 }
 
 fn base_params(
@@ -216,5 +228,19 @@ mod tests {
             tlsgate_core::facts::ClientAuthUsage::Allowed
         );
         assert!(read("ca.crt").is_ca);
+        // Leaves say CA:FALSE in DER (an empty SEQUENCE, critical), never `cA FALSE` encoded
+        // explicitly: Python's `cryptography` refuses that.
+        for leaf in ["server.crt", "client.crt"] {
+            let pem = std::fs::read(dir.path().join(leaf)).unwrap();
+            let der = rustls_pki_types::CertificateDer::from_pem_slice(&pem).unwrap();
+            let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).unwrap();
+            let ext = cert
+                .extensions()
+                .iter()
+                .find(|e| e.oid == x509_parser::oid_registry::OID_X509_EXT_BASIC_CONSTRAINTS)
+                .unwrap_or_else(|| panic!("{leaf}: no basicConstraints"));
+            assert!(ext.critical, "{leaf}");
+            assert_eq!(ext.value, [0x30, 0x00], "{leaf}");
+        }
     }
 }

@@ -297,7 +297,8 @@ impl LeafSpec {
         params.is_ca = if self.is_ca {
             IsCa::Ca(BasicConstraints::Unconstrained)
         } else {
-            IsCa::ExplicitNoCa
+            params.custom_extensions.push(not_a_ca());
+            IsCa::NoCa
         };
         params.key_usages = if self.is_ca || signs_certificates {
             vec![
@@ -360,6 +361,15 @@ fn unique_serial() -> SerialNumber {
 
 /// An Authority Information Access extension naming one OCSP responder:
 /// `SEQUENCE { SEQUENCE { id-ad-ocsp, [6] uniformResourceIdentifier } }`.
+/// basicConstraints `CA:FALSE`, critical, as DER has it: an empty SEQUENCE (X.690 11.5: a
+/// DEFAULT value is never encoded). rcgen 0.13's `IsCa::ExplicitNoCa` encodes `cA FALSE`, which
+/// strict parsers (Python's `cryptography`, so sslyze) refuse as invalid DER.
+fn not_a_ca() -> rcgen::CustomExtension {
+    let mut ext = rcgen::CustomExtension::from_oid_content(&[2, 5, 29, 19], vec![0x30, 0x00]);
+    ext.set_criticality(true);
+    ext
+}
+
 fn authority_info_access(url: &str) -> rcgen::CustomExtension {
     fn tlv(tag: u8, contents: &[u8]) -> Vec<u8> {
         let len = u8::try_from(contents.len()).unwrap_or_else(|_| panic!("OCSP URL too long"));
