@@ -21,33 +21,49 @@ pub fn localhost(port: u16) -> SocketAddr {
 /// at different offsets (their pid), and each candidate is bound once to check it is free.
 pub fn free_port() -> u16 {
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    let (low, high) = reserved_range();
-    let size = u32::from(high - low);
+    let Some((low, high)) = reserved_range() else {
+        // No room outside the ephemeral range: the kernel's pick, as before.
+        let listener = TcpListener::bind(localhost(0))
+            .unwrap_or_else(|e| panic!("binding 127.0.0.1:0 to find a free port: {e}"));
+        return listener
+            .local_addr()
+            .unwrap_or_else(|e| panic!("reading the port of 127.0.0.1:0: {e}"))
+            .port();
+    };
+    let size = high - low;
     let start = std::process::id().wrapping_mul(7919) % size;
     for _ in 0..size {
         let offset = (start + NEXT.fetch_add(1, Ordering::Relaxed)) % size;
-        // Fits: offset < size = high - low.
-        let port = low + u16::try_from(offset).unwrap_or(0);
-        if TcpListener::bind(localhost(port)).is_ok() {
+        // Fits: low + offset < high <= 65536.
+        let port = u16::try_from(low + offset).unwrap_or(0);
+        if port != 0 && TcpListener::bind(localhost(port)).is_ok() {
             return port;
         }
     }
     panic!("no free port on 127.0.0.1 in {low}..{high}");
 }
 
-/// Ports below the kernel's ephemeral range, which tests hand out themselves.
-fn reserved_range() -> (u16, u16) {
-    const LOW: u16 = 10_000;
-    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
-        .unwrap_or(32_768);
-    assert!(
-        ephemeral_low > LOW + 1_000,
-        "the ephemeral port range starts at {ephemeral_low}; the tests need ports {LOW}..{ephemeral_low} \
-         to be outside it (sysctl net.ipv4.ip_local_port_range)"
+/// Ports outside the kernel's ephemeral range, which tests hand out themselves: below it from
+/// 10000 (Linux's default range starts at 32768), else above it; `None` when neither side has
+/// a thousand.
+fn reserved_range() -> Option<(u32, u32)> {
+    const LOW: u32 = 10_000;
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok();
+    let mut bounds = range
+        .iter()
+        .flat_map(|r| r.split_whitespace())
+        .filter_map(|n| n.parse::<u32>().ok());
+    let (first, last) = (
+        bounds.next().unwrap_or(32_768),
+        bounds.next().unwrap_or(60_999),
     );
-    (LOW, ephemeral_low)
+    if first >= LOW + 1_000 {
+        Some((LOW, first))
+    } else if last + 1_000 < 65_536 {
+        Some((last + 1, 65_536))
+    } else {
+        None
+    }
 }
 
 /// Waits until something accepts TCP connections on `addr`, or `timeout` passes.

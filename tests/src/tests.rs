@@ -24,9 +24,15 @@ fn free_port_is_bindable_on_loopback() {
 #[test]
 fn free_ports_are_never_ones_the_kernel_hands_out_and_never_repeat() {
     let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap();
-    let ephemeral_low: u16 = range.split_whitespace().next().unwrap().parse().unwrap();
+    let bounds: Vec<u16> = range
+        .split_whitespace()
+        .map(|n| n.parse().unwrap())
+        .collect();
     let ports: Vec<u16> = (0..200).map(|_| free_port()).collect();
-    assert!(ports.iter().all(|&p| p < ephemeral_low), "{ports:?}");
+    assert!(
+        ports.iter().all(|&p| p < bounds[0] || p > bounds[1]),
+        "{ports:?} inside the ephemeral range {bounds:?}"
+    );
     let mut unique = ports.clone();
     unique.sort_unstable();
     unique.dedup();
