@@ -532,23 +532,25 @@ mod tests {
 #[derive(Debug)]
 pub struct HelloTap<T> {
     inner: T,
-    copy: Vec<u8>,
+    /// `None`: nothing is kept (no rule reads JA4).
+    copy: Option<Vec<u8>>,
 }
 
 impl<T> HelloTap<T> {
     /// At most this much is copied: rustls refuses longer ClientHellos anyway.
     const LIMIT: usize = 64 * 1024 + 5 * 8;
 
-    pub fn new(inner: T) -> Self {
+    /// Keeps what is read when `keep`, else only passes it on.
+    pub fn new(inner: T, keep: bool) -> Self {
         Self {
             inner,
-            copy: Vec::new(),
+            copy: keep.then(Vec::new),
         }
     }
 
-    /// The stream and the bytes read from it so far.
+    /// The stream and the bytes read from it so far (none when not kept).
     pub fn into_parts(self) -> (T, Vec<u8>) {
-        (self.inner, self.copy)
+        (self.inner, self.copy.unwrap_or_default())
     }
 }
 
@@ -560,12 +562,11 @@ impl<T: AsyncRead + Unpin> AsyncRead for HelloTap<T> {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if matches!(poll, Poll::Ready(Ok(()))) {
-            let room = Self::LIMIT.saturating_sub(self.copy.len());
+        if let (Poll::Ready(Ok(())), Some(copy)) = (&poll, &mut self.copy) {
+            let room = Self::LIMIT.saturating_sub(copy.len());
             let read = buf.filled().get(before..).unwrap_or_default();
             let take = read.len().min(room);
-            self.copy
-                .extend_from_slice(read.get(..take).unwrap_or_default());
+            copy.extend_from_slice(read.get(..take).unwrap_or_default());
         }
         poll
     }

@@ -62,6 +62,9 @@ impl EndpointRuntime {
     }
 }
 
+/// The variable whose rules need the ClientHello's bytes.
+pub const JA4_VARIABLE: &str = "conn.tls.ja4_fingerprint";
+
 /// The whole loaded configuration.
 #[derive(Debug)]
 pub struct Runtime {
@@ -70,6 +73,8 @@ pub struct Runtime {
     pub endpoints: Vec<Arc<EndpointRuntime>>,
     /// Policy files and every certificate, key and CA file they reference.
     pub watched: Vec<PathBuf>,
+    /// Whether a rule reads `conn.tls.ja4_fingerprint`: only then are ClientHellos kept.
+    pub reads_ja4: bool,
 }
 
 impl Runtime {
@@ -101,10 +106,15 @@ impl Runtime {
                 }
             }
         }
+        let reads_ja4 = policy
+            .endpoints()
+            .iter()
+            .any(|e| e.reads_variable(JA4_VARIABLE));
         Ok(Self {
             policy,
             endpoints,
             watched,
+            reads_ja4,
         })
     }
 }

@@ -544,7 +544,10 @@ async fn connection(
     // A socket that says nothing holds a slot for the (short) ClientHello deadline only.
     let hello_deadline = accepted + limits.client_hello.min(limits.handshake);
 
-    let acceptor = LazyConfigAcceptor::new(Acceptor::default(), HelloTap::new(stream));
+    let acceptor = LazyConfigAcceptor::new(
+        Acceptor::default(),
+        HelloTap::new(stream, runtime.reads_ja4),
+    );
     let (mut start, hello) = match tokio::time::timeout_at(hello_deadline, acceptor).await {
         Ok(Ok(start)) => {
             let (io, hello) = start.io.into_parts();
@@ -653,7 +656,10 @@ async fn connection(
         }
     };
     let mut facts = facts;
-    if endpoint.endpoint.reads_variable("conn.tls.ja4_fingerprint") {
+    if endpoint
+        .endpoint
+        .reads_variable(crate::runtime::JA4_VARIABLE)
+    {
         facts.ja4 = tlsgate_core::ja4::from_records(&hello).unwrap_or_default();
     }
     drop(hello);
