@@ -129,11 +129,8 @@ impl ClientHello {
     }
 
     fn fingerprint(&self) -> String {
-        let version = self
-            .supported_versions
-            .iter()
-            .copied()
-            .filter(|v| !is_grease(*v))
+        let version = without_grease(&self.supported_versions)
+            .into_iter()
             .max()
             .unwrap_or(self.legacy_version);
         let version = match version {
@@ -154,18 +151,8 @@ impl ClientHello {
         } else {
             'i'
         };
-        let ciphers: Vec<u16> = self
-            .ciphers
-            .iter()
-            .copied()
-            .filter(|c| !is_grease(*c))
-            .collect();
-        let extensions: Vec<u16> = self
-            .extensions
-            .iter()
-            .copied()
-            .filter(|e| !is_grease(*e))
-            .collect();
+        let ciphers = without_grease(&self.ciphers);
+        let extensions = without_grease(&self.extensions);
         let a = format!(
             "t{version}{sni}{:02}{:02}{}",
             ciphers.len().min(99),
@@ -179,12 +166,7 @@ impl ClientHello {
                 .copied()
                 .filter(|e| *e != EXT_SERVER_NAME && *e != EXT_ALPN)
                 .collect();
-            let algorithms: Vec<u16> = self
-                .signature_algorithms
-                .iter()
-                .copied()
-                .filter(|s| !is_grease(*s))
-                .collect();
+            let algorithms = without_grease(&self.signature_algorithms);
             let mut text = sorted_hex(&kept);
             if !algorithms.is_empty() {
                 text.push('_');
@@ -198,6 +180,10 @@ impl ClientHello {
         };
         format!("{a}_{b}_{}", truncated_hash(&c))
     }
+}
+
+fn without_grease(values: &[u16]) -> Vec<u16> {
+    values.iter().copied().filter(|v| !is_grease(*v)).collect()
 }
 
 /// RFC 8701: 0x0a0a, 0x1a1a, … 0xfafa.

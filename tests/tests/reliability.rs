@@ -926,6 +926,27 @@ fn h2load_summary(out: &str) -> (u64, u64, u64, u64, u64) {
     )
 }
 
+/// h2load against the edge on `port` for `seconds`: 8 connections with 4 streams each. Join
+/// the thread for its output (see [`h2load_summary`]).
+fn h2load_in_background(
+    port: u16,
+    seconds: u32,
+) -> std::thread::JoinHandle<tlsgate_e2e::RunResult> {
+    let mut load = Command::new(tool("h2load"));
+    load.args([
+        "-D",
+        &seconds.to_string(),
+        "-c",
+        "8",
+        "-m",
+        "4",
+        "--connect-to",
+        &format!("127.0.0.1:{port}"),
+        &format!("https://{HOST}:{port}/"),
+    ]);
+    std::thread::spawn(move || run_bounded(load, &[], Duration::from_secs(u64::from(seconds) + 60)))
+}
+
 fn sha256_of_served_certificate(port: u16, ca: &Path) -> String {
     let (_, out, err) = tlsgate_e2e::openssl_s_client(
         &[
@@ -958,24 +979,9 @@ fn reloads_under_load_lose_no_allowed_request() {
     let good = policy(&p, port, &upstream, "request");
     let gate = start_gate(p.dir.path(), "gate", &good, &[]);
     let config = p.dir.path().join("gate.yaml");
-    let h2load = tool("h2load");
     let first = sha256_of_served_certificate(port, &p.ca);
 
-    let mut load = Command::new(&h2load);
-    load.args([
-        "-D",
-        &seconds.to_string(),
-        "-c",
-        "8",
-        "-m",
-        "4",
-        "--connect-to",
-        &format!("127.0.0.1:{port}"),
-        &format!("https://{HOST}:{port}/"),
-    ]);
-    let loader = std::thread::spawn(move || {
-        run_bounded(load, &[], Duration::from_secs(u64::from(seconds) + 60))
-    });
+    let loader = h2load_in_background(port, seconds);
     // Every second a reload: a rotated server certificate, a broken policy, the good one again.
     let mut rotated = 0;
     let mut refused = 0;
@@ -1077,21 +1083,7 @@ fn upstream_rotation_loses_no_request(kind: &str) {
     );
     let edge = Edge::start(kind, &p, port, &edge_policy, &[]);
 
-    let mut load = Command::new(tool("h2load"));
-    load.args([
-        "-D",
-        &seconds.to_string(),
-        "-c",
-        "8",
-        "-m",
-        "4",
-        "--connect-to",
-        &format!("127.0.0.1:{port}"),
-        &format!("https://{HOST}:{port}/"),
-    ]);
-    let loader = std::thread::spawn(move || {
-        run_bounded(load, &[], Duration::from_secs(u64::from(seconds) + 60))
-    });
+    let loader = h2load_in_background(port, seconds);
     let mut rotated = 0;
     for epoch in 1..seconds {
         std::thread::sleep(Duration::from_secs(1));
