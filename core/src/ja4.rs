@@ -13,6 +13,9 @@
 
 use sha2::{Digest, Sha256};
 
+/// The variable rules read it as; a host computes the fingerprint only when one does.
+pub const VARIABLE: &str = "conn.tls.ja4_fingerprint";
+
 /// The handshake message type of a ClientHello.
 const CLIENT_HELLO: u8 = 1;
 /// TLS record content type `handshake`.

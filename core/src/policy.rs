@@ -180,7 +180,7 @@ pub const UNKNOWN_BEHIND_ENVOY: &[UnknownToEnvoy] = &[
         why: "Envoy exposes no attribute for the negotiated key-exchange group",
     },
     UnknownToEnvoy {
-        variable: "conn.tls.ja4_fingerprint",
+        variable: crate::ja4::VARIABLE,
         network_filter_only: true,
         why: "Envoy's tls_inspector computes JA4 but gives network filters no attribute for it; \
               the generated configuration hands it to on_http_request rules",
@@ -274,6 +274,8 @@ pub struct EndpointPolicy {
     shadowed: Vec<String>,
     /// Whether an `on_http_request` rule reads `req.headers`.
     reads_request_headers: bool,
+    /// Whether a rule reads `conn.tls.ja4_fingerprint` ([`crate::ja4::VARIABLE`]).
+    reads_ja4: bool,
     /// `Host` / `:authority` for the upstream.
     upstream_authority: Arc<str>,
     /// The served certificate's fields (`conn.tls.server`), read once.
@@ -293,6 +295,11 @@ impl EndpointPolicy {
     /// otherwise).
     pub fn reads_request_headers(&self) -> bool {
         self.reads_request_headers
+    }
+
+    /// Whether a rule reads the client's JA4 fingerprint (hosts compute it only then).
+    pub fn reads_ja4(&self) -> bool {
+        self.reads_ja4
     }
 
     /// Whether `host` (a Host header or `:authority`, maybe with a port) is served by this
@@ -354,6 +361,7 @@ impl Policy {
                     server_certificate,
                     shadowed,
                     reads_request_headers: rules_read_headers(&e.http_rules),
+                    reads_ja4: e.reads_variable(crate::ja4::VARIABLE),
                     upstream_authority: e.upstream.authority().into(),
                     config: e,
                 })

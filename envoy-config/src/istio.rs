@@ -585,7 +585,7 @@ pub fn generate(config: &Config, options: &Options) -> Result<Resources, Error> 
         if let Some(why) = tlsgate_core::policy::unknown_behind_envoy(endpoint) {
             return Err(unsupported("traffic_policy".into(), why));
         }
-        if endpoint.reads_variable("conn.tls.ja4_fingerprint") {
+        if endpoint.reads_variable(tlsgate_core::ja4::VARIABLE) {
             return Err(unsupported(
                 "traffic_policy".into(),
                 "a rule reads conn.tls.ja4_fingerprint: behind Istio the gateway's listener \

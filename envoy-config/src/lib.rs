@@ -177,7 +177,7 @@ pub fn generate(config: &Config, options: &Options) -> Result<Bootstrap, Error> 
         let ja4 = config
             .endpoints
             .iter()
-            .any(|e| e.bind == bind && e.reads_variable(JA4_VARIABLE));
+            .any(|e| e.bind == bind && e.reads_variable(tlsgate_core::ja4::VARIABLE));
         listener_filters.push(map([
             ("name", s("envoy.filters.listener.tls_inspector")),
             (
@@ -587,39 +587,38 @@ fn plugin(root_id: &str, plugin_config: &str, options: &Options) -> Yaml {
     ])
 }
 
-/// The variable whose rules need Envoy's JA4 fingerprint.
-const JA4_VARIABLE: &str = "conn.tls.ja4_fingerprint";
-
 /// For an endpoint whose rules read `conn.tls.ja4_fingerprint`: a `header_mutation` filter,
 /// ahead of tlsgate's, that sets the JA4 fingerprint tls_inspector computed on every request
 /// ([`tlsgate_core::request::JA4_HEADER`]). `ja4=` keeps the value from ever being empty, so
 /// what a client sent under that name never survives; the filter reads it and, as an edge
 /// header, removes it before the upstream.
 fn ja4_header(endpoint: &Endpoint) -> Option<Yaml> {
-    endpoint.reads_variable(JA4_VARIABLE).then(|| {
-        map([
-            ("name", s("envoy.filters.http.header_mutation")),
-            (
-                "typed_config",
-                typed(
-                    "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
-                    [(
-                        "mutations",
-                        map([(
-                            "request_mutations",
-                            list(vec![map([(
-                                "append",
-                                overwrite_header(
-                                    tlsgate_core::request::JA4_HEADER,
-                                    "ja4=%TLS_JA4_FINGERPRINT%",
-                                ),
-                            )])]),
-                        )]),
-                    )],
+    endpoint
+        .reads_variable(tlsgate_core::ja4::VARIABLE)
+        .then(|| {
+            map([
+                ("name", s("envoy.filters.http.header_mutation")),
+                (
+                    "typed_config",
+                    typed(
+                        "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
+                        [(
+                            "mutations",
+                            map([(
+                                "request_mutations",
+                                list(vec![map([(
+                                    "append",
+                                    overwrite_header(
+                                        tlsgate_core::request::JA4_HEADER,
+                                        "ja4=%TLS_JA4_FINGERPRINT%",
+                                    ),
+                                )])]),
+                            )]),
+                        )],
+                    ),
                 ),
-            ),
-        ])
-    })
+            ])
+        })
 }
 
 /// A route header that replaces whatever the request carried.

@@ -21,8 +21,6 @@ pub(crate) struct HttpFilter {
     sessions: SharedSessions,
 }
 
-const JA4_VARIABLE: &str = "conn.tls.ja4_fingerprint";
-
 /// The JA4 fingerprint Envoy's `tls_inspector` computed, from the header the generated
 /// configuration sets on every request ([`JA4_HEADER`]). Without that header the Envoy
 /// configuration was not generated for this policy: a rule on JA4 would read an empty value,
@@ -72,7 +70,7 @@ impl HttpFilter {
             .unwrap_or(std::time::UNIX_EPOCH);
         let mut connection = read_connection(&Envoy, policy, started)?;
         connection.facts.alpn = negotiated_alpn();
-        if connection.endpoint.reads_variable(JA4_VARIABLE) {
+        if connection.endpoint.reads_ja4() {
             connection.facts.ja4 = ja4_from_envoy()?;
         }
         if let Some(check) = connection.endpoint.tls.client_auth.ocsp() {

@@ -62,9 +62,6 @@ impl EndpointRuntime {
     }
 }
 
-/// The variable whose rules need the ClientHello's bytes.
-pub const JA4_VARIABLE: &str = "conn.tls.ja4_fingerprint";
-
 /// The whole loaded configuration.
 #[derive(Debug)]
 pub struct Runtime {
@@ -106,10 +103,7 @@ impl Runtime {
                 }
             }
         }
-        let reads_ja4 = policy
-            .endpoints()
-            .iter()
-            .any(|e| e.reads_variable(JA4_VARIABLE));
+        let reads_ja4 = policy.endpoints().iter().any(|e| e.reads_ja4());
         Ok(Self {
             policy,
             endpoints,

@@ -656,10 +656,7 @@ async fn connection(
         }
     };
     let mut facts = facts;
-    if endpoint
-        .endpoint
-        .reads_variable(crate::runtime::JA4_VARIABLE)
-    {
+    if endpoint.endpoint.reads_ja4() {
         facts.ja4 = tlsgate_core::ja4::from_records(&hello).unwrap_or_default();
     }
     drop(hello);
