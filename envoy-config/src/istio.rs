@@ -9,7 +9,9 @@
 //!   `DestinationRule` (`sni`, `subjectAltNames`, the client certificate's Secret);
 //! - everything else (rules, actions, header hygiene, identity headers, metadata, metrics) is the
 //!   same `tlsgate_filter.wasm`, loaded twice by `WasmPlugin`s with the filter policy
-//!   ([`Config::filter_policy`]) as `pluginConfig`.
+//!   ([`Config::filter_policy`]) as `pluginConfig`;
+//! - the clusters the filter asks OCSP responders through, which Istio does not generate,
+//!   become an `EnvoyFilter` that adds them to the gateway.
 //!
 //! Whatever of a policy Istio cannot express is refused with the endpoint and field it concerns
 //! when Istio would admit what the policy refuses, or leave its purpose undone; it is a warning
@@ -31,6 +33,7 @@ use tlsgate_core::config::{ClientAuth, Scheme, UpstreamScheme, UpstreamTls, Veri
 use tlsgate_core::pem::Origin;
 use tlsgate_core::revocation::RevocationDepth;
 use tlsgate_core::{Config, Endpoint, TlsVersion};
+use yaml_rust2::Yaml;
 
 use crate::{HTTP_ROOT_ID, NETWORK_ROOT_ID};
 
@@ -560,6 +563,10 @@ pub fn generate(config: &Config, options: &Options) -> Result<Resources, Error> 
     let mut rules: Vec<(String, Resource<DestinationRuleSpec>, String)> = Vec::new();
     let mut secrets: Vec<SecretPlan> = Vec::new();
     let mut hosts: Vec<(String, String)> = Vec::new();
+    // OCSP: the responders' clusters, and the longest wait of the endpoints that ask the one
+    // each client certificate names (as `tlsgate envoy-config` declares them).
+    let mut ocsp_clusters = Vec::new();
+    let mut aia_timeout = None;
 
     for endpoint in &config.endpoints {
         let here = at(config, endpoint);
@@ -663,14 +670,20 @@ pub fn generate(config: &Config, options: &Options) -> Result<Resources, Error> 
                 revocation,
                 ocsp,
             } => {
-                if ocsp.is_some() {
-                    return Err(unsupported(
-                        format!("{terminate}.mutual_tls_ocsp"),
-                        "OCSP for client certificates is checked by the native host only; \
-                         Envoy (and so Istio) has none. Use CRLs \
-                         (mutual_tls_certificate_revocation_lists), which Istio passes on"
-                            .into(),
-                    ));
+                // The filter asks the responder through a cluster of its own, which Istio
+                // does not generate: it goes into the EnvoyFilter below.
+                if let Some(check) = ocsp {
+                    if check.responder.is_some() {
+                        let cluster = crate::ocsp_cluster(endpoint.index, check).map_err(|e| {
+                            unsupported(
+                                format!("{terminate}.mutual_tls_ocsp.responder"),
+                                e.to_string(),
+                            )
+                        })?;
+                        ocsp_clusters.push(cluster);
+                    } else {
+                        aia_timeout = aia_timeout.max(Some(check.timeout));
+                    }
                 }
                 entries.push(ca_entry(endpoint, authorities));
                 if let Some(revocation) = revocation {
@@ -948,6 +961,13 @@ pub fn generate(config: &Config, options: &Options) -> Result<Resources, Error> 
     for (_, rule, _) in &rules {
         docs.push(to_yaml(rule)?);
     }
+    if let Some(timeout) = aia_timeout {
+        ocsp_clusters.push(crate::ocsp_aia_cluster(timeout));
+    }
+    if !ocsp_clusters.is_empty() {
+        let metadata = to_yaml(&metadata("tlsgate-ocsp".into()))?;
+        docs.push(cluster_patches(metadata, &options.selector, ocsp_clusters));
+    }
     docs.push(to_yaml(&network)?);
     docs.push(to_yaml(&http)?);
 
@@ -1083,6 +1103,44 @@ fn header(options: &Options, secrets: &[SecretPlan], warnings: &[String]) -> Str
         }
     }
     out
+}
+
+/// `networking.istio.io/v1alpha3` `EnvoyFilter` adding `clusters` to the selected gateways:
+/// Istio generates no cluster for anything but services, and the filter's OCSP requests need
+/// theirs. The values are the clusters `tlsgate envoy-config` declares, so the filter finds
+/// them by the same names.
+fn cluster_patches(
+    metadata: Yaml,
+    selector: &BTreeMap<String, String>,
+    clusters: Vec<Yaml>,
+) -> Yaml {
+    use crate::yaml::{list, map, s};
+    let labels = selector
+        .iter()
+        .map(|(k, v)| (s(k.as_str()), s(v.as_str())))
+        .collect();
+    let patches = clusters
+        .into_iter()
+        .map(|cluster| {
+            map([
+                ("applyTo", s("CLUSTER")),
+                ("match", map([("context", s("GATEWAY"))])),
+                ("patch", map([("operation", s("ADD")), ("value", cluster)])),
+            ])
+        })
+        .collect();
+    map([
+        ("apiVersion", s("networking.istio.io/v1alpha3")),
+        ("kind", s("EnvoyFilter")),
+        ("metadata", metadata),
+        (
+            "spec",
+            map([
+                ("workloadSelector", map([("labels", Yaml::Hash(labels))])),
+                ("configPatches", list(patches)),
+            ]),
+        ),
+    ])
 }
 
 /// Serializing the several resource types through one closure.

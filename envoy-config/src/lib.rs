@@ -1040,7 +1040,10 @@ fn cluster(
 
 /// The cluster the filter asks an endpoint's OCSP responder through (plain HTTP/1.1: answers
 /// are signed; the filter checks them).
-fn ocsp_cluster(index: usize, check: &tlsgate_core::config::OcspCheck) -> Result<Yaml, Error> {
+pub(crate) fn ocsp_cluster(
+    index: usize,
+    check: &tlsgate_core::config::OcspCheck,
+) -> Result<Yaml, Error> {
     let url = check.responder.as_deref().unwrap_or_default();
     let responder = tlsgate_core::ocsp::Responder::parse(url)
         .map_err(|e| Error::Unsupported(format!("endpoints[{index}]: {e}")))?;
@@ -1062,7 +1065,7 @@ fn ocsp_cluster(index: usize, check: &tlsgate_core::config::OcspCheck) -> Result
 /// URLs are known only when a client presents one): a dynamic forward proxy cluster, which
 /// resolves each `:authority` as it is asked (Envoy >= 1.34 resolves without the HTTP filter)
 /// and keeps at most a bounded number of responder hosts.
-fn ocsp_aia_cluster(timeout: std::time::Duration) -> Yaml {
+pub(crate) fn ocsp_aia_cluster(timeout: std::time::Duration) -> Yaml {
     map([
         ("name", s(tlsgate_core::policy::OCSP_AIA_CLUSTER)),
         ("connect_timeout", duration(timeout)),

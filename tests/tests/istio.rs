@@ -14,6 +14,8 @@ use serde_json::{json, Value};
 use tlsgate_e2e::{repo_root, run_bounded, tlsgate_bin, RunResult};
 use tlsgate_test_support::{seed_openssl_certs, Authority};
 
+mod envoy_harness;
+
 const WASM_URL: &str = "oci://registry.example.com/tlsgate/filter:0.1.0";
 
 /// A structural-schema validator for the OpenAPI v3 subset Kubernetes CRDs use: `type`,
@@ -448,6 +450,100 @@ fn every_mapping_is_valid_for_istio_and_secrets_are_written_only_when_asked() {
         "{}",
         out.stdout.lines().take(30).collect::<Vec<_>>().join("\n")
     );
+}
+
+/// OCSP for client certificates behind Istio: the filter asks responders through clusters
+/// Istio does not generate, so an EnvoyFilter adds them to the gateway — one per configured
+/// responder, one dynamic forward proxy for the responders certificates name — valid for
+/// Istio's schema, each one a cluster the real Envoy accepts, under the names the filter asks.
+#[test]
+fn ocsp_responders_become_gateway_clusters_through_an_envoy_filter() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ca = Authority::root("Example Root");
+    ca.write(d, "ca");
+    ca.server(&["a.example.com", "b.example.com"])
+        .write(d, "server");
+    let endpoint = |host: &str, ocsp: &str| {
+        format!(
+            "  - url: https://{host}
+    bind: 127.0.0.1:8443
+    upstream:
+      url: http://api.payments:8080
+    traffic_policy:
+      on_tcp_connect:
+        - actions:
+            - type: terminate-tls
+              config:
+                server_certificate: server.crt
+                server_private_key: server.key
+                mutual_tls_certificate_authorities: [ca.crt]
+                mutual_tls_ocsp: {ocsp}
+"
+        )
+    };
+    let policy = format!(
+        "endpoints:\n{}{}",
+        endpoint(
+            "a.example.com",
+            "{mode: require, responder: 'http://ocsp.pki.example.com:8080/', timeout: 1s}"
+        ),
+        endpoint("b.example.com", "{mode: prefer, timeout: 3s}"),
+    );
+    std::fs::write(d.join("policy.yaml"), policy).unwrap();
+    let out = istio(d, &["-c", "policy.yaml", "--wasm-url", WASM_URL]);
+    assert_eq!(out.exit_code, 0, "{out:?}");
+    let docs = assert_valid(&Schemas::load(), &out.stdout);
+    let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "Gateway",
+            "VirtualService",
+            "VirtualService",
+            "EnvoyFilter",
+            "WasmPlugin",
+            "WasmPlugin"
+        ]
+    );
+    let filter = &docs[3];
+    assert_eq!(filter["metadata"]["name"], "tlsgate-ocsp");
+    assert_eq!(
+        filter["spec"]["workloadSelector"]["labels"],
+        json!({"istio": "ingressgateway"})
+    );
+    let patches = filter["spec"]["configPatches"].as_array().unwrap();
+    let clusters: Vec<&Value> = patches
+        .iter()
+        .map(|p| {
+            assert_eq!(p["applyTo"], "CLUSTER");
+            assert_eq!(p["match"]["context"], "GATEWAY");
+            assert_eq!(p["patch"]["operation"], "ADD");
+            &p["patch"]["value"]
+        })
+        .collect();
+    let names: Vec<&str> = clusters.iter().filter_map(|c| c["name"].as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            tlsgate_core::policy::ocsp_cluster_name(0).as_str(),
+            tlsgate_core::policy::OCSP_AIA_CLUSTER
+        ]
+    );
+    assert_eq!(clusters[0]["connect_timeout"], "1s");
+    assert_eq!(
+        clusters[1]["connect_timeout"], "3s",
+        "the longest wait asks through it"
+    );
+    // The filter's configuration carries each endpoint's check (it holds the connection).
+    let plugin = serde_json::to_string(&docs[4]["spec"]["pluginConfig"]).unwrap();
+    assert!(plugin.contains("ocsp.pki.example.com"), "{plugin}");
+
+    // The real Envoy takes each value as a cluster.
+    let bootstrap = json!({"static_resources": {"clusters": clusters}});
+    let path = d.join("clusters.yaml");
+    std::fs::write(&path, serde_json::to_string_pretty(&bootstrap).unwrap()).unwrap();
+    envoy_harness::validate(&path);
 }
 
 /// The validator can fail: a misspelled field, a wrong enum value, a wrong type and a missing
