@@ -12,10 +12,12 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::TypedMetric;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -115,6 +117,18 @@ impl Metrics {
         registry
     }
 
+    /// The registry with the gauges a scrape reads from the configuration served at that
+    /// moment: `staples` lists each endpoint that staples (its label, and until when its
+    /// current staple may be served, 0 while it has none).
+    pub fn registry_with(
+        self: &Arc<Self>,
+        staples: impl Fn() -> Vec<(String, i64)> + Send + Sync + 'static,
+    ) -> Registry {
+        let mut registry = self.registry();
+        registry.register_collector(Box::new(Staples(Box::new(staples))));
+        registry
+    }
+
     /// The CRLs of the configuration now served.
     pub fn revocation(&self, runtime: &crate::runtime::Runtime) {
         self.crl_next_update.clear();
@@ -154,6 +168,42 @@ impl Metrics {
 }
 
 /// Serves `/metrics` on `listener` until `stop` is cancelled.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointLabels {
+    endpoint: String,
+}
+
+/// `tlsgate_ocsp_staple_next_update_timestamp_seconds{endpoint}`, read at each scrape: the
+/// background task that keeps a staple fresh changes it at its own pace, and a reload changes
+/// which endpoints staple at all, so the value comes from the state a handshake would see.
+struct Staples(Box<dyn Fn() -> Vec<(String, i64)> + Send + Sync>);
+
+impl std::fmt::Debug for Staples {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Staples")
+    }
+}
+
+impl Collector for Staples {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let staples = (self.0)();
+        if staples.is_empty() {
+            return Ok(());
+        }
+        let mut family = encoder.encode_descriptor(
+            "ocsp_staple_next_update_timestamp_seconds",
+            "Until when each endpoint's stapled OCSP response may be served (its nextUpdate), \
+             seconds since the epoch; 0 while the endpoint has no staple",
+            None,
+            ConstGauge::<i64>::TYPE,
+        )?;
+        for (endpoint, until) in staples {
+            ConstGauge::new(until).encode(family.encode_family(&EndpointLabels { endpoint })?)?;
+        }
+        Ok(())
+    }
+}
+
 pub async fn serve(listener: TcpListener, registry: Arc<Registry>, stop: CancellationToken) {
     loop {
         let (stream, _) = tokio::select! {

@@ -75,6 +75,18 @@ pub struct Runtime {
 }
 
 impl Runtime {
+    /// Each endpoint that staples OCSP responses, with until when its current staple may be
+    /// served (0 while it has none).
+    pub fn staples(&self) -> Vec<(String, i64)> {
+        self.endpoints
+            .iter()
+            .filter_map(|e| {
+                let (stapled, _) = e.server_tls.stapling.as_ref()?;
+                Some((e.label().to_owned(), stapled.valid_until().unwrap_or(0)))
+            })
+            .collect()
+    }
+
     /// Loads and compiles `files`. Blocking (reads files); call it off the async workers.
     pub fn load(
         files: &[PathBuf],

@@ -118,9 +118,18 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))?;
         let local = listener.local_addr()?;
         tracing::info!("metrics on http://{local}/metrics");
+        // The staples' gauge reads the configuration served at each scrape (weakly: the
+        // metrics server does not keep the host alive).
+        let served = Arc::downgrade(&shared);
+        let registry = metrics.registry_with(move || {
+            served
+                .upgrade()
+                .map(|shared| shared.current().staples())
+                .unwrap_or_default()
+        });
         tokio::spawn(metrics::serve(
             listener,
-            Arc::new(metrics.registry()),
+            Arc::new(registry),
             shared.shutdown.clone(),
         ));
     }

@@ -52,7 +52,8 @@ impl Stapled {
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = current;
     }
 
-    fn valid_until(&self) -> Option<i64> {
+    /// Until when the current staple may be served (seconds since the epoch), if there is one.
+    pub fn valid_until(&self) -> Option<i64> {
         self.current
             .read()
             .unwrap_or_else(PoisonError::into_inner)

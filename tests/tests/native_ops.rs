@@ -610,3 +610,106 @@ fn a_certificate_revoked_while_running_is_refused_and_its_connections_drained() 
     );
     assert_eq!(get().status, None, "still revoked under the previous CRL");
 }
+
+/// `tlsgate_ocsp_staple_next_update_timestamp_seconds{endpoint}`: until when each endpoint's
+/// staple may be served, read at the scrape — the responder's nextUpdate for an endpoint whose
+/// real `openssl ocsp` responder answered, 0 for one whose responder is down, so an alert on
+/// "less than an hour left" also fires when there is no staple at all.
+#[test]
+fn the_staples_expiry_is_a_gauge_and_zero_while_there_is_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ca = Authority::root("Stapling CA");
+    ca.write(d, "ca");
+    let (up, down) = (free_port(), free_port());
+    for (stem, host, responder) in [
+        ("up", "up.staple.test", up),
+        ("down", "down.staple.test", down),
+    ] {
+        let leaf = ca.issue(
+            &tlsgate_test_support::LeafSpec::server(&[host])
+                .with_ocsp_url(&format!("http://127.0.0.1:{responder}/")),
+        );
+        std::fs::write(
+            d.join(format!("{stem}.crt")),
+            leaf.cert_pem + &ca.cert_pem(),
+        )
+        .unwrap();
+        std::fs::write(d.join(format!("{stem}.key")), &leaf.key_pem).unwrap();
+    }
+    // The responder knows `up.crt` as valid (status, expiry, revocation, serial, file, subject).
+    let serial = Command::new(tool("openssl"))
+        .args(["x509", "-noout", "-serial", "-in"])
+        .arg(d.join("up.crt"))
+        .output()
+        .unwrap();
+    let serial = String::from_utf8(serial.stdout).unwrap();
+    let serial = serial.trim().trim_start_matches("serial=");
+    std::fs::write(
+        d.join("index.txt"),
+        format!("V\t351231000000Z\t\t{serial}\tunknown\t/CN=up.staple.test\n"),
+    )
+    .unwrap();
+    let mut responder = Command::new(tool("openssl"));
+    responder
+        .current_dir(d)
+        .args(["ocsp", "-index", "index.txt", "-port", &up.to_string()])
+        .args([
+            "-CA", "ca.crt", "-rsigner", "ca.crt", "-rkey", "ca.key", "-ndays", "1",
+        ]);
+    let responder = Proc::spawn("ocsp", responder);
+    responder
+        .wait_for_log("ACCEPT ", Duration::from_secs(30))
+        .unwrap();
+
+    let upstream = echo_upstream();
+    let port = free_port();
+    let endpoint = |host: &str, stem: &str| {
+        https_endpoint(
+            host,
+            port,
+            &http_upstream(&upstream.url()),
+            &tls_config(&[
+                ("server_certificate", &format!("{stem}.crt")),
+                ("server_private_key", &format!("{stem}.key")),
+            ]),
+            "",
+        )
+    };
+    let policy = format!(
+        "endpoints:\n{}{}",
+        endpoint("up.staple.test", "up"),
+        endpoint("down.staple.test", "down")
+    );
+    let metrics_addr = format!("127.0.0.1:{}", free_port());
+    let gate = start_gate(d, "staples", &policy, &["--metrics", &metrics_addr]);
+    let gauge = |host: &str| -> Option<i64> {
+        let body = curl(&[&format!("http://{metrics_addr}/metrics")]).body;
+        let name = format!(
+            "tlsgate_ocsp_staple_next_update_timestamp_seconds{{endpoint=\"https://{host}\"}} "
+        );
+        body.lines()
+            .find_map(|l| l.strip_prefix(name.as_str()))
+            .map(|v| v.trim().parse().unwrap())
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let stapled = loop {
+        match gauge("up.staple.test") {
+            Some(until) if until > 0 => break until,
+            _ if Instant::now() > deadline => {
+                panic!("no staple for up.staple.test within 20 s:\n{}", gate.log())
+            }
+            _ => std::thread::sleep(Duration::from_millis(200)),
+        }
+    };
+    // `-ndays 1`: the answer's nextUpdate is a day after it was made.
+    assert!(
+        (now + 86_400 - 120..=now + 86_400 + 120).contains(&stapled),
+        "nextUpdate {stapled}, now {now}"
+    );
+    assert_eq!(gauge("down.staple.test"), Some(0), "{}", gate.log());
+}
