@@ -509,13 +509,17 @@ fn check(files: &[PathBuf], deployment: &Deployment) -> ExitCode {
                             .unwrap_or("the responder each client certificate names")
                     );
                 }
-                let stapling = endpoint
-                    .tls
-                    .certificate
-                    .as_ref()
-                    .and_then(|c| tlsgate::stapling::Stapling::for_chain(&c.certs));
-                if let Some(stapling) = stapling {
-                    println!("  staples the OCSP answer from {}", stapling.url);
+                if let Some(chain) = &endpoint.tls.certificate {
+                    if let Some(stapling) = tlsgate::stapling::Stapling::for_chain(&chain.certs) {
+                        println!("  staples the OCSP answer from {}", stapling.url);
+                    } else if let Some(url) =
+                        tlsgate::stapling::responder_without_issuer(&chain.certs)
+                    {
+                        println!(
+                            "  does not staple: the certificate names the OCSP responder {url} \
+                             but server_certificate holds no issuer (use the full-chain file)"
+                        );
+                    }
                 }
             }
             for listener in &config.listeners {

@@ -93,6 +93,16 @@ impl Stapling {
     }
 }
 
+/// The responder a certificate names when `chain` cannot be stapled for want of the issuer
+/// (the file holds the leaf alone): worth a warning, since a full-chain file would staple.
+pub fn responder_without_issuer(chain: &[rustls::pki_types::CertificateDer<'_>]) -> Option<String> {
+    let (leaf, rest) = chain.split_first()?;
+    let url = ocsp::responder_of(leaf)?;
+    ocsp::issuer_of(leaf, rest.iter().map(AsRef::as_ref))
+        .is_none()
+        .then_some(url)
+}
+
 /// Keeps `stapled`'s staple fresh for as long as it is in use (the task ends once the
 /// configuration that holds it is gone).
 pub async fn keep_fresh(stapled: Weak<Stapled>, stapling: Stapling, endpoint: String) {

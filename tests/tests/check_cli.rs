@@ -223,6 +223,19 @@ fn shows_each_endpoints_ocsp_check_and_staple_source() {
         "{}",
         out.stdout
     );
+
+    // The leaf alone names the responder but cannot be stapled: check says why.
+    std::fs::write(dir.path().join("full.crt"), &leaf.cert_pem).unwrap();
+    let out = check(dir.path(), &["policy.yaml"]);
+    assert_eq!(out.exit_code, 0, "{out:?}");
+    assert!(
+        out.stdout.contains(
+            "  does not staple: the certificate names the OCSP responder \
+             http://127.0.0.1:9999/ but server_certificate holds no issuer"
+        ),
+        "{}",
+        out.stdout
+    );
 }
 
 #[test]
