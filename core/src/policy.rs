@@ -192,9 +192,18 @@ pub const UNKNOWN_BEHIND_ENVOY: &[UnknownToEnvoy] = &[
     },
 ];
 
-/// Why Envoy cannot serve `endpoint` as the policy says, if a rule reads a variable Envoy
-/// cannot provide there ([`UNKNOWN_BEHIND_ENVOY`]).
-pub fn unknown_behind_envoy(endpoint: &Endpoint) -> Option<String> {
+/// Why Envoy cannot serve `endpoint` as the policy says: a rule reads a variable Envoy cannot
+/// provide there ([`UNKNOWN_BEHIND_ENVOY`]), or the upstream wants PROXY protocol TLVs.
+pub fn unsupported_behind_envoy(endpoint: &Endpoint) -> Option<String> {
+    if endpoint.upstream.proxy_protocol_tlvs {
+        return Some(format!(
+            "endpoints[{}] ({}): upstream.proxy_protocol_tlvs: Envoy cannot send them (its \
+             upstream PROXY protocol transport socket formats TLVs from the upstream \
+             connection, not the client's, and none of its format strings makes the binary SSL \
+             TLV); the native host (tlsgate run) sends them",
+            endpoint.index, endpoint.url
+        ));
+    }
     let unknown = UNKNOWN_BEHIND_ENVOY.iter().find(|u| {
         if u.network_filter_only {
             endpoint.reads_variable_on_tcp_connect(u.variable)

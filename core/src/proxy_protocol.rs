@@ -258,6 +258,9 @@ pub mod tlv {
     pub const CLIENT_SSL: u8 = 0x01;
     /// [`SSL`] `client` bit: a client certificate was presented on this connection.
     pub const CLIENT_CERT_CONN: u8 = 0x02;
+    /// [`SSL`] `client` bit: a client certificate was presented in this TLS session (this
+    /// connection, or the one whose session it resumed).
+    pub const CLIENT_CERT_SESS: u8 = 0x04;
 }
 
 /// The header for a connection from `source` to `destination`, with `tlvs` (v2 only; a TLV
@@ -320,28 +323,57 @@ pub fn encode(
     }
 }
 
-/// The value of an [`tlv::SSL`] entry: `client` bits, `verify` (0 when the client certificate
-/// verified, else 1), then the TLS version and, for a verified certificate only, its common
-/// name as sub-TLVs.
-pub fn ssl_tlv(version: &str, client_cert: bool, verified_cn: Option<&str>) -> Vec<u8> {
-    let mut client = tlv::CLIENT_SSL;
-    if client_cert {
-        client |= tlv::CLIENT_CERT_CONN;
+/// The TLVs `upstream.proxy_protocol_tlvs` puts in a v2 header, in the layout HAProxy's
+/// `send-proxy-v2-ssl-cn` uses, so upstreams that read HAProxy's read tlsgate's:
+///
+/// - [`tlv::AUTHORITY`]: the server name the client asked for (SNI), when it sent one;
+/// - [`tlv::ALPN`]: the protocol negotiated with the client, when there is one;
+/// - [`tlv::SSL`]: the `client` bits (TLS; a certificate presented on this connection, or in
+///   the resumed session), `verify` (0 only for a certificate that verified: chained to the
+///   endpoint's CAs, in its validity period, not revoked), then sub-TLVs: the TLS version
+///   (`TLSv1.3`) and, for a verified certificate with one, its subject's common name.
+///
+/// An unverified certificate's name is never sent: the upstream could take it for an identity.
+pub fn tls_tlvs(facts: &crate::facts::TlsFacts) -> Vec<(u8, Vec<u8>)> {
+    use crate::facts::{ClientCert, TlsVersion};
+    let mut out = Vec::with_capacity(3);
+    if let Some(sni) = &facts.sni {
+        out.push((tlv::AUTHORITY, sni.as_bytes().to_vec()));
     }
-    let verify: u32 = if verified_cn.is_some() { 0 } else { 1 };
-    let mut out = vec![client];
-    out.extend_from_slice(&verify.to_be_bytes());
+    if let Some(alpn) = &facts.alpn {
+        out.push((tlv::ALPN, alpn.as_bytes().to_vec()));
+    }
+    let mut client = tlv::CLIENT_SSL;
+    if !matches!(facts.client_cert, ClientCert::Absent) {
+        client |= if facts.resumed {
+            tlv::CLIENT_CERT_SESS
+        } else {
+            tlv::CLIENT_CERT_CONN | tlv::CLIENT_CERT_SESS
+        };
+    }
+    let verified = match &facts.client_cert {
+        ClientCert::Verified(cert) => Some(cert.subject.common_name.as_str()),
+        _ => None,
+    };
+    let verify: u32 = if verified.is_some() { 0 } else { 1 };
+    let mut ssl = vec![client];
+    ssl.extend_from_slice(&verify.to_be_bytes());
     let mut sub = |kind: u8, value: &[u8]| {
         if let Ok(len) = u16::try_from(value.len()) {
-            out.push(kind);
-            out.extend_from_slice(&len.to_be_bytes());
-            out.extend_from_slice(value);
+            ssl.push(kind);
+            ssl.extend_from_slice(&len.to_be_bytes());
+            ssl.extend_from_slice(value);
         }
     };
+    let version = match facts.version {
+        TlsVersion::Tls12 => "TLSv1.2",
+        TlsVersion::Tls13 => "TLSv1.3",
+    };
     sub(tlv::SSL_VERSION, version.as_bytes());
-    if let Some(cn) = verified_cn {
+    if let Some(cn) = verified.filter(|cn| !cn.is_empty()) {
         sub(tlv::SSL_CN, cn.as_bytes());
     }
+    out.push((tlv::SSL, ssl));
     out
 }
 
@@ -533,12 +565,81 @@ mod tests {
     }
 
     #[test]
-    fn ssl_tlv_names_only_a_verified_client() {
-        let verified = ssl_tlv("TLSv1.3", true, Some("alice"));
-        assert_eq!(&verified[..5], &[0x03, 0, 0, 0, 0]);
-        assert!(verified.windows(5).any(|w| w == b"alice"));
-        let unverified = ssl_tlv("TLSv1.3", true, None);
-        assert_eq!(&unverified[..5], &[0x03, 0, 0, 0, 1]);
-        assert_eq!(unverified.len(), 5 + 3 + 7);
+    fn tls_tlvs_are_haproxys_and_name_only_a_verified_client() {
+        use crate::facts::{ClientCert, ClientCertFacts, TlsFacts, TlsVersion, Unverified};
+        let ca = tlsgate_test_support::Authority::root("Example Root");
+        let alice = ca.client("alice");
+        let cert = || {
+            ClientCertFacts::from_der(&tlsgate_test_support::pem_to_der(&alice.cert_pem))
+                .map(Box::new)
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let facts = |client_cert, resumed| TlsFacts {
+            version: TlsVersion::Tls13,
+            cipher_suite: "TLS_AES_128_GCM_SHA256".into(),
+            sni: Some("app.example.com".into()),
+            alpn: Some("h2".into()),
+            client_ip: IpAddr::from([203, 0, 113, 7]),
+            client_port: 4711,
+            server: addr("127.0.0.1:443"),
+            client_cert,
+            started: std::time::UNIX_EPOCH,
+            resumed,
+            key_exchange_group: "",
+            ja4: String::new(),
+        };
+        let ssl = |tlvs: &[(u8, Vec<u8>)]| {
+            tlvs.iter()
+                .find(|(k, _)| *k == tlv::SSL)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        // client bits, verify, then version and common name as sub-TLVs.
+        let verified = tls_tlvs(&facts(ClientCert::Verified(cert()), false));
+        assert_eq!(verified[0], (tlv::AUTHORITY, b"app.example.com".to_vec()));
+        assert_eq!(verified[1], (tlv::ALPN, b"h2".to_vec()));
+        let mut expected = vec![0x07, 0, 0, 0, 0, 0x21, 0, 7];
+        expected.extend_from_slice(b"TLSv1.3");
+        expected.extend_from_slice(&[0x22, 0, 5]);
+        expected.extend_from_slice(b"alice");
+        assert_eq!(ssl(&verified), expected);
+
+        let resumed = tls_tlvs(&facts(ClientCert::Verified(cert()), true));
+        assert_eq!(
+            ssl(&resumed)[0],
+            0x05,
+            "a certificate of the session, not this connection"
+        );
+
+        for why in [Unverified::NotChecked, Unverified::Revoked] {
+            let unverified = tls_tlvs(&facts(ClientCert::Unverified(cert(), why), false));
+            let value = ssl(&unverified);
+            assert_eq!(&value[..5], &[0x07, 0, 0, 0, 1], "{why:?}");
+            assert!(!value.windows(5).any(|w| w == b"alice"), "{why:?}: no name");
+        }
+        let absent = tls_tlvs(&facts(ClientCert::Absent, false));
+        assert_eq!(&ssl(&absent)[..5], &[0x01, 0, 0, 0, 1]);
+
+        // In a header an upstream (here: this module's parser) reads past.
+        let header = encode(
+            Version::V2,
+            addr("203.0.113.7:4711"),
+            addr("127.0.0.1:443"),
+            &verified,
+        );
+        match parse(&header) {
+            Ok(Progress::Done { length, header }) => {
+                assert_eq!(length, header_len(&verified));
+                assert_eq!(
+                    header.addresses.map(|a| a.source),
+                    Some(addr("203.0.113.7:4711"))
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn header_len(tlvs: &[(u8, Vec<u8>)]) -> usize {
+        16 + 12 + tlvs.iter().map(|(_, v)| 3 + v.len()).sum::<usize>()
     }
 }

@@ -57,6 +57,11 @@ pub struct RawUpstream {
     /// header naming the client in front of every upstream connection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy_protocol: Option<Value>,
+    /// tlsgate extension: with `proxy_protocol: 2`, TLVs that tell the upstream about the
+    /// client's TLS (its SNI, ALPN, TLS version and a verified certificate's common name), as
+    /// HAProxy's `send-proxy-v2-ssl-cn` does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_protocol_tlvs: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -589,7 +589,7 @@ pub fn generate(config: &Config, options: &Options) -> Result<Resources, Error> 
             ));
         }
         hosts.push((host.clone(), here.clone()));
-        if let Some(why) = tlsgate_core::policy::unknown_behind_envoy(endpoint) {
+        if let Some(why) = tlsgate_core::policy::unsupported_behind_envoy(endpoint) {
             return Err(unsupported("traffic_policy".into(), why));
         }
         if endpoint.reads_variable(tlsgate_core::ja4::VARIABLE) {

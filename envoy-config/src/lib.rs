@@ -134,7 +134,7 @@ pub fn generate(config: &Config, options: &Options) -> Result<Bootstrap, Error> 
     let mut binds: Vec<SocketAddr> = Vec::new();
     for endpoint in &config.endpoints {
         // Fail closed: a rule would read an empty value where the native host has a real one.
-        if let Some(why) = tlsgate_core::policy::unknown_behind_envoy(endpoint) {
+        if let Some(why) = tlsgate_core::policy::unsupported_behind_envoy(endpoint) {
             return Err(Error::Unsupported(why));
         }
         if !binds.contains(&endpoint.bind) {

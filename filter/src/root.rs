@@ -154,7 +154,7 @@ pub fn load(text: &str) -> Result<Policy, String> {
     if let Some(why) = config
         .endpoints
         .iter()
-        .find_map(tlsgate_core::policy::unknown_behind_envoy)
+        .find_map(tlsgate_core::policy::unsupported_behind_envoy)
     {
         return Err(why);
     }

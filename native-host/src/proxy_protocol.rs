@@ -59,9 +59,15 @@ pub async fn read_header(stream: &mut TcpStream) -> Result<Header, ReadError> {
 }
 
 /// The header an upstream with `proxy_protocol` gets in front of a connection made for the
-/// client of `facts`: the client's address, and the one it connected to.
+/// client of `facts`: the client's address, the one it connected to and, with
+/// `proxy_protocol_tlvs`, its TLS facts ([`proxy_protocol::tls_tlvs`]).
 pub fn upstream_header(upstream: &Upstream, facts: &TlsFacts) -> Option<Vec<u8>> {
     let version = upstream.proxy_protocol?;
     let client = std::net::SocketAddr::new(facts.client_ip, facts.client_port);
-    Some(proxy_protocol::encode(version, client, facts.server, &[]))
+    let tlvs = if upstream.proxy_protocol_tlvs {
+        proxy_protocol::tls_tlvs(facts)
+    } else {
+        Vec::new()
+    };
+    Some(proxy_protocol::encode(version, client, facts.server, &tlvs))
 }

@@ -92,7 +92,8 @@ pub fn echo_upstream() -> EchoUpstream {
 /// [`echo_upstream`] behind a PROXY protocol header: every connection must start with one (v1
 /// or v2, read by this module's own parser, not tlsgate's), and every request on it is
 /// reported with a `:proxy` entry among its headers, `v1 203.0.113.7:4711 > 192.0.2.1:443`
-/// (`v2 LOCAL` or `v1 UNKNOWN` when the header names no addresses). A connection without a
+/// (`v2 LOCAL` or `v1 UNKNOWN` when the header names no addresses; a v2 header's TLVs after
+/// the addresses). A connection without a
 /// header is answered 400.
 pub fn echo_upstream_expecting_proxy_protocol() -> EchoUpstream {
     start(true)
@@ -374,8 +375,8 @@ fn read_request(
     Ok(Some((request, keep_alive)))
 }
 
-/// A PROXY protocol header (v1 or v2) as `v1 SRC > DST`, `v2 SRC > DST`, `v1 UNKNOWN` or
-/// `v2 LOCAL`; TLVs are skipped.
+/// A PROXY protocol header (v1 or v2) as `v1 SRC > DST`, `v2 SRC > DST` followed by its TLVs
+/// ([`describe_tlvs`]), `v1 UNKNOWN` or `v2 LOCAL`.
 fn read_proxy_header(reader: &mut impl BufRead) -> io::Result<String> {
     const V2: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";
     let first = reader.fill_buf()?.first().copied();
@@ -414,25 +415,77 @@ fn read_proxy_header(reader: &mut impl BufRead) -> io::Result<String> {
         format!("[{}]", std::net::Ipv6Addr::from(o))
     };
     let port = |b: &[u8]| u16::from_be_bytes([b[0], b[1]]);
-    match (fixed[12], fixed[13]) {
-        (0x21, 0x11) if body.len() >= 12 => Ok(format!(
-            "v2 {}:{} > {}:{}",
-            ip4(&body[0..4]),
-            port(&body[8..10]),
-            ip4(&body[4..8]),
-            port(&body[10..12])
-        )),
-        (0x21, 0x21) if body.len() >= 36 => Ok(format!(
-            "v2 {}:{} > {}:{}",
-            ip6(&body[0..16]),
-            port(&body[32..34]),
-            ip6(&body[16..32]),
-            port(&body[34..36])
-        )),
-        (cmd, fam) => Err(invalid(format!(
-            "unexpected v2 command/family {cmd:#04x}/{fam:#04x}"
-        ))),
+    let (addresses, tlvs) = match (fixed[12], fixed[13]) {
+        (0x21, 0x11) if body.len() >= 12 => (
+            format!(
+                "v2 {}:{} > {}:{}",
+                ip4(&body[0..4]),
+                port(&body[8..10]),
+                ip4(&body[4..8]),
+                port(&body[10..12])
+            ),
+            &body[12..],
+        ),
+        (0x21, 0x21) if body.len() >= 36 => (
+            format!(
+                "v2 {}:{} > {}:{}",
+                ip6(&body[0..16]),
+                port(&body[32..34]),
+                ip6(&body[16..32]),
+                port(&body[34..36])
+            ),
+            &body[36..],
+        ),
+        (cmd, fam) => {
+            return Err(invalid(format!(
+                "unexpected v2 command/family {cmd:#04x}/{fam:#04x}"
+            )))
+        }
+    };
+    Ok(format!("{addresses}{}", describe_tlvs(tlvs)?))
+}
+
+/// A v2 header's TLVs as ` authority=… alpn=… ssl=[client:0x07,verify:0,version:TLSv1.3,cn:…]`
+/// (HAProxy's types, read by this parser, not tlsgate's); any other type as `tlv0xNN=LEN`.
+fn describe_tlvs(mut tlvs: &[u8]) -> io::Result<String> {
+    fn split(tlvs: &mut &[u8]) -> io::Result<Option<(u8, Vec<u8>)>> {
+        let Some((&[kind, hi, lo], rest)) = tlvs.split_first_chunk::<3>() else {
+            return if tlvs.is_empty() {
+                Ok(None)
+            } else {
+                Err(invalid("a truncated TLV"))
+            };
+        };
+        let len = usize::from(u16::from_be_bytes([hi, lo]));
+        let value = rest
+            .get(..len)
+            .ok_or_else(|| invalid("a TLV past the header"))?;
+        *tlvs = &rest[len..];
+        Ok(Some((kind, value.to_vec())))
     }
+    let text = |v: &[u8]| String::from_utf8_lossy(v).into_owned();
+    let mut out = String::new();
+    while let Some((kind, value)) = split(&mut tlvs)? {
+        match kind {
+            0x01 => out.push_str(&format!(" alpn={}", text(&value))),
+            0x02 => out.push_str(&format!(" authority={}", text(&value))),
+            0x20 if value.len() >= 5 => {
+                let verify = u32::from_be_bytes([value[1], value[2], value[3], value[4]]);
+                out.push_str(&format!(" ssl=[client:{:#04x},verify:{verify}", value[0]));
+                let mut sub = &value[5..];
+                while let Some((kind, value)) = split(&mut sub)? {
+                    match kind {
+                        0x21 => out.push_str(&format!(",version:{}", text(&value))),
+                        0x22 => out.push_str(&format!(",cn:{}", text(&value))),
+                        other => out.push_str(&format!(",sub{other:#04x}={}", value.len())),
+                    }
+                }
+                out.push(']');
+            }
+            other => out.push_str(&format!(" tlv{other:#04x}={}", value.len())),
+        }
+    }
+    Ok(out)
 }
 
 fn read_chunked(reader: &mut impl BufRead) -> io::Result<Vec<u8>> {

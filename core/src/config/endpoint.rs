@@ -259,6 +259,7 @@ impl Upstream {
             protocol,
             tls,
             proxy_protocol,
+            proxy_protocol_tlvs,
         } = raw;
         let url_path = path.key("url");
         let parsed = parse_url(&url).map_err(|m| err(url_path.clone(), invalid(m)))?;
@@ -429,6 +430,15 @@ impl Upstream {
                 )
             })?),
         };
+        let proxy_protocol_tlvs = proxy_protocol_tlvs.unwrap_or(false);
+        if proxy_protocol_tlvs && proxy_protocol != Some(ProxyProtocolVersion::V2) {
+            return Err(err(
+                path.key("proxy_protocol_tlvs"),
+                invalid(
+                    "TLVs exist in PROXY protocol version 2 only; set proxy_protocol: 2 beside it",
+                ),
+            ));
+        }
         Ok(Self {
             address: options.deployment.resolve_for(&parsed.host, port),
             url,
@@ -438,6 +448,7 @@ impl Upstream {
             protocol,
             tls,
             proxy_protocol,
+            proxy_protocol_tlvs,
         })
     }
 }

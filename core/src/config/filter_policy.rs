@@ -55,6 +55,7 @@ fn raw_upstream(u: &Upstream) -> RawUpstream {
         url: u.url.clone(),
         protocol: (u.protocol == UpstreamProtocol::Http2).then(|| "http2".into()),
         proxy_protocol: u.proxy_protocol.map(|v| Value::from(v.as_str())),
+        proxy_protocol_tlvs: u.proxy_protocol_tlvs.then_some(true),
         tls: u.tls.as_ref().map(|tls| RawUpstreamTls {
             client_certificate: tls.client_certificate.as_ref().map(|c| RawCertificatePair {
                 certificate: c.to_pem(),

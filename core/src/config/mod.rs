@@ -500,6 +500,9 @@ pub struct Upstream {
     /// upstream connection then carries one client's traffic only: HTTP requests of other
     /// clients never share it.
     pub proxy_protocol: Option<ProxyProtocolVersion>,
+    /// The v2 header also carries the client's TLS facts
+    /// ([`crate::proxy_protocol::tls_tlvs`]); only with [`ProxyProtocolVersion::V2`].
+    pub proxy_protocol_tlvs: bool,
 }
 
 impl Upstream {
@@ -715,6 +718,9 @@ impl fmt::Display for Endpoint {
             None => String::new(),
         };
         let proxy_header = match self.upstream.proxy_protocol {
+            Some(version) if self.upstream.proxy_protocol_tlvs => {
+                format!(", PROXY protocol {version} with TLS TLVs first")
+            }
             Some(version) => format!(", PROXY protocol {version} first"),
             None => String::new(),
         };
