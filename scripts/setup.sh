@@ -9,6 +9,13 @@ mkdir -p "$TOOLS/bin"
 
 say() { printf 'setup: %s\n' "$*"; }
 
+# A fresh `make test` writes about 6 GiB (target/ and fuzz/target/, line tables only): say so
+# up front rather than fail with "No space left on device" twenty minutes in.
+free_kib=$(df -Pk . | awk 'NR == 2 { print $4 }')
+if [ -n "$free_kib" ] && [ "$free_kib" -lt $((8 * 1024 * 1024)) ]; then
+  say "warning: $((free_kib / 1024 / 1024)) GiB free here; a fresh build and test run needs about 6 GiB"
+fi
+
 # Debian packages the end-to-end tests drive as real clients.
 missing=()
 command -v curl >/dev/null 2>&1 || missing+=(curl)
