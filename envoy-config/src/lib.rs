@@ -993,7 +993,12 @@ fn cluster(
                     "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
                     [(
                         "explicit_http_config",
-                        map([("http2_protocol_options", map([]))]),
+                        // allow_connect: a WebSocket reaches an http2 upstream as RFC 8441
+                        // extended CONNECT, as the native host sends it.
+                        map([(
+                            "http2_protocol_options",
+                            map([("allow_connect", boolean(true))]),
+                        )]),
                     )],
                 ),
             )])
@@ -1477,7 +1482,13 @@ pub(crate) mod tests {
         // Without a rule on it, neither is there.
         let (plain, _) = generate_from(dir.path(), &format!("endpoints:\n{base}"));
         let listener = &plain["static_resources"]["listeners"][0];
-        assert!(!crate::yaml::emit(listener).unwrap().contains("ja4"));
+        // (Not any "ja4": the listener names files in a temporary directory, whose random
+        // name can hold those three letters.)
+        let yaml = crate::yaml::emit(listener).unwrap();
+        assert!(
+            !yaml.contains("enable_ja4_fingerprinting") && !yaml.contains("x-tlsgate-ja4"),
+            "{yaml}"
+        );
     }
 
     #[test]

@@ -411,35 +411,54 @@ impl HttpConnection {
             return error_response(StatusCode::BAD_GATEWAY, "no HTTP upstream\n");
         };
         let h2 = self.endpoint.endpoint.upstream.protocol == UpstreamProtocol::Http2;
+        // A WebSocket arrives as RFC 8441's extended CONNECT (HTTP/2) or as an HTTP/1.1
+        // upgrade, and leaves in the form the upstream's protocol has: the upgrade for http1,
+        // extended CONNECT for http2.
         let extended = is_h2_websocket(&req);
         let websocket = extended || is_websocket_upgrade(&req);
-        if websocket && h2 {
-            log.emit("forward", "websocket_over_http2_upstream", 502, None);
-            return error_response(
-                StatusCode::BAD_GATEWAY,
-                "WebSocket needs an http1 upstream\n",
-            );
-        }
         let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
         let (mut parts, body) = req.into_parts();
-        if extended {
-            // The HTTP/1.1 upgrade it stands for: a GET with the key HTTP/2 does without.
-            parts.method = Method::GET;
-            parts.extensions.remove::<hyper::ext::Protocol>();
-            let mut key = [0u8; 16];
-            if aws_lc_rs::rand::fill(&mut key).is_err() {
-                log.emit("deny", "no_randomness", 500, None);
-                return error_response(StatusCode::INTERNAL_SERVER_ERROR, "no randomness\n");
+        // The client's `Sec-WebSocket-Key`. HTTP/2 has no use for it (RFC 8441 section 5), but
+        // it is carried across a change of protocol, as Envoy does: a proxy behind that turns
+        // the CONNECT back into an upgrade then uses the key its client's 101 must prove.
+        let client_key = parts.headers.get(header::SEC_WEBSOCKET_KEY).cloned();
+        match (websocket, extended, h2) {
+            (true, true, false) => {
+                // The HTTP/1.1 upgrade it stands for: a GET, with a key of its own if the
+                // client sent none.
+                parts.method = Method::GET;
+                parts.extensions.remove::<hyper::ext::Protocol>();
+                if client_key.is_none() {
+                    let mut key = [0u8; 16];
+                    if aws_lc_rs::rand::fill(&mut key).is_err() {
+                        log.emit("deny", "no_randomness", 500, None);
+                        return error_response(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "no randomness\n",
+                        );
+                    }
+                    if let Ok(key) = HeaderValue::from_str(&tlsgate_core::encoding::base64(&key)) {
+                        parts.headers.insert(header::SEC_WEBSOCKET_KEY, key);
+                    }
+                }
+                parts
+                    .headers
+                    .entry(header::SEC_WEBSOCKET_VERSION)
+                    .or_insert(HeaderValue::from_static("13"));
             }
-            if let Ok(key) = HeaderValue::from_str(&tlsgate_core::encoding::base64(&key)) {
-                parts.headers.insert(header::SEC_WEBSOCKET_KEY, key);
+            (true, false, true) => {
+                // The extended CONNECT it stands for (RFC 8441 section 5): no connection
+                // headers; the upstream must have offered the protocol.
+                parts.method = Method::CONNECT;
+                parts
+                    .extensions
+                    .insert(hyper::ext::Protocol::from_static("websocket"));
             }
-            parts
-                .headers
-                .entry(header::SEC_WEBSOCKET_VERSION)
-                .or_insert(HeaderValue::from_static("13"));
+            _ => {}
         }
-        if let Err(name) = upstream_headers(&mut parts.headers, &forward, h2, websocket) {
+        // Connection and Upgrade go to an HTTP/1.1 upstream only.
+        let upgrade_headers = websocket && !h2;
+        if let Err(name) = upstream_headers(&mut parts.headers, &forward, h2, upgrade_headers) {
             // Core refuses control characters, so this is a value HTTP cannot carry for
             // another reason: fail closed rather than forward without it.
             tracing::warn!(endpoint = %self.endpoint.label(), header = %name, "a header value HTTP cannot carry");
@@ -514,16 +533,35 @@ impl HttpConnection {
         let outcome = tokio::time::timeout(self.limits.upstream_response, send).await;
         match outcome {
             Ok(Ok(mut response)) => {
-                let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+                // HTTP/1.1 switches with 101; HTTP/2 opens the CONNECT stream with a 2xx.
+                let switching = if h2 {
+                    websocket && response.status().is_success()
+                } else {
+                    response.status() == StatusCode::SWITCHING_PROTOCOLS
+                };
                 strip_hop_by_hop(response.headers_mut(), false);
                 let status = response.status().as_u16();
                 if let (true, Some(client_upgrade)) = (switching, client_upgrade) {
                     let upstream_upgrade = hyper::upgrade::on(&mut response);
                     if extended {
-                        // HTTP/2 opens the stream with 200 and has no connection headers.
+                        // HTTP/2 opens the stream with 200 and has no connection headers; the
+                        // proof of a key goes back only to a client that sent one.
                         *response.status_mut() = StatusCode::OK;
-                        response.headers_mut().remove(header::SEC_WEBSOCKET_ACCEPT);
+                        if client_key.is_none() {
+                            response.headers_mut().remove(header::SEC_WEBSOCKET_ACCEPT);
+                        }
                     } else {
+                        if h2 {
+                            // The 101 an HTTP/1.1 client expects, with the proof of its key
+                            // (computed here: an HTTP/2 upstream need not send one).
+                            *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+                            response.headers_mut().remove(header::SEC_WEBSOCKET_ACCEPT);
+                            if let Some(accept) = client_key.as_ref().and_then(websocket_accept) {
+                                response
+                                    .headers_mut()
+                                    .insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+                            }
+                        }
                         response
                             .headers_mut()
                             .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
@@ -628,6 +666,15 @@ fn is_h2_websocket(req: &Request<Incoming>) -> bool {
             .extensions()
             .get::<hyper::ext::Protocol>()
             .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"))
+}
+
+/// `Sec-WebSocket-Accept` for a client's `Sec-WebSocket-Key` (RFC 6455 section 4.2.2).
+fn websocket_accept(key: &HeaderValue) -> Option<HeaderValue> {
+    const GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    let mut context = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY);
+    context.update(key.as_bytes());
+    context.update(GUID);
+    HeaderValue::from_str(&tlsgate_core::encoding::base64(context.finish().as_ref())).ok()
 }
 
 /// An HTTP/1.1 request to switch to WebSocket (`Connection: upgrade`, `Upgrade: websocket`).
@@ -862,6 +909,16 @@ impl AccessLine<'_> {
 mod tests {
     use super::*;
     use http_body_util::BodyExt;
+
+    /// RFC 6455 section 1.3's own example.
+    #[test]
+    fn the_websocket_accept_proves_the_clients_key() {
+        let key = HeaderValue::from_static("dGhlIHNhbXBsZSBub25jZQ==");
+        assert_eq!(
+            websocket_accept(&key),
+            Some(HeaderValue::from_static("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="))
+        );
+    }
 
     #[tokio::test]
     async fn the_exchange_stays_open_until_the_response_body_is_sent() {
