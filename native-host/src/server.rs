@@ -710,6 +710,7 @@ async fn connection(
             .inc();
     };
     let (verdict, detail, logged) = session.on_tcp_connect_logged();
+    let label = verdict.label();
     let denied = match verdict {
         Verdict::Deny(reason) => Some(reason),
         Verdict::Continue => None,
@@ -725,7 +726,8 @@ async fn connection(
             sni = facts.sni.as_deref().unwrap_or("-"),
             tls = facts.version.as_str(),
             client = %client,
-            verdict = if denied.is_some() { "deny" } else { "continue" },
+            // core's word for it, as the filter's metrics and logs use
+            verdict = label,
             reason = %denied.as_ref().map_or_else(|| "-".to_owned(), ToString::to_string),
             detail = %detail.as_deref().map_or_else(|| "-".to_owned(), escape_control),
             log = %logged.as_deref().unwrap_or("-"),
