@@ -376,20 +376,15 @@ async fn accept_loop(
             let Some(source) = over_source_limit(&shared, peer) else {
                 continue;
             };
-            shared.tracker.spawn(async move {
-                let _source = source;
-                let addresses = (peer, None);
-                connection(
-                    task_shared,
-                    runtime,
-                    bind,
-                    stream,
-                    addresses,
-                    accepted,
-                    permit,
-                )
-                .await;
-            });
+            shared.tracker.spawn(connection(
+                task_shared,
+                runtime,
+                bind,
+                stream,
+                (peer, None),
+                accepted,
+                (permit, source),
+            ));
             continue;
         }
         shared.tracker.spawn(async move {
@@ -399,7 +394,7 @@ async fn accept_loop(
                 return;
             };
             // The share is the client's, not the load balancer's.
-            let Some(_source) = over_source_limit(&task_shared, peer) else {
+            let Some(source) = over_source_limit(&task_shared, peer) else {
                 return;
             };
             connection(
@@ -409,7 +404,7 @@ async fn accept_loop(
                 stream,
                 (peer, local),
                 accepted,
-                permit,
+                (permit, source),
             )
             .await;
         });
@@ -543,9 +538,9 @@ async fn connection(
     stream: TcpStream,
     addresses: (SocketAddr, Option<SocketAddr>),
     accepted: tokio::time::Instant,
-    _permit: OwnedSemaphorePermit,
+    (permit, source): (OwnedSemaphorePermit, SourceGuard),
 ) {
-    let _active = ActiveGuard::new(&shared.metrics);
+    let active = ActiveGuard::new(&shared.metrics);
     let limits = shared.limits;
     let metrics = &shared.metrics;
     let (peer, local) = addresses;
@@ -744,6 +739,12 @@ async fn connection(
     }
     count(Verdict::Continue.label(), "-");
 
+    // The connection goes on in a task of its own, which owns its slot, its share of the
+    // address and its gauge: this one ends, and with it everything the handshake needed (the
+    // acceptor, rustls' StartHandshake, the slots the compiler keeps for them), which would
+    // otherwise stay reserved in an idle connection's state machine for its whole life
+    // (docs/performance.md, "Where an idle connection's memory goes").
+    let held = (permit, source, active);
     match endpoint.endpoint.scheme {
         Scheme::Https => {
             let conn = Arc::new(HttpConnection::new(
@@ -755,18 +756,18 @@ async fn connection(
                 client,
             ));
             let http2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-            conn.serve(tls, http2, shared.shutdown.clone()).await;
+            let shutdown = shared.shutdown.clone();
+            shared.tracker.spawn(async move {
+                let _held = held;
+                conn.serve(tls, http2, shutdown).await;
+            });
         }
         Scheme::Tls => {
-            tcp::proxy(
-                tls,
-                endpoint,
-                session,
-                client,
-                limits,
-                shared.metrics.clone(),
-            )
-            .await;
+            let metrics = shared.metrics.clone();
+            shared.tracker.spawn(async move {
+                let _held = held;
+                tcp::proxy(tls, endpoint, session, client, limits, metrics).await;
+            });
         }
     }
 }
