@@ -185,10 +185,30 @@ pub(crate) fn cluster(
 
 /// The cluster the filter asks an endpoint's OCSP responder through (plain HTTP/1.1: answers
 /// are signed; the filter checks them).
-pub(crate) fn ocsp_cluster(
-    index: usize,
-    check: &tlsgate_core::config::OcspCheck,
-) -> Result<Yaml, Error> {
+/// The clusters the filter asks OCSP responders through, for every endpoint of `config`: one
+/// per configured responder, and one dynamic forward proxy for the responders client
+/// certificates name, waiting as long as the longest of its endpoints' timeouts. Both
+/// generators emit these (Envoy's bootstrap, Istio's EnvoyFilter), so the filter finds them
+/// by the same names either way.
+pub(crate) fn ocsp_clusters(config: &tlsgate_core::Config) -> Result<Vec<Yaml>, Error> {
+    let mut clusters = Vec::new();
+    let mut aia_timeout = None;
+    for endpoint in &config.endpoints {
+        if let Some(check) = endpoint.tls.client_auth.ocsp() {
+            if check.responder.is_some() {
+                clusters.push(ocsp_cluster(endpoint.index, check)?);
+            } else {
+                aia_timeout = aia_timeout.max(Some(check.timeout));
+            }
+        }
+    }
+    if let Some(timeout) = aia_timeout {
+        clusters.push(ocsp_aia_cluster(timeout));
+    }
+    Ok(clusters)
+}
+
+fn ocsp_cluster(index: usize, check: &tlsgate_core::config::OcspCheck) -> Result<Yaml, Error> {
     let url = check.responder.as_deref().unwrap_or_default();
     let responder = tlsgate_core::ocsp::Responder::parse(url)
         .map_err(|e| Error::Unsupported(format!("endpoints[{index}]: {e}")))?;
@@ -210,7 +230,7 @@ pub(crate) fn ocsp_cluster(
 /// URLs are known only when a client presents one): a dynamic forward proxy cluster, which
 /// resolves each `:authority` as it is asked (Envoy >= 1.34 resolves without the HTTP filter)
 /// and keeps at most a bounded number of responder hosts.
-pub(crate) fn ocsp_aia_cluster(timeout: std::time::Duration) -> Yaml {
+fn ocsp_aia_cluster(timeout: std::time::Duration) -> Yaml {
     map([
         ("name", s(tlsgate_core::policy::OCSP_AIA_CLUSTER)),
         ("connect_timeout", duration(timeout)),

@@ -110,6 +110,9 @@ pub enum Error {
     },
     #[error("emitting YAML: {0}")]
     Emit(String),
+    /// What the Envoy generator refuses for both (an OCSP responder's cluster).
+    #[error(transparent)]
+    Envoy(#[from] crate::Error),
 }
 
 /// One Secret a resource names, and where its entries come from.
@@ -339,10 +342,6 @@ pub fn generate(config: &Config, options: &Options) -> Result<Resources, Error> 
     let mut rules: Vec<(String, Resource<DestinationRuleSpec>, String)> = Vec::new();
     let mut secrets: Vec<SecretPlan> = Vec::new();
     let mut hosts: Vec<(String, String)> = Vec::new();
-    // OCSP: the responders' clusters, and the longest wait of the endpoints that ask the one
-    // each client certificate names (as `tlsgate envoy-config` declares them).
-    let mut ocsp_clusters = Vec::new();
-    let mut aia_timeout = None;
 
     for endpoint in &config.endpoints {
         let here = at(config, endpoint);
@@ -444,23 +443,10 @@ pub fn generate(config: &Config, options: &Options) -> Result<Resources, Error> 
                 authorities,
                 strategy,
                 revocation,
-                ocsp,
-            } => {
                 // The filter asks the responder through a cluster of its own, which Istio
-                // does not generate: it goes into the EnvoyFilter below.
-                if let Some(check) = ocsp {
-                    if check.responder.is_some() {
-                        let cluster = crate::ocsp_cluster(endpoint.index, check).map_err(|e| {
-                            unsupported(
-                                format!("{terminate}.mutual_tls_ocsp.responder"),
-                                e.to_string(),
-                            )
-                        })?;
-                        ocsp_clusters.push(cluster);
-                    } else {
-                        aia_timeout = aia_timeout.max(Some(check.timeout));
-                    }
-                }
+                // does not generate: the EnvoyFilter below adds it.
+                ocsp: _,
+            } => {
                 entries.push(ca_entry(endpoint, authorities));
                 if let Some(revocation) = revocation {
                     // Istio reads a CRL from the credential's `ca.crl` and hands it to Envoy,
@@ -737,9 +723,7 @@ pub fn generate(config: &Config, options: &Options) -> Result<Resources, Error> 
     for (_, rule, _) in &rules {
         docs.push(to_yaml(rule)?);
     }
-    if let Some(timeout) = aia_timeout {
-        ocsp_clusters.push(crate::ocsp_aia_cluster(timeout));
-    }
+    let ocsp_clusters = crate::clusters::ocsp_clusters(config)?;
     if !ocsp_clusters.is_empty() {
         let metadata = to_yaml(&metadata("tlsgate-ocsp".into()))?;
         docs.push(cluster_patches(metadata, &options.selector, ocsp_clusters));

@@ -35,7 +35,7 @@ use tlsgate_core::revocation::RevocationDepth;
 use tlsgate_core::{Config, Endpoint, TlsVersion};
 use yaml_rust2::Yaml;
 
-use crate::clusters::{cluster, ocsp_aia_cluster, ocsp_cluster};
+use crate::clusters::{cluster, ocsp_clusters};
 use crate::listeners::{filter_chain, stdout_access_log, CONNECTION_LOG_FORMAT};
 use crate::material::Material;
 use crate::yaml::{boolean, emit, int, list, map, opt, s, typed};
@@ -226,22 +226,12 @@ pub fn generate(config: &Config, options: &Options) -> Result<Bootstrap, Error> 
         ]));
     }
 
-    let mut clusters = Vec::new();
-    // The longest wait of the endpoints that ask the responder their clients' certificates name.
-    let mut aia_timeout = None;
-    for endpoint in &config.endpoints {
-        clusters.push(cluster(endpoint, &mut material, options)?);
-        if let Some(check) = endpoint.tls.client_auth.ocsp() {
-            if check.responder.is_some() {
-                clusters.push(ocsp_cluster(endpoint.index, check)?);
-            } else {
-                aia_timeout = aia_timeout.max(Some(check.timeout));
-            }
-        }
-    }
-    if let Some(timeout) = aia_timeout {
-        clusters.push(ocsp_aia_cluster(timeout));
-    }
+    let mut clusters = config
+        .endpoints
+        .iter()
+        .map(|endpoint| cluster(endpoint, &mut material, options))
+        .collect::<Result<Vec<_>, _>>()?;
+    clusters.extend(ocsp_clusters(config)?);
 
     let doc = map([
         (
