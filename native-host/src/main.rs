@@ -510,15 +510,12 @@ fn check(files: &[PathBuf], deployment: &Deployment) -> ExitCode {
                     );
                 }
                 if let Some(chain) = &endpoint.tls.certificate {
-                    if let Some(stapling) = tlsgate::stapling::Stapling::for_chain(&chain.certs) {
-                        println!("  staples the OCSP answer from {}", stapling.url);
-                    } else if let Some(url) =
-                        tlsgate::stapling::responder_without_issuer(&chain.certs)
-                    {
-                        println!(
-                            "  does not staple: the certificate names the OCSP responder {url} \
-                             but server_certificate holds no issuer (use the full-chain file)"
-                        );
+                    match tlsgate::stapling::Stapling::for_chain(&chain.certs) {
+                        Ok(Some(stapling)) => {
+                            println!("  staples the OCSP answer from {}", stapling.url);
+                        }
+                        Ok(None) => {}
+                        Err(why) => println!("  does not staple: {why}"),
                     }
                 }
             }

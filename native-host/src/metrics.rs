@@ -72,8 +72,15 @@ pub struct ReloadLabels {
 }
 
 impl Metrics {
-    pub fn registry(self: &Arc<Self>) -> Registry {
+    /// Every metric, for `/metrics`. `staples` is read at each scrape from the configuration
+    /// served at that moment: each endpoint that staples (its label, and until when its current
+    /// staple may be served, 0 while it has none).
+    pub fn registry(
+        self: &Arc<Self>,
+        staples: impl Fn() -> Vec<(String, i64)> + Send + Sync + 'static,
+    ) -> Registry {
         let mut registry = Registry::with_prefix("tlsgate");
+        registry.register_collector(Box::new(Staples(Box::new(staples))));
         registry.register(
             "tls_handshakes",
             "TLS handshakes by endpoint, outcome and reason",
@@ -117,18 +124,6 @@ impl Metrics {
         registry
     }
 
-    /// The registry with the gauges a scrape reads from the configuration served at that
-    /// moment: `staples` lists each endpoint that staples (its label, and until when its
-    /// current staple may be served, 0 while it has none).
-    pub fn registry_with(
-        self: &Arc<Self>,
-        staples: impl Fn() -> Vec<(String, i64)> + Send + Sync + 'static,
-    ) -> Registry {
-        let mut registry = self.registry();
-        registry.register_collector(Box::new(Staples(Box::new(staples))));
-        registry
-    }
-
     /// The CRLs of the configuration now served.
     pub fn revocation(&self, runtime: &crate::runtime::Runtime) {
         self.crl_next_update.clear();
@@ -167,7 +162,6 @@ impl Metrics {
     }
 }
 
-/// Serves `/metrics` on `listener` until `stop` is cancelled.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EndpointLabels {
     endpoint: String,
@@ -204,6 +198,7 @@ impl Collector for Staples {
     }
 }
 
+/// Serves `/metrics` on `listener` until `stop` is cancelled.
 pub async fn serve(listener: TcpListener, registry: Arc<Registry>, stop: CancellationToken) {
     loop {
         let (stream, _) = tokio::select! {

@@ -121,7 +121,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
         // The staples' gauge reads the configuration served at each scrape (weakly: the
         // metrics server does not keep the host alive).
         let served = Arc::downgrade(&shared);
-        let registry = metrics.registry_with(move || {
+        let registry = metrics.registry(move || {
             served
                 .upgrade()
                 .map(|shared| shared.current().staples())

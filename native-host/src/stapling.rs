@@ -82,25 +82,43 @@ pub struct Stapling {
 }
 
 impl Stapling {
-    /// Stapling for `chain` (leaf first), when the leaf names a responder and the chain holds
-    /// its issuer.
-    pub fn for_chain(chain: &[rustls::pki_types::CertificateDer<'_>]) -> Option<Self> {
-        let (leaf, rest) = chain.split_first()?;
-        let url = ocsp::responder_of(leaf)?;
-        let issuer = ocsp::issuer_of(leaf, rest.iter().map(AsRef::as_ref))?.to_vec();
-        let id = CertId::new(leaf, &issuer).ok()?;
-        Some(Self { url, id, issuer })
+    /// Stapling for `chain` (leaf first) when the leaf names a responder: `Ok(None)` when it
+    /// names none, `Err` when it names one but the chain lacks the issuer the request needs
+    /// (worth a warning: the full-chain file would staple).
+    pub fn for_chain(
+        chain: &[rustls::pki_types::CertificateDer<'_>],
+    ) -> Result<Option<Self>, MissingIssuer> {
+        let Some((leaf, rest)) = chain.split_first() else {
+            return Ok(None);
+        };
+        let Some(url) = ocsp::responder_of(leaf) else {
+            return Ok(None);
+        };
+        let Some(issuer) = ocsp::issuer_of(leaf, rest.iter().map(AsRef::as_ref)) else {
+            return Err(MissingIssuer { responder: url });
+        };
+        let issuer = issuer.to_vec();
+        Ok(CertId::new(leaf, &issuer)
+            .ok()
+            .map(|id| Self { url, id, issuer }))
     }
 }
 
-/// The responder a certificate names when `chain` cannot be stapled for want of the issuer
-/// (the file holds the leaf alone): worth a warning, since a full-chain file would staple.
-pub fn responder_without_issuer(chain: &[rustls::pki_types::CertificateDer<'_>]) -> Option<String> {
-    let (leaf, rest) = chain.split_first()?;
-    let url = ocsp::responder_of(leaf)?;
-    ocsp::issuer_of(leaf, rest.iter().map(AsRef::as_ref))
-        .is_none()
-        .then_some(url)
+/// A certificate that names an OCSP responder, in a file without its issuer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingIssuer {
+    pub responder: String,
+}
+
+impl std::fmt::Display for MissingIssuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the certificate names the OCSP responder {} but server_certificate holds no \
+             issuer (use the full-chain file)",
+            self.responder
+        )
+    }
 }
 
 /// Keeps `stapled`'s staple fresh for as long as it is in use (the task ends once the
@@ -169,7 +187,11 @@ pub fn fetch_for_envoy(config: &tlsgate_core::Config) -> Vec<(usize, Vec<u8>)> {
         .iter()
         .filter_map(|e| {
             let chain = e.tls.certificate.as_ref()?;
-            Some((e.index, e.url.clone(), Stapling::for_chain(&chain.certs)?))
+            Some((
+                e.index,
+                e.url.clone(),
+                Stapling::for_chain(&chain.certs).ok()??,
+            ))
         })
         .collect();
     if wanted.is_empty() {

@@ -201,10 +201,10 @@ impl ServerTls {
             None => builder.with_no_client_auth(),
         };
         // A certificate that names an OCSP responder gets a staple (when one arrives).
-        let stapling = crate::stapling::Stapling::for_chain(&chain.certs);
-        if let Some(url) = crate::stapling::responder_without_issuer(&chain.certs) {
-            tracing::warn!(endpoint = %endpoint.url, "not stapling: the certificate names the OCSP responder {url} but server_certificate holds no issuer (use the full-chain file)");
-        }
+        let stapling = crate::stapling::Stapling::for_chain(&chain.certs).unwrap_or_else(|why| {
+            tracing::warn!(endpoint = %endpoint.url, "not stapling: {why}");
+            None
+        });
         let (mut config, stapled) = match stapling {
             Some(_) => {
                 let stapled = Arc::new(crate::stapling::Stapled::new(certified));
