@@ -98,27 +98,25 @@ impl Drop for Proxy {
 }
 
 /// User plus system CPU time the process `pid` has used so far (Linux /proc; fields 14 and 15
-/// of `stat`, in clock ticks).
-fn cpu_time(pid: u32) -> Duration {
+/// of `stat`, in clock ticks of `ticks_per_second`).
+fn cpu_time(pid: u32, ticks_per_second: u64) -> Duration {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     // The command name may hold spaces; the fields after it do not.
     let fields: Vec<u64> = stat[stat.rfind(')').unwrap() + 2..]
         .split(' ')
         .map(|f| f.parse().unwrap_or(0))
         .collect();
-    let ticks = fields[11] + fields[12];
-    let per_second: u64 = String::from_utf8(
-        Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap()
-    .trim()
-    .parse()
-    .unwrap();
-    Duration::from_micros(ticks * 1_000_000 / per_second)
+    Duration::from_micros((fields[11] + fields[12]) * 1_000_000 / ticks_per_second)
+}
+
+/// The kernel's clock ticks per second (`getconf CLK_TCK`), the unit of /proc's CPU times.
+fn clock_ticks() -> u64 {
+    let out = Command::new("getconf").arg("CLK_TCK").output().unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 fn report(name: &str, n: u64, elapsed: Duration) {
@@ -244,6 +242,7 @@ async fn main() {
     let hybrid = client_with(None);
     let classic = client_with(Some(vec![rustls::crypto::aws_lc_rs::kx_group::X25519]));
     let pid = _proxy.0.id();
+    let ticks = clock_ticks();
     for (name, connector) in [("X25519MLKEM768", &hybrid), ("X25519", &classic)] {
         let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
         let tls = connector
@@ -262,12 +261,12 @@ async fn main() {
     let mut totals = [(Duration::ZERO, Duration::ZERO); 2];
     for _ in 0..rounds {
         for (total, connector) in totals.iter_mut().zip([&hybrid, &classic]) {
-            let (t, cpu) = (Instant::now(), cpu_time(pid));
+            let (t, cpu) = (Instant::now(), cpu_time(pid, ticks));
             for _ in 0..per_round {
                 get(&mut connect(connector, port).await).await;
             }
             total.0 += t.elapsed();
-            total.1 += cpu_time(pid) - cpu;
+            total.1 += cpu_time(pid, ticks) - cpu;
         }
     }
     let n = rounds * per_round;
