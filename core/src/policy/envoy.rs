@@ -1,0 +1,105 @@
+//! The contract with Envoy: the names the generators write and the filter reads back, and the
+//! variables Envoy cannot provide.
+
+use crate::config::Endpoint;
+
+/// A `conn` variable Envoy gives the filter no attribute for.
+#[derive(Debug, Clone, Copy)]
+pub struct UnknownToEnvoy {
+    pub variable: &'static str,
+    /// Only the network filter lacks it (its HTTP filter has it): refused in `on_tcp_connect`
+    /// rules only.
+    pub network_filter_only: bool,
+    pub why: &'static str,
+}
+
+/// The variables Envoy cannot provide, and why. The native host knows them; a policy that
+/// reads one where Envoy lacks it is refused for Envoy (by `tlsgate envoy-config`, `tlsgate
+/// istio` and the filter's own load) rather than evaluated as empty there.
+pub const UNKNOWN_BEHIND_ENVOY: &[UnknownToEnvoy] = &[
+    UnknownToEnvoy {
+        variable: "conn.tls.cipher_suite",
+        network_filter_only: false,
+        why: "Envoy exposes no attribute for the negotiated cipher suite",
+    },
+    UnknownToEnvoy {
+        variable: "conn.tls.session_resumed",
+        network_filter_only: false,
+        why: "Envoy exposes no attribute saying whether the TLS session was resumed",
+    },
+    UnknownToEnvoy {
+        variable: "conn.tls.key_exchange_group",
+        network_filter_only: false,
+        why: "Envoy exposes no attribute for the negotiated key-exchange group",
+    },
+    UnknownToEnvoy {
+        variable: crate::ja4::VARIABLE,
+        network_filter_only: true,
+        why: "Envoy's tls_inspector computes JA4 but gives network filters no attribute for it; \
+              the generated configuration hands it to on_http_request rules",
+    },
+    UnknownToEnvoy {
+        variable: "conn.tls.negotiated_alpn",
+        network_filter_only: true,
+        why: "Envoy gives network filters no ALPN attribute; on_http_request rules see it",
+    },
+];
+
+/// Why Envoy cannot serve `endpoint` as the policy says: a rule reads a variable Envoy cannot
+/// provide there ([`UNKNOWN_BEHIND_ENVOY`]), or the upstream wants PROXY protocol TLVs.
+pub fn unsupported_behind_envoy(endpoint: &Endpoint) -> Option<String> {
+    if endpoint.upstream.proxy_protocol_tlvs {
+        return Some(format!(
+            "endpoints[{}] ({}): upstream.proxy_protocol_tlvs: Envoy cannot send them (its \
+             upstream PROXY protocol transport socket formats TLVs from the upstream \
+             connection, not the client's, and none of its format strings makes the binary SSL \
+             TLV); the native host (tlsgate run) sends them",
+            endpoint.index, endpoint.url
+        ));
+    }
+    let unknown = UNKNOWN_BEHIND_ENVOY.iter().find(|u| {
+        if u.network_filter_only {
+            endpoint.reads_variable_on_tcp_connect(u.variable)
+        } else {
+            endpoint.reads_variable(u.variable)
+        }
+    })?;
+    let rule = if unknown.network_filter_only {
+        "an on_tcp_connect rule"
+    } else {
+        "a rule"
+    };
+    Some(format!(
+        "endpoints[{}] ({}): {rule} reads {}, which Envoy cannot provide ({}); the native host \
+         (tlsgate run) provides it",
+        endpoint.index, endpoint.url, unknown.variable, unknown.why
+    ))
+}
+
+/// The name an Envoy filter chain gets for endpoint `index`: the generator writes it, the filter
+/// reads it back from `xds.filter_chain_name` to know which endpoint Envoy's SNI match chose.
+pub fn filter_chain_name(index: usize) -> String {
+    format!("tlsgate.endpoints[{index}]")
+}
+
+/// The Envoy cluster through which the filter asks endpoint `index`'s OCSP responder
+/// (`mutual_tls_ocsp.responder`): the generator declares it, the filter dispatches to it.
+pub fn ocsp_cluster_name(index: usize) -> String {
+    format!("tlsgate_ocsp_{index}")
+}
+
+/// The Envoy cluster through which the filter asks the responder a client certificate names
+/// itself (Authority Information Access), for endpoints whose `mutual_tls_ocsp` names none: a
+/// dynamic forward proxy cluster, which resolves each responder's host as it is asked. Only a
+/// certificate one of the endpoint's CAs signed gets that far, so the CA chooses the URL.
+pub const OCSP_AIA_CLUSTER: &str = "tlsgate_ocsp_aia";
+
+/// The endpoint index in a name written by [`filter_chain_name`]; `None` for any other name (a
+/// chain Istio or a person named), so the filter routes by SNI instead.
+pub fn endpoint_index(chain_name: &str) -> Option<usize> {
+    chain_name
+        .strip_prefix("tlsgate.endpoints[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
