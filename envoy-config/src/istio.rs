@@ -21,21 +21,19 @@
 //! Field names are Istio's (`camelCase`, the CRDs' spelling); the tests check every generated
 //! document against the published CRD schemas (tests/fixtures/istio/).
 
+mod filter;
+mod gateway;
 mod resources;
+mod routing;
+mod secrets;
 mod ser;
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
-use std::path::Path;
 
-use tlsgate_core::config::{ClientAuth, Scheme, UpstreamScheme, UpstreamTls, VerificationStrategy};
-use tlsgate_core::pem::Origin;
-use tlsgate_core::revocation::RevocationDepth;
 use tlsgate_core::{Config, Endpoint};
-use yaml_rust2::Yaml;
 
-use crate::{HTTP_ROOT_ID, NETWORK_ROOT_ID};
 use resources::*;
+use secrets::{SecretPlan, Source};
 
 /// The Gateway's name, which every VirtualService binds to.
 const GATEWAY_NAME: &str = "tlsgate";
@@ -115,23 +113,6 @@ pub enum Error {
     Envoy(#[from] crate::Error),
 }
 
-/// One Secret a resource names, and where its entries come from.
-struct SecretPlan {
-    name: String,
-    /// `kubernetes.io/tls` when it holds a certificate and key, else `Opaque` (CAs only).
-    kind_of: &'static str,
-    /// Key in the Secret (Istio's names: `tls.crt`, `tls.key`, `ca.crt`, `ca.crl`), the PEM,
-    /// and the file it came from when it came from one.
-    entries: Vec<(&'static str, String, Source)>,
-}
-
-enum Source {
-    /// The file, as the `kubectl` command names it.
-    File(String),
-    /// Written in the policy itself, or spread over several files, or DER (Istio wants PEM).
-    Elsewhere(&'static str),
-}
-
 /// Where the endpoint is, for messages: `policy.yaml: endpoints[1] (https://b.example.com)`.
 fn at(config: &Config, endpoint: &Endpoint) -> String {
     let position = config
@@ -170,85 +151,26 @@ fn slug(endpoint: &Endpoint) -> String {
     name.trim_matches(|c| c == '-' || c == '.').to_owned()
 }
 
-/// The Kubernetes Service host Istio routes to for an upstream host, read as tlsgate reads
-/// manifests (`--resolve`): `name` is a Service in `default`, `name.namespace` a Service in
-/// that namespace, `….svc` / `….svc.cluster.local` as written; anything longer is an external
-/// name, which Istio routes only when a ServiceEntry declares it.
-fn service_host(host: &str) -> (String, bool) {
-    let host = host.trim_end_matches('.').to_ascii_lowercase();
-    if host.ends_with(".svc.cluster.local") {
-        return (host, true);
+/// One endpoint on its way into resources: where it is (for messages), its host, and the name
+/// its resources are given.
+struct Site<'a> {
+    endpoint: &'a Endpoint,
+    /// [`at`].
+    here: String,
+    host: String,
+    /// [`slug`].
+    name: String,
+}
+
+impl Site<'_> {
+    /// A refusal of `field` (relative to the endpoint), saying why.
+    fn unsupported(&self, field: String, what: String) -> Error {
+        Error::Unsupported {
+            at: self.here.clone(),
+            field,
+            what,
+        }
     }
-    if host.ends_with(".svc") {
-        return (format!("{host}.cluster.local"), true);
-    }
-    match host.matches('.').count() {
-        0 => (format!("{host}.default.svc.cluster.local"), true),
-        1 => (format!("{host}.svc.cluster.local"), true),
-        _ => (host, false),
-    }
-}
-
-/// The path to show in a `kubectl` command: relative to the policy's directory when under it
-/// (the comment says to run the commands there), else as loaded.
-fn shown(endpoint: &Endpoint, path: &Path) -> String {
-    let base = endpoint
-        .file
-        .as_deref()
-        .and_then(Path::parent)
-        .map(|b| {
-            if b.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                b
-            }
-        })
-        .and_then(|b| std::path::absolute(b).ok());
-    let rel = base.as_deref().and_then(|b| path.strip_prefix(b).ok());
-    rel.unwrap_or(path).display().to_string()
-}
-
-/// The one file every origin names, if they all name the same one.
-fn one_file<'a>(mut origins: impl Iterator<Item = &'a Origin>) -> Option<&'a Path> {
-    let Some(Origin::File(first)) = origins.next() else {
-        return None;
-    };
-    origins
-        .all(|o| matches!(o, Origin::File(p) if p == first))
-        .then_some(first.as_path())
-}
-
-fn source(endpoint: &Endpoint, origin: Option<&Path>, otherwise: &'static str) -> Source {
-    match origin {
-        Some(path) => Source::File(shown(endpoint, path)),
-        None => Source::Elsewhere(otherwise),
-    }
-}
-
-/// A Secret's `ca.crt`: the CAs, and the file they come from when it is one.
-fn ca_entry(
-    endpoint: &Endpoint,
-    authorities: &tlsgate_core::pem::TrustAnchors,
-) -> (&'static str, String, Source) {
-    (
-        "ca.crt",
-        authorities.to_pem(),
-        source(
-            endpoint,
-            one_file(authorities.origins.iter()),
-            "inlined in the policy or spread over several files",
-        ),
-    )
-}
-
-fn private_key_pem(key: &tlsgate_core::pem::PrivateKey) -> String {
-    use rustls_pki_types::PrivateKeyDer;
-    let label = match key.der() {
-        PrivateKeyDer::Pkcs1(_) => "RSA PRIVATE KEY",
-        PrivateKeyDer::Sec1(_) => "EC PRIVATE KEY",
-        _ => "PRIVATE KEY",
-    };
-    tlsgate_core::encoding::pem(label, key.der().secret_der())
 }
 
 fn check_options(options: &Options) -> Result<Option<String>, Error> {
@@ -344,360 +266,27 @@ pub fn generate(config: &Config, options: &Options) -> Result<Resources, Error> 
     let mut hosts: Vec<(String, String)> = Vec::new();
 
     for endpoint in &config.endpoints {
-        let here = at(config, endpoint);
-        let unsupported = |field: String, what: String| Error::Unsupported {
-            at: here.clone(),
-            field,
-            what,
+        let site = Site {
+            endpoint,
+            here: at(config, endpoint),
+            host: endpoint.host.to_string(),
+            name: slug(endpoint),
         };
-        let host = endpoint.host.to_string();
-        // The filter finds the endpoint by SNI behind Istio, and the Gateway skips a server
-        // whose host another server on the port already has: one endpoint per host.
-        if let Some((_, other)) = hosts.iter().find(|(h, _)| *h == host) {
-            return Err(unsupported(
-                "url".into(),
-                format!(
-                    "{host} is also served by {other}: behind Istio every endpoint is chosen by \
-                     its server name alone (the gateway's port is shared), so give each host one \
-                     endpoint"
-                ),
-            ));
-        }
-        hosts.push((host.clone(), here.clone()));
-        if let Some(why) = tlsgate_core::policy::unsupported_behind_envoy(endpoint) {
-            return Err(unsupported("traffic_policy".into(), why));
-        }
-        if endpoint.reads_variable(tlsgate_core::ja4::VARIABLE) {
-            return Err(unsupported(
-                "traffic_policy".into(),
-                "a rule reads conn.tls.ja4_fingerprint: behind Istio the gateway's listener \
-                 (its tls_inspector, which computes JA4 only when asked) and its HTTP filters \
-                 are Istio's, so nothing hands the fingerprint to the filter"
-                    .into(),
-            ));
-        }
-        if config
-            .listener(endpoint.bind)
-            .is_some_and(|l| l.proxy_protocol.is_some())
-        {
-            return Err(unsupported(
-                "bind".into(),
-                "its listeners: entry takes PROXY protocol headers; behind Istio the ingress \
-                 gateway's Service and its `proxy_protocol` listener filter (an EnvoyFilter) \
-                 decide that, not the policy"
-                    .into(),
-            ));
-        }
-        if endpoint.upstream.proxy_protocol.is_some() {
-            return Err(unsupported(
-                "upstream.proxy_protocol".into(),
-                "a PROXY protocol header to the upstream is a DestinationRule transport socket \
-                 Istio does not generate from a policy yet; leave it out or use \
-                 `tlsgate envoy-config`"
-                    .into(),
-            ));
-        }
-        let name = slug(endpoint);
-        let tls = &endpoint.tls;
-        let terminate = format!("traffic_policy.on_tcp_connect[{}] terminate-tls", tls.rule);
-
-        // The handshake: the Gateway server.
-        let certificate = tls.certificate.as_ref().ok_or_else(|| {
-            unsupported(
-                format!("{terminate}.server_certificate"),
-                "Istio's gateway needs the endpoint's certificate to terminate TLS".into(),
-            )
-        })?;
-        let key = tls
-            .private_key
-            .as_ref()
-            .ok_or_else(|| Error::MissingMaterial {
-                endpoint: endpoint.index,
-                url: endpoint.url.clone(),
-                what: "terminate-tls.server_private_key",
-            })?;
-        let credential = format!("tlsgate-{name}");
-        let mut entries = vec![
-            (
-                "tls.crt",
-                certificate.to_pem(),
-                source(
-                    endpoint,
-                    one_file(std::iter::once(&certificate.origin)),
-                    "inlined in the policy",
-                ),
-            ),
-            (
-                "tls.key",
-                private_key_pem(key),
-                source(
-                    endpoint,
-                    one_file(std::iter::once(&key.origin)),
-                    "inlined in the policy",
-                ),
-            ),
-        ];
-        let mode = match &tls.client_auth {
-            ClientAuth::Off => ServerTlsMode::Simple,
-            ClientAuth::On {
-                authorities,
-                strategy,
-                revocation,
-                // The filter asks the responder through a cluster of its own, which Istio
-                // does not generate: the EnvoyFilter below adds it.
-                ocsp: _,
-            } => {
-                entries.push(ca_entry(endpoint, authorities));
-                if let Some(revocation) = revocation {
-                    // Istio reads a CRL from the credential's `ca.crl` and hands it to Envoy,
-                    // which checks every certificate of the chain (Envoy's default): a leaf-only
-                    // policy is stricter there, never looser, and the filter re-checks.
-                    let pem_file = one_file(revocation.lists.iter().map(|l| &l.origin))
-                        .filter(|_| revocation.lists.iter().all(|l| l.pem));
-                    entries.push((
-                        "ca.crl",
-                        revocation.to_pem(),
-                        source(
-                    endpoint,
-                            pem_file,
-                            "inlined, in DER or spread over several files; Istio wants one PEM file",
-                        ),
-                    ));
-                    if revocation.depth == RevocationDepth::Leaf {
-                        warnings.push(format!(
-                            "{here}: {terminate}.mutual_tls_revocation_check: leaf: Istio does \
-                             not expose Envoy's only_verify_leaf_cert_crl, so the gateway checks \
-                             the CRLs for every certificate of the chain; a client whose \
-                             intermediate CA publishes no CRL is refused"
-                        ));
-                    }
-                }
-                match strategy {
-                    VerificationStrategy::RequireAndVerify => ServerTlsMode::Mutual,
-                    // A certificate that does not chain is refused at the handshake instead of
-                    // admitted unverified: stricter, and the rules still see every other case.
-                    VerificationStrategy::Request => {
-                        warnings.push(format!(
-                            "{here}: {terminate}.mutual_tls_verification_strategy: request: \
-                             Istio's OPTIONAL_MUTUAL refuses a client certificate that does not \
-                             chain to the CAs at the handshake, where tlsgate admits it as \
-                             unverified; no certificate, or a verified one, behaves the same"
-                        ));
-                        ServerTlsMode::OptionalMutual
-                    }
-                    // Refused: the strategy exists to admit certificates from issuers not in the
-                    // list (identified by rules on their fields); MUTUAL would refuse every one
-                    // of them, so the endpoint would not do what the policy is for.
-                    VerificationStrategy::RequireAny => {
-                        return Err(unsupported(
-                            format!("{terminate}.mutual_tls_verification_strategy"),
-                            "require-any accepts a client certificate from any issuer, which \
-                             needs Envoy's trust_chain_verification: ACCEPT_UNTRUSTED; Istio's \
-                             Gateway does not expose it (ServerTLSSettings.insecureSkipVerify \
-                             arrives with Istio 1.31), and MUTUAL would refuse every client this \
-                             strategy is for. Use require-and-verify with the clients' CAs, or \
-                             run this endpoint on plain Envoy (tlsgate envoy-config)"
-                                .into(),
-                        ));
-                    }
-                }
-            }
-        };
-        if !tls.session_ticket_keys.is_empty()
-            || tls.session_lifetime != tlsgate_core::config::DEFAULT_SESSION_LIFETIME
-        {
-            warnings.push(format!(
-                "{here}: {terminate}.session_ticket_keys / session_lifetime: Istio's Gateway \
-                 has no setting for them; each gateway pod makes its own ticket keys and keeps \
-                 Envoy's default lifetime, so sessions resume on the pod that issued them only"
-            ));
-        }
-        if !tls.session_resumption {
-            warnings.push(format!(
-                "{here}: {terminate}.session_resumption: false: Istio's Gateway has no setting \
-                 for it; the gateway resumes TLS sessions (a resumed session keeps the \
-                 certificate it was verified with)"
-            ));
-        }
-        if endpoint
-            .tcp_rules
-            .iter()
-            .flat_map(|r| &r.actions)
-            .any(|a| matches!(a, tlsgate_core::config::TcpAction::Log(_)))
-        {
-            warnings.push(format!(
-                "{here}: on_tcp_connect log: the gateway's listeners are Istio's, and none writes \
-                 the connection line that carries these fields (wasm.tlsgate.tcp_log); log in \
-                 on_http_request, or add a listener access log with an EnvoyFilter"
-            ));
-        }
-        if tls.key_exchange_groups != tlsgate_core::facts::KEY_EXCHANGE_GROUPS {
-            warnings.push(format!(
-                "{here}: {terminate}.key_exchange_groups: Istio's Gateway has no per-server \
-                 setting for them; the gateway offers the mesh's (meshConfig.tlsDefaults.ecdhCurves)"
-            ));
-        }
-        secrets.push(SecretPlan {
-            name: credential.clone(),
-            kind_of: "kubernetes.io/tls",
-            entries,
-        });
-        let (port_name, protocol) = match endpoint.scheme {
-            Scheme::Https => (format!("https-{name}"), "HTTPS"),
-            Scheme::Tls => (format!("tls-{name}"), "TLS"),
-        };
-        servers.push(Server {
-            port: ServerPort {
-                number: options.port,
-                name: port_name,
-                protocol,
-            },
-            // `./`: only VirtualServices in the gateway's namespace may bind this host, so no
-            // other namespace can route (or hijack) the endpoint's traffic.
-            hosts: vec![format!("./{host}")],
-            tls: ServerTls {
-                mode,
-                credential_name: credential,
-                min_protocol_version: tls.min_version.into(),
-                max_protocol_version: tls.max_version.into(),
-            },
-        });
-
-        // Where the connection goes: the VirtualService.
-        let upstream = &endpoint.upstream;
-        if upstream.host.parse::<IpAddr>().is_ok() {
-            return Err(unsupported(
-                "upstream.url".into(),
-                format!(
-                    "{}: Istio routes to a service name, not an address; name the Kubernetes \
-                     Service (my-service.my-namespace:{}) or a ServiceEntry's host",
-                    upstream.url, upstream.port
-                ),
-            ));
-        }
-        let (service, in_cluster) = service_host(&upstream.host);
-        if !in_cluster {
-            warnings.push(format!(
-                "{here}: upstream.url: {} is not a Kubernetes Service name; Istio routes to it \
-                 only when a ServiceEntry declares {service}",
-                upstream.url
-            ));
-        }
-        if upstream.address.is_some() {
-            warnings.push(format!(
-                "{here}: upstream: --resolve does not apply in a cluster; Istio resolves {service}"
-            ));
-        }
-        let destination = vec![RouteDestination {
-            destination: Destination {
-                host: service.clone(),
-                port: PortSelector {
-                    number: upstream.port,
-                },
-            },
-        }];
-        let (http, tcp) = match endpoint.scheme {
-            Scheme::Https => (
-                Some(vec![HttpRoute {
-                    route: destination,
-                    rewrite: Rewrite {
-                        authority: upstream.authority(),
-                    },
-                }]),
-                None,
-            ),
-            Scheme::Tls => (None, Some(vec![TcpRoute { route: destination }])),
-        };
-        virtual_services.push(Resource {
-            api_version: "networking.istio.io/v1",
-            kind: "VirtualService",
-            metadata: metadata(format!("tlsgate-{name}")),
-            spec: VirtualServiceSpec {
-                hosts: vec![host.clone()],
-                gateways: vec![GATEWAY_NAME],
-                export_to: vec!["."],
-                http,
-                tcp,
-            },
-        });
-
-        // How: the DestinationRule, for upstreams over TLS.
-        let upstream_tls = match (&upstream.tls, upstream.scheme) {
-            (Some(t), UpstreamScheme::Https | UpstreamScheme::Tls) => Some(t),
-            _ => None,
-        };
-        let Some(utls) = upstream_tls else {
-            continue;
-        };
-        let client_tls = client_tls(utls, &name, &mut secrets, endpoint, &unsupported)?;
-        match rules.iter().find(|(h, _, _)| *h == service) {
-            // Istio applies one DestinationRule per host: two endpoints may share it only with
-            // the same settings.
-            Some((_, rule, first)) if rule.spec.traffic_policy.tls != client_tls => {
-                return Err(unsupported(
-                    "upstream.tls".into(),
-                    format!(
-                        "{service} is also the upstream of {first} with other TLS settings; \
-                         Istio applies one DestinationRule per host, so give both endpoints the \
-                         same upstream.tls"
-                    ),
-                ));
-            }
-            Some(_) => {}
-            None => rules.push((
-                service.clone(),
-                Resource {
-                    api_version: "networking.istio.io/v1",
-                    kind: "DestinationRule",
-                    metadata: metadata(format!("tlsgate-{name}-upstream")),
-                    spec: DestinationRuleSpec {
-                        host: service,
-                        export_to: vec!["."],
-                        traffic_policy: TrafficPolicy { tls: client_tls },
-                    },
-                },
-                here.clone(),
-            )),
-        }
+        refuse_unexpressible(config, &site, &mut hosts)?;
+        servers.push(gateway::server(
+            &site,
+            options,
+            &mut secrets,
+            &mut warnings,
+        )?);
+        let (service, virtual_service) = routing::virtual_service(&site, &mut warnings, &metadata)?;
+        virtual_services.push(virtual_service);
+        routing::destination_rule(&site, service, &mut rules, &mut secrets, &metadata)?;
     }
 
     // The rules and actions: the same module twice, as the filter's two roles.
-    let plugin_config = config.filter_policy();
-    let plugin = |suffix: &str, kind, root_id| Resource {
-        api_version: "extensions.istio.io/v1alpha1",
-        kind: "WasmPlugin",
-        metadata: metadata(format!("tlsgate-{suffix}")),
-        spec: WasmPluginSpec {
-            selector: Selector {
-                match_labels: options.selector.clone(),
-            },
-            url: options.wasm_url.clone(),
-            sha256: sha256.clone(),
-            image_pull_policy: PullPolicy::IfNotPresent,
-            kind,
-            // AUTHN, Istio's first phase: before RequestAuthentication, AuthorizationPolicy and
-            // ext_authz (network and HTTP), so a connection or request the policy denies is
-            // refused before anything else acts on it, and what runs later (and the upstream)
-            // sees only the identity headers the filter set.
-            phase: PluginPhase::Authn,
-            plugin_name: root_id,
-            // A module that cannot be fetched or fails to start denies everything (Istio puts
-            // a deny-all RBAC filter in its place); never waves traffic through.
-            fail_strategy: FailStrategy::FailClose,
-            plugin_config: plugin_config.clone(),
-        },
-    };
-    let network = plugin("network", PluginType::Network, NETWORK_ROOT_ID);
-    let http = plugin("http", PluginType::Http, HTTP_ROOT_ID);
-    let gateway = Resource {
-        api_version: "networking.istio.io/v1",
-        kind: "Gateway",
-        metadata: metadata(GATEWAY_NAME.into()),
-        spec: GatewaySpec {
-            selector: options.selector.clone(),
-            servers,
-        },
-    };
+    let (network, http) = filter::wasm_plugins(config, options, &sha256, &metadata);
+    let gateway = gateway::gateway(options, servers, &metadata);
 
     let mut docs = Vec::new();
     let to_yaml = |value: &dyn erased::Doc| value.yaml().map_err(|e| Error::Emit(e.to_string()));
@@ -726,7 +315,11 @@ pub fn generate(config: &Config, options: &Options) -> Result<Resources, Error> 
     let ocsp_clusters = crate::clusters::ocsp_clusters(config)?;
     if !ocsp_clusters.is_empty() {
         let metadata = to_yaml(&metadata("tlsgate-ocsp".into()))?;
-        docs.push(cluster_patches(metadata, &options.selector, ocsp_clusters));
+        docs.push(filter::cluster_patches(
+            metadata,
+            &options.selector,
+            ocsp_clusters,
+        ));
     }
     docs.push(to_yaml(&network)?);
     docs.push(to_yaml(&http)?);
@@ -738,84 +331,62 @@ pub fn generate(config: &Config, options: &Options) -> Result<Resources, Error> 
     Ok(Resources { yaml, warnings })
 }
 
-/// Upstream TLS as a DestinationRule's `tls`, and the Secret it names.
-fn client_tls(
-    tls: &UpstreamTls,
-    name: &str,
-    secrets: &mut Vec<SecretPlan>,
-    endpoint: &Endpoint,
-    unsupported: &dyn Fn(String, String) -> Error,
-) -> Result<ClientTls, Error> {
-    // Refused: a pin is how the policy accepts (or narrows to) one upstream key, and Istio's
-    // ClientTLSSettings has no verifyCertificateSpki. Dropping it would accept any certificate
-    // the CA issued for the name; the filter never sees the upstream's certificate to re-check.
-    if !tls.pinned_spki_sha256.is_empty() {
+/// What of an endpoint Istio cannot express at all, refused before anything is generated for
+/// it. `hosts` holds the hosts of the endpoints before it, and where each is.
+fn refuse_unexpressible(
+    config: &Config,
+    site: &Site<'_>,
+    hosts: &mut Vec<(String, String)>,
+) -> Result<(), Error> {
+    let (endpoint, here, host) = (site.endpoint, &site.here, &site.host);
+    let unsupported = |field: String, what: String| site.unsupported(field, what);
+    // The filter finds the endpoint by SNI behind Istio, and the Gateway skips a server
+    // whose host another server on the port already has: one endpoint per host.
+    if let Some((_, other)) = hosts.iter().find(|(h, _)| h == host) {
         return Err(unsupported(
-            "upstream.tls.pinned_certificates".into(),
-            "Istio's DestinationRule cannot pin an upstream key (ClientTLSSettings has no \
-             verifyCertificateSpki), and leaving the pin out would accept any certificate the CA \
-             issued for the name. Give the upstream a certificate with its name in \
-             subjectAltName and drop the pin, or run this endpoint on plain Envoy"
+            "url".into(),
+            format!(
+                "{host} is also served by {other}: behind Istio every endpoint is chosen by \
+                 its server name alone (the gateway's port is shared), so give each host one \
+                 endpoint"
+            ),
+        ));
+    }
+    hosts.push((host.clone(), here.clone()));
+    if let Some(why) = tlsgate_core::policy::unsupported_behind_envoy(endpoint) {
+        return Err(unsupported("traffic_policy".into(), why));
+    }
+    if endpoint.reads_variable(tlsgate_core::ja4::VARIABLE) {
+        return Err(unsupported(
+            "traffic_policy".into(),
+            "a rule reads conn.tls.ja4_fingerprint: behind Istio the gateway's listener \
+             (its tls_inspector, which computes JA4 only when asked) and its HTTP filters \
+             are Istio's, so nothing hands the fingerprint to the filter"
                 .into(),
         ));
     }
-    let mut entries = Vec::new();
-    let mode = match (&tls.client_certificate, &tls.client_key) {
-        (Some(chain), Some(key)) => {
-            entries.push((
-                "tls.crt",
-                chain.to_pem(),
-                source(
-                    endpoint,
-                    one_file(std::iter::once(&chain.origin)),
-                    "inlined in the policy",
-                ),
-            ));
-            entries.push((
-                "tls.key",
-                private_key_pem(key),
-                source(
-                    endpoint,
-                    one_file(std::iter::once(&key.origin)),
-                    "inlined in the policy",
-                ),
-            ));
-            ClientTlsMode::Mutual
-        }
-        (Some(_), None) => {
-            return Err(Error::MissingMaterial {
-                endpoint: endpoint.index,
-                url: endpoint.url.clone(),
-                what: "upstream.tls.client_certificate.private_key",
-            })
-        }
-        (None, _) => ClientTlsMode::Simple,
-    };
-    // No CAs: Istio verifies against the proxy's OS trust store, as tlsgate uses the system's.
-    if let Some(authorities) = &tls.authorities {
-        entries.push(ca_entry(endpoint, authorities));
+    if config
+        .listener(endpoint.bind)
+        .is_some_and(|l| l.proxy_protocol.is_some())
+    {
+        return Err(unsupported(
+            "bind".into(),
+            "its listeners: entry takes PROXY protocol headers; behind Istio the ingress \
+             gateway's Service and its `proxy_protocol` listener filter (an EnvoyFilter) \
+             decide that, not the policy"
+                .into(),
+        ));
     }
-    let credential_name = (!entries.is_empty()).then(|| {
-        let credential = format!("tlsgate-{name}-upstream");
-        secrets.push(SecretPlan {
-            name: credential.clone(),
-            kind_of: if mode == ClientTlsMode::Mutual {
-                "kubernetes.io/tls"
-            } else {
-                "Opaque"
-            },
-            entries,
-        });
-        credential
-    });
-    let is_ip = tls.server_name.parse::<IpAddr>().is_ok();
-    Ok(ClientTls {
-        mode,
-        credential_name,
-        sni: (!is_ip).then(|| tls.server_name.clone()),
-        // Always the name: a private CA is no reason to accept every certificate it issued.
-        subject_alt_names: vec![tls.server_name.clone()],
-    })
+    if endpoint.upstream.proxy_protocol.is_some() {
+        return Err(unsupported(
+            "upstream.proxy_protocol".into(),
+            "a PROXY protocol header to the upstream is a DestinationRule transport socket \
+             Istio does not generate from a policy yet; leave it out or use \
+             `tlsgate envoy-config`"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 /// The comment that opens the output: what it is, the Secrets to create, the differences.
@@ -863,44 +434,6 @@ fn header(options: &Options, secrets: &[SecretPlan], warnings: &[String]) -> Str
         }
     }
     out
-}
-
-/// `networking.istio.io/v1alpha3` `EnvoyFilter` adding `clusters` to the selected gateways:
-/// Istio generates no cluster for anything but services, and the filter's OCSP requests need
-/// theirs. The values are the clusters `tlsgate envoy-config` declares, so the filter finds
-/// them by the same names.
-fn cluster_patches(
-    metadata: Yaml,
-    selector: &BTreeMap<String, String>,
-    clusters: Vec<Yaml>,
-) -> Yaml {
-    use crate::yaml::{list, map, s};
-    let labels = selector
-        .iter()
-        .map(|(k, v)| (s(k.as_str()), s(v.as_str())))
-        .collect();
-    let patches = clusters
-        .into_iter()
-        .map(|cluster| {
-            map([
-                ("applyTo", s("CLUSTER")),
-                ("match", map([("context", s("GATEWAY"))])),
-                ("patch", map([("operation", s("ADD")), ("value", cluster)])),
-            ])
-        })
-        .collect();
-    map([
-        ("apiVersion", s("networking.istio.io/v1alpha3")),
-        ("kind", s("EnvoyFilter")),
-        ("metadata", metadata),
-        (
-            "spec",
-            map([
-                ("workloadSelector", map([("labels", Yaml::Hash(labels))])),
-                ("configPatches", list(patches)),
-            ]),
-        ),
-    ])
 }
 
 /// Serializing the several resource types through one closure.

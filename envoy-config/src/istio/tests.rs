@@ -1,6 +1,9 @@
 #![allow(clippy::expect_used, clippy::panic)]
 
+use super::routing::service_host;
 use super::*;
+use crate::{HTTP_ROOT_ID, NETWORK_ROOT_ID};
+use std::path::Path;
 use tlsgate_core::{Deployment, KeyMode};
 use tlsgate_test_support::Authority;
 use yaml_rust2::{Yaml, YamlLoader};
