@@ -3,6 +3,8 @@
 
 use crate::config::Endpoint;
 
+use super::labels::Counter;
+
 /// A `conn` variable Envoy gives the filter no attribute for.
 #[derive(Debug, Clone, Copy)]
 pub struct UnknownToEnvoy {
@@ -102,4 +104,45 @@ pub fn endpoint_index(chain_name: &str) -> Option<usize> {
         .strip_suffix(']')?
         .parse()
         .ok()
+}
+
+/// The Envoy stat name under which the filter counts `counter` with label `values` (in the
+/// order of [`Counter::labels`]): each label as `name=.=value;.;`, then the Prometheus name —
+/// Istio's encoding for its own wasm stats. The bootstrap's [`envoy_stats_tags`] take the
+/// labels out again, so Envoy's `/stats/prometheus` prints the native host's line, e.g.
+/// `tlsgate_connections_total{endpoint="https://app.test",verdict="allow",reason="-"}`.
+pub fn envoy_stat_name(counter: Counter, values: &[&str]) -> String {
+    let mut name = String::new();
+    for (label, value) in counter.labels().iter().zip(values) {
+        name.push_str(label);
+        name.push_str(TAG_SEPARATOR);
+        // The encoding has no escape: a value holding the terminator would end early. (An
+        // endpoint URL cannot hold `;`; reasons are identifiers.)
+        name.push_str(&value.replace(TAG_TERMINATOR, "_._"));
+        name.push_str(TAG_TERMINATOR);
+    }
+    name.push_str(&counter.prometheus_name());
+    name
+}
+
+const TAG_SEPARATOR: &str = "=.=";
+const TAG_TERMINATOR: &str = ";.;";
+
+/// `stats_config.stats_tags` for the filter's stat names: for each label, the tag name and the
+/// regex Envoy applies to every stat name (the first capture group is cut from the name, the
+/// second is the label's value). The same regex Istio's bootstrap writes for a ProxyConfig
+/// `extraStatTags` entry of that name.
+pub fn envoy_stats_tags() -> Vec<(&'static str, String)> {
+    let mut names: Vec<&'static str> = Vec::new();
+    for counter in Counter::ALL {
+        for label in counter.labels() {
+            if !names.contains(label) {
+                names.push(label);
+            }
+        }
+    }
+    names
+        .into_iter()
+        .map(|label| (label, format!(r"({label}=\.=(.*?);\.;)")))
+        .collect()
 }
