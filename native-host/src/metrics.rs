@@ -1,7 +1,9 @@
 //! Prometheus metrics (`--metrics ADDR`, text format at `/metrics`).
 //!
 //! Label values are bounded: endpoints come from the policy, outcomes and reasons are the
-//! stable `as_str` labels of core and of this host, never client-supplied text.
+//! stable `as_str` labels of core and of this host, never client-supplied text. The verdict
+//! counters (`policy::Counter`) and every endpoint label are core's: the filter counts under
+//! the same names, and Envoy's `/stats/prometheus` prints the same lines.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -19,6 +21,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::TypedMetric;
 use prometheus_client::registry::Registry;
+use tlsgate_core::policy::{endpoint_label, Counter as Verdicts};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -87,13 +90,13 @@ impl Metrics {
             self.handshakes.clone(),
         );
         registry.register(
-            "connections",
-            "Connections after the handshake by on_tcp_connect verdict",
+            Verdicts::Connections.name(),
+            Verdicts::Connections.help(),
             self.connections.clone(),
         );
         registry.register(
-            "http_requests",
-            "HTTP requests by on_http_request verdict",
+            Verdicts::HttpRequests.name(),
+            Verdicts::HttpRequests.help(),
             self.requests.clone(),
         );
         registry.register(
@@ -112,8 +115,8 @@ impl Metrics {
             self.reloads.clone(),
         );
         registry.register(
-            "client_ocsp_checks",
-            "OCSP status checks of client certificates by endpoint and outcome (reason)",
+            Verdicts::ClientOcspChecks.name(),
+            Verdicts::ClientOcspChecks.help(),
             self.ocsp_checks.clone(),
         );
         registry.register(
@@ -134,7 +137,7 @@ impl Metrics {
             for list in &revocation.lists {
                 self.crl_next_update
                     .get_or_create(&CrlLabels {
-                        endpoint: endpoint.url.clone(),
+                        endpoint: endpoint_label(endpoint).to_owned(),
                         issuer: list.issuer.clone(),
                     })
                     .set(list.next_update);

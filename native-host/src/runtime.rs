@@ -56,9 +56,9 @@ impl EndpointRuntime {
 }
 
 impl EndpointRuntime {
-    /// The label of this endpoint in logs and metrics.
+    /// The label of this endpoint in logs and metrics: core's, which the filter uses too.
     pub fn label(&self) -> &str {
-        &self.endpoint.url
+        tlsgate_core::policy::endpoint_label(&self.endpoint)
     }
 }
 
@@ -136,7 +136,7 @@ fn warn_of_stale_crls(config: &Config) {
             let left = list.next_update - now;
             if left < 24 * 3600 {
                 tracing::warn!(
-                    endpoint = %endpoint.url,
+                    endpoint = %tlsgate_core::policy::endpoint_label(endpoint),
                     "the CRL of {} goes stale in {}m (nextUpdate {}): after that every \
                      certificate it covers is refused until a newer CRL is in place",
                     list.issuer,

@@ -189,7 +189,7 @@ pub fn fetch_for_envoy(config: &tlsgate_core::Config) -> Vec<(usize, Vec<u8>)> {
             let chain = e.tls.certificate.as_ref()?;
             Some((
                 e.index,
-                e.url.clone(),
+                tlsgate_core::policy::endpoint_label(e).to_owned(),
                 Stapling::for_chain(&chain.certs).ok()??,
             ))
         })

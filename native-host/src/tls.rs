@@ -30,6 +30,7 @@ use rustls::{
 use tlsgate_core::config::{ClientAuth, Scheme, TerminateTls, VerificationStrategy};
 use tlsgate_core::facts::ChainCheck;
 use tlsgate_core::pem::TrustAnchors;
+use tlsgate_core::policy::endpoint_label;
 use tlsgate_core::revocation::{Revocation, RevocationDepth};
 use tlsgate_core::{ClientCert, ClientCertFacts, Endpoint, TlsFacts, TlsVersion};
 use x509_parser::prelude::{FromDer, X509Certificate};
@@ -148,13 +149,13 @@ impl ServerTls {
             key_exchange_groups,
         } = &endpoint.tls;
         let rejected = |what: &'static str, reason: String| TlsSetupError::Rejected {
-            endpoint: endpoint.url.clone(),
+            endpoint: endpoint_label(endpoint).to_owned(),
             what,
             reason,
         };
         let (Some(chain), Some(key)) = (certificate, private_key) else {
             return Err(TlsSetupError::MissingCertificate {
-                endpoint: endpoint.url.clone(),
+                endpoint: endpoint_label(endpoint).to_owned(),
             });
         };
         let signing_key = provider
@@ -202,7 +203,7 @@ impl ServerTls {
         };
         // A certificate that names an OCSP responder gets a staple (when one arrives).
         let stapling = crate::stapling::Stapling::for_chain(&chain.certs).unwrap_or_else(|why| {
-            tracing::warn!(endpoint = %endpoint.url, "not stapling: {why}");
+            tracing::warn!(endpoint = %endpoint_label(endpoint), "not stapling: {why}");
             None
         });
         let (mut config, stapled) = match stapling {

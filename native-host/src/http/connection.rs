@@ -10,6 +10,7 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tlsgate_core::facts::escape_control;
+use tlsgate_core::policy::request_labels;
 use tlsgate_core::{RequestVerdict, Session};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::OwnedSemaphorePermit;
@@ -226,13 +227,10 @@ impl HttpConnection {
             })
         };
         log.logged = logged;
+        let (label, reason) = request_labels(&verdict);
         match verdict {
             RequestVerdict::Respond(local) => {
-                let (verdict, reason) = match &local.reason {
-                    Some(reason) => ("deny", reason.as_str()),
-                    None => ("respond", "custom_response"),
-                };
-                self.count(verdict, reason);
+                self.count(label, reason);
                 if let Some(detail) = &local.detail {
                     tracing::warn!(
                         endpoint = %self.endpoint.label(),
@@ -242,28 +240,28 @@ impl HttpConnection {
                         escape_control(detail)
                     );
                 }
-                log.emit(verdict, reason, local.status, None);
+                log.emit(label, reason, local.status, None);
                 Ok((local_response(&local), None))
             }
-            RequestVerdict::Close(reason) => {
-                self.count("deny", reason.as_str());
-                log.emit("deny", reason.as_str(), 0, None);
-                Err(ClosedByPolicy(reason))
+            RequestVerdict::Close(closed) => {
+                self.count(label, reason);
+                log.emit(label, reason, 0, None);
+                Err(ClosedByPolicy(closed))
             }
             RequestVerdict::Forward(forward) => {
                 // Bounded fan-out: past the endpoint's cap, 503 at once rather than a queue
                 // (Envoy's circuit breaker overflow answers the same).
                 let Ok(slot) = self.endpoint.upstream_slots.clone().try_acquire_owned() else {
-                    self.count("forward", "upstream_overloaded");
+                    self.count(label, "upstream_overloaded");
                     self.metrics
                         .upstream_error(self.endpoint.label(), "upstream_overloaded");
-                    log.emit("forward", "upstream_overloaded", 503, None);
+                    log.emit(label, "upstream_overloaded", 503, None);
                     return Ok((
                         error_response(StatusCode::SERVICE_UNAVAILABLE, "upstream overloaded\n"),
                         None,
                     ));
                 };
-                self.count("forward", "");
+                self.count(label, reason);
                 Ok((self.forward(req, forward, log).await, Some(slot)))
             }
         }

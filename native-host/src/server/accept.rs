@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, PoisonError};
 
+use tlsgate_core::policy::NO_ENDPOINT;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
@@ -50,7 +51,7 @@ pub(super) async fn accept_loop(
         // else is closed before a byte is read, so no client can claim another's address.
         if proxy_protocol.is_some_and(|pp| !pp.trusts(peer.ip())) {
             let reason = "proxy_protocol_untrusted_source";
-            shared.metrics.handshake("-", "refused", reason);
+            shared.metrics.handshake(NO_ENDPOINT, "refused", reason);
             tracing::info!(%peer, reason, "closing: {bind} accepts connections (with a PROXY protocol header) from its trusted_sources only");
             continue;
         }
@@ -103,7 +104,7 @@ fn over_source_limit(shared: &Arc<Shared>, peer: SocketAddr) -> Option<SourceGua
     let source = shared.sources.acquire(peer.ip());
     if source.is_none() {
         let reason = "source_connection_limit";
-        shared.metrics.handshake("-", "refused", reason);
+        shared.metrics.handshake(NO_ENDPOINT, "refused", reason);
         tracing::info!(%peer, reason, "closing: too many connections from this address");
     }
     source
@@ -138,7 +139,7 @@ async fn proxied(
         ),
     };
     let (reason, message) = error;
-    shared.metrics.handshake("-", "refused", reason);
+    shared.metrics.handshake(NO_ENDPOINT, "refused", reason);
     tracing::info!(%peer, reason, "closing: {message}");
     None
 }

@@ -11,6 +11,7 @@ use tlsgate_core::config::{ClientAuth, Scheme};
 use tlsgate_core::facts::escape_control;
 use tlsgate_core::facts::ClientCert;
 use tlsgate_core::ocsp::Outcome;
+use tlsgate_core::policy::{connection_labels, NO_ENDPOINT};
 use tlsgate_core::{Session, Verdict};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -77,12 +78,12 @@ pub(super) async fn connection(
         Ok(Err(e)) => {
             let reason = handshake_reason(&e);
             tracing::info!(%peer, reason, "handshake failed before ClientHello: {e}");
-            metrics.handshake("-", "failed", reason);
+            metrics.handshake(NO_ENDPOINT, "failed", reason);
             return;
         }
         Err(_) => {
             tracing::info!(%peer, reason = "client_hello_timeout", "no ClientHello within {:?}; closing", limits.client_hello);
-            metrics.handshake("-", "failed", "client_hello_timeout");
+            metrics.handshake(NO_ENDPOINT, "failed", "client_hello_timeout");
             return;
         }
     };
@@ -104,7 +105,7 @@ pub(super) async fn connection(
             reason = "unknown_server_name",
             "handshake refused: no endpoint on {bind} serves this server name"
         );
-        metrics.handshake("-", "refused", "unknown_server_name");
+        metrics.handshake(NO_ENDPOINT, "refused", "unknown_server_name");
         let _ = tokio::time::timeout_at(deadline, async {
             let _ = start.io.write_all(&UNRECOGNIZED_NAME_ALERT).await;
             let _ = start.io.shutdown().await;
@@ -222,7 +223,7 @@ pub(super) async fn connection(
             .inc();
     };
     let (verdict, detail, logged) = session.on_tcp_connect_logged();
-    let label = verdict.label();
+    let (label, reason) = connection_labels(&verdict);
     let denied = match verdict {
         Verdict::Deny(reason) => Some(reason),
         Verdict::Continue => None,
@@ -247,14 +248,13 @@ pub(super) async fn connection(
             if denied.is_some() { "connection denied" } else { "connection" }
         );
     }
-    if let Some(reason) = denied {
-        count("deny", reason.as_str());
+    count(label, reason);
+    if denied.is_some() {
         let mut tls = tls;
         let _ = tokio::time::timeout(LINGER, tls.shutdown()).await;
         linger(tls.get_mut().0).await;
         return;
     }
-    count(Verdict::Continue.label(), "-");
 
     // The connection goes on in a task of its own, which owns its slot, its share of the
     // address and its gauge: this one ends, and with it everything the handshake needed (the
