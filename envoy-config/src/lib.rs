@@ -239,6 +239,10 @@ pub fn generate(config: &Config, options: &Options) -> Result<Bootstrap, Error> 
             map([("id", s("tlsgate")), ("cluster", s("tlsgate"))]),
         ),
         ("admin", map([("address", socket_address(options.admin))])),
+        // The filter counts under the native host's metric names with the labels encoded in
+        // the stat name (core's `envoy_stat_name`); these tags take them out again, so
+        // `/stats/prometheus` prints the native host's lines.
+        ("stats_config", stats_config()),
         // The same global connection cap as `tlsgate run --max-connections`.
         (
             "overload_manager",
@@ -278,6 +282,15 @@ pub fn generate(config: &Config, options: &Options) -> Result<Bootstrap, Error> 
         yaml,
         files: material.files,
     })
+}
+
+/// `stats_tags` for the labels in the filter's stat names (core's `envoy_stats_tags`).
+fn stats_config() -> Yaml {
+    let tags = tlsgate_core::policy::envoy_stats_tags()
+        .into_iter()
+        .map(|(name, regex)| map([("tag_name", s(name)), ("regex", s(regex))]))
+        .collect();
+    map([("stats_tags", list(tags))])
 }
 
 fn socket_address(addr: SocketAddr) -> Yaml {

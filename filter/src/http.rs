@@ -6,14 +6,14 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, LogLevel, MapType};
 use tlsgate_core::facts::escape_control;
-use tlsgate_core::policy::LocalResponse;
+use tlsgate_core::policy::{endpoint_label, request_denied, request_labels, LocalResponse};
 use tlsgate_core::request::{EDGE_HEADERS, JA4_HEADER};
 use tlsgate_core::{
     ClientCert, Endpoint, Forward, Policy, Request, RequestVerdict, Session, Verdict,
 };
 
 use crate::attributes::{read_connection, Envoy, Unavailable};
-use crate::metrics::{self, log, Phase};
+use crate::metrics::{self, log};
 use crate::sessions::{connection_id, Cached, SharedSessions};
 
 pub(crate) struct HttpFilter {
@@ -81,16 +81,11 @@ impl HttpFilter {
                 log(
                     LogLevel::Warn,
                     &format!(
-                        "endpoints[{}]: {why}; the client certificate is no identity",
-                        connection.endpoint.index
+                        "endpoint={}: {why}; the client certificate is no identity",
+                        endpoint_label(&connection.endpoint)
                     ),
                 );
-                metrics::verdict(
-                    Some(connection.endpoint.index),
-                    Phase::HttpRequest,
-                    "ocsp",
-                    Some("ocsp_unchecked"),
-                );
+                metrics::ocsp(&connection.endpoint, "ocsp_unchecked");
             }
             connection.facts.client_cert = cert;
         }
@@ -110,7 +105,7 @@ impl HttpFilter {
 
     fn decide(&self) -> Action {
         let Some(policy) = &self.policy else {
-            metrics::verdict(None, Phase::HttpRequest, "respond", Some("no_policy"));
+            metrics::request(None, "deny", "no_policy");
             return respond(&refusal(403, "no_policy"));
         };
         let cached = match self.session(policy) {
@@ -120,20 +115,16 @@ impl HttpFilter {
                     LogLevel::Warn,
                     &format!("refusing a request whose connection facts are unknown: {why}"),
                 );
-                metrics::verdict(None, Phase::HttpRequest, "respond", Some(why.label()));
+                metrics::request(None, "deny", why.label());
                 return respond(&refusal(403, why.label()));
             }
         };
         let session = &cached.session;
-        let index = session.endpoint().index;
-        publish_metadata(session.endpoint());
+        let endpoint = session.endpoint();
+        publish_metadata(endpoint);
         if let Verdict::Deny(reason) = cached.tcp_verdict {
-            metrics::verdict(
-                Some(index),
-                Phase::HttpRequest,
-                "respond",
-                Some(reason.as_str()),
-            );
+            let (verdict, label) = request_denied(&reason);
+            metrics::request(Some(endpoint), verdict, label);
             return respond(&refusal(403, reason.as_str()));
         }
 
@@ -178,55 +169,43 @@ impl HttpFilter {
                 );
             }
         }
+        let (label, reason) = request_labels(&verdict);
         match verdict {
             RequestVerdict::Forward(forward) => {
                 if apply(&forward, &target).is_err() {
                     // A spoofed identity or a header the policy set must never be lost on
-                    // the way: refuse rather than forward a half-edited request.
-                    metrics::verdict(
-                        Some(index),
-                        Phase::HttpRequest,
-                        "respond",
-                        Some("header_rewrite_failed"),
-                    );
+                    // the way: refuse rather than forward a half-edited request. Counted as
+                    // the native host counts a forward it could not make (`upstream_overloaded`).
+                    metrics::request(Some(endpoint), label, "header_rewrite_failed");
                     return respond(&refusal(500, "header_rewrite_failed"));
                 }
-                metrics::verdict(Some(index), Phase::HttpRequest, "forward", None);
+                metrics::request(Some(endpoint), label, reason);
                 Action::Continue
             }
             RequestVerdict::Close(reason) => {
                 log(
                     LogLevel::Info,
                     &format!(
-                        "closing the connection of {} {path} from {} on {} (endpoints[{index}]): {reason}",
+                        "closing the connection of {} {path} from {} to endpoint={}: {reason}",
                         method,
                         session.facts().client_ip,
-                        session.endpoint().host,
+                        endpoint_label(endpoint),
                     ),
                 );
-                metrics::verdict(
-                    Some(index),
-                    Phase::HttpRequest,
-                    "respond",
-                    Some(reason.as_str()),
-                );
+                metrics::request(Some(endpoint), label, reason.as_str());
                 // No response: the stream is reset (HTTP/1: the connection closes with it).
                 let _ = hostcalls::reset_http_request();
                 Action::Pause
             }
             RequestVerdict::Respond(response) => {
-                let reason = response
-                    .reason
-                    .map(|r| r.as_str())
-                    .unwrap_or("custom_response");
                 if response.reason.is_some() {
                     log(
                         LogLevel::Info,
                         &format!(
-                            "answered {} {path} from {} on {} (endpoints[{index}]) with {}: {reason}{}",
+                            "answered {} {path} from {} to endpoint={} with {}: {reason}{}",
                             method,
                             session.facts().client_ip,
-                            session.endpoint().host,
+                            endpoint_label(endpoint),
                             response.status,
                             response
                                 .detail
@@ -236,7 +215,7 @@ impl HttpFilter {
                         ),
                     );
                 }
-                metrics::verdict(Some(index), Phase::HttpRequest, "respond", Some(reason));
+                metrics::request(Some(endpoint), label, reason);
                 respond(&response)
             }
         }
@@ -305,9 +284,9 @@ fn respond(response: &LocalResponse) -> Action {
 /// Which endpoint served the connection and which certificate Envoy presented for it, as
 /// filter state (`wasm.tlsgate.*`) for access logs, later filters and route header rules.
 pub(crate) fn publish_metadata(endpoint: &Endpoint) {
-    let host = endpoint.host.to_string();
     let mut entries: Vec<(&str, String)> = vec![
-        ("tlsgate.endpoint", host),
+        // The label the native host logs and counts the endpoint under (its URL).
+        ("tlsgate.endpoint", endpoint_label(endpoint).to_owned()),
         ("tlsgate.endpoint_index", endpoint.index.to_string()),
     ];
     if let Some(cert) = &endpoint.tls.certificate {

@@ -1,43 +1,47 @@
-//! Counters through the proxy-wasm metrics API; Envoy shows them in `/stats` with the
-//! `wasmcustom.` prefix, e.g. `wasmcustom.tlsgate.endpoint_0.tcp_connect.deny.policy_deny`.
+//! Counters through the proxy-wasm metrics API, named as the native host names its metrics
+//! (core's `policy::Counter`). Envoy's `/stats` shows them with the `wasmcustom.` prefix and
+//! the labels encoded in the name; `/stats/prometheus` as the native host's lines, e.g.
+//! `tlsgate_connections_total{endpoint="https://app.test",verdict="deny",reason="policy_deny"}`,
+//! when the bootstrap has core's `envoy_stats_tags` (`tlsgate envoy-config` writes them).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{LogLevel, MetricType};
+use tlsgate_core::config::Endpoint;
+use tlsgate_core::policy::{endpoint_label, envoy_stat_name, Counter, NO_ENDPOINT};
 
 thread_local! {
     /// Metric ids by name. A VM is single-threaded; the map only saves a host call per event.
     static IDS: RefCell<HashMap<String, u32>> = RefCell::new(HashMap::new());
 }
 
-/// Where in a connection's life a verdict was given.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Phase {
-    TcpConnect,
-    HttpRequest,
+/// Counts one verdict under core's vocabulary ([`Counter`]): Envoy's stat
+/// `endpoint=.=<url>;.;verdict=.=<verdict>;.;reason=.=<reason>;.;tlsgate_connections_total`,
+/// which the generated bootstrap's stats tags turn into the native host's Prometheus line.
+/// `endpoint` is `None` when no endpoint could be chosen (label `-`).
+pub(crate) fn count(counter: Counter, endpoint: Option<&Endpoint>, values: &[&str]) {
+    let endpoint = endpoint.map_or(NO_ENDPOINT, endpoint_label);
+    let mut labels = Vec::with_capacity(values.len() + 1);
+    labels.push(endpoint);
+    labels.extend_from_slice(values);
+    increment(&envoy_stat_name(counter, &labels));
 }
 
-impl Phase {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::TcpConnect => "tcp_connect",
-            Self::HttpRequest => "http_request",
-        }
-    }
+/// Counts an `on_tcp_connect` verdict (`tlsgate_connections_total`).
+pub(crate) fn connection(endpoint: Option<&Endpoint>, verdict: &str, reason: &str) {
+    count(Counter::Connections, endpoint, &[verdict, reason]);
 }
 
-/// Counts one verdict: `tlsgate.endpoint_<i>.<phase>.<verdict>[.<reason>]`, or
-/// `tlsgate.unmatched.<phase>.deny.<reason>` when no endpoint could be chosen.
-pub(crate) fn verdict(endpoint: Option<usize>, phase: Phase, verdict: &str, reason: Option<&str>) {
-    let endpoint = endpoint.map_or_else(|| "unmatched".to_owned(), |i| format!("endpoint_{i}"));
-    let mut name = format!("tlsgate.{endpoint}.{}.{verdict}", phase.as_str());
-    if let Some(reason) = reason {
-        name.push('.');
-        name.push_str(reason);
-    }
-    increment(&name);
+/// Counts an `on_http_request` verdict (`tlsgate_http_requests_total`).
+pub(crate) fn request(endpoint: Option<&Endpoint>, verdict: &str, reason: &str) {
+    count(Counter::HttpRequests, endpoint, &[verdict, reason]);
+}
+
+/// Counts an OCSP answer about a client certificate (`tlsgate_client_ocsp_checks_total`).
+pub(crate) fn ocsp(endpoint: &Endpoint, reason: &str) {
+    count(Counter::ClientOcspChecks, Some(endpoint), &[reason]);
 }
 
 /// Counts whether a request found its connection's session cached

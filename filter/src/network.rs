@@ -11,11 +11,13 @@ use proxy_wasm::types::{Action, LogLevel};
 use tlsgate_core::config::ClientAuth;
 use tlsgate_core::facts::{escape_control, ClientCert};
 use tlsgate_core::ocsp::{self, Cache, CertId, Outcome};
-use tlsgate_core::policy::{ocsp_cluster_name, OCSP_AIA_CLUSTER};
+use tlsgate_core::policy::{
+    connection_labels, endpoint_label, ocsp_cluster_name, OCSP_AIA_CLUSTER,
+};
 use tlsgate_core::{EndpointPolicy, Policy, Session, TlsFacts, Verdict};
 
 use crate::attributes::{read_connection, Envoy};
-use crate::metrics::{self, log, Phase};
+use crate::metrics::{self, log};
 use crate::trust::RustCrypto;
 
 enum State {
@@ -108,12 +110,7 @@ impl NetworkFilter {
                          (source_connection_limit, {cap} per worker)"
                     ),
                 );
-                metrics::verdict(
-                    None,
-                    Phase::TcpConnect,
-                    "deny",
-                    Some("source_connection_limit"),
-                );
+                metrics::connection(None, "deny", "source_connection_limit");
                 false
             }
         }
@@ -123,7 +120,7 @@ impl NetworkFilter {
     fn start(&mut self) -> State {
         let Some(policy) = &self.policy else {
             log(LogLevel::Error, "no policy loaded; closing the connection");
-            metrics::verdict(None, Phase::TcpConnect, "deny", Some("no_policy"));
+            metrics::connection(None, "deny", "no_policy");
             return State::Denied;
         };
         let connection = match read_connection(&Envoy, policy, self.started) {
@@ -133,7 +130,7 @@ impl NetworkFilter {
                     LogLevel::Warn,
                     &format!("closing a connection whose facts are unknown: {why}"),
                 );
-                metrics::verdict(None, Phase::TcpConnect, "deny", Some(why.label()));
+                metrics::connection(None, "deny", why.label());
                 return State::Denied;
             }
         };
@@ -269,19 +266,14 @@ fn now() -> i64 {
 
 /// `on_tcp_connect` over the facts, after what the OCSP responder said (if it was asked).
 fn decide(endpoint: Arc<EndpointPolicy>, mut facts: TlsFacts, ocsp: Option<Outcome>) -> State {
-    let index = endpoint.index;
     if let (Some(outcome), Some(check)) = (&ocsp, endpoint.tls.client_auth.ocsp()) {
-        metrics::verdict(
-            Some(index),
-            Phase::TcpConnect,
-            "ocsp",
-            Some(outcome.reason()),
-        );
+        metrics::ocsp(&endpoint, outcome.reason());
         if let Outcome::Unavailable { reason, detail } = outcome {
             log(
                 LogLevel::Warn,
                 &format!(
-                    "no valid OCSP answer for a client of endpoints[{index}] (mode {}): {reason}: {}",
+                    "no valid OCSP answer for a client of endpoint={} (mode {}): {reason}: {}",
+                    endpoint_label(&endpoint),
                     check.mode.as_str(),
                     escape_control(detail)
                 ),
@@ -302,33 +294,21 @@ fn decide(endpoint: Arc<EndpointPolicy>, mut facts: TlsFacts, ocsp: Option<Outco
             );
         }
     }
+    let (label, reason) = connection_labels(&verdict);
+    metrics::connection(Some(session.endpoint()), label, reason);
     match verdict {
-        Verdict::Continue => {
-            metrics::verdict(
-                Some(index),
-                Phase::TcpConnect,
-                Verdict::Continue.label(),
-                None,
-            );
-            State::Allowed
-        }
+        Verdict::Continue => State::Allowed,
         Verdict::Deny(reason) => {
             log(
                 LogLevel::Info,
                 &format!(
-                    "closed connection from {} to {} (endpoints[{index}]): {reason}{}",
+                    "closed connection from {} to endpoint={}: {reason}{}",
                     session.facts().client_ip,
-                    session.endpoint().host,
+                    endpoint_label(session.endpoint()),
                     detail
                         .map(|d| format!(": {}", escape_control(&d)))
                         .unwrap_or_default()
                 ),
-            );
-            metrics::verdict(
-                Some(index),
-                Phase::TcpConnect,
-                "deny",
-                Some(reason.as_str()),
             );
             State::Denied
         }

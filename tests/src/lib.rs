@@ -32,12 +32,14 @@
 
 mod artifacts;
 mod clients;
+mod metrics;
 mod net;
 mod process;
 mod upstream;
 
 pub use artifacts::{filter_wasm, repo_root, target_dir, tlsgate_bin, tool};
 pub use clients::{curl, openssl_s_client, run_bounded, CurlResult, RunResult};
+pub use metrics::{prometheus_series, prometheus_value};
 pub use net::{free_port, localhost, wait_port};
 pub use process::{Proc, Signal};
 pub use upstream::{

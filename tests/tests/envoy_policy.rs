@@ -142,18 +142,32 @@ fn envoy_rules_on_certificate_fields_admit_one_client_and_deny_another() {
     let paths: Vec<String> = upstream.requests().into_iter().map(|r| r.path).collect();
     assert_eq!(paths, ["/", "/admin", "/hello"]);
 
+    let endpoint = ("endpoint", "https://api.example.com");
     assert_eq!(
-        envoy.counter("wasmcustom.tlsgate.endpoint_0.tcp_connect.deny.policy_deny"),
+        envoy.metric(
+            "tlsgate_connections_total",
+            &[endpoint, ("verdict", "deny"), ("reason", "policy_deny")]
+        ),
         1,
         "{}",
-        envoy.stats()
+        envoy.prometheus()
     );
     assert_eq!(
-        envoy.counter("wasmcustom.tlsgate.endpoint_0.http_request.respond.policy_deny"),
+        envoy.metric(
+            "tlsgate_http_requests_total",
+            &[endpoint, ("verdict", "deny"), ("reason", "policy_deny")]
+        ),
         1
     );
     assert_eq!(
-        envoy.counter("wasmcustom.tlsgate.endpoint_0.http_request.respond.custom_response"),
+        envoy.metric(
+            "tlsgate_http_requests_total",
+            &[
+                endpoint,
+                ("verdict", "respond"),
+                ("reason", "custom_response")
+            ]
+        ),
         1
     );
 }

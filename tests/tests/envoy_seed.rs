@@ -73,7 +73,7 @@ fn envoy_runs_the_seed_walkthrough() {
     envoy
         .proc
         .wait_for_log(
-            &format!("tlsgate endpoint={SEED_SERVER_NAME} server_cert=sha256:"),
+            &format!("tlsgate endpoint=https://{SEED_SERVER_NAME} server_cert=sha256:"),
             std::time::Duration::from_secs(10),
         )
         .unwrap_or_else(|e| panic!("{e}"));
@@ -123,16 +123,24 @@ fn envoy_runs_the_seed_walkthrough() {
 
     // Only the admitted request reached the upstream, and the filter counted it.
     assert_eq!(upstream.requests().len(), 1, "{:?}", upstream.requests());
+    let endpoint = format!("https://{SEED_SERVER_NAME}");
+    let endpoint = ("endpoint", endpoint.as_str());
     assert_eq!(
-        envoy.counter("wasmcustom.tlsgate.endpoint_0.http_request.forward"),
+        envoy.metric(
+            "tlsgate_http_requests_total",
+            &[endpoint, ("verdict", "forward"), ("reason", "-")]
+        ),
         1,
         "{}",
-        envoy.stats()
+        envoy.prometheus()
     );
     assert_eq!(
-        envoy.counter("wasmcustom.tlsgate.endpoint_0.tcp_connect.allow"),
+        envoy.metric(
+            "tlsgate_connections_total",
+            &[endpoint, ("verdict", "allow"), ("reason", "-")]
+        ),
         1,
         "{}",
-        envoy.stats()
+        envoy.prometheus()
     );
 }

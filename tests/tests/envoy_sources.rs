@@ -89,10 +89,17 @@ fn one_address_cannot_hold_more_than_its_share_behind_envoy() {
         .wait_for_log("source_connection_limit", Duration::from_secs(5))
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
-        envoy.counter("wasmcustom.tlsgate.unmatched.tcp_connect.deny.source_connection_limit"),
+        envoy.metric(
+            "tlsgate_connections_total",
+            &[
+                ("endpoint", "-"),
+                ("verdict", "deny"),
+                ("reason", "source_connection_limit")
+            ]
+        ),
         1,
         "{}",
-        envoy.stats()
+        envoy.prometheus()
     );
     // Closed connections give their slots back.
     drop(holder);

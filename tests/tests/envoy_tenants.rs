@@ -100,13 +100,27 @@ fn envoy_serves_two_tenants_on_one_listener() {
     assert_eq!(upstream_a.requests().len(), 1);
     assert_eq!(upstream_b.requests().len(), 1);
     assert_eq!(
-        envoy.counter("wasmcustom.tlsgate.endpoint_0.http_request.respond.misdirected_request"),
+        envoy.metric(
+            "tlsgate_http_requests_total",
+            &[
+                ("endpoint", "https://a.example.com"),
+                ("verdict", "deny"),
+                ("reason", "misdirected_request")
+            ]
+        ),
         1,
         "{}",
-        envoy.stats()
+        envoy.prometheus()
     );
     assert_eq!(
-        envoy.counter("wasmcustom.tlsgate.endpoint_1.http_request.forward"),
+        envoy.metric(
+            "tlsgate_http_requests_total",
+            &[
+                ("endpoint", "https://*.b.example.com"),
+                ("verdict", "forward"),
+                ("reason", "-")
+            ]
+        ),
         1
     );
 }

@@ -117,9 +117,16 @@ fn envoy_presents_the_configured_client_certificate_to_the_upstream() {
     assert_eq!(tcp.status, Some(200), "{tcp:?}");
     assert_eq!(tcp.json()["path"], "/through-tcp");
     assert_eq!(
-        envoy.counter("wasmcustom.tlsgate.endpoint_2.tcp_connect.allow"),
+        envoy.metric(
+            "tlsgate_connections_total",
+            &[
+                ("endpoint", "tls://tcp.example.com"),
+                ("verdict", "allow"),
+                ("reason", "-")
+            ]
+        ),
         1,
         "{}",
-        envoy.stats()
+        envoy.prometheus()
     );
 }

@@ -9,7 +9,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use tlsgate_e2e::{
-    curl, filter_wasm, free_port, run_bounded, tlsgate_bin, tool, wait_port, CurlResult, Proc,
+    curl, filter_wasm, free_port, prometheus_series, prometheus_value, run_bounded, tlsgate_bin,
+    tool, wait_port, CurlResult, Proc,
 };
 
 /// Envoy compiles the filter with V8 on start; on a loaded 2-core machine that takes seconds.
@@ -106,6 +107,21 @@ impl Envoy {
         let res = curl(&[&format!("http://127.0.0.1:{}/stats", self.admin)]);
         assert_eq!(res.status, Some(200), "{res:?}");
         res.body
+    }
+
+    /// Envoy's `/stats/prometheus`: the filter's counters as the native host's `/metrics` prints
+    /// them (the generated bootstrap's stats tags turn the labels in their names into labels).
+    pub fn prometheus(&self) -> String {
+        let res = curl(&[&format!("http://127.0.0.1:{}/stats/prometheus", self.admin)]);
+        assert_eq!(res.status, Some(200), "{res:?}");
+        res.body
+    }
+
+    /// The value of one series in [`Envoy::prometheus`], e.g.
+    /// `tlsgate_connections_total{endpoint="https://a.test",verdict="allow",reason="-"}`; 0 when
+    /// absent.
+    pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
+        prometheus_value(&self.prometheus(), &prometheus_series(name, labels)).unwrap_or(0)
     }
 
     /// The value of one counter, 0 when absent.
