@@ -132,11 +132,20 @@ pub struct Responder {
 
 impl Responder {
     pub fn parse(url: &str) -> Result<Self, String> {
+        Self::parse_checked(url).map_err(|problem| {
+            crate::error::ConfigErrorKind::BadUrl {
+                url: url.into(),
+                problem,
+            }
+            .to_string()
+        })
+    }
+
+    /// [`Responder::parse`], saying what is wrong with the URL (printed after it).
+    pub(crate) fn parse_checked(url: &str) -> Result<Self, crate::error::UrlProblem> {
         let parsed = crate::config::parse_url(url)?;
         if parsed.scheme() != "http" {
-            return Err(format!(
-                "`{url}`: OCSP responders are asked over http:// (the answers are signed)"
-            ));
+            return Err(crate::error::UrlProblem::OcspNotHttp);
         }
         Ok(Self {
             host: parsed.host().to_owned(),

@@ -203,9 +203,7 @@ pub(crate) fn read_value(
         return Ok((Origin::Inline, value.as_bytes().to_vec()));
     }
     if value.contains('\n') || value.len() > 4096 {
-        return Err(ConfigErrorKind::InvalidValue(
-            "the value is neither PEM (`-----BEGIN …`) nor a file path".into(),
-        ));
+        return Err(ConfigErrorKind::NeitherPemNorPath);
     }
     let path = PathBuf::from(value);
     reader

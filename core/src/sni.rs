@@ -12,6 +12,8 @@
 use std::collections::HashMap;
 use std::fmt;
 
+use crate::error::Quoted;
+
 /// A host an endpoint answers for: `api.example.com` or `*.example.com`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum HostPattern {
@@ -20,21 +22,35 @@ pub enum HostPattern {
     Wildcard(String),
 }
 
+/// Why a host is not one an endpoint can answer for.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HostError {
+    #[error("the host is empty")]
+    Empty,
+    #[error("`{host}`: a wildcard may only be the whole first label, as in `*.example.com`")]
+    WildcardNotFirstLabel { host: Quoted },
+    #[error("`{host}` is not a valid DNS name (label `{label}`)")]
+    BadLabel { host: Quoted, label: Quoted },
+    #[error("`{host}`: a wildcard needs at least two labels after `*.` (`*.example.com`)")]
+    WildcardTooShort { host: Quoted },
+}
+
 impl HostPattern {
     /// Parses and normalises a host from a policy. Errors say what is wrong with it.
-    pub fn parse(host: &str) -> Result<Self, String> {
+    pub fn parse(host: &str) -> Result<Self, HostError> {
         let host = normalize(host);
         if host.is_empty() {
-            return Err("the host is empty".into());
+            return Err(HostError::Empty);
         }
         let (wildcard, rest) = match host.strip_prefix("*.") {
             Some(rest) => (true, rest),
             None => (false, host.as_str()),
         };
         if rest.contains('*') {
-            return Err(format!(
-                "`{host}`: a wildcard may only be the whole first label, as in `*.example.com`"
-            ));
+            return Err(HostError::WildcardNotFirstLabel {
+                host: host.as_str().into(),
+            });
         }
         for label in rest.split('.') {
             let valid = !label.is_empty()
@@ -45,15 +61,16 @@ impl HostPattern {
                 && !label.starts_with('-')
                 && !label.ends_with('-');
             if !valid {
-                return Err(format!(
-                    "`{host}` is not a valid DNS name (label `{label}`)"
-                ));
+                return Err(HostError::BadLabel {
+                    host: host.as_str().into(),
+                    label: label.into(),
+                });
             }
         }
         if wildcard && !rest.contains('.') {
-            return Err(format!(
-                "`{host}`: a wildcard needs at least two labels after `*.` (`*.example.com`)"
-            ));
+            return Err(HostError::WildcardTooShort {
+                host: host.as_str().into(),
+            });
         }
         Ok(if wildcard {
             Self::Wildcard(rest.to_owned())

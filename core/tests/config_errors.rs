@@ -6,6 +6,9 @@
 mod support;
 
 use support::{policy, Fixture};
+use tlsgate_core::error::{Conflict, UrlProblem};
+use tlsgate_core::expr::CompileError;
+use tlsgate_core::{ConfigError, ConfigErrorKind};
 
 const HOST: &str = "app.example.com";
 
@@ -14,6 +17,14 @@ fn tls(lines: &[&str]) -> String {
         .iter()
         .map(|l| format!("                {l}\n"))
         .collect()
+}
+
+/// The error a policy fails with, to match on its kind (and print when it is not the one).
+fn failure(f: &Fixture, yaml: &str) -> ConfigError {
+    match f.load(yaml) {
+        Ok(_) => panic!("expected an error for:\n{yaml}"),
+        Err(e) => e,
+    }
 }
 
 #[test]
@@ -70,9 +81,19 @@ fn obsolete_tls_versions_are_refused_with_a_reason() {
 #[test]
 fn unquoted_version_gets_a_quoting_hint() {
     let f = Fixture::new(HOST);
-    let e = f.error(&policy(HOST, &tls(&["max_version: 1.3"]), ""));
+    let e = failure(&f, &policy(HOST, &tls(&["max_version: 1.3"]), ""));
+    assert!(
+        matches!(&*e.kind, ConfigErrorKind::UnquotedTlsVersion { number } if number == "1.3"),
+        "{e}"
+    );
+    let e = e.to_string();
     assert!(e.contains("config.max_version"), "{e}");
     assert!(e.contains("quoted string, \"1.3\""), "{e}");
+    let e = failure(&f, &policy(HOST, &tls(&["max_version: \"1.4\""]), ""));
+    assert!(
+        matches!(&*e.kind, ConfigErrorKind::NotOneOf { found, what: "a TLS version", .. } if *found == "1.4"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -122,9 +143,11 @@ fn certificate_without_key_is_refused() {
 fn endpoint_without_terminate_tls_is_refused() {
     let f = Fixture::new(HOST);
     let yaml = "endpoints:\n  - url: https://a.example.com\n    bind: 127.0.0.1:1\n    upstream: {url: http://127.0.0.1:2}\n";
-    let e = f.error(yaml);
+    let e = failure(&f, yaml);
+    assert!(matches!(*e.kind, ConfigErrorKind::NoTerminateTls), "{e}");
     assert!(
-        e.contains("endpoints[0].traffic_policy.on_tcp_connect: no terminate-tls action"),
+        e.to_string()
+            .contains("endpoints[0].traffic_policy.on_tcp_connect: no terminate-tls action"),
         "{e}"
     );
 }
@@ -179,25 +202,42 @@ fn a_client_certificate_is_not_a_ca() {
 #[test]
 fn unknown_strategy_and_strategy_without_cas_are_refused() {
     let f = Fixture::new(HOST);
-    let e = f.error(&policy(
-        HOST,
-        &tls(&[
-            "mutual_tls_certificate_authorities: [ca.crt]",
-            "mutual_tls_verification_strategy: verify",
-        ]),
-        "",
-    ));
+    let e = failure(
+        &f,
+        &policy(
+            HOST,
+            &tls(&[
+                "mutual_tls_certificate_authorities: [ca.crt]",
+                "mutual_tls_verification_strategy: verify",
+            ]),
+            "",
+        ),
+    );
     assert!(
-        e.contains("config.mutual_tls_verification_strategy: unknown strategy `verify`"),
+        matches!(&*e.kind, ConfigErrorKind::UnknownChoice { what: "strategy", found, .. } if *found == "verify"),
         "{e}"
     );
-    let e = f.error(&policy(
-        HOST,
-        &tls(&["mutual_tls_verification_strategy: request"]),
-        "",
-    ));
     assert!(
-        e.contains("without mutual_tls_certificate_authorities"),
+        e.to_string()
+            .contains("config.mutual_tls_verification_strategy: unknown strategy `verify`"),
+        "{e}"
+    );
+    let e = failure(
+        &f,
+        &policy(
+            HOST,
+            &tls(&["mutual_tls_verification_strategy: request"]),
+            "",
+        ),
+    );
+    assert_eq!(
+        *e.kind,
+        ConfigErrorKind::Conflict(Conflict::StrategyWithoutAuthorities),
+        "{e}"
+    );
+    assert!(
+        e.to_string()
+            .contains("without mutual_tls_certificate_authorities"),
         "{e}"
     );
 }
@@ -206,6 +246,12 @@ fn unknown_strategy_and_strategy_without_cas_are_refused() {
 fn certificate_not_covering_the_host_is_a_warning() {
     let f = Fixture::new("other.example.com");
     let config = f.load(&policy(HOST, "", "")).expect("loads");
+    assert!(
+        matches!(&*config.warnings[0].kind, ConfigErrorKind::CertificateName { names, host, .. }
+            if names == &["other.example.com"] && host == HOST),
+        "{}",
+        config.warnings[0]
+    );
     let w = config.warnings[0].to_string();
     assert!(w.contains("config.server_certificate"), "{w}");
     assert!(
@@ -279,19 +325,41 @@ fn http_only_action_in_tcp_phase_is_refused() {
 #[test]
 fn cel_errors_point_at_the_expression() {
     let f = Fixture::new(HOST);
-    let e = f.error(&policy(
-        HOST,
-        "",
-        "        - expressions: [\"conn.tls.client.subject.cn == 'x'\"]\n          actions: [{type: deny}]\n",
-    ));
+    let e = failure(
+        &f,
+        &policy(
+            HOST,
+            "",
+            "        - expressions: [\"conn.tls.client.subject.cn == 'x'\"]\n          actions: [{type: deny}]\n",
+        ),
+    );
+    assert!(
+        matches!(&*e.kind, ConfigErrorKind::Expression {
+            reason: CompileError::UnknownVariable { variable, .. }, ..
+        } if variable == "conn.tls.client.subject.cn"),
+        "{e}"
+    );
+    let e = e.to_string();
     assert!(e.starts_with("policy.yaml:13:"), "{e}");
     assert!(e.contains("on_tcp_connect[1].expressions[0]: expression `conn.tls.client.subject.cn == 'x'`: unknown variable"), "{e}");
-    let e = f.error(&policy(
-        HOST,
-        "",
-        "        - expressions: [\"conn.tls.version > 1\"]\n          actions: [{type: deny}]\n",
-    ));
-    assert!(e.contains("type error"), "{e}");
+    let e = failure(
+        &f,
+        &policy(
+            HOST,
+            "",
+            "        - expressions: [\"conn.tls.version > 1\"]\n          actions: [{type: deny}]\n",
+        ),
+    );
+    assert!(
+        matches!(
+            &*e.kind,
+            ConfigErrorKind::Expression {
+                reason: CompileError::Type { .. },
+                ..
+            }
+        ),
+        "{e}"
+    );
 }
 
 #[test]
@@ -301,9 +369,15 @@ fn terminate_tls_behind_an_expression_is_refused() {
         "        - actions:\n            - type: terminate-tls",
         "        - expressions: [\"conn.tls.sni == 'a'\"]\n          actions:\n            - type: terminate-tls",
     );
-    let e = f.error(&yaml);
+    let e = failure(&f, &yaml);
+    assert_eq!(
+        *e.kind,
+        ConfigErrorKind::Conflict(Conflict::TerminateTlsBehindExpression),
+        "{e}"
+    );
     assert!(
-        e.contains("terminate-tls cannot depend on expressions"),
+        e.to_string()
+            .contains("terminate-tls cannot depend on expressions"),
         "{e}"
     );
 }
@@ -311,40 +385,107 @@ fn terminate_tls_behind_an_expression_is_refused() {
 #[test]
 fn bad_urls_binds_and_upstreams_are_refused() {
     let f = Fixture::new(HOST);
-    let e = f.error(&policy(HOST, "", "").replace("bind: 127.0.0.1:8443", "bind: localhost"));
+    let e = failure(
+        &f,
+        &policy(HOST, "", "").replace("bind: 127.0.0.1:8443", "bind: localhost"),
+    );
     assert!(
-        e.contains("endpoints[0].bind: `localhost` is not an address to listen on"),
+        matches!(&*e.kind, ConfigErrorKind::BadAddress { value, .. } if *value == "localhost"),
         "{e}"
     );
-    let e = f.error(&policy(HOST, "", "").replace(
-        "url: https://app.example.com",
-        "url: http://app.example.com",
-    ));
-    assert!(e.contains("endpoints[0].url:"), "{e}");
-    let e = f.error(
+    assert!(
+        e.to_string()
+            .contains("endpoints[0].bind: `localhost` is not an address to listen on"),
+        "{e}"
+    );
+    let e = failure(
+        &f,
+        &policy(HOST, "", "").replace(
+            "url: https://app.example.com",
+            "url: http://app.example.com",
+        ),
+    );
+    assert!(
+        matches!(&*e.kind, ConfigErrorKind::BadUrl { url, problem: UrlProblem::PlainEndpoint }
+            if *url == "http://app.example.com"),
+        "{e}"
+    );
+    assert!(e.to_string().contains("endpoints[0].url:"), "{e}");
+    let e = failure(
+        &f,
         &policy(HOST, "", "").replace("url: http://127.0.0.1:8080", "url: tcp://127.0.0.1:8080"),
     );
     assert!(
-        e.contains("endpoints[0].upstream.url: an https endpoint proxies HTTP"),
+        matches!(&*e.kind, ConfigErrorKind::WrongUpstreamScheme { found, .. } if *found == "tcp"),
         "{e}"
     );
-    let e = f.error(&policy(HOST, "", "").replace(
-        "url: http://127.0.0.1:8080",
-        "url: http://127.0.0.1:8080\n      tls: {server_name: x}",
-    ));
-    assert!(e.contains("endpoints[0].upstream.tls:"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("endpoints[0].upstream.url: an https endpoint proxies HTTP"),
+        "{e}"
+    );
+    let e = failure(
+        &f,
+        &policy(HOST, "", "").replace("url: http://127.0.0.1:8080", "url: http://127.0.0.1:0"),
+    );
+    assert!(
+        matches!(&*e.kind, ConfigErrorKind::BadUrl { problem: UrlProblem::BadPort { port }, .. }
+            if *port == "0"),
+        "{e}"
+    );
+    let e = failure(
+        &f,
+        &policy(HOST, "", "").replace(
+            "url: http://127.0.0.1:8080",
+            "url: http://127.0.0.1:8080\n      tls: {server_name: x}",
+        ),
+    );
+    assert!(
+        matches!(
+            &*e.kind,
+            ConfigErrorKind::Conflict(Conflict::UpstreamTlsUnencrypted { .. })
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("endpoints[0].upstream.tls:"), "{e}");
 }
 
 #[test]
 fn restrict_ips_needs_valid_cidrs() {
     let f = Fixture::new(HOST);
-    let e = f.error(&policy(
-        HOST,
-        "",
-        "        - actions: [{type: restrict-ips, config: {allow: [10.0.0.0/33]}}]\n",
-    ));
+    let e = failure(
+        &f,
+        &policy(
+            HOST,
+            "",
+            "        - actions: [{type: restrict-ips, config: {allow: [10.0.0.0/33]}}]\n",
+        ),
+    );
     assert!(
-        e.contains("on_tcp_connect[1].actions[0].config.allow[0]: `10.0.0.0/33` is not a CIDR"),
+        matches!(&*e.kind, ConfigErrorKind::BadAddress { value, .. } if *value == "10.0.0.0/33"),
+        "{e}"
+    );
+    assert!(
+        e.to_string()
+            .contains("on_tcp_connect[1].actions[0].config.allow[0]: `10.0.0.0/33` is not a CIDR"),
+        "{e}"
+    );
+    let e = failure(
+        &f,
+        &policy(
+            HOST,
+            "",
+            "        - actions: [{type: restrict-ips, config: {}}]\n",
+        ),
+    );
+    assert!(
+        matches!(
+            *e.kind,
+            ConfigErrorKind::ActionNeeds {
+                action: "restrict-ips",
+                ..
+            }
+        ),
         "{e}"
     );
 }
@@ -539,11 +680,15 @@ fn session_ticket_keys_are_80_byte_files_never_inline_and_never_echoed() {
     // The filter's copy of the policy carries neither the keys nor their paths.
     assert!(!config.filter_policy().to_string().contains("ticket"));
 
-    let e = f.error(&policy(
-        HOST,
-        &tls(&["session_ticket_keys: [short.key]"]),
-        "",
-    ));
+    let e = failure(
+        &f,
+        &policy(HOST, &tls(&["session_ticket_keys: [short.key]"]), ""),
+    );
+    assert!(
+        matches!(*e.kind, ConfigErrorKind::TicketKeyLength { len: 48, .. }),
+        "{e}"
+    );
+    let e = e.to_string();
     assert!(e.starts_with("policy.yaml:13:"), "{e}");
     assert!(e.contains("session_ticket_keys[0]"), "{e}");
     assert!(
@@ -561,11 +706,20 @@ fn session_ticket_keys_are_80_byte_files_never_inline_and_never_echoed() {
         "{e}"
     );
 
-    let e = f.error(&policy(
-        HOST,
-        &tls(&["session_ticket_keys: [\"-----BEGIN SECRET-----\\nAAAA\\n\"]"]),
-        "",
-    ));
+    let e = failure(
+        &f,
+        &policy(
+            HOST,
+            &tls(&["session_ticket_keys: [\"-----BEGIN SECRET-----\\nAAAA\\n\"]"]),
+            "",
+        ),
+    );
+    assert!(
+        matches!(*e.kind, ConfigErrorKind::InlineSecret { .. }),
+        "{e}"
+    );
+    assert!(!format!("{e:?}").contains("AAAA"), "{e:?}");
+    let e = e.to_string();
     assert!(e.contains("a ticket key is a secret"), "{e}");
     assert!(!e.contains("AAAA"), "{e}");
 
@@ -583,11 +737,15 @@ fn session_ticket_keys_are_80_byte_files_never_inline_and_never_echoed() {
     );
 
     for bad in ["0s", "8d", "soon"] {
-        let e = f.error(&policy(
-            HOST,
-            &tls(&[&format!("session_lifetime: {bad}")]),
-            "",
-        ));
+        let e = failure(
+            &f,
+            &policy(HOST, &tls(&[&format!("session_lifetime: {bad}")]), ""),
+        );
+        assert!(
+            matches!(&*e.kind, ConfigErrorKind::BadDuration { value, .. } if *value == bad),
+            "{e}"
+        );
+        let e = e.to_string();
         assert!(
             e.contains("session_lifetime") && e.contains("7 days"),
             "{bad}: {e}"
@@ -616,13 +774,23 @@ fn key_exchange_groups_are_known_names_in_the_order_given() {
         e.contains("key_exchange_groups[1]") && e.contains("`x448` is not") && e.contains("P-384"),
         "{e}"
     );
-    let e = f.error(&groups(&["key_exchange_groups: [X25519, x25519]"]));
-    assert!(e.contains("X25519 is listed twice"), "{e}");
-    let e = f.error(&groups(&["key_exchange_groups: []"]));
-    assert!(e.contains("no key-exchange group left"), "{e}");
+    let e = failure(&f, &groups(&["key_exchange_groups: [X25519, x25519]"]));
+    assert!(
+        matches!(&*e.kind, ConfigErrorKind::ListedTwice { item } if item == "X25519"),
+        "{e}"
+    );
+    assert!(e.to_string().contains("X25519 is listed twice"), "{e}");
+    let e = failure(&f, &groups(&["key_exchange_groups: []"]));
+    assert!(matches!(*e.kind, ConfigErrorKind::NoGroups { .. }), "{e}");
+    assert!(e.to_string().contains("no key-exchange group left"), "{e}");
     // The hybrid alone shuts TLS 1.2 clients out unless the endpoint does too.
-    let e = f.error(&groups(&["key_exchange_groups: [X25519MLKEM768]"]));
-    assert!(e.contains("TLS 1.3 group"), "{e}");
+    let e = failure(&f, &groups(&["key_exchange_groups: [X25519MLKEM768]"]));
+    assert_eq!(
+        *e.kind,
+        ConfigErrorKind::Conflict(Conflict::PostQuantumOnlyWithTls12),
+        "{e}"
+    );
+    assert!(e.to_string().contains("TLS 1.3 group"), "{e}");
     f.load(&groups(&[
         "min_version: \"1.3\"",
         "key_exchange_groups: [X25519MLKEM768]",
@@ -640,11 +808,20 @@ fn set_vars_are_named_and_set_before_they_are_read() {
          \x20         actions: [{type: add-headers, config: {headers: {x-who: '${vars.who}'}}}]\n",
     ))
     .expect("set, then read");
-    let e = f.error(&http(
-        "        - expressions: [\"vars.tier == 'gold'\"]\n\
-         \x20         actions: [{type: deny}]\n\
-         \x20       - actions: [{type: set-vars, config: {vars: [{tier: gold}]}}]\n",
-    ));
+    let e = failure(
+        &f,
+        &http(
+            "        - expressions: [\"vars.tier == 'gold'\"]\n\
+             \x20         actions: [{type: deny}]\n\
+             \x20       - actions: [{type: set-vars, config: {vars: [{tier: gold}]}}]\n",
+        ),
+    );
+    assert!(
+        matches!(&*e.kind, ConfigErrorKind::UnsetVariable { name, phase: "on_http_request" }
+            if name == "tier"),
+        "{e}"
+    );
+    let e = e.to_string();
     assert!(
         e.contains("on_http_request[0].expressions[0]")
             && e.contains("reads vars.tier, which no earlier set-vars of on_http_request sets"),
@@ -683,15 +860,30 @@ fn log_metadata_is_checked_at_load() {
             &format!("      on_http_request:\n        - actions: [{action}]\n"),
         )
     };
-    let e = f.error(&http("{type: log}"));
-    assert!(e.contains("log needs config.metadata"), "{e}");
+    let e = failure(&f, &http("{type: log}"));
+    assert!(
+        matches!(
+            *e.kind,
+            ConfigErrorKind::ActionNeeds {
+                action: "log",
+                needs: "config.metadata",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("log needs config.metadata"), "{e}");
     let e = f.error(&http("{type: log, config: {metadata: {'has space': x}}}"));
     assert!(
         e.contains("metadata.has space") && e.contains("a log key is"),
         "{e}"
     );
-    let e = f.error(&http("{type: log, config: {metadata: {k: {nested: 1}}}}"));
-    assert!(e.contains("a log value is a string"), "{e}");
+    let e = failure(
+        &f,
+        &http("{type: log, config: {metadata: {k: {nested: 1}}}}"),
+    );
+    assert_eq!(*e.kind, ConfigErrorKind::BadLogValue, "{e}");
+    assert!(e.to_string().contains("a log value is a string"), "{e}");
     let e = f.error(&http(
         "{type: log, config: {metadata: {k: '${conn.nope}'}}}",
     ));

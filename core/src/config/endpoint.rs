@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
-use crate::error::{invalid, ConfigError};
+use crate::error::{ConfigError, ConfigErrorKind, Conflict, UrlProblem};
 use crate::pem::{load_anchors, load_chain, CertificateChain};
 use crate::sni::HostPattern;
 use crate::source::FieldPath;
@@ -22,25 +22,25 @@ pub(crate) struct ParsedUrl {
     path: String,
 }
 
-pub(crate) fn parse_url(url: &str) -> Result<ParsedUrl, String> {
-    let (scheme, rest) = url
-        .split_once("://")
-        .ok_or_else(|| format!("`{url}` has no scheme; write it as scheme://host[:port]"))?;
+pub(crate) fn parse_url(url: &str) -> Result<ParsedUrl, UrlProblem> {
+    let (scheme, rest) = url.split_once("://").ok_or(UrlProblem::NoScheme)?;
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, ""),
     };
     if authority.contains('@') {
-        return Err(format!("`{url}`: credentials in URLs are not supported"));
+        return Err(UrlProblem::Credentials);
     }
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (h, after) = v6
-            .split_once(']')
-            .ok_or_else(|| format!("`{url}`: unclosed `[` in the host"))?;
+        let (h, after) = v6.split_once(']').ok_or(UrlProblem::UnclosedBracket)?;
         let port = match after.strip_prefix(':') {
             Some(p) => Some(p),
             None if after.is_empty() => None,
-            None => return Err(format!("`{url}`: unexpected `{after}` after the host")),
+            None => {
+                return Err(UrlProblem::AfterHost {
+                    after: after.into(),
+                })
+            }
         };
         (h.to_owned(), port)
     } else {
@@ -50,14 +50,14 @@ pub(crate) fn parse_url(url: &str) -> Result<ParsedUrl, String> {
         }
     };
     if host.is_empty() {
-        return Err(format!("`{url}` has no host"));
+        return Err(UrlProblem::NoHost);
     }
     let port = port
         .map(|p| {
             p.parse::<u16>()
                 .ok()
                 .filter(|p| *p != 0)
-                .ok_or_else(|| format!("`{url}`: `{p}` is not a port number (1-65535)"))
+                .ok_or_else(|| UrlProblem::BadPort { port: p.into() })
         })
         .transpose()?;
     Ok(ParsedUrl {
@@ -103,45 +103,44 @@ impl Endpoint {
             forward_client_cert,
         } = raw;
         let url_path = path.key("url");
-        let parsed = parse_url(&url).map_err(|m| err(url_path.clone(), invalid(m)))?;
+        let bad_url = |problem| ConfigErrorKind::BadUrl {
+            url: (&url).into(),
+            problem,
+        };
+        let parsed = parse_url(&url).map_err(|p| err(url_path.clone(), bad_url(p)))?;
         let scheme = match parsed.scheme.as_str() {
             "https" => Scheme::Https,
             "tls" => Scheme::Tls,
-            "http" | "tcp" => {
-                return Err(err(
-                    url_path,
-                    invalid(format!(
-                        "`{url}`: tlsgate terminates TLS, so an endpoint is https:// (HTTP) \
-                         or tls:// (any TCP protocol)"
-                    )),
-                ))
-            }
+            "http" | "tcp" => return Err(err(url_path, bad_url(UrlProblem::PlainEndpoint))),
             other => {
                 return Err(err(
                     url_path,
-                    invalid(format!("unknown scheme `{other}`; use https:// or tls://")),
+                    ConfigErrorKind::UnknownChoice {
+                        what: "scheme",
+                        found: other.into(),
+                        choices: "https:// or tls://",
+                    },
                 ))
             }
         };
         if !parsed.path.is_empty() && parsed.path != "/" {
             return Err(err(
                 url_path,
-                invalid(format!(
-                    "`{url}`: an endpoint URL names a host, not a path (`{}`)",
-                    parsed.path
-                )),
+                bad_url(UrlProblem::HasPath {
+                    path: (&parsed.path).into(),
+                }),
             ));
         }
-        let host =
-            HostPattern::parse(&parsed.host).map_err(|m| err(url_path.clone(), invalid(m)))?;
+        let host = HostPattern::parse(&parsed.host).map_err(|e| err(url_path.clone(), e.into()))?;
         let bind_path = path.key("bind");
         let bind: SocketAddr = bind.parse().map_err(|_| {
             err(
                 bind_path.clone(),
-                invalid(format!(
-                    "`{bind}` is not an address to listen on; write IP:PORT, \
-                     e.g. 127.0.0.1:8443 or [::1]:8443"
-                )),
+                ConfigErrorKind::BadAddress {
+                    value: (&bind).into(),
+                    expected: "an address to listen on; write IP:PORT, e.g. 127.0.0.1:8443 or \
+                               [::1]:8443",
+                },
             )
         })?;
 
@@ -152,10 +151,12 @@ impl Endpoint {
             Some(other) => {
                 return Err(err(
                     path.key("forward_client_cert"),
-                    invalid(format!(
-                        "`{other}` is not a header format; use x-forwarded-client-cert \
-                         (Envoy's, the default), client-cert (RFC 9440) or none"
-                    )),
+                    ConfigErrorKind::NotOneOf {
+                        found: other.into(),
+                        what: "a header format",
+                        choices: "use x-forwarded-client-cert (Envoy's, the default), \
+                                  client-cert (RFC 9440) or none",
+                    },
                 ))
             }
         };
@@ -197,36 +198,24 @@ impl Endpoint {
         if scheme == Scheme::Tls && !http_rules.is_empty() {
             return Err(err(
                 policy_path.key("on_http_request"),
-                invalid(format!(
-                    "`{url}` is a tls:// endpoint: it proxies bytes, so there are no HTTP \
-                     requests to apply on_http_request to; use an https:// endpoint"
-                )),
+                Conflict::HttpRulesOnTlsEndpoint { url: (&url).into() }.into(),
             ));
         }
         let Some((tls, tls_path)) = tls else {
             return Err(err(
                 policy_path.key("on_tcp_connect"),
-                invalid(
-                    "no terminate-tls action: tlsgate needs the endpoint's certificate and key. \
-                     Add `- actions: [{type: terminate-tls, config: {server_certificate: …, \
-                     server_private_key: …}}]` to on_tcp_connect (`tlsgate certs` makes a set)",
-                ),
+                ConfigErrorKind::NoTerminateTls,
             ));
         };
         if let Some(cert) = &tls.certificate {
             if !cert.names.iter().any(|n| host.covered_by(n)) {
                 warnings.push(err(
                     tls_path.key("server_certificate"),
-                    invalid(format!(
-                        "the certificate ({}) names {} but the endpoint serves {host}: \
-                         clients that verify the name will refuse it",
-                        cert.subject,
-                        if cert.names.is_empty() {
-                            "no host".to_owned()
-                        } else {
-                            cert.names.join(", ")
-                        }
-                    )),
+                    ConfigErrorKind::CertificateName {
+                        subject: cert.subject.clone(),
+                        names: cert.names.clone(),
+                        host: host.to_string(),
+                    },
                 ));
             }
         }
@@ -262,7 +251,11 @@ impl Upstream {
             proxy_protocol_tlvs,
         } = raw;
         let url_path = path.key("url");
-        let parsed = parse_url(&url).map_err(|m| err(url_path.clone(), invalid(m)))?;
+        let bad_url = |problem| ConfigErrorKind::BadUrl {
+            url: (&url).into(),
+            problem,
+        };
+        let parsed = parse_url(&url).map_err(|p| err(url_path.clone(), bad_url(p)))?;
         let scheme = match (endpoint_scheme, parsed.scheme.as_str()) {
             (Scheme::Https, "http") => UpstreamScheme::Http,
             (Scheme::Https, "https") => UpstreamScheme::Https,
@@ -271,19 +264,21 @@ impl Upstream {
             (Scheme::Https, other) => {
                 return Err(err(
                     url_path,
-                    invalid(format!(
-                        "an https endpoint proxies HTTP: its upstream is http:// or https://, \
-                         not {other}://"
-                    )),
+                    ConfigErrorKind::WrongUpstreamScheme {
+                        endpoint: "an https endpoint proxies HTTP",
+                        allowed: "http:// or https://",
+                        found: other.into(),
+                    },
                 ))
             }
             (Scheme::Tls, other) => {
                 return Err(err(
                     url_path,
-                    invalid(format!(
-                        "a tls endpoint proxies bytes: its upstream is tcp:// or tls://, \
-                         not {other}://"
-                    )),
+                    ConfigErrorKind::WrongUpstreamScheme {
+                        endpoint: "a tls endpoint proxies bytes",
+                        allowed: "tcp:// or tls://",
+                        found: other.into(),
+                    },
                 ))
             }
         };
@@ -291,12 +286,7 @@ impl Upstream {
             (Some(p), _) => p,
             (None, UpstreamScheme::Http) => 80,
             (None, UpstreamScheme::Https) => 443,
-            (None, _) => {
-                return Err(err(
-                    url_path,
-                    invalid(format!("`{url}` needs a port (tcp://host:port)")),
-                ))
-            }
+            (None, _) => return Err(err(url_path, bad_url(UrlProblem::NoPort))),
         };
         let protocol = match protocol.as_deref() {
             None | Some("http1") => UpstreamProtocol::Http1,
@@ -304,13 +294,17 @@ impl Upstream {
             Some("http2") => {
                 return Err(err(
                     path.key("protocol"),
-                    invalid("protocol applies to HTTP upstreams; a tls endpoint has none"),
+                    Conflict::ProtocolOnTlsEndpoint.into(),
                 ))
             }
             Some(other) => {
                 return Err(err(
                     path.key("protocol"),
-                    invalid(format!("unknown protocol `{other}`; use http1 or http2")),
+                    ConfigErrorKind::UnknownChoice {
+                        what: "protocol",
+                        found: other.into(),
+                        choices: "http1 or http2",
+                    },
                 ))
             }
         };
@@ -320,10 +314,7 @@ impl Upstream {
             (Some(_), false) => {
                 return Err(err(
                     path.key("tls"),
-                    invalid(format!(
-                        "`{url}` is not encrypted, so upstream tls settings would do nothing; \
-                         use https:// (or tls://) to connect with TLS"
-                    )),
+                    Conflict::UpstreamTlsUnencrypted { url: (&url).into() }.into(),
                 ))
             }
             (raw_tls, true) => {
@@ -341,12 +332,14 @@ impl Upstream {
                 });
                 let pinned_certificates: Vec<CertificateChain> = match pinned_certificates {
                     None => Vec::new(),
-                    Some(list) if list.is_empty() => return Err(err(
-                        tls_path.key("pinned_certificates"),
-                        invalid(
-                            "the list is empty; leave it out to accept any key the CAs vouch for",
-                        ),
-                    )),
+                    Some(list) if list.is_empty() => {
+                        return Err(err(
+                            tls_path.key("pinned_certificates"),
+                            ConfigErrorKind::EmptyList {
+                                hint: "leave it out to accept any key the CAs vouch for",
+                            },
+                        ))
+                    }
                     Some(list) => list
                         .iter()
                         .enumerate()
@@ -363,7 +356,7 @@ impl Upstream {
                         crate::pem::spki_sha256(chain.leaf()).ok_or_else(|| {
                             err(
                                 tls_path.key("pinned_certificates").index(i),
-                                invalid("the certificate's public key cannot be read"),
+                                ConfigErrorKind::UnreadablePublicKey,
                             )
                         })
                     })
@@ -387,7 +380,9 @@ impl Upstream {
                     Some(list) if list.is_empty() => {
                         return Err(err(
                             tls_path.key("certificate_authorities"),
-                            invalid("the list is empty; leave it out to trust the system's roots"),
+                            ConfigErrorKind::EmptyList {
+                                hint: "leave it out to trust the system's roots",
+                            },
                         ))
                     }
                     Some(list) => Some(
@@ -400,7 +395,9 @@ impl Upstream {
                     Some(name) if name.trim().is_empty() => {
                         return Err(err(
                             tls_path.key("server_name"),
-                            invalid("server_name is empty"),
+                            ConfigErrorKind::Empty {
+                                field: "server_name",
+                            },
                         ))
                     }
                     Some(name) => name,
@@ -424,9 +421,11 @@ impl Upstream {
                     .map_or_else(|| value.to_string(), str::to_owned);
                 err(
                     path.key("proxy_protocol"),
-                    invalid(format!(
-                        "`{shown}` is not a PROXY protocol version; write 1 (text) or 2 (binary)"
-                    )),
+                    ConfigErrorKind::NotOneOf {
+                        found: shown.into(),
+                        what: "a PROXY protocol version",
+                        choices: "write 1 (text) or 2 (binary)",
+                    },
                 )
             })?),
         };
@@ -434,9 +433,7 @@ impl Upstream {
         if proxy_protocol_tlvs && proxy_protocol != Some(ProxyProtocolVersion::V2) {
             return Err(err(
                 path.key("proxy_protocol_tlvs"),
-                invalid(
-                    "TLVs exist in PROXY protocol version 2 only; set proxy_protocol: 2 beside it",
-                ),
+                Conflict::TlvsWithoutVersion2.into(),
             ));
         }
         Ok(Self {

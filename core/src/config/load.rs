@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::error::{invalid, ConfigError, ConfigErrorKind};
+use crate::error::{ConfigError, ConfigErrorKind, Conflict};
 use crate::kube;
 use crate::source::{self, Document, FieldPath};
 
@@ -80,12 +80,10 @@ impl Config {
                     let at = FieldPath::root().key("listeners").index(i).key("bind");
                     let mut e = ConfigError::new(
                         at.clone(),
-                        invalid(format!(
-                            "{} is already configured in {}; a bind address has one \
-                             listeners: entry",
-                            listener.bind,
-                            first.display()
-                        )),
+                        ConfigErrorKind::ListenerInTwoFiles {
+                            bind: listener.bind.to_string(),
+                            first: first.clone(),
+                        },
                     );
                     e.location = doc.locate(&at);
                     e.file = Some(path.clone());
@@ -243,7 +241,7 @@ impl Config {
             return Err(with_file(
                 ConfigError::new(
                     FieldPath::root().key("endpoints"),
-                    invalid("the policy has no endpoints; add at least one under `endpoints:`"),
+                    ConfigErrorKind::NoEndpoints,
                 ),
                 Some(&doc),
             ));
@@ -324,10 +322,7 @@ fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ConfigError> {
             .collect();
         files.sort();
         if files.is_empty() {
-            return Err(ConfigError::in_file(
-                path,
-                invalid("the directory holds no *.yaml, *.yml or *.json file"),
-            ));
+            return Err(ConfigError::in_file(path, ConfigErrorKind::EmptyDirectory));
         }
         out.extend(files);
     }
@@ -365,26 +360,27 @@ fn listener_options(
         let bind: SocketAddr = bind.parse().map_err(|_| {
             err(
                 at.key("bind"),
-                invalid(format!(
-                    "`{bind}` is not an address; write IP:PORT as endpoints do"
-                )),
+                ConfigErrorKind::BadAddress {
+                    value: (&bind).into(),
+                    expected: "an address; write IP:PORT as endpoints do",
+                },
             )
         })?;
         if !endpoints.iter().any(|e| e.bind == bind) {
-            let binds: Vec<String> = endpoints.iter().map(|e| e.bind.to_string()).collect();
             return Err(err(
                 at.key("bind"),
-                invalid(format!(
-                    "no endpoint of this file binds {bind}; a listeners: entry configures the \
-                     bind address of endpoints ({})",
-                    binds.join(", ")
-                )),
+                ConfigErrorKind::ListenerWithoutEndpoint {
+                    bind: bind.to_string(),
+                    binds: endpoints.iter().map(|e| e.bind.to_string()).collect(),
+                },
             ));
         }
         if out.iter().any(|l| l.bind == bind) {
             return Err(err(
                 at.key("bind"),
-                invalid(format!("{bind} has another listeners: entry above")),
+                ConfigErrorKind::ListenerRepeated {
+                    bind: bind.to_string(),
+                },
             ));
         }
         let proxy_protocol = match proxy_protocol {
@@ -392,13 +388,7 @@ fn listener_options(
             Some(RawProxyProtocolIn { trusted_sources }) => {
                 let pp = at.key("proxy_protocol").key("trusted_sources");
                 if trusted_sources.is_empty() {
-                    return Err(err(
-                        pp,
-                        invalid(
-                            "list the addresses (CIDRs) the load balancer connects from; \
-                             a header from any other source is refused",
-                        ),
-                    ));
+                    return Err(err(pp, ConfigErrorKind::NoTrustedSources));
                 }
                 let trusted_sources = trusted_sources
                     .iter()
@@ -407,10 +397,11 @@ fn listener_options(
                         crate::net::parse_range(text).ok_or_else(|| {
                             err(
                                 pp.clone().index(j),
-                                invalid(format!(
-                                    "`{text}` is not an address or CIDR range (10.0.0.0/8, \
-                                     2001:db8::/32)"
-                                )),
+                                ConfigErrorKind::BadAddress {
+                                    value: text.into(),
+                                    expected: "an address or CIDR range (10.0.0.0/8, \
+                                               2001:db8::/32)",
+                                },
                             )
                         })
                     })
@@ -445,11 +436,12 @@ pub(super) fn check_unique_hosts(endpoints: &[Endpoint]) -> Result<(), (usize, C
                 return Err((i, ConfigError::new(at("url"), kind)));
             }
             if a.bind == b.bind && a.scheme != b.scheme {
-                let kind = invalid(format!(
-                    "{} shares {} with endpoints[{}], which has another scheme; \
-                     https and tls endpoints need their own bind addresses",
-                    a.url, a.bind, b.index
-                ));
+                let kind = Conflict::SchemesShareBind {
+                    url: a.url.clone(),
+                    bind: a.bind.to_string(),
+                    other: b.index,
+                }
+                .into();
                 return Err((i, ConfigError::new(at("bind"), kind)));
             }
         }

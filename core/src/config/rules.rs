@@ -5,7 +5,7 @@ use ipnet::IpNet;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::error::{invalid, ConfigError, ConfigErrorKind};
+use crate::error::{ConfigError, ConfigErrorKind, Conflict};
 use crate::expr::{Expression, Phase, Template};
 use crate::source::FieldPath;
 
@@ -91,7 +91,14 @@ fn log_fields(
 ) -> Result<Vec<(String, Template)>, ConfigError> {
     let config_path = action_path.key("config");
     if action.config.is_none() {
-        return Err(err(config_path, invalid("log needs config.metadata")));
+        return Err(err(
+            config_path,
+            ConfigErrorKind::ActionNeeds {
+                action: "log",
+                needs: "config.metadata",
+                hint: "",
+            },
+        ));
     }
     let RawLog { metadata } = action_config(action, action_path)?;
     let mut fields = Vec::with_capacity(metadata.len());
@@ -102,24 +109,13 @@ fn log_fields(
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
         {
-            return Err(err(
-                p,
-                invalid(
-                    "a log key is letters, digits, `_`, `-` and `.` (it becomes \
-                                 `log.KEY=` in the access line)",
-                ),
-            ));
+            return Err(err(p, ConfigErrorKind::BadLogKey));
         }
         let text = match value {
             Value::String(text) => text,
             Value::Number(n) => n.to_string(),
             Value::Bool(b) => b.to_string(),
-            _ => {
-                return Err(err(
-                    p,
-                    invalid("a log value is a string (with ${…}), a number or a boolean"),
-                ))
-            }
+            _ => return Err(err(p, ConfigErrorKind::BadLogValue)),
         };
         let template = Template::compile(&text, phase).map_err(|reason| {
             err(
@@ -143,13 +139,22 @@ fn set_vars(
 ) -> Result<Vec<(String, crate::expr::VarValue)>, ConfigError> {
     let config_path = action_path.key("config");
     if action.config.is_none() {
-        return Err(err(config_path, invalid("set-vars needs config.vars")));
+        return Err(err(
+            config_path,
+            ConfigErrorKind::ActionNeeds {
+                action: "set-vars",
+                needs: "config.vars",
+                hint: "",
+            },
+        ));
     }
     let RawSetVars { vars } = action_config(action, action_path)?;
     if vars.is_empty() {
         return Err(err(
             config_path.key("vars"),
-            invalid("the list is empty; give each variable as `- name: value`"),
+            ConfigErrorKind::EmptyList {
+                hint: "give each variable as `- name: value`",
+            },
         ));
     }
     let mut out = Vec::with_capacity(vars.len());
@@ -157,10 +162,7 @@ fn set_vars(
         let at = config_path.key("vars").index(i);
         let mut entries = entry.into_iter();
         let (Some((name, value)), None) = (entries.next(), entries.next()) else {
-            return Err(err(
-                at,
-                invalid("each entry is one variable, `- name: value` (a map with one key)"),
-            ));
+            return Err(err(at, ConfigErrorKind::BadVarEntry));
         };
         let mut chars = name.chars();
         let starts_well = chars
@@ -169,10 +171,11 @@ fn set_vars(
         if !starts_well || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err(err(
                 at.key(&name),
-                invalid(format!(
-                    "`{name}` is not a variable name (letters, digits and `_`, not starting \
-                     with a digit; it is read as vars.NAME)"
-                )),
+                ConfigErrorKind::BadName {
+                    value: (&name).into(),
+                    expected: "a variable name (letters, digits and `_`, not starting with a \
+                               digit; it is read as vars.NAME)",
+                },
             ));
         }
         let value = crate::expr::VarValue::compile(&value, phase).map_err(|reason| {
@@ -203,11 +206,10 @@ pub(super) fn check_vars_order<A>(
     let unset = |name: &str, at: FieldPath| {
         err(
             at,
-            invalid(format!(
-                "reads vars.{name}, which no earlier set-vars of {} sets (each phase has its \
-                 own variables, set in order)",
-                phase.name()
-            )),
+            ConfigErrorKind::UnsetVariable {
+                name: name.to_owned(),
+                phase: phase.name(),
+            },
         )
     };
     for rule in rules {
@@ -253,10 +255,7 @@ pub(super) fn tcp_rule(
     let expressions = compile_expressions(&expressions, path, Phase::TcpConnect)?;
     let mut out = Vec::new();
     if actions.is_empty() {
-        return Err(err(
-            path.key("actions"),
-            invalid("a rule needs at least one action"),
-        ));
+        return Err(err(path.key("actions"), ConfigErrorKind::NoActions));
     }
     for (a, action) in actions.iter().enumerate() {
         let action_path = path.key("actions").index(a);
@@ -265,19 +264,15 @@ pub(super) fn tcp_rule(
                 if !expressions.is_empty() {
                     return Err(err(
                         action_path.key("type"),
-                        invalid(
-                            "terminate-tls cannot depend on expressions: TLS is terminated \
-                             before any connection fact is known; move it to a rule without \
-                             expressions",
-                        ),
+                        Conflict::TerminateTlsBehindExpression.into(),
                     ));
                 }
                 if let Some((_, first)) = tls {
                     return Err(err(
                         action_path.key("type"),
-                        invalid(format!(
-                            "a second terminate-tls action; the first is at {first}"
-                        )),
+                        ConfigErrorKind::SecondTerminateTls {
+                            first: first.to_string(),
+                        },
                     ));
                 }
                 let config = action_config::<RawTerminateTls>(action, &action_path)?;
@@ -341,10 +336,7 @@ pub(super) fn http_rule(
     } = raw;
     let expressions = compile_expressions(&expressions, path, Phase::HttpRequest)?;
     if actions.is_empty() {
-        return Err(err(
-            path.key("actions"),
-            invalid("a rule needs at least one action"),
-        ));
+        return Err(err(path.key("actions"), ConfigErrorKind::NoActions));
     }
     let mut out = Vec::new();
     for (a, action) in actions.iter().enumerate() {
@@ -371,7 +363,11 @@ pub(super) fn http_rule(
                     status_code.ok_or_else(|| {
                         err(
                             config_path.key("status_code"),
-                            invalid("custom-response needs a status_code"),
+                            ConfigErrorKind::ActionNeeds {
+                                action: "custom-response",
+                                needs: "a status_code",
+                                hint: "",
+                            },
                         )
                     })?,
                     &config_path.key("status_code"),
@@ -404,7 +400,11 @@ pub(super) fn http_rule(
                 if action.config.is_none() {
                     return Err(err(
                         config_path,
-                        invalid("add-headers needs config.headers"),
+                        ConfigErrorKind::ActionNeeds {
+                            action: "add-headers",
+                            needs: "config.headers",
+                            hint: "",
+                        },
                     ));
                 }
                 let RawAddHeaders { headers } = action_config(action, &action_path)?;
@@ -432,7 +432,11 @@ pub(super) fn http_rule(
                 if action.config.is_none() {
                     return Err(err(
                         config_path,
-                        invalid("remove-headers needs config.headers"),
+                        ConfigErrorKind::ActionNeeds {
+                            action: "remove-headers",
+                            needs: "config.headers",
+                            hint: "",
+                        },
                     ));
                 }
                 let RawRemoveHeaders { headers } = action_config(action, &action_path)?;
@@ -491,12 +495,7 @@ pub(super) fn status(code: u16, path: &FieldPath) -> Result<u16, ConfigError> {
     if (200..=599).contains(&code) {
         Ok(code)
     } else {
-        Err(err(
-            path.clone(),
-            invalid(format!(
-                "{code} is not an HTTP status to answer with (200-599)"
-            )),
-        ))
+        Err(err(path.clone(), ConfigErrorKind::BadStatus { code }))
     }
 }
 
@@ -521,26 +520,23 @@ pub(super) fn header_name(name: &str, path: &FieldPath) -> Result<(), ConfigErro
     if !valid {
         return Err(err(
             path.clone(),
-            invalid(format!("`{name}` is not a valid header name")),
+            ConfigErrorKind::BadName {
+                value: name.into(),
+                expected: "a valid header name",
+            },
         ));
     }
     let lower = name.to_ascii_lowercase();
     if RESERVED_HEADERS.contains(&lower.as_str()) || name.starts_with(':') {
         return Err(err(
             path.clone(),
-            invalid(format!(
-                "`{name}` is managed by the proxy and cannot be set by a policy"
-            )),
+            ConfigErrorKind::ProxyHeader { name: name.into() },
         ));
     }
     if crate::request::EDGE_HEADERS.contains(&lower.as_str()) {
         return Err(err(
             path.clone(),
-            invalid(format!(
-                "`{name}` is set by tlsgate itself (the verified client identity, the client's \
-                 address and the Host it asked for), so the upstream can trust it; pick \
-                 another name for the policy's header"
-            )),
+            ConfigErrorKind::EdgeHeader { name: name.into() },
         ));
     }
     Ok(())
@@ -548,10 +544,7 @@ pub(super) fn header_name(name: &str, path: &FieldPath) -> Result<(), ConfigErro
 
 pub(super) fn header_value(value: &str, path: &FieldPath) -> Result<(), ConfigError> {
     if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-        return Err(err(
-            path.clone(),
-            invalid("header values cannot contain CR, LF or NUL"),
-        ));
+        return Err(err(path.clone(), ConfigErrorKind::BadHeaderValue));
     }
     Ok(())
 }
@@ -561,7 +554,11 @@ pub(super) fn restrict_ips(raw: RawRestrictIps, path: &FieldPath) -> Result<IpPo
     if allow.is_empty() && deny.is_empty() {
         return Err(err(
             path.clone(),
-            invalid("restrict-ips needs `allow` or `deny` CIDRs"),
+            ConfigErrorKind::ActionNeeds {
+                action: "restrict-ips",
+                needs: "`allow` or `deny` CIDRs",
+                hint: "",
+            },
         ));
     }
     let parse = |list: Vec<String>, key: &str| -> Result<Vec<IpNet>, ConfigError> {
@@ -571,9 +568,10 @@ pub(super) fn restrict_ips(raw: RawRestrictIps, path: &FieldPath) -> Result<IpPo
                 crate::net::parse_range(&s).ok_or_else(|| {
                     err(
                         path.key(key).index(i),
-                        invalid(format!(
-                            "`{s}` is not a CIDR (10.0.0.0/8, 2001:db8::/32) or address"
-                        )),
+                        ConfigErrorKind::BadAddress {
+                            value: (&s).into(),
+                            expected: "a CIDR (10.0.0.0/8, 2001:db8::/32) or address",
+                        },
                     )
                 })
             })

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::error::{invalid, ConfigError, ConfigErrorKind};
+use crate::error::{ConfigError, ConfigErrorKind, Conflict};
 use crate::facts::TlsVersion;
 use crate::pem::{
     load_anchors, load_chain, load_key, read_value, CertificateChain, PrivateKey, TrustAnchors,
@@ -72,23 +72,29 @@ pub(super) fn parse_version(
             )),
             other => Err(err(
                 path.clone(),
-                invalid(format!(
-                    "`{other}` is not a TLS version; use \"1.2\" or \"1.3\""
-                )),
+                ConfigErrorKind::NotOneOf {
+                    found: other.into(),
+                    what: "a TLS version",
+                    choices: "use \"1.2\" or \"1.3\"",
+                },
             )),
         },
         Some(Value::Number(n)) => {
             let text = n.to_string();
-            let hint = if matches!(text.as_str(), "1.0" | "1" | "1.1") {
+            if matches!(text.as_str(), "1.0" | "1" | "1.1") {
                 return Err(err(path.clone(), ConfigErrorKind::ObsoleteTlsVersion(text)));
-            } else {
-                format!("write the version as a quoted string, \"{text}\" (unquoted YAML reads {text} as a number)")
-            };
-            Err(err(path.clone(), invalid(hint)))
+            }
+            Err(err(
+                path.clone(),
+                ConfigErrorKind::UnquotedTlsVersion { number: text },
+            ))
         }
         Some(other) => Err(err(
             path.clone(),
-            invalid(format!("expected \"1.2\" or \"1.3\", found {other}")),
+            ConfigErrorKind::WrongType {
+                expected: "\"1.2\" or \"1.3\"",
+                found: other.to_string(),
+            },
         )),
     }
 }
@@ -125,39 +131,41 @@ pub(super) fn terminate_tls(
             },
         ));
     }
-    let (certificate, private_key) =
-        match (server_certificate, server_private_key) {
-            (Some(cert), key) => {
-                let (c, k) = certificate_pair(
-                    &cert,
-                    key.as_deref(),
-                    path,
-                    ("server_certificate", "server_private_key"),
-                    options,
-                )?;
-                (Some(c), k)
-            }
-            (None, Some(_)) => {
+    let (certificate, private_key) = match (server_certificate, server_private_key) {
+        (Some(cert), key) => {
+            let (c, k) = certificate_pair(
+                &cert,
+                key.as_deref(),
+                path,
+                ("server_certificate", "server_private_key"),
+                options,
+            )?;
+            (Some(c), k)
+        }
+        (None, Some(_)) => {
+            return Err(err(
+                path.key("server_certificate"),
+                ConfigErrorKind::Incomplete {
+                    present: "server_private_key",
+                    missing: "server_certificate",
+                },
+            ))
+        }
+        (None, None) => match options.keys {
+            KeyMode::Skip => (None, None),
+            KeyMode::Load(_) => {
                 return Err(err(
                     path.key("server_certificate"),
-                    ConfigErrorKind::Incomplete {
-                        present: "server_private_key",
-                        missing: "server_certificate",
+                    ConfigErrorKind::ActionNeeds {
+                        action: "terminate-tls",
+                        needs: "server_certificate and server_private_key",
+                        hint: ": tlsgate has no managed certificates (`tlsgate certs --out DIR \
+                               --name HOST` makes a set to start with)",
                     },
                 ))
             }
-            (None, None) => match options.keys {
-                KeyMode::Skip => (None, None),
-                KeyMode::Load(_) => return Err(err(
-                    path.key("server_certificate"),
-                    invalid(
-                        "terminate-tls needs server_certificate and server_private_key: tlsgate \
-                         has no managed certificates (`tlsgate certs --out DIR --name HOST` makes \
-                         a set to start with)",
-                    ),
-                )),
-            },
-        };
+        },
+    };
     let strategy = match mutual_tls_verification_strategy.as_deref() {
         None | Some("require-and-verify") => VerificationStrategy::RequireAndVerify,
         Some("require-any") => VerificationStrategy::RequireAny,
@@ -165,9 +173,11 @@ pub(super) fn terminate_tls(
         Some(other) => {
             return Err(err(
                 path.key("mutual_tls_verification_strategy"),
-                invalid(format!(
-                    "unknown strategy `{other}`; use require-and-verify, require-any or request"
-                )),
+                ConfigErrorKind::UnknownChoice {
+                    what: "strategy",
+                    found: other.into(),
+                    choices: "require-and-verify, require-any or request",
+                },
             ))
         }
     };
@@ -175,10 +185,7 @@ pub(super) fn terminate_tls(
         None if mutual_tls_verification_strategy.is_some() => {
             return Err(err(
                 path.key("mutual_tls_verification_strategy"),
-                invalid(
-                    "a verification strategy without mutual_tls_certificate_authorities does \
-                     nothing: list the CAs that issue your client certificates",
-                ),
+                Conflict::StrategyWithoutAuthorities.into(),
             ))
         }
         None => {
@@ -209,7 +216,9 @@ pub(super) fn terminate_tls(
         Some(list) if list.is_empty() => {
             return Err(err(
                 path.key("mutual_tls_certificate_authorities"),
-                invalid("the list is empty; leave it out to turn mutual TLS off"),
+                ConfigErrorKind::EmptyList {
+                    hint: "leave it out to turn mutual TLS off",
+                },
             ))
         }
         Some(list) => {
@@ -245,10 +254,7 @@ pub(super) fn terminate_tls(
             if given {
                 return Err(err(
                     path.key(field),
-                    invalid(format!(
-                        "{field} has no effect with session_resumption: false (no session \
-                         resumes); remove one of them"
-                    )),
+                    Conflict::WithoutResumption { field }.into(),
                 ));
             }
         }
@@ -274,10 +280,11 @@ pub(super) fn terminate_tls(
                 .ok_or_else(|| {
                     err(
                         path.key("session_lifetime"),
-                        invalid(format!(
-                            "`{text}` is not a session lifetime between 1s and 7 days \
-                             (e.g. 2h, 30m; TLS 1.3 allows no longer)"
-                        )),
+                        ConfigErrorKind::BadDuration {
+                            value: (&text).into(),
+                            expected: "a session lifetime between 1s and 7 days (e.g. 2h, 30m; \
+                                       TLS 1.3 allows no longer)",
+                        },
                     )
                 })?,
         },
@@ -303,16 +310,18 @@ fn groups(
         let Some(group) = known.iter().find(|k| k.eq_ignore_ascii_case(name)) else {
             return Err(err(
                 path.index(i),
-                invalid(format!(
-                    "`{name}` is not a key-exchange group tlsgate offers (one of {})",
-                    known.join(", ")
-                )),
+                ConfigErrorKind::UnknownGroup {
+                    found: name.into(),
+                    known: known.join(", "),
+                },
             ));
         };
         if out.contains(group) {
             return Err(err(
                 path.index(i),
-                invalid(format!("{group} is listed twice")),
+                ConfigErrorKind::ListedTwice {
+                    item: (*group).to_owned(),
+                },
             ));
         }
         out.push(group);
@@ -320,20 +329,13 @@ fn groups(
     if out.is_empty() {
         return Err(err(
             path.clone(),
-            invalid(format!(
-                "no key-exchange group left: list at least one of {}",
-                known.join(", ")
-            )),
+            ConfigErrorKind::NoGroups {
+                known: known.join(", "),
+            },
         ));
     }
     if min == TlsVersion::Tls12 && out.iter().all(|g| *g == "X25519MLKEM768") {
-        return Err(err(
-            path.clone(),
-            invalid(
-                "X25519MLKEM768 is a TLS 1.3 group, and this endpoint admits TLS 1.2 clients: \
-                 list a classical group too (X25519, P-256, P-384) or set min_version: \"1.3\"",
-            ),
-        ));
+        return Err(err(path.clone(), Conflict::PostQuantumOnlyWithTls12.into()));
     }
     Ok(out)
 }
@@ -353,12 +355,7 @@ fn ticket_key(
 ) -> Result<TicketKey, ConfigError> {
     let how = "a path to a file of 80 random bytes (`openssl rand 80 > ticket.key`)";
     if value.contains("-----BEGIN") || value.contains('\n') || value.len() > 4096 {
-        return Err(err(
-            path.clone(),
-            invalid(format!(
-                "a ticket key is a secret: give {how}, not the key itself"
-            )),
-        ));
+        return Err(err(path.clone(), ConfigErrorKind::InlineSecret { how }));
     }
     let file = std::path::PathBuf::from(value);
     let resolved = options.reader.resolve(&file);
@@ -381,11 +378,11 @@ fn ticket_key(
                     .map_err(|b: Box<[u8]>| {
                         err(
                             path.clone(),
-                            invalid(format!(
-                                "{} holds {} bytes; a ticket key is {how}",
-                                file.display(),
-                                b.len()
-                            )),
+                            ConfigErrorKind::TicketKeyLength {
+                                file: file.clone(),
+                                len: b.len(),
+                                how,
+                            },
                         )
                     })?;
             Some(material)
@@ -410,15 +407,25 @@ fn ocsp(raw: RawOcsp, path: &FieldPath) -> Result<OcspCheck, ConfigError> {
         other => {
             return Err(err(
                 path.key("mode"),
-                invalid(format!(
-                    "unknown mode `{other}`; use require (no valid answer: the certificate is \
-                     no identity) or prefer (no valid answer: accept and log)"
-                )),
+                ConfigErrorKind::UnknownChoice {
+                    what: "mode",
+                    found: other.into(),
+                    choices: "require (no valid answer: the certificate is no identity) or \
+                              prefer (no valid answer: accept and log)",
+                },
             ))
         }
     };
     if let Some(url) = &responder {
-        crate::ocsp::Responder::parse(url).map_err(|m| err(path.key("responder"), invalid(m)))?;
+        crate::ocsp::Responder::parse_checked(url).map_err(|problem| {
+            err(
+                path.key("responder"),
+                ConfigErrorKind::BadUrl {
+                    url: url.into(),
+                    problem,
+                },
+            )
+        })?;
     }
     let timeout = match timeout {
         None => DEFAULT_OCSP_TIMEOUT,
@@ -428,9 +435,10 @@ fn ocsp(raw: RawOcsp, path: &FieldPath) -> Result<OcspCheck, ConfigError> {
             .ok_or_else(|| {
                 err(
                     path.key("timeout"),
-                    invalid(format!(
-                        "`{text}` is not a timeout between 1ms and 30s (e.g. 2s, 500ms)"
-                    )),
+                    ConfigErrorKind::BadDuration {
+                        value: (&text).into(),
+                        expected: "a timeout between 1ms and 30s (e.g. 2s, 500ms)",
+                    },
                 )
             })?,
     };
@@ -460,10 +468,12 @@ fn revocation(
         Some(other) => {
             return Err(err(
                 path.key("mutual_tls_revocation_check"),
-                invalid(format!(
-                    "unknown revocation check `{other}`; use chain (every certificate below \
-                     the CA, the default) or leaf (the client certificate only)"
-                )),
+                ConfigErrorKind::UnknownChoice {
+                    what: "revocation check",
+                    found: other.into(),
+                    choices: "chain (every certificate below the CA, the default) or leaf (the \
+                              client certificate only)",
+                },
             ))
         }
     };
@@ -482,7 +492,9 @@ fn revocation(
     if values.is_empty() {
         return Err(err(
             path.key(FIELD),
-            invalid("the list is empty; leave it out to check no revocation"),
+            ConfigErrorKind::EmptyList {
+                hint: "leave it out to check no revocation",
+            },
         ));
     }
     let cas: Vec<(Vec<u8>, Vec<u8>)> = authorities
@@ -568,13 +580,10 @@ fn revocation(
         if !self_issued && revocation.status(&facts, 0) == RevocationStatus::Revoked {
             return Err(err(
                 path.key("mutual_tls_certificate_authorities").index(n),
-                invalid(format!(
-                    "{} is revoked by its issuer's CRL ({}); take it out of the list (a listed \
-                     CA is trusted as an anchor of its own, so its revocation would not be \
-                     checked)",
-                    authorities.subjects.get(n).cloned().unwrap_or_default(),
-                    facts.issuer.rfc4514
-                )),
+                ConfigErrorKind::RevokedAuthority {
+                    subject: authorities.subjects.get(n).cloned().unwrap_or_default(),
+                    issuer: facts.issuer.rfc4514.clone(),
+                },
             ));
         }
     }

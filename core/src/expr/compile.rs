@@ -8,7 +8,7 @@ use cel::common::ast::{operators, Expr};
 use cel::IdedExpr;
 
 use super::functions::stdlib;
-use super::{Phase, Reads};
+use super::{CompileError, Phase, Reads};
 
 /// A parsed expression after tlsgate's rewrites ([`dn_strings`]), ready to evaluate.
 pub(super) type Program = IdedExpr;
@@ -96,10 +96,13 @@ const REQ: Shape = Shape::Object(&[
 ]);
 
 /// Parses and checks an expression; also says what it reads.
-pub(super) fn compile_checked(source: &str, phase: Phase) -> Result<(Program, Reads), String> {
-    let parsed = stdlib()
-        .compile(source)
-        .map_err(|e| format!("does not parse: {e}"))?;
+pub(super) fn compile_checked(
+    source: &str,
+    phase: Phase,
+) -> Result<(Program, Reads), CompileError> {
+    let parsed = stdlib().compile(source).map_err(|e| CompileError::Parse {
+        reason: e.to_string(),
+    })?;
     let mut walk = Walk {
         phase,
         bound: Vec::new(),
@@ -219,14 +222,14 @@ struct Walk {
 }
 
 impl Walk {
-    fn expr(&mut self, e: &IdedExpr) -> Result<(), String> {
+    fn expr(&mut self, e: &IdedExpr) -> Result<(), CompileError> {
         check_references(e, self)
     }
 }
 
 /// `s.matches('(')` would compile (and fail) on every evaluation and deny every request; a
 /// literal pattern is checked once, here.
-fn check_regex_literal(call: &cel::common::ast::CallExpr) -> Result<(), String> {
+fn check_regex_literal(call: &cel::common::ast::CallExpr) -> Result<(), CompileError> {
     use cel::common::ast::LiteralValue;
     if call.func_name != "matches" {
         return Ok(());
@@ -236,15 +239,16 @@ fn check_regex_literal(call: &cel::common::ast::CallExpr) -> Result<(), String> 
         _ => return Ok(()),
     };
     if let Expr::Literal(LiteralValue::String(p)) = &pattern.expr {
-        regex::Regex::new(p.inner())
-            .map_err(|e| format!("invalid regular expression in matches(): {e}"))?;
+        regex::Regex::new(p.inner()).map_err(|e| CompileError::BadRegex {
+            reason: e.to_string(),
+        })?;
     }
     Ok(())
 }
 
 /// `inCidrRange(ip, '10.0.0/8')` would fail on every evaluation and deny every request; literal
 /// ranges are checked once, here.
-fn check_cidr_literals(call: &cel::common::ast::CallExpr) -> Result<(), String> {
+fn check_cidr_literals(call: &cel::common::ast::CallExpr) -> Result<(), CompileError> {
     use cel::common::ast::LiteralValue;
     let ranges: Vec<&IdedExpr> = match (call.func_name.as_str(), call.args.as_slice()) {
         ("inCidrRange", [_, range]) => vec![range],
@@ -258,17 +262,17 @@ fn check_cidr_literals(call: &cel::common::ast::CallExpr) -> Result<(), String> 
         if let Expr::Literal(LiteralValue::String(text)) = &range.expr {
             let text = text.inner();
             if crate::net::parse_range(text).is_none() {
-                return Err(format!(
-                    "`{text}` in {}() is not a CIDR (10.0.0.0/8, 2001:db8::/32) or address",
-                    call.func_name
-                ));
+                return Err(CompileError::BadCidr {
+                    range: text.to_owned(),
+                    function: call.func_name.clone(),
+                });
             }
         }
     }
     Ok(())
 }
 
-fn check_references(e: &IdedExpr, w: &mut Walk) -> Result<(), String> {
+fn check_references(e: &IdedExpr, w: &mut Walk) -> Result<(), CompileError> {
     match &e.expr {
         Expr::Ident(name) => w.path(&[name.as_str()]),
         Expr::Select(_) => {
@@ -294,10 +298,10 @@ fn check_references(e: &IdedExpr, w: &mut Walk) -> Result<(), String> {
                 .iter()
                 .find(|(name, _)| *name == call.func_name)
             {
-                return Err(format!(
-                    "`{}` is an ngrok macro tlsgate does not provide; {instead}",
-                    call.func_name
-                ));
+                return Err(CompileError::NgrokMacro {
+                    name: call.func_name.clone(),
+                    instead,
+                });
             }
             check_regex_literal(call)?;
             check_cidr_literals(call)?;
@@ -333,13 +337,13 @@ fn check_references(e: &IdedExpr, w: &mut Walk) -> Result<(), String> {
             }
             cel::common::ast::EntryExpr::StructField(f) => check_references(&f.value, w),
         }),
-        Expr::Struct(_) => Err("message construction is not supported".into()),
+        Expr::Struct(_) => Err(CompileError::MessageConstruction),
         Expr::Literal(_) | Expr::Unspecified => Ok(()),
     }
 }
 
 impl Walk {
-    fn path(&mut self, path: &[&str]) -> Result<(), String> {
+    fn path(&mut self, path: &[&str]) -> Result<(), CompileError> {
         let (phase, bound) = (self.phase, &self.bound);
         // Only `req.method`, `req.host`, `req.path` and `req.url` are known not to need the
         // headers. Anything else that reaches `req` — `req.headers`, `req['headers']`,
@@ -365,7 +369,7 @@ impl Walk {
     }
 }
 
-fn check_path(path: &[&str], phase: Phase, bound: &[String]) -> Result<(), String> {
+fn check_path(path: &[&str], phase: Phase, bound: &[String]) -> Result<(), CompileError> {
     let Some((root, fields)) = path.split_first() else {
         return Ok(());
     };
@@ -378,21 +382,21 @@ fn check_path(path: &[&str], phase: Phase, bound: &[String]) -> Result<(), Strin
         "vars" => &Shape::Map,
         "req" if phase == Phase::HttpRequest => &REQ,
         "req" => {
-            return Err(format!(
-                "`req` does not exist in {}: the connection has no request yet \
-                 (move the rule to on_http_request)",
-                phase.name()
-            ))
+            return Err(CompileError::NoRequest {
+                phase: phase.name(),
+            })
         }
         other => {
-            return Err(format!(
-                "unknown variable `{other}`; variables start with `conn.`{}",
-                if phase == Phase::HttpRequest {
-                    " or `req.`"
+            return Err(CompileError::UnknownVariable {
+                variable: other.to_owned(),
+                parent: None,
+                known: if phase == Phase::HttpRequest {
+                    "`conn.` or `req.`"
                 } else {
-                    ""
+                    "`conn.`"
                 }
-            ))
+                .to_owned(),
+            })
         }
     };
     let mut shape = shape;
@@ -405,21 +409,25 @@ fn check_path(path: &[&str], phase: Phase, bound: &[String]) -> Result<(), Strin
                     let known: Vec<&str> = children.iter().map(|(n, _)| *n).collect();
                     let name = format!("{walked}.{field}");
                     if NGROK_VARIABLES.iter().any(|v| name.starts_with(v)) {
-                        return Err(format!(
-                            "`{name}` is an ngrok variable tlsgate does not provide; \
-                             `{walked}` has {}",
-                            known.join(", ")
-                        ));
+                        return Err(CompileError::NgrokVariable {
+                            variable: name,
+                            parent: walked,
+                            known: known.join(", "),
+                        });
                     }
-                    return Err(format!(
-                        "unknown variable `{name}`; `{walked}` has {}",
-                        known.join(", ")
-                    ));
+                    return Err(CompileError::UnknownVariable {
+                        variable: name,
+                        parent: Some(walked),
+                        known: known.join(", "),
+                    });
                 }
             },
             Shape::Map => return Ok(()),
             Shape::Leaf => {
-                return Err(format!("`{walked}` has no field `{field}`"));
+                return Err(CompileError::NoField {
+                    variable: walked,
+                    field: (*field).to_owned(),
+                });
             }
         }
         walked.push('.');

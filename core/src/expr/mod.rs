@@ -14,12 +14,14 @@ use std::sync::Arc;
 use cel::{ExecutionError, Value};
 
 mod compile;
+mod error;
 mod functions;
 mod template;
 mod values;
 mod variables;
 
 use compile::{compile_checked, Program};
+pub use error::CompileError;
 pub use template::{Template, VarValue};
 use variables::samples;
 pub use variables::Variables;
@@ -113,18 +115,21 @@ impl std::fmt::Debug for Expression {
 
 impl Expression {
     /// Compiles and checks a boolean expression for `phase`.
-    pub fn compile(source: &str, phase: Phase) -> Result<Self, String> {
+    pub fn compile(source: &str, phase: Phase) -> Result<Self, CompileError> {
         let (program, reads) = compile_checked(source, phase)?;
         for sample in samples(phase) {
             match sample.eval(&program) {
                 Ok(Value::Bool(_)) => {}
                 Ok(other) => {
-                    return Err(format!(
-                        "evaluates to {}, but a rule expression must be true or false",
-                        type_name(&other)
-                    ))
+                    return Err(CompileError::NotBoolean {
+                        found: type_name(&other),
+                    })
                 }
-                Err(e) if is_type_error(&e) => return Err(format!("type error: {e}")),
+                Err(e) if is_type_error(&e) => {
+                    return Err(CompileError::Type {
+                        reason: e.to_string(),
+                    })
+                }
                 Err(_) => {}
             }
         }

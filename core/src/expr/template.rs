@@ -9,7 +9,7 @@ use cel::Value;
 
 use super::compile::{compile_checked, Program};
 use super::variables::{samples, Variables};
-use super::{is_type_error, Phase, Reads};
+use super::{is_type_error, CompileError, Phase, Reads};
 
 /// One `set-vars` value, as ngrok has them: a constant of any type (string, number, boolean,
 /// null, list, map), a string with `${…}` parts (a string), or exactly `${expression}` (the
@@ -35,7 +35,7 @@ impl std::fmt::Debug for VarValue {
 }
 
 impl VarValue {
-    pub fn compile(raw: &serde_json::Value, phase: Phase) -> Result<Self, String> {
+    pub fn compile(raw: &serde_json::Value, phase: Phase) -> Result<Self, CompileError> {
         let kind = match raw {
             serde_json::Value::String(text) => {
                 let trimmed = text.trim();
@@ -50,7 +50,10 @@ impl VarValue {
                         for sample in samples(phase) {
                             if let Err(e) = sample.eval(&program) {
                                 if is_type_error(&e) {
-                                    return Err(format!("type error in `${{{source}}}`: {e}"));
+                                    return Err(CompileError::TypeInTemplate {
+                                        expression: source.to_owned(),
+                                        reason: e.to_string(),
+                                    });
                                 }
                             }
                         }
@@ -157,7 +160,7 @@ impl std::fmt::Debug for Part {
 }
 
 impl Template {
-    pub fn compile(text: &str, phase: Phase) -> Result<Self, String> {
+    pub fn compile(text: &str, phase: Phase) -> Result<Self, CompileError> {
         let mut parts = Vec::new();
         let mut all_reads = Reads::default();
         let mut rest = text;
@@ -168,17 +171,24 @@ impl Template {
             let after = &rest[start + 2..];
             let end = after
                 .find('}')
-                .ok_or_else(|| format!("`${{` without a closing `}}` in `{text}`"))?;
+                .ok_or_else(|| CompileError::UnclosedInterpolation {
+                    text: text.to_owned(),
+                })?;
             let source = after[..end].trim();
             if source.is_empty() {
-                return Err(format!("empty `${{}}` in `{text}`"));
+                return Err(CompileError::EmptyInterpolation {
+                    text: text.to_owned(),
+                });
             }
             let (program, reads) = compile_checked(source, phase)?;
             all_reads.add(reads);
             for sample in samples(phase) {
                 if let Err(e) = sample.eval(&program) {
                     if is_type_error(&e) {
-                        return Err(format!("type error in `${{{source}}}`: {e}"));
+                        return Err(CompileError::TypeInTemplate {
+                            expression: source.to_owned(),
+                            reason: e.to_string(),
+                        });
                     }
                 }
             }

@@ -1,0 +1,59 @@
+//! Why an expression or a `${…}` template does not compile.
+
+/// An expression the loader refuses, and why. Printed after the expression as
+/// `expression `conn.foo == 1`: unknown variable `foo`; …`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CompileError {
+    /// The CEL parser's message.
+    #[error("does not parse: {reason}")]
+    Parse { reason: String },
+    /// A name that is no variable of the phase: an unknown root (`parent` is `None`, `known`
+    /// lists the roots) or an unknown field of `parent` (`known` lists its fields).
+    #[error(
+        "unknown variable `{variable}`; {}",
+        match parent {
+            None => format!("variables start with {known}"),
+            Some(parent) => format!("`{parent}` has {known}"),
+        }
+    )]
+    UnknownVariable {
+        variable: String,
+        parent: Option<String>,
+        known: String,
+    },
+    /// A variable ngrok has and tlsgate does not (yet) provide.
+    #[error("`{variable}` is an ngrok variable tlsgate does not provide; `{parent}` has {known}")]
+    NgrokVariable {
+        variable: String,
+        parent: String,
+        known: String,
+    },
+    /// A field selected from a variable that has none.
+    #[error("`{variable}` has no field `{field}`")]
+    NoField { variable: String, field: String },
+    #[error(
+        "`req` does not exist in {phase}: the connection has no request yet (move the rule to \
+         on_http_request)"
+    )]
+    NoRequest { phase: &'static str },
+    #[error("`{name}` is an ngrok macro tlsgate does not provide; {instead}")]
+    NgrokMacro { name: String, instead: &'static str },
+    #[error("invalid regular expression in matches(): {reason}")]
+    BadRegex { reason: String },
+    #[error("`{range}` in {function}() is not a CIDR (10.0.0.0/8, 2001:db8::/32) or address")]
+    BadCidr { range: String, function: String },
+    #[error("message construction is not supported")]
+    MessageConstruction,
+    /// Found by evaluating against sample facts (`cel` has no type checker).
+    #[error("type error: {reason}")]
+    Type { reason: String },
+    #[error("type error in `${{{expression}}}`: {reason}")]
+    TypeInTemplate { expression: String, reason: String },
+    #[error("evaluates to {found}, but a rule expression must be true or false")]
+    NotBoolean { found: &'static str },
+    #[error("empty `${{}}` in `{text}`")]
+    EmptyInterpolation { text: String },
+    #[error("`${{` without a closing `}}` in `{text}`")]
+    UnclosedInterpolation { text: String },
+}
