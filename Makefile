@@ -5,7 +5,7 @@ WASM_TARGET := wasm32-wasip1
 WASM := target/$(WASM_TARGET)/release-wasm/tlsgate_filter.wasm
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 
-.PHONY: help setup build wasm playground lint test fuzz soak demo bench bench-compare conformance image compose-demo clean
+.PHONY: help setup build wasm playground lint test fuzz soak demo bench bench-compare profile conformance image compose-demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -77,6 +77,9 @@ conformance: build ## play every scenario against both hosts; print the matrix, 
 bench: ## benchmarks: policy decisions (core), then the native edge end to end (release build)
 	$(CARGO) bench -p tlsgate-core
 	$(CARGO) bench -p tlsgate --bench edge
+
+profile: ## callgrind over the native host: instructions per kept-alive request (MODE=handshake: per new mTLS connection) and where they go (docs/performance.md)
+	scripts/profile.sh
 
 bench-compare: ## native tlsgate vs nginx vs Envoy (with and without the filter), proxy CPU per request and handshake, same machine, same run (docs/performance.md)
 	scripts/bench-compare.sh

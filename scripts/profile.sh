@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# make profile: where the native host's instructions go, per kept-alive request or per new mTLS
+# connection, counted by callgrind (valgrind), which counts instructions rather than time and so
+# gives the same answer on a busy shared machine as on a quiet one.
+#
+# The set-up is make bench-compare's (TLS 1.3, a client certificate required, X25519, no
+# resumption, ECDSA P-256, HTTP/1.1 to an nginx upstream answering 200, access log on); the
+# proxy runs under callgrind, the load generator warms it up, callgrind's counters are zeroed,
+# then the measured window runs and is dumped. Prints instructions per request (or per
+# handshake) and the functions that cost the most, inclusive and exclusive.
+#
+# Environment: MODE (keepalive | handshake; default keepalive), SECONDS_PER_RUN (default 20),
+# CONNECTIONS (default 4), OUT (directory for callgrind.out and the reports; default
+# target/profile). Installs valgrind and nginx from Debian if they are missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+MODE=${MODE:-keepalive}
+SECONDS_PER_RUN=${SECONDS_PER_RUN:-20}
+CONNECTIONS=${CONNECTIONS:-4}
+OUT=${OUT:-target/profile}
+
+missing=()
+command -v valgrind >/dev/null 2>&1 || missing+=(valgrind)
+command -v nginx >/dev/null 2>&1 || missing+=(nginx)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "profile: installing ${missing[*]}" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+cargo build -q --profile profiling -p tlsgate --bin tlsgate --example loadgen
+TLSGATE=target/profiling/tlsgate
+LOADGEN=target/profiling/examples/loadgen
+
+work=$(mktemp -d /tmp/tlsgate-profile.XXXXXX)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 600); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "profile: nothing listens on $1" >&2; return 1; }
+
+alg=(-algorithm EC -pkeyopt ec_paramgen_curve:P-256)
+openssl genpkey "${alg[@]}" -out "$work/ca.key" 2>/dev/null
+openssl req -x509 -new -key "$work/ca.key" -subj "/CN=Profile CA" -days 30 -out "$work/ca.crt" 2>/dev/null
+for who in server client; do
+  openssl genpkey "${alg[@]}" -out "$work/$who.key" 2>/dev/null
+  openssl req -new -key "$work/$who.key" -subj "/CN=profile-$who" -out "$work/$who.csr" 2>/dev/null
+  if [ $who = server ]; then ext="subjectAltName=DNS:bench.test"; else ext="extendedKeyUsage=clientAuth"; fi
+  openssl x509 -req -in "$work/$who.csr" -CA "$work/ca.crt" -CAkey "$work/ca.key" \
+    -CAcreateserial -days 30 -extfile <(echo "$ext") -out "$work/$who.crt" 2>/dev/null
+done
+
+UP=$(free_port)
+cat > "$work/nginx.conf" <<EOF
+worker_processes 1; daemon off; user root;
+pid $work/nginx.pid; error_log $work/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off; keepalive_requests 10000000; keepalive_timeout 300s;
+  client_body_temp_path $work; proxy_temp_path $work;
+  fastcgi_temp_path $work; uwsgi_temp_path $work; scgi_temp_path $work;
+  server { listen 127.0.0.1:$UP; location / { return 200 "ok"; } }
+}
+EOF
+nginx -p "$work" -c "$work/nginx.conf" &
+pids+=($!)
+wait_port "$UP"
+
+PORT=$(free_port)
+cat > "$work/policy.yaml" <<EOF
+endpoints:
+  - url: https://bench.test
+    bind: 127.0.0.1:$PORT
+    upstream: { url: "http://127.0.0.1:$UP" }
+    traffic_policy:
+      on_tcp_connect:
+        - actions:
+            - type: terminate-tls
+              config:
+                min_version: "1.3"
+                server_certificate: $work/server.crt
+                server_private_key: $work/server.key
+                mutual_tls_certificate_authorities: [$work/ca.crt]
+                session_resumption: false
+EOF
+mkdir -p "$OUT"
+rm -f "$OUT"/callgrind.out*
+valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.out" \
+  "$TLSGATE" run -c "$work/policy.yaml" 2> "$work/tlsgate.log" &
+proxy=$!
+pids+=("$proxy")
+wait_port "$PORT"
+
+load() { # load SECONDS -> the load generator's summary line
+  "$LOADGEN" --addr "127.0.0.1:$PORT" --sni bench.test --ca "$work/ca.crt" \
+    --cert "$work/client.crt" --key "$work/client.key" --mode "$MODE" \
+    --connections "$CONNECTIONS" --seconds "$1"
+}
+load 3 >/dev/null
+callgrind_control --zero "$proxy" >/dev/null 2>&1
+summary=$(load "$SECONDS_PER_RUN")
+callgrind_control --dump=measured "$proxy" >/dev/null 2>&1
+# The dump is written asynchronously by the profiled process.
+for _ in $(seq 100); do ls "$OUT"/callgrind.out.* >/dev/null 2>&1 && break; sleep 0.1; done
+dump=$(ls -t "$OUT"/callgrind.out.* | head -1)
+# loadgen prints {"requests": N, "errors": E, "seconds": S} (in handshake mode each request is
+# on a new connection).
+count=$(echo "$summary" | python3 -c 'import json,sys; print(json.load(sys.stdin)["requests"])')
+total=$(callgrind_annotate "$dump" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}')
+if [ -z "$count" ] || [ "$count" = 0 ] || [ -z "$total" ]; then
+  echo "profile: no measurement (load: '$summary', instructions: '$total')" >&2
+  exit 1
+fi
+callgrind_annotate --inclusive=yes --threshold=100 --auto=no "$dump" > "$OUT/inclusive.txt" 2>/dev/null
+callgrind_annotate --threshold=100 --auto=no "$dump" > "$OUT/exclusive.txt" 2>/dev/null
+echo "profile: $MODE, $count in ${SECONDS_PER_RUN} s under callgrind: $((total / count)) instructions each ($total in all)"
+echo "profile: reports in $OUT/inclusive.txt and $OUT/exclusive.txt; open $dump with kcachegrind for the call graph"
+echo
+# The thread roots (clone, start_thread, tokio's task poll) carry everything; skip them.
+echo "top inclusive, tlsgate's own code:"
+grep -E '^ *[0-9,]+ .*(native-host|core)/src/' "$OUT/inclusive.txt" | head -15
+echo
+echo "top exclusive:"
+grep -E '^ *[0-9,]+ ' "$OUT/exclusive.txt" | grep -vE 'PROGRAM TOTALS|clone\.S|pthread_create|thread_start|call_once|__rust_begin_short_backtrace' | head -25
