@@ -118,3 +118,10 @@ async fn a_body_that_stops_moving_is_cut_at_the_stream_idle_deadline() {
     assert_eq!(started.elapsed(), Duration::from_secs(30));
     assert_eq!(activity.open_exchanges(), 0, "the exchange is released");
 }
+
+#[test]
+fn hop_by_hop_names_are_cores_list() {
+    let names = HOP_BY_HOP;
+    let ours: Vec<&str> = names.iter().map(HeaderName::as_str).collect();
+    assert_eq!(ours, tlsgate_core::request::HOP_BY_HOP);
+}
