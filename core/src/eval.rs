@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use crate::config::{ClientAuth, Scheme, UpstreamProtocol, VerificationStrategy};
 use crate::facts::{ChainCheck, ClientCert, ClientCertFacts, TlsFacts, TlsVersion};
 use crate::pem::TrustAnchors;
-use crate::policy::{Policy, RequestVerdict, Session, Verdict};
+use crate::policy::{LocalResponse, Policy, RequestVerdict, Session, Verdict};
 use crate::request::{upstream_headers, Request};
 use crate::revocation::Revocation;
 use crate::trace::{Step, Tracer};
@@ -277,8 +277,11 @@ pub fn evaluate(
             let headers = match upstream_headers(&given.headers, &forward, h2) {
                 Ok(headers) => headers,
                 Err(name) => {
-                    eval.outcome =
-                        Outcome::Status(403, Some(format!("header_rewrite_failed: {name}")));
+                    let refused = LocalResponse::header_rewrite_failed();
+                    eval.outcome = Outcome::Status(
+                        refused.status,
+                        Some(format!("{}: {name}", LocalResponse::HEADER_REWRITE_FAILED)),
+                    );
                     return Ok(eval);
                 }
             };

@@ -173,11 +173,9 @@ impl HttpFilter {
         match verdict {
             RequestVerdict::Forward(forward) => {
                 if apply(&forward, &target).is_err() {
-                    // A spoofed identity or a header the policy set must never be lost on
-                    // the way: refuse rather than forward a half-edited request. Counted as
-                    // the native host counts a forward it could not make (`upstream_overloaded`).
-                    metrics::request(Some(endpoint), label, "header_rewrite_failed");
-                    return respond(&refusal(500, "header_rewrite_failed"));
+                    // Counted as the native host counts a forward it could not make.
+                    metrics::request(Some(endpoint), label, LocalResponse::HEADER_REWRITE_FAILED);
+                    return respond(&LocalResponse::header_rewrite_failed());
                 }
                 metrics::request(Some(endpoint), label, reason);
                 Action::Continue

@@ -136,4 +136,14 @@ impl LocalResponse {
             detail: None,
         }
     }
+
+    /// What both hosts answer when the request the policy let through cannot carry core's
+    /// header edits (a value HTTP cannot hold): refused, never forwarded half-edited, so a
+    /// spoofed identity or a header the policy set is never lost on the way.
+    pub fn header_rewrite_failed() -> Self {
+        Self::refusal(403, Self::HEADER_REWRITE_FAILED, None)
+    }
+
+    /// The label of [`Self::header_rewrite_failed`] in logs and metrics.
+    pub const HEADER_REWRITE_FAILED: &'static str = "header_rewrite_failed";
 }

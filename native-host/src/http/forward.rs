@@ -79,8 +79,14 @@ impl HttpConnection {
             // Core refuses control characters, so this is a value HTTP cannot carry for
             // another reason: fail closed rather than forward without it.
             tracing::warn!(endpoint = %self.endpoint.label(), header = %name, "a header value HTTP cannot carry");
-            log.emit("deny", "header_rewrite_failed", 403, None);
-            return local_response(&LocalResponse::refusal(403, "header_rewrite_failed", None));
+            let refused = LocalResponse::header_rewrite_failed();
+            log.emit(
+                "deny",
+                LocalResponse::HEADER_REWRITE_FAILED,
+                refused.status,
+                None,
+            );
+            return local_response(&refused);
         }
         let uri = format!(
             "{}://{}{}",
