@@ -395,14 +395,15 @@ pub enum Conflict {
     #[error("TLVs exist in PROXY protocol version 2 only; set proxy_protocol: 2 beside it")]
     TlvsWithoutVersion2,
     #[error(
-        "{url} shares {bind} with endpoints[{other}], which has another scheme; https and tls \
+        "{url} shares {bind} with {other}, which has another scheme; https and tls \
          endpoints need their own bind addresses"
     )]
     SchemesShareBind {
         url: String,
         bind: String,
-        /// The index of the endpoint that has the bind address with the other scheme.
-        other: usize,
+        /// The endpoint with the other scheme, named as [`ConfigErrorKind::DuplicateHost`]
+        /// names it: `endpoints[0]` in the same file, `https://a.test in b.yaml` in another.
+        other: String,
     },
 }
 

@@ -123,6 +123,39 @@ fn warns_when_the_certificate_does_not_cover_the_host() {
 }
 
 #[test]
+fn two_files_may_not_mix_https_and_tls_on_one_bind() {
+    let dir = tempfile::tempdir().unwrap();
+    seed_openssl_certs(dir.path()).unwrap();
+    // The second file's first endpoint is the third of the config: the message names the one
+    // it clashes with by file, as the duplicate-host message does, not by a global index.
+    let tls = seed_policy("server.key")
+        .replace(
+            "https://terminate-tls-example.ngrok.app",
+            "tls://other.ngrok.app",
+        )
+        .replace("http://127.0.0.1:8080", "tcp://127.0.0.1:8080");
+    let mut first = seed_policy("server.key");
+    first.push_str(
+        &seed_policy("server.key")
+            .trim_start_matches("endpoints:\n")
+            .replace("terminate-tls-example", "second")
+            .replace("127.0.0.1:8443", "127.0.0.1:9443"),
+    );
+    std::fs::write(dir.path().join("a.yaml"), first).unwrap();
+    std::fs::write(dir.path().join("b.yaml"), tls).unwrap();
+    let out = check(dir.path(), &["a.yaml", "b.yaml"]);
+    assert_eq!(out.exit_code, 2, "{out:?}");
+    assert!(
+        out.stderr.contains(
+            "tls://other.ngrok.app shares 127.0.0.1:8443 with \
+             https://terminate-tls-example.ngrok.app in a.yaml, which has another scheme"
+        ),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
 fn two_files_may_not_claim_the_same_host_on_one_bind() {
     let dir = tempfile::tempdir().unwrap();
     seed_openssl_certs(dir.path()).unwrap();

@@ -423,11 +423,12 @@ pub(super) fn check_unique_hosts(endpoints: &[Endpoint]) -> Result<(), (usize, C
     for (i, a) in endpoints.iter().enumerate() {
         for b in &endpoints[..i] {
             let at = |key: &str| FieldPath::root().key("endpoints").index(i).key(key);
+            let other = || match (&b.file, a.file == b.file) {
+                (Some(file), false) => format!("{} in {}", b.url, file.display()),
+                _ => format!("endpoints[{}]", b.index - endpoints[0].index),
+            };
             if a.bind == b.bind && a.host == b.host {
-                let other = match (&b.file, a.file == b.file) {
-                    (Some(file), false) => format!("{} in {}", b.url, file.display()),
-                    _ => format!("endpoints[{}]", b.index - endpoints[0].index),
-                };
+                let other = other();
                 let kind = ConfigErrorKind::DuplicateHost {
                     host: a.host.to_string(),
                     bind: a.bind.to_string(),
@@ -439,7 +440,7 @@ pub(super) fn check_unique_hosts(endpoints: &[Endpoint]) -> Result<(), (usize, C
                 let kind = Conflict::SchemesShareBind {
                     url: a.url.clone(),
                     bind: a.bind.to_string(),
-                    other: b.index,
+                    other: other(),
                 }
                 .into();
                 return Err((i, ConfigError::new(at("bind"), kind)));
