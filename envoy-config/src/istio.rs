@@ -354,7 +354,8 @@ fn refuse_unexpressible(
     }
     hosts.push((host.clone(), here.clone()));
     if let Some(why) = tlsgate_core::policy::unsupported_behind_envoy(endpoint) {
-        return Err(unsupported("traffic_policy".into(), why));
+        let field = why.field.unwrap_or("traffic_policy");
+        return Err(unsupported(field.into(), why.reason));
     }
     if endpoint.reads_variable(tlsgate_core::ja4::VARIABLE) {
         return Err(unsupported(

@@ -146,7 +146,7 @@ pub fn generate(config: &Config, options: &Options) -> Result<Bootstrap, Error> 
     for endpoint in &config.endpoints {
         // Fail closed: a rule would read an empty value where the native host has a real one.
         if let Some(why) = tlsgate_core::policy::unsupported_behind_envoy(endpoint) {
-            return Err(Error::Unsupported(why));
+            return Err(Error::Unsupported(why.to_string()));
         }
         if !binds.contains(&endpoint.bind) {
             binds.push(endpoint.bind);

@@ -156,7 +156,7 @@ pub fn load(text: &str) -> Result<Policy, String> {
         .iter()
         .find_map(tlsgate_core::policy::unsupported_behind_envoy)
     {
-        return Err(why);
+        return Err(why.to_string());
     }
     Ok(Policy::new(config))
 }

@@ -47,16 +47,44 @@ pub const UNKNOWN_BEHIND_ENVOY: &[UnknownToEnvoy] = &[
     },
 ];
 
+/// Why Envoy cannot serve an endpoint as its policy says. Printed as
+/// `endpoints[0] (https://a.test): upstream.proxy_protocol_tlvs: Envoy cannot …`; a generator
+/// that names the endpoint itself uses [`Self::field`] and [`Self::reason`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnsupportedBehindEnvoy {
+    pub index: usize,
+    pub url: String,
+    /// The setting at fault; `None` for a rule (the endpoint's `traffic_policy`).
+    pub field: Option<&'static str>,
+    pub reason: String,
+}
+
+impl std::fmt::Display for UnsupportedBehindEnvoy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "endpoints[{}] ({}): ", self.index, self.url)?;
+        if let Some(field) = self.field {
+            write!(f, "{field}: ")?;
+        }
+        f.write_str(&self.reason)
+    }
+}
+
 /// Why Envoy cannot serve `endpoint` as the policy says: a rule reads a variable Envoy cannot
 /// provide there ([`UNKNOWN_BEHIND_ENVOY`]), or the upstream wants PROXY protocol TLVs.
-pub fn unsupported_behind_envoy(endpoint: &Endpoint) -> Option<String> {
+pub fn unsupported_behind_envoy(endpoint: &Endpoint) -> Option<UnsupportedBehindEnvoy> {
+    let refusal = |field, reason| UnsupportedBehindEnvoy {
+        index: endpoint.index,
+        url: endpoint.url.clone(),
+        field,
+        reason,
+    };
     if endpoint.upstream.proxy_protocol_tlvs {
-        return Some(format!(
-            "endpoints[{}] ({}): upstream.proxy_protocol_tlvs: Envoy cannot send them (its \
-             upstream PROXY protocol transport socket formats TLVs from the upstream \
-             connection, not the client's, and none of its format strings makes the binary SSL \
-             TLV); the native host (tlsgate run) sends them",
-            endpoint.index, endpoint.url
+        return Some(refusal(
+            Some("upstream.proxy_protocol_tlvs"),
+            "Envoy cannot send them (its upstream PROXY protocol transport socket formats TLVs \
+             from the upstream connection, not the client's, and none of its format strings \
+             makes the binary SSL TLV); the native host (tlsgate run) sends them"
+                .into(),
         ));
     }
     let unknown = UNKNOWN_BEHIND_ENVOY.iter().find(|u| {
@@ -71,10 +99,13 @@ pub fn unsupported_behind_envoy(endpoint: &Endpoint) -> Option<String> {
     } else {
         "a rule"
     };
-    Some(format!(
-        "endpoints[{}] ({}): {rule} reads {}, which Envoy cannot provide ({}); the native host \
-         (tlsgate run) provides it",
-        endpoint.index, endpoint.url, unknown.variable, unknown.why
+    Some(refusal(
+        None,
+        format!(
+            "{rule} reads {}, which Envoy cannot provide ({}); the native host (tlsgate run) \
+             provides it",
+            unknown.variable, unknown.why
+        ),
     ))
 }
 

@@ -16,7 +16,8 @@ mod verdict;
 pub use client_cert::{check_client_certificate, xfcc};
 pub use envoy::{
     endpoint_index, envoy_stat_name, envoy_stats_tags, filter_chain_name, ocsp_cluster_name,
-    unsupported_behind_envoy, UnknownToEnvoy, OCSP_AIA_CLUSTER, UNKNOWN_BEHIND_ENVOY,
+    unsupported_behind_envoy, UnknownToEnvoy, UnsupportedBehindEnvoy, OCSP_AIA_CLUSTER,
+    UNKNOWN_BEHIND_ENVOY,
 };
 pub use labels::{
     connection_labels, endpoint_label, request_denied, request_labels, Counter, METRIC_PREFIX,

@@ -99,47 +99,75 @@ pub(super) fn destination_rule(
     let Some(utls) = upstream_tls else {
         return Ok(());
     };
-    let client_tls = client_tls(utls, name, secrets, endpoint, &unsupported)?;
+    let (client_tls, secret) = client_tls(utls, name, endpoint, &unsupported)?;
     match rules.iter().find(|(h, _, _)| *h == service) {
-        // Istio applies one DestinationRule per host: two endpoints may share it only with
-        // the same settings.
-        Some((_, rule, first)) if rule.spec.traffic_policy.tls != client_tls => {
-            return Err(unsupported(
-                "upstream.tls".into(),
-                format!(
-                    "{service} is also the upstream of {first} with other TLS settings; \
-                     Istio applies one DestinationRule per host, so give both endpoints the \
-                     same upstream.tls"
-                ),
+        // Istio applies one DestinationRule per host: two endpoints may share it when they
+        // reach the upstream alike. The Secret is named after the endpoint that made the rule,
+        // so compare everything else, and the Secret's contents.
+        Some((_, rule, first)) => {
+            let theirs = &rule.spec.traffic_policy.tls;
+            let their_secret = theirs
+                .credential_name
+                .as_ref()
+                .and_then(|n| secrets.iter().find(|s| &s.name == n));
+            let same = ClientTls {
+                credential_name: theirs.credential_name.clone(),
+                ..client_tls
+            } == *theirs
+                && same_contents(secret.as_ref(), their_secret);
+            if !same {
+                return Err(unsupported(
+                    "upstream.tls".into(),
+                    format!(
+                        "{service} is also the upstream of {first} with other TLS settings; \
+                         Istio applies one DestinationRule per host, so give both endpoints the \
+                         same upstream.tls"
+                    ),
+                ));
+            }
+        }
+        None => {
+            secrets.extend(secret);
+            rules.push((
+                service.clone(),
+                Resource {
+                    api_version: "networking.istio.io/v1",
+                    kind: "DestinationRule",
+                    metadata: metadata(format!("tlsgate-{name}-upstream")),
+                    spec: DestinationRuleSpec {
+                        host: service,
+                        export_to: vec!["."],
+                        traffic_policy: TrafficPolicy { tls: client_tls },
+                    },
+                },
+                here.clone(),
             ));
         }
-        Some(_) => {}
-        None => rules.push((
-            service.clone(),
-            Resource {
-                api_version: "networking.istio.io/v1",
-                kind: "DestinationRule",
-                metadata: metadata(format!("tlsgate-{name}-upstream")),
-                spec: DestinationRuleSpec {
-                    host: service,
-                    export_to: vec!["."],
-                    traffic_policy: TrafficPolicy { tls: client_tls },
-                },
-            },
-            here.clone(),
-        )),
     }
     Ok(())
+}
+
+/// Whether two Secrets hold the same keys and PEM (where each came from does not matter).
+fn same_contents(a: Option<&SecretPlan>, b: Option<&SecretPlan>) -> bool {
+    fn entries(s: Option<&SecretPlan>) -> Vec<(&str, &str)> {
+        s.map(|s| {
+            s.entries
+                .iter()
+                .map(|(k, pem, _)| (*k, pem.as_str()))
+                .collect()
+        })
+        .unwrap_or_default()
+    }
+    a.map(|s| s.kind_of) == b.map(|s| s.kind_of) && entries(a) == entries(b)
 }
 
 /// Upstream TLS as a DestinationRule's `tls`, and the Secret it names.
 fn client_tls(
     tls: &UpstreamTls,
     name: &str,
-    secrets: &mut Vec<SecretPlan>,
     endpoint: &Endpoint,
     unsupported: &dyn Fn(String, String) -> Error,
-) -> Result<ClientTls, Error> {
+) -> Result<(ClientTls, Option<SecretPlan>), Error> {
     // Refused: a pin is how the policy accepts (or narrows to) one upstream key, and Istio's
     // ClientTLSSettings has no verifyCertificateSpki. Dropping it would accept any certificate
     // the CA issued for the name; the filter never sees the upstream's certificate to re-check.
@@ -189,27 +217,24 @@ fn client_tls(
     if let Some(authorities) = &tls.authorities {
         entries.push(ca_entry(endpoint, authorities));
     }
-    let credential_name = (!entries.is_empty()).then(|| {
-        let credential = format!("tlsgate-{name}-upstream");
-        secrets.push(SecretPlan {
-            name: credential.clone(),
-            kind_of: if mode == ClientTlsMode::Mutual {
-                "kubernetes.io/tls"
-            } else {
-                "Opaque"
-            },
-            entries,
-        });
-        credential
+    let secret = (!entries.is_empty()).then(|| SecretPlan {
+        name: format!("tlsgate-{name}-upstream"),
+        kind_of: if mode == ClientTlsMode::Mutual {
+            "kubernetes.io/tls"
+        } else {
+            "Opaque"
+        },
+        entries,
     });
     let is_ip = tls.server_name.parse::<IpAddr>().is_ok();
-    Ok(ClientTls {
+    let client_tls = ClientTls {
         mode,
-        credential_name,
+        credential_name: secret.as_ref().map(|s| s.name.clone()),
         sni: (!is_ip).then(|| tls.server_name.clone()),
         // Always the name: a private CA is no reason to accept every certificate it issued.
         subject_alt_names: vec![tls.server_name.clone()],
-    })
+    };
+    Ok((client_tls, secret))
 }
 
 /// The Kubernetes Service host Istio routes to for an upstream host, read as tlsgate reads

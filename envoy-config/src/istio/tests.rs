@@ -267,6 +267,20 @@ fn refuses_require_any() {
 }
 
 #[test]
+fn refuses_a_variable_envoy_lacks_naming_the_endpoint_once() {
+    let rule = "      on_http_request:\n        - expressions: [\"conn.tls.cipher_suite == ''\"]\n          actions: [{type: deny}]\n";
+    let error = refusal(
+        &[endpoint("https://a.example.com", rule, PLAIN_UP)],
+        &options(),
+    );
+    assert!(
+        error.contains("endpoints[0] (https://a.example.com): traffic_policy: a rule reads conn.tls.cipher_suite"),
+        "{error}"
+    );
+    assert_eq!(error.matches("endpoints[0]").count(), 1, "{error}");
+}
+
+#[test]
 fn refuses_a_rule_on_ja4() {
     let rule = "      on_http_request:\n        - expressions: [\"conn.tls.ja4_fingerprint == ''\"]\n          actions: [{type: deny}]\n";
     let error = refusal(
@@ -319,6 +333,42 @@ fn refuses_one_host_on_two_endpoints() {
     assert!(
         error.contains("endpoints[1]") && error.contains("also served by"),
         "{error}"
+    );
+}
+
+#[test]
+fn two_endpoints_with_the_same_upstream_tls_share_its_destination_rule() {
+    // The Secret is named after the endpoint that made the rule; the second endpoint's would
+    // hold the same PEM, so it shares the first (it used to be refused for the name alone).
+    let mutual = "      url: https://api.payments:8443
+      tls:
+        client_certificate: { certificate: client.crt, private_key: client.key }
+        certificate_authorities: [ca.crt]";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = load(
+        dir.path(),
+        &[
+            endpoint("https://a.example.com", "", mutual),
+            endpoint("https://b.example.com", "", mutual),
+        ],
+    );
+    let mut options = options();
+    options.with_secrets = true;
+    let (docs, _) = generate_docs(&config, &options);
+    let rules = kind(&docs, "DestinationRule");
+    assert_eq!(rules.len(), 1, "one rule per upstream host");
+    let credential = rules[0]["spec"]["trafficPolicy"]["tls"]["credentialName"]
+        .as_str()
+        .expect("the rule names its Secret");
+    let secrets: Vec<&str> = kind(&docs, "Secret")
+        .iter()
+        .filter_map(|d| d["metadata"]["name"].as_str())
+        .filter(|n| n.ends_with("-upstream"))
+        .collect();
+    assert_eq!(
+        secrets,
+        [credential],
+        "one upstream Secret, the one the rule names"
     );
 }
 
