@@ -80,8 +80,6 @@ pub enum ConfigErrorKind {
     Shape(String),
     #[error("cannot read {path}: {reason}")]
     Unreadable { path: PathBuf, reason: String },
-    #[error("{0}")]
-    InvalidValue(String),
     #[error(
         "TLS {0} is not supported: versions below 1.2 are insecure and no longer accepted \
          (ngrok dropped them in 2025); use \"1.2\" or \"1.3\""
@@ -336,6 +334,61 @@ pub enum ConfigErrorKind {
     NoTrustedSources,
     #[error("{field} is empty")]
     Empty { field: &'static str },
+    /// A manifest file's document that is not a Kubernetes resource.
+    #[error(
+        "a Kubernetes resource needs `apiVersion` and `kind` (and a tlsgate policy file cannot \
+         be mixed with manifests in one file)"
+    )]
+    NotAManifest,
+    /// A resource (group, kind, namespace and name) given a second time.
+    #[error("defined twice (first at {first}); keep one")]
+    DefinedTwice {
+        /// `file:line` of the first definition (or the file).
+        first: String,
+    },
+    #[error(
+        "the manifests describe no endpoint: tlsgate serves AgentEndpoint, CloudEndpoint, \
+         Ingress (class ngrok or tlsgate) and Gateway HTTPS listeners with an HTTPRoute{}",
+        if skipped.is_empty() { String::new() } else { format!("; {}", skipped.join("; ")) }
+    )]
+    NoManifestEndpoints {
+        /// What was skipped and why (the notes, which are not printed when loading fails).
+        skipped: Vec<String>,
+    },
+    /// A feature or value of a Kubernetes resource kind that tlsgate does not implement.
+    #[error("{0}")]
+    Unsupported(Unsupported),
+    /// A field a Kubernetes resource needs to be served and does not have.
+    #[error("{0}")]
+    Missing(Missing),
+    /// A reference from one resource to another that cannot be followed.
+    #[error("{0}")]
+    Reference(Reference),
+    /// A Secret's or ConfigMap's data that cannot be read.
+    #[error("{0}")]
+    ObjectData(ObjectData),
+    /// A CloudEndpoint's `forward-internal` to an internal AgentEndpoint that cannot be followed.
+    #[error("{0}")]
+    ForwardInternal(ForwardInternal),
+    /// A route path with characters a match cannot hold.
+    #[error(
+        "`{path}` is not a path tlsgate can match: it starts with / and holds only letters, \
+         digits and -._~%!$&()*+,;=:@"
+    )]
+    BadPath { path: Quoted },
+    /// A host routed to two Services (tlsgate sends each host to one upstream).
+    #[error(
+        "{host} already goes to Service {service}:{port}; tlsgate sends each host to one \
+         upstream, so give this backend its own {instead}"
+    )]
+    HostHasService {
+        host: String,
+        /// `name.namespace` (Gateway API) or `name` (Ingress).
+        service: String,
+        port: u16,
+        /// `host name` or `host`.
+        instead: &'static str,
+    },
     /// An error inside a Kubernetes resource, named as `kubectl` names it.
     #[error("{resource}: {inner}")]
     InResource {
@@ -349,6 +402,18 @@ impl From<Conflict> for ConfigErrorKind {
         Self::Conflict(conflict)
     }
 }
+
+macro_rules! kind_from {
+    ($($family:ident),*) => {$(
+        impl From<$family> for ConfigErrorKind {
+            fn from(error: $family) -> Self {
+                Self::$family(error)
+            }
+        }
+    )*};
+}
+
+kind_from!(Unsupported, Missing, Reference, ObjectData, ForwardInternal);
 
 impl From<crate::sni::HostError> for ConfigErrorKind {
     fn from(error: crate::sni::HostError) -> Self {
@@ -405,6 +470,236 @@ pub enum Conflict {
         /// names it: `endpoints[0]` in the same file, `https://a.test in b.yaml` in another.
         other: String,
     },
+    #[error(
+        "a client certificate is presented in a TLS handshake, but the upstream `{upstream}` is \
+         not TLS; use https:// (or tls://)"
+    )]
+    ClientCertificateUnencrypted { upstream: Quoted },
+    #[error(
+        "upstream TLS annotations ({annotation}, …) apply to an https:// or tls:// upstream, \
+         and `{upstream}` is neither"
+    )]
+    UpstreamAnnotationsUnencrypted {
+        /// The first of the annotations, e.g. `tlsgate.dev/upstream-ca`.
+        annotation: &'static str,
+        upstream: Quoted,
+    },
+    /// A traffic policy given two ways on one resource.
+    #[error("give the policy {ways}, not both{note}")]
+    PolicyTwice {
+        /// e.g. `once: trafficPolicy or trafficPolicyName`.
+        ways: &'static str,
+        note: &'static str,
+    },
+    #[error(
+        "weight 0 sends this rule no traffic (Gateway API answers 500); remove the rule or give \
+         the backend weight"
+    )]
+    ZeroWeight,
+    #[error(
+        "an internal AgentEndpoint reached by forward-internal runs its CloudEndpoint's policy \
+         in tlsgate; move these rules there"
+    )]
+    InternalEndpointPolicy,
+}
+
+/// A feature or value of a Kubernetes resource kind that tlsgate does not implement. Refused,
+/// not dropped: a manifest must not be served with less than it says.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Unsupported {
+    #[error(
+        "per-port client certificate validation is not supported yet; put the validation on \
+         the listener (tls.frontendValidation) or in spec.tls.frontend.default"
+    )]
+    PerPortValidation,
+    #[error("mode {mode}: tlsgate terminates TLS (mode Terminate)")]
+    TlsMode { mode: Quoted },
+    #[error("tlsgate serves one certificate per listener; give each host its own listener")]
+    CertificatePerListener,
+    #[error("`{field}` cannot be set as a listener option: {instead}")]
+    ListenerOption {
+        field: Quoted,
+        /// Where the setting comes from instead, or which options there are.
+        instead: &'static str,
+    },
+    #[error("namespaces.from {from} is not supported; use Same or All")]
+    NamespacesFrom { from: Quoted },
+    #[error(
+        "HTTPRoute filters are not supported yet; express header changes as add-headers / \
+         remove-headers in a traffic policy"
+    )]
+    RouteFilters,
+    #[error(
+        "tlsgate sends each host to one upstream; splitting traffic by weight is not supported"
+    )]
+    WeightedBackends,
+    #[error(
+        "tlsgate routes by host and path; header, query and method matches are not supported \
+         (a route must not serve more than it says)"
+    )]
+    RouteMatches,
+    #[error("path type {found} is not supported; use PathPrefix or Exact")]
+    PathType { found: Quoted },
+    #[error(
+        "is not supported yet: tlsgate checks the upstream's certificate against `hostname`; \
+         remove subjectAltNames"
+    )]
+    SubjectAltNames,
+    #[error(
+        "tlsgate serves named hosts (the TLS server name picks the endpoint); give each host a \
+         rule instead of a defaultBackend"
+    )]
+    DefaultBackend,
+    #[error("tlsgate presents one client certificate to an upstream; remove `{name}`")]
+    SecondClientCertificate { name: Quoted },
+}
+
+/// A field a Kubernetes resource needs to be served and does not have.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Missing {
+    /// Printed at the field that needs it, e.g. `needs a port`.
+    #[error("needs {0}")]
+    Needs(&'static str),
+    /// Printed at the field that does not have it, e.g. `has no http.paths`.
+    #[error("has no {0}")]
+    HasNo(&'static str),
+    /// Printed at the missing field itself.
+    #[error("is missing")]
+    Field,
+    #[error("this {kind} has no metadata.name; every resource needs one")]
+    Name { kind: String },
+    #[error("an HTTPS listener needs tls.certificateRefs")]
+    ListenerTls,
+    #[error(
+        "neither this route nor listener {listener} of {gateway} names a host; tlsgate picks an \
+         endpoint by TLS server name, so one of them must"
+    )]
+    RouteHost { listener: String, gateway: String },
+    #[error("has no host; tlsgate picks an endpoint by TLS server name, so every rule names one")]
+    RuleHost,
+    #[error(
+        "{host} has no certificate: name an NgrokTrafficPolicy with a terminate-tls action in \
+         the annotation k8s.ngrok.com/traffic-policy, or list the host under spec.tls with a \
+         kubernetes.io/tls Secret"
+    )]
+    Certificate { host: String },
+    #[error(
+        "give either caCertificateRefs or wellKnownCACertificates: System (one of them, as \
+         Gateway API requires)"
+    )]
+    BackendAuthorities,
+}
+
+/// A reference from one resource to another that cannot be followed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Reference {
+    #[error(
+        "refers to {kind} {namespace}/{name}, which is not in the files given ({}); add its \
+         manifest{}",
+        files.join(", "),
+        match *kind {
+            "Secret" => " (`kubectl create secret tls NAME --cert=… --key=… --dry-run=client \
+                         -o yaml` writes one)",
+            "ConfigMap" => " (`kubectl create configmap NAME --from-file=ca.crt \
+                            --dry-run=client -o yaml` writes one)",
+            _ => "",
+        }
+    )]
+    NotFound {
+        kind: &'static str,
+        namespace: Quoted,
+        name: Quoted,
+        /// The files given, to look in.
+        files: Vec<String>,
+    },
+    #[error(
+        "refers to {kind} {namespace}/{name} in another namespace; that needs a ReferenceGrant \
+         in namespace {namespace} allowing {from_kind} from namespace {from_namespace} (Gateway \
+         API's rule for every cross-namespace reference)"
+    )]
+    NotGranted {
+        kind: &'static str,
+        namespace: Quoted,
+        name: Quoted,
+        from_kind: String,
+        from_namespace: String,
+    },
+    #[error(
+        "attaches to {gateway} from another namespace, but listener {listener} allows routes \
+         from its own namespace only (allowedRoutes.namespaces.from: All would allow it)"
+    )]
+    RouteNamespace { gateway: String, listener: String },
+    #[error("certificates come from a Secret, not {kind}")]
+    CertificateKind { kind: Quoted },
+    #[error("CA certificates come from a ConfigMap (key ca.crt), not a {kind}")]
+    AuthorityKind { kind: Quoted },
+    /// A backend that is not a Service (Gateway API's `kind`).
+    #[error("tlsgate forwards to a Service")]
+    BackendKind,
+    /// An Ingress resource backend.
+    #[error(
+        "tlsgate forwards to a Service (backend.service); resource backends are not supported"
+    )]
+    ResourceBackend,
+    #[error("Service {namespace}/{service} has no port named `{port}`")]
+    NoSuchPort {
+        namespace: String,
+        service: Quoted,
+        port: Quoted,
+    },
+}
+
+/// A Secret's or ConfigMap's data that cannot be read as PEM text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ObjectData {
+    #[error(
+        "is of type {found}; a certificate and key come from a kubernetes.io/tls Secret \
+         (`kubectl create secret tls`)"
+    )]
+    SecretType { found: Quoted },
+    #[error("must be a string")]
+    NotAString,
+    #[error("is not base64 ({reason})")]
+    NotBase64 { reason: String },
+    #[error("does not decode to PEM text (tlsgate reads PEM, as kubectl writes it)")]
+    NotText,
+    #[error(
+        "has no key `{key}` (it has: {})",
+        if present.is_empty() { "none".to_owned() } else { present.join(", ") }
+    )]
+    NoKey {
+        key: Quoted,
+        /// The keys it has.
+        present: Vec<String>,
+    },
+}
+
+/// A CloudEndpoint's `forward-internal` to an internal AgentEndpoint that cannot be followed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ForwardInternal {
+    #[error(
+        "a CloudEndpoint names no upstream: end its on_http_request with a rule whose action is \
+         `forward-internal` to an internal AgentEndpoint (`config: {{url: https://NAME.internal}}`), \
+         whose upstream tlsgate then uses"
+    )]
+    Absent,
+    #[error(
+        "on_http_request[{rule}]: tlsgate sends every request of an endpoint to one upstream, so \
+         forward-internal must be the last action of the last rule, without expressions"
+    )]
+    NotLast { rule: usize },
+    #[error("on_http_request[{rule}]: forward-internal needs config.url")]
+    NoUrl { rule: usize },
+    #[error(
+        "forward-internal goes to `{url}`, but no AgentEndpoint in the files given has that \
+         URL; add one with the upstream to reach"
+    )]
+    NoAgentEndpoint { url: Quoted },
 }
 
 /// What is wrong with a URL; printed right after the quoted URL.
@@ -433,6 +728,23 @@ pub enum UrlProblem {
     PlainEndpoint,
     #[error(": OCSP responders are asked over http:// (the answers are signed)")]
     OcspNotHttp,
+    /// An ngrok operator endpoint URL with http:// or tcp://.
+    #[error(": tlsgate terminates TLS, so it serves https:// and tls:// endpoints")]
+    OperatorPlainEndpoint,
+    #[error(": unknown scheme `{scheme}`")]
+    UnknownScheme { scheme: Quoted },
+    /// An ngrok operator endpoint URL with a path.
+    #[error(": an endpoint URL names a host, not a path")]
+    OperatorPath,
+    /// An ngrok operator endpoint URL's port.
+    #[error(": `{port}` is not a port number")]
+    OperatorPort { port: Quoted },
+    /// An ngrok operator endpoint URL without a host (ngrok would assign one).
+    #[error(
+        " names no host; tlsgate serves the names you give it (ngrok's randomly assigned \
+         addresses do not exist here)"
+    )]
+    AssignedHost,
 }
 
 /// A value from the policy as an error quotes it. A value that is long, spans lines or holds
@@ -496,47 +808,9 @@ fn shown_as_length(value: &str) -> bool {
     value.len() > 200 || value.contains('\n') || value.contains("-----BEGIN")
 }
 
-pub(crate) fn invalid(message: impl Into<String>) -> ConfigErrorKind {
-    ConfigErrorKind::InvalidValue(redact_quoted(message.into()))
-}
-
-/// Messages quote the offending value in backticks. A value that is long, spans lines or holds
-/// PEM is probably material pasted into the wrong field — a private key among them — so it is
-/// replaced by its length: the error still says what was wrong and where, never what the key is.
-fn redact_quoted(message: String) -> String {
-    let parts: Vec<&str> = message.split('`').collect();
-    if parts.len() < 3 {
-        return message;
-    }
-    let mut out = String::with_capacity(message.len());
-    for (i, part) in parts.iter().enumerate() {
-        if i > 0 {
-            out.push('`');
-        }
-        // Odd parts are inside backticks (a trailing unmatched one is left alone).
-        let quoted = i % 2 == 1 && i + 1 < parts.len();
-        if quoted && shown_as_length(part) {
-            out.push_str(&format!("<{} bytes, not shown>", part.len()));
-        } else {
-            out.push_str(part);
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pasted_material_is_not_echoed() {
-        let key = "-----BEGIN PRIVATE KEY-----\nMIIEsecret\n-----END PRIVATE KEY-----";
-        let shown = invalid(format!("`{key}` is not an address to listen on")).to_string();
-        assert!(!shown.contains("MIIEsecret"), "{shown}");
-        assert!(shown.contains("bytes, not shown"), "{shown}");
-        let plain = invalid("`127.0.0.1:x` is not an address").to_string();
-        assert_eq!(plain, "`127.0.0.1:x` is not an address");
-    }
 
     #[test]
     fn quoted_values_do_not_keep_pasted_material() {

@@ -9,8 +9,9 @@ use std::path::PathBuf;
 use base64::Engine as _;
 use support::Fixture;
 use tlsgate_core::config::{ClientAuth, UpstreamScheme, VerificationStrategy};
+use tlsgate_core::error::{ForwardInternal, Reference, Unsupported};
 use tlsgate_core::facts::TlsVersion;
-use tlsgate_core::{Config, Deployment, KeyMode};
+use tlsgate_core::{Config, ConfigError, ConfigErrorKind, Deployment, KeyMode};
 
 const HOST: &str = "example-hostname.ngrok.io";
 
@@ -100,6 +101,10 @@ fn deployment() -> Deployment {
 /// Writes `files` into the fixture's directory and loads them (the directory itself when
 /// `files` has more than one entry, as `kubectl apply -f DIR` would).
 fn load(f: &Fixture, files: &[(&str, String)]) -> Result<Config, String> {
+    load_typed(f, files).map_err(|e| e.to_string())
+}
+
+fn load_typed(f: &Fixture, files: &[(&str, String)]) -> Result<Config, ConfigError> {
     let dir = f.path().join("manifests");
     std::fs::create_dir_all(&dir).unwrap();
     for (name, text) in files {
@@ -111,7 +116,15 @@ fn load(f: &Fixture, files: &[(&str, String)]) -> Result<Config, String> {
         vec![dir]
     };
     let keys = f.keys();
-    Config::load_files(&paths, KeyMode::Load(&keys), &deployment()).map_err(|e| e.to_string())
+    Config::load_files(&paths, KeyMode::Load(&keys), &deployment())
+}
+
+/// The error inside the resource it names (`Kind namespace/name: …`).
+fn in_resource(error: &ConfigError) -> &ConfigErrorKind {
+    match &*error.kind {
+        ConfigErrorKind::InResource { inner, .. } => inner,
+        other => panic!("not inside a resource: {other:?}"),
+    }
 }
 
 fn agent_endpoint(f: &Fixture) -> String {
@@ -222,7 +235,15 @@ spec:
 {}",
         seed_terminate_tls(&f, 6)
     );
-    let error = load(&f, &[("cloud.yaml", cloud.clone())]).expect_err("no upstream");
+    let error = load_typed(&f, &[("cloud.yaml", cloud.clone())]).expect_err("no upstream");
+    assert!(
+        matches!(
+            in_resource(&error),
+            ConfigErrorKind::ForwardInternal(ForwardInternal::Absent)
+        ),
+        "{error:?}"
+    );
+    let error = error.to_string();
     assert!(error.contains("forward-internal"), "{error}");
     assert!(error.contains("cloud.yaml:"), "{error}");
 
@@ -358,7 +379,21 @@ fn an_ingress_path_becomes_a_404_for_other_paths() {
 fn a_missing_traffic_policy_names_the_ingress_file_and_line() {
     let f = Fixture::new(HOST);
     let text = ingress("    k8s.ngrok.com/traffic-policy: example-tp", "/");
-    let error = load(&f, &[("ingress.yaml", text)]).expect_err("no policy");
+    let error = load_typed(&f, &[("ingress.yaml", text)]).expect_err("no policy");
+    match in_resource(&error) {
+        ConfigErrorKind::Reference(Reference::NotFound {
+            kind,
+            namespace,
+            name,
+            ..
+        }) => {
+            assert_eq!(*kind, "NgrokTrafficPolicy");
+            assert_eq!(*namespace, "default");
+            assert_eq!(*name, "example-tp");
+        }
+        other => panic!("{other:?}"),
+    }
+    let error = error.to_string();
     assert!(
         error.contains("ingress.yaml:5:"),
         "the annotation's line: {error}"
@@ -474,7 +509,16 @@ fn a_listener_option_may_not_carry_a_certificate() {
     let f = Fixture::new(HOST);
     let options = "        \"k8s.ngrok.com/terminate-tls.server_certificate\": \"x\"";
     let files = gateway_files(&f, options, "        name: server-cert-secret");
-    let error = load(&f, &files).expect_err("certificate in options");
+    let error = load_typed(&f, &files).expect_err("certificate in options");
+    assert!(
+        matches!(
+            in_resource(&error),
+            ConfigErrorKind::Unsupported(Unsupported::ListenerOption { field, .. })
+                if *field == "server_certificate"
+        ),
+        "{error:?}"
+    );
+    let error = error.to_string();
     assert!(error.contains("certificateRefs"), "{error}");
     assert!(error.contains("3-gateway.yaml:"), "{error}");
 }
@@ -493,8 +537,16 @@ fn a_secret_in_another_namespace_needs_a_reference_grant() {
         &f.server.cert_pem,
         &f.server.key_pem,
     );
-    let error = load(&f, &files).expect_err("no grant");
-    assert!(error.contains("ReferenceGrant"), "{error}");
+    let error = load_typed(&f, &files).expect_err("no grant");
+    assert!(
+        matches!(
+            in_resource(&error),
+            ConfigErrorKind::Reference(Reference::NotGranted { kind, namespace, from_kind, .. })
+                if *kind == "Secret" && *namespace == "certs" && from_kind == "Gateway"
+        ),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("ReferenceGrant"), "{error}");
 
     files.push((
         "4-grant.yaml",
@@ -584,8 +636,15 @@ fn what_tlsgate_cannot_enforce_is_refused_not_dropped() {
         "  gatewayClassName: ngrok\n",
         "  gatewayClassName: ngrok\n  tls:\n    frontend:\n      perPort:\n      - port: 443\n",
     );
-    let error = load(&f, &files).expect_err("perPort");
-    assert!(error.contains("spec.tls.frontend.perPort"), "{error}");
+    let error = load_typed(&f, &files).expect_err("perPort");
+    assert_eq!(
+        in_resource(&error),
+        &ConfigErrorKind::Unsupported(Unsupported::PerPortValidation)
+    );
+    assert!(
+        error.to_string().contains("spec.tls.frontend.perPort"),
+        "{error}"
+    );
 
     // A backend's own filters, like a rule's.
     let mut files = gateway_files(&f, SEED_OPTIONS, "        name: server-cert-secret");
@@ -593,8 +652,15 @@ fn what_tlsgate_cannot_enforce_is_refused_not_dropped() {
         "      weight: 1\n",
         "      weight: 1\n      filters:\n      - type: RequestHeaderModifier\n",
     );
-    let error = load(&f, &files).expect_err("backend filters");
-    assert!(error.contains("backendRefs[0].filters"), "{error}");
+    let error = load_typed(&f, &files).expect_err("backend filters");
+    assert_eq!(
+        in_resource(&error),
+        &ConfigErrorKind::Unsupported(Unsupported::RouteFilters)
+    );
+    assert!(
+        error.to_string().contains("backendRefs[0].filters"),
+        "{error}"
+    );
 
     // A policy in another namespace, like any cross-namespace reference, needs a grant.
     let f = Fixture::new(HOST);
@@ -617,7 +683,15 @@ fn resources_of_another_class_are_someone_elses() {
     files[2].1 = files[2]
         .1
         .replace("gatewayClassName: ngrok", "gatewayClassName: istio");
-    let error = load(&f, &files).expect_err("nothing left to serve");
+    let error = load_typed(&f, &files).expect_err("nothing left to serve");
+    assert!(
+        matches!(
+            &*error.kind,
+            ConfigErrorKind::NoManifestEndpoints { skipped } if skipped.len() == 1
+        ),
+        "{error:?}"
+    );
+    let error = error.to_string();
     assert!(
         error.contains("describe no endpoint") && error.contains("gatewayClassName is istio"),
         "the error says what was skipped: {error}"

@@ -6,6 +6,7 @@ use serde_json::{json, Map, Value};
 
 use super::ingress::append_rule;
 use super::*;
+use crate::error::{Conflict, Unsupported};
 
 /// The listener option prefixes ngrok's operator reads (`<prefix><terminate-tls field>`).
 const OPTION_PREFIXES: [&str; 2] = ["k8s.ngrok.com/terminate-tls.", "ngrok.com/terminate-tls."];
@@ -181,10 +182,9 @@ pub(super) fn endpoints(m: &mut Manifests<'_>, g: usize) -> Result<Vec<Synth>, C
         per_port: Some(_), ..
     }) = spec.tls.as_ref().and_then(|t| t.frontend.as_ref())
     {
-        return Err(gateway.invalid(
+        return Err(gateway.error(
             &path(&["spec", "tls", "frontend", "perPort"]),
-            "per-port client certificate validation is not supported yet; put the validation \
-             on the listener (tls.frontendValidation) or in spec.tls.frontend.default",
+            Unsupported::PerPortValidation,
         ));
     }
     for (l, listener) in spec.listeners.iter().enumerate() {
@@ -202,11 +202,11 @@ pub(super) fn endpoints(m: &mut Manifests<'_>, g: usize) -> Result<Vec<Synth>, C
         let tls = listener
             .tls
             .as_ref()
-            .ok_or_else(|| gateway.invalid(&at, "an HTTPS listener needs tls.certificateRefs"))?;
+            .ok_or_else(|| gateway.error(&at, Missing::ListenerTls))?;
         if let Some(mode) = tls.mode.as_deref().filter(|m| *m != "Terminate") {
-            return Err(gateway.invalid(
+            return Err(gateway.error(
                 &at.key("tls").key("mode"),
-                format!("mode {mode}: tlsgate terminates TLS (mode Terminate)"),
+                Unsupported::TlsMode { mode: mode.into() },
             ));
         }
         let routes = attached_routes(m, g, listener, &at)?;
@@ -291,26 +291,23 @@ fn terminate_tls(
     let mut config = Map::new();
     let reference = match tls.certificate_refs.as_slice() {
         [] => {
-            return Err(gateway.invalid(
+            return Err(gateway.error(
                 &tls_at,
-                "needs certificateRefs naming a kubernetes.io/tls Secret",
+                Missing::Needs("certificateRefs naming a kubernetes.io/tls Secret"),
             ))
         }
         [one] => one,
         _ => {
-            return Err(gateway.invalid(
+            return Err(gateway.error(
                 &tls_at.key("certificateRefs").index(1),
-                "tlsgate serves one certificate per listener; give each host its own listener",
+                Unsupported::CertificatePerListener,
             ))
         }
     };
     let ref_at = tls_at.key("certificateRefs").index(0);
     let kind = reference.kind.as_deref().unwrap_or("Secret");
     if kind != "Secret" || reference.group.as_deref().is_some_and(|g| !g.is_empty()) {
-        return Err(gateway.invalid(
-            &ref_at,
-            format!("certificates come from a Secret, not {kind}"),
-        ));
+        return Err(gateway.error(&ref_at, Reference::CertificateKind { kind: kind.into() }));
     }
     let secret = m.lookup(
         g,
@@ -356,7 +353,7 @@ fn terminate_tls(
             &config_at.key("mutual_tls_certificate_authorities"),
         )?;
         if cas.is_empty() {
-            return Err(gateway.invalid(&validation_at, "needs caCertificateRefs"));
+            return Err(gateway.error(&validation_at, Missing::Needs("caCertificateRefs")));
         }
         config.insert(
             "mutual_tls_certificate_authorities".into(),
@@ -373,9 +370,13 @@ fn terminate_tls(
                 );
             }
             Some(other) => {
-                return Err(gateway.invalid(
+                return Err(gateway.error(
                     &validation_at.key("mode"),
-                    format!("unknown mode `{other}`; use AllowValidOnly or AllowInsecureFallback"),
+                    ConfigErrorKind::UnknownChoice {
+                        what: "mode",
+                        found: other.into(),
+                        choices: "AllowValidOnly or AllowInsecureFallback",
+                    },
                 ))
             }
         }
@@ -386,18 +387,19 @@ fn terminate_tls(
         };
         let option_at = tls_at.key("options").key(key);
         if !OPTION_FIELDS.contains(&field) {
-            return Err(gateway.invalid(
+            return Err(gateway.error(
                 &option_at,
-                format!(
-                    "`{field}` cannot be set as a listener option: {}",
-                    if field.starts_with("server_") || field.starts_with("mutual_tls_cert") {
+                Unsupported::ListenerOption {
+                    field: field.into(),
+                    instead: if field.starts_with("server_") || field.starts_with("mutual_tls_cert")
+                    {
                         "certificates come from tls.certificateRefs and client CAs from \
                          frontendValidation.caCertificateRefs, as the ngrok operator requires"
                     } else {
                         "the options are min_version, max_version and \
                          mutual_tls_verification_strategy"
-                    }
-                ),
+                    },
+                },
             ));
         }
         synth.from(config_at.key(field), g, option_at);
@@ -421,9 +423,9 @@ fn attached_routes(
         .and_then(Value::as_str)
         .unwrap_or("Same");
     if from != "Same" && from != "All" {
-        return Err(gateway.invalid(
+        return Err(gateway.error(
             &at.key("allowedRoutes"),
-            format!("namespaces.from {from} is not supported; use Same or All"),
+            Unsupported::NamespacesFrom { from: from.into() },
         ));
     }
     let mut out = Vec::new();
@@ -443,27 +445,23 @@ fn attached_routes(
             continue;
         }
         if route.namespace != gateway.namespace && from == "Same" {
-            return Err(route.invalid(
+            return Err(route.error(
                 &path(&["spec", "parentRefs"]),
-                format!(
-                    "attaches to {} from another namespace, but listener {} allows routes from \
-                     its own namespace only (allowedRoutes.namespaces.from: All would allow it)",
-                    gateway.label(),
-                    listener.name
-                ),
+                Reference::RouteNamespace {
+                    gateway: gateway.label(),
+                    listener: listener.name.clone(),
+                },
             ));
         }
         let hosts = intersect(listener.hostname.as_deref(), &spec.hostnames);
         if hosts.is_empty() {
             if listener.hostname.is_none() && spec.hostnames.is_empty() {
-                return Err(route.invalid(
+                return Err(route.error(
                     &path(&["spec", "hostnames"]),
-                    format!(
-                        "neither this route nor listener {} of {} names a host; tlsgate picks \
-                         an endpoint by TLS server name, so one of them must",
-                        listener.name,
-                        gateway.label()
-                    ),
+                    Missing::RouteHost {
+                        listener: listener.name.clone(),
+                        gateway: gateway.label(),
+                    },
                 ));
             }
             continue;
@@ -516,44 +514,31 @@ fn collect_route(
     for (n, rule) in spec.rules.iter().enumerate() {
         let rule_at = path(&["spec", "rules"]).index(n);
         if !rule.filters.is_empty() {
-            return Err(route.invalid(
-                &rule_at.key("filters"),
-                "HTTPRoute filters are not supported yet; express header changes as \
-                 add-headers / remove-headers in a traffic policy",
-            ));
+            return Err(route.error(&rule_at.key("filters"), Unsupported::RouteFilters));
         }
         let backend = match rule.backend_refs.as_slice() {
             [one] => one,
-            [] => return Err(route.invalid(&rule_at, "needs a backendRef")),
+            [] => return Err(route.error(&rule_at, Missing::Needs("a backendRef"))),
             _ => {
-                return Err(route.invalid(
+                return Err(route.error(
                     &rule_at.key("backendRefs").index(1),
-                    "tlsgate sends each host to one upstream; splitting traffic by weight is \
-                     not supported",
+                    Unsupported::WeightedBackends,
                 ))
             }
         };
         let backend_at = rule_at.key("backendRefs").index(0);
         if !backend.filters.is_empty() {
-            return Err(route.invalid(
-                &backend_at.key("filters"),
-                "HTTPRoute filters are not supported yet; express header changes as \
-                 add-headers / remove-headers in a traffic policy",
-            ));
+            return Err(route.error(&backend_at.key("filters"), Unsupported::RouteFilters));
         }
         if backend.weight == Some(0) {
-            return Err(route.invalid(
-                &backend_at.key("weight"),
-                "weight 0 sends this rule no traffic (Gateway API answers 500); remove the \
-                 rule or give the backend weight",
-            ));
+            return Err(route.error(&backend_at.key("weight"), Conflict::ZeroWeight));
         }
         if backend.kind.as_deref().unwrap_or("Service") != "Service" {
-            return Err(route.invalid(&backend_at.key("kind"), "tlsgate forwards to a Service"));
+            return Err(route.error(&backend_at.key("kind"), Reference::BackendKind));
         }
         let port = backend
             .port
-            .ok_or_else(|| route.invalid(&backend_at, "needs a port"))?;
+            .ok_or_else(|| route.error(&backend_at, Missing::Needs("a port")))?;
         let namespace = backend.namespace.as_deref().unwrap_or(&route.namespace);
         // A Service manifest is not needed, but a grant for another namespace is.
         m.check_grant(r, &backend_at, ("", "Service"), namespace, &backend.name)?;
@@ -567,11 +552,7 @@ fn collect_route(
                 || !matched.query_params.is_empty()
                 || matched.method.is_some()
             {
-                return Err(route.invalid(
-                    &at,
-                    "tlsgate routes by host and path; header, query and method matches are \
-                     not supported (a route must not serve more than it says)",
-                ));
+                return Err(route.error(&at, Unsupported::RouteMatches));
             }
             let (kind, value) = match &matched.path {
                 Some(p) => (
@@ -584,14 +565,15 @@ fn collect_route(
                 "Exact" => true,
                 "PathPrefix" => false,
                 other => {
-                    return Err(route.invalid(
+                    return Err(route.error(
                         &at.key("path").key("type"),
-                        format!("path type {other} is not supported; use PathPrefix or Exact"),
+                        Unsupported::PathType {
+                            found: other.into(),
+                        },
                     ))
                 }
             };
-            paths
-                .push(PathMatch::new(exact, value).map_err(|e| route.invalid(&at.key("path"), e))?);
+            paths.push(PathMatch::new(exact, value).map_err(|e| route.error(&at.key("path"), e))?);
         }
         let service = format!("{}.{namespace}", backend.name);
         match hosts.iter_mut().find(|(h, ..)| h == host) {
@@ -607,13 +589,14 @@ fn collect_route(
             )),
             Some((_, existing_paths, existing)) => {
                 if existing.service != service || existing.port != port {
-                    return Err(route.invalid(
+                    return Err(route.error(
                         &backend_at,
-                        format!(
-                            "{host} already goes to Service {}:{}; tlsgate sends each host to \
-                             one upstream, so give this backend its own host name",
-                            existing.service, existing.port
-                        ),
+                        ConfigErrorKind::HostHasService {
+                            host: host.to_owned(),
+                            service: existing.service.clone(),
+                            port: existing.port,
+                            instead: "host name",
+                        },
                     ));
                 }
                 existing_paths.extend(paths);
@@ -676,10 +659,9 @@ pub(super) fn service_upstream(
     let spec: BackendTlsSpec = policy.spec()?;
     let validation_at = path(&["spec", "validation"]);
     if !spec.validation.subject_alt_names.is_empty() {
-        return Err(policy.invalid(
+        return Err(policy.error(
             &validation_at.key("subjectAltNames"),
-            "is not supported yet: tlsgate checks the upstream's certificate against \
-             `hostname`; remove subjectAltNames",
+            Unsupported::SubjectAltNames,
         ));
     }
     let tls_at = FieldPath::root().key("upstream").key("tls");
@@ -701,13 +683,7 @@ pub(super) fn service_upstream(
             tls.insert("certificate_authorities".into(), Value::Array(cas));
         }
         (true, Some("System")) => {}
-        _ => {
-            return Err(policy.invalid(
-                &validation_at,
-                "give either caCertificateRefs or wellKnownCACertificates: System (one of them, \
-                 as Gateway API requires)",
-            ))
-        }
+        _ => return Err(policy.error(&validation_at, Missing::BackendAuthorities)),
     }
     Ok(json!({
         "url": format!("https://{name}.{namespace}:{port}"),

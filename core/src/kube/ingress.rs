@@ -5,6 +5,7 @@ use serde_json::{json, Value};
 
 use super::gateway::service_upstream;
 use super::*;
+use crate::error::Unsupported;
 
 /// The annotation naming the NgrokTrafficPolicy; the newer one wins when both are present.
 const POLICY_ANNOTATIONS: [&str; 2] = ["ngrok.com/traffic-policy", "k8s.ngrok.com/traffic-policy"];
@@ -97,65 +98,65 @@ pub(super) fn endpoints(m: &mut Manifests<'_>, i: usize) -> Result<Vec<Synth>, C
         }
     }
     if spec.default_backend.is_some() {
-        return Err(r.invalid(
+        return Err(r.error(
             &path(&["spec", "defaultBackend"]),
-            "tlsgate serves named hosts (the TLS server name picks the endpoint); give each \
-             host a rule instead of a defaultBackend",
+            Unsupported::DefaultBackend,
         ));
     }
     // Hosts in the order written, each with its paths and their one backend.
     let mut hosts: Vec<HostRoutes> = Vec::new();
     for (n, rule) in spec.rules.iter().enumerate() {
         let rule_at = path(&["spec", "rules"]).index(n);
-        let host = rule.host.clone().ok_or_else(|| {
-            r.invalid(
-                &rule_at,
-                "has no host; tlsgate picks an endpoint by TLS server name, so every rule names one",
-            )
-        })?;
+        let host = rule
+            .host
+            .clone()
+            .ok_or_else(|| r.error(&rule_at, Missing::RuleHost))?;
         let http = rule
             .http
             .as_ref()
-            .ok_or_else(|| r.invalid(&rule_at, "has no http.paths"))?;
+            .ok_or_else(|| r.error(&rule_at, Missing::HasNo("http.paths")))?;
         for (p, entry) in http.paths.iter().enumerate() {
             let at = rule_at.key("http").key("paths").index(p);
             let exact = match entry.path_type.as_str() {
                 "Exact" => true,
                 "Prefix" | "ImplementationSpecific" => false,
                 other => {
-                    return Err(r.invalid(
+                    return Err(r.error(
                         &at.key("pathType"),
-                        format!("unknown pathType `{other}`; use Prefix or Exact"),
+                        ConfigErrorKind::UnknownChoice {
+                            what: "pathType",
+                            found: other.into(),
+                            choices: "Prefix or Exact",
+                        },
                     ))
                 }
             };
             let matched = PathMatch::new(exact, entry.path.as_deref().unwrap_or("/"))
-                .map_err(|e| r.invalid(&at.key("path"), e))?;
-            let service = entry.backend.service.as_ref().ok_or_else(|| {
-                r.invalid(
-                    &at.key("backend"),
-                    "tlsgate forwards to a Service (backend.service); resource backends are \
-                     not supported",
-                )
-            })?;
+                .map_err(|e| r.error(&at.key("path"), e))?;
+            let service = entry
+                .backend
+                .service
+                .as_ref()
+                .ok_or_else(|| r.error(&at.key("backend"), Reference::ResourceBackend))?;
             let port_at = at.key("backend").key("service").key("port");
             let port = match (&service.port.number, &service.port.name) {
                 (Some(n), _) => *n,
                 (None, Some(name)) => service_port_by_name(m, i, &port_at, &service.name, name)?,
-                (None, None) => return Err(r.invalid(&port_at, "needs a number or a name")),
+                (None, None) => return Err(r.error(&port_at, Missing::Needs("a number or a name"))),
             };
             let backend = (service.name.clone(), port, at.key("backend"));
             match hosts.iter_mut().find(|(h, ..)| *h == host) {
                 None => hosts.push((host.clone(), rule_at.key("host"), vec![matched], backend)),
                 Some((_, _, paths, existing)) => {
                     if (existing.0.as_str(), existing.1) != (backend.0.as_str(), backend.1) {
-                        return Err(r.invalid(
+                        return Err(r.error(
                             &backend.2,
-                            format!(
-                                "{host} already goes to Service {}:{}; tlsgate sends each \
-                                 host to one upstream, so give this backend its own host",
-                                existing.0, existing.1
-                            ),
+                            ConfigErrorKind::HostHasService {
+                                host: host.clone(),
+                                service: existing.0.clone(),
+                                port: existing.1,
+                                instead: "host",
+                            },
                         ));
                     }
                     paths.push(matched);
@@ -207,20 +208,18 @@ fn add_tls_from_secret(
         .enumerate()
         .find(|(_, t)| t.hosts.is_empty() || t.hosts.iter().any(|h| h == host))
     else {
-        return Err(r.invalid(
+        return Err(r.error(
             &path(&["spec"]),
-            format!(
-                "{host} has no certificate: name an NgrokTrafficPolicy with a terminate-tls \
-                 action in the annotation k8s.ngrok.com/traffic-policy, or list the host under \
-                 spec.tls with a kubernetes.io/tls Secret"
-            ),
+            Missing::Certificate {
+                host: host.to_owned(),
+            },
         ));
     };
     let at = path(&["spec", "tls"]).index(n).key("secretName");
     let name = entry
         .secret_name
         .as_deref()
-        .ok_or_else(|| r.invalid(&at, "is missing"))?;
+        .ok_or_else(|| r.error(&at, Missing::Field))?;
     let secret = m.lookup(i, &at, ("", "Secret"), None, name)?;
     let ((cert, cert_path), (key, key_path)) = m.tls_secret(secret)?;
     let index = append_rule(
@@ -278,12 +277,13 @@ fn service_port_by_name(
         .and_then(|p| p.get("port").and_then(Value::as_u64))
         .and_then(|p| u16::try_from(p).ok())
         .ok_or_else(|| {
-            m.resources[i].invalid(
+            m.resources[i].error(
                 at,
-                format!(
-                    "Service {}/{service} has no port named `{name}`",
-                    s.namespace
-                ),
+                Reference::NoSuchPort {
+                    namespace: s.namespace.clone(),
+                    service: service.into(),
+                    port: name.into(),
+                },
             )
         })
 }

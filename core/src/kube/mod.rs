@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use crate::config::Deployment;
-use crate::error::{invalid, ConfigError, ConfigErrorKind};
+use crate::error::{ConfigError, ConfigErrorKind, Missing, ObjectData, Reference, UrlProblem};
 use crate::source::{Document, FieldPath, Segment};
 
 mod gateway;
@@ -67,7 +67,7 @@ impl Resource {
     }
 
     /// An error at `path` inside this resource, with its file and line.
-    pub fn error(&self, path: &FieldPath, kind: ConfigErrorKind) -> ConfigError {
+    pub fn error(&self, path: &FieldPath, kind: impl Into<ConfigErrorKind>) -> ConfigError {
         let full = self.full_path(path);
         ConfigError {
             file: Some(self.file.clone()),
@@ -75,13 +75,9 @@ impl Resource {
             path: full,
             kind: Box::new(ConfigErrorKind::InResource {
                 resource: self.label(),
-                inner: Box::new(kind),
+                inner: Box::new(kind.into()),
             }),
         }
-    }
-
-    pub fn invalid(&self, path: &FieldPath, message: impl Into<String>) -> ConfigError {
-        self.error(path, invalid(message))
     }
 
     /// `spec`, deserialized into the shape tlsgate reads (fields it does not read are
@@ -126,7 +122,7 @@ pub(crate) fn collect(
             .unwrap_or_default();
     }
     for (root, value) in objects {
-        let at = |path: &FieldPath, message: String| {
+        let at = |path: &FieldPath, kind: ConfigErrorKind| {
             let mut full = root.clone();
             for segment in path.segments() {
                 full.push(segment.clone());
@@ -135,16 +131,11 @@ pub(crate) fn collect(
                 file: Some(file.to_path_buf()),
                 location: doc.locate(&full),
                 path: full,
-                kind: Box::new(invalid(message)),
+                kind: Box::new(kind),
             }
         };
         if !is_manifest(&value) {
-            return Err(at(
-                &FieldPath::root(),
-                "a Kubernetes resource needs `apiVersion` and `kind` (and a tlsgate policy \
-                 file cannot be mixed with manifests in one file)"
-                    .into(),
-            ));
+            return Err(at(&FieldPath::root(), ConfigErrorKind::NotAManifest));
         }
         let api_version = value["apiVersion"].as_str().unwrap_or_default();
         let group = match api_version.rsplit_once('/') {
@@ -159,7 +150,7 @@ pub(crate) fn collect(
             .ok_or_else(|| {
                 at(
                     &FieldPath::root().key("metadata"),
-                    format!("this {kind} has no metadata.name; every resource needs one"),
+                    Missing::Name { kind: kind.clone() }.into(),
                 )
             })?
             .to_owned();
@@ -189,9 +180,9 @@ pub(crate) fn collect(
                 Some(l) => format!("{}:{}", other.file.display(), l.line),
                 None => other.file.display().to_string(),
             };
-            return Err(resource.invalid(
+            return Err(resource.error(
                 &FieldPath::root().key("metadata").key("name"),
-                format!("defined twice (first at {first}); keep one"),
+                ConfigErrorKind::DefinedTwice { first },
             ));
         }
         out.push(resource);
@@ -302,18 +293,11 @@ impl<'a> Manifests<'a> {
         }
         if let (true, Some(first)) = (out.is_empty(), resources.first()) {
             // The notes are not printed when loading fails, so the error carries them.
-            let skipped = if self.notes.is_empty() {
-                String::new()
-            } else {
-                format!("; {}", self.notes.join("; "))
-            };
             return Err(ConfigError::in_file(
                 &first.file,
-                invalid(format!(
-                    "the manifests describe no endpoint: tlsgate serves AgentEndpoint, \
-                     CloudEndpoint, Ingress (class ngrok or tlsgate) and Gateway HTTPS \
-                     listeners with an HTTPRoute{skipped}"
-                )),
+                ConfigErrorKind::NoManifestEndpoints {
+                    skipped: self.notes.clone(),
+                },
             ));
         }
         Ok(out)
@@ -325,7 +309,7 @@ impl<'a> Manifests<'a> {
         &self,
         from: usize,
         at: &FieldPath,
-        (group, kind): (&str, &str),
+        (group, kind): (&str, &'static str),
         namespace: Option<&str>,
         name: &str,
     ) -> Result<usize, ConfigError> {
@@ -345,23 +329,14 @@ impl<'a> Manifests<'a> {
                     f.dedup();
                     f
                 };
-                source.invalid(
+                source.error(
                     at,
-                    format!(
-                        "refers to {kind} {namespace}/{name}, which is not in the files given \
-                         ({}); add its manifest{}",
-                        files.join(", "),
-                        match kind {
-                            "Secret" =>
-                                " (`kubectl create secret tls NAME --cert=… --key=… \
-                                         --dry-run=client -o yaml` writes one)",
-                            "ConfigMap" =>
-                                " (`kubectl create configmap NAME \
-                                            --from-file=ca.crt --dry-run=client -o yaml` \
-                                            writes one)",
-                            _ => "",
-                        }
-                    ),
+                    Reference::NotFound {
+                        kind,
+                        namespace: namespace.into(),
+                        name: name.into(),
+                        files,
+                    },
                 )
             })
     }
@@ -372,7 +347,7 @@ impl<'a> Manifests<'a> {
         &self,
         from: usize,
         at: &FieldPath,
-        (group, kind): (&str, &str),
+        (group, kind): (&str, &'static str),
         namespace: &str,
         name: &str,
     ) -> Result<(), ConfigError> {
@@ -380,21 +355,22 @@ impl<'a> Manifests<'a> {
         if namespace == source.namespace || self.granted(source, (group, kind), namespace, name) {
             return Ok(());
         }
-        Err(source.invalid(
+        Err(source.error(
             at,
-            format!(
-                "refers to {kind} {namespace}/{name} in another namespace; that needs a \
-                 ReferenceGrant in namespace {namespace} allowing {} from namespace {} \
-                 (Gateway API's rule for every cross-namespace reference)",
-                source.kind, source.namespace
-            ),
+            Reference::NotGranted {
+                kind,
+                namespace: namespace.into(),
+                name: name.into(),
+                from_kind: source.kind.clone(),
+                from_namespace: source.namespace.clone(),
+            },
         ))
     }
 
     fn granted(
         &self,
         from: &Resource,
-        (group, kind): (&str, &str),
+        (group, kind): (&str, &'static str),
         namespace: &str,
         name: &str,
     ) -> bool {
@@ -438,12 +414,9 @@ impl<'a> Manifests<'a> {
         let r = &self.resources[secret];
         if let Some(t) = r.value.get("type").and_then(Value::as_str) {
             if t != "kubernetes.io/tls" && t != "Opaque" {
-                return Err(r.invalid(
+                return Err(r.error(
                     &FieldPath::root().key("type"),
-                    format!(
-                        "is of type {t}; a certificate and key come from a kubernetes.io/tls \
-                         Secret (`kubectl create secret tls`)"
-                    ),
+                    ObjectData::SecretType { found: t.into() },
                 ));
             }
         }
@@ -466,7 +439,7 @@ impl<'a> Manifests<'a> {
                 continue;
             };
             let Some(text) = value.as_str() else {
-                return Err(r.invalid(&path, "must be a string"));
+                return Err(r.error(&path, ObjectData::NotAString));
             };
             if !base64 {
                 return Ok((text.to_owned(), path));
@@ -474,13 +447,15 @@ impl<'a> Manifests<'a> {
             let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(compact.as_bytes())
-                .map_err(|e| r.invalid(&path, format!("is not base64 ({e})")))?;
-            let text = String::from_utf8(bytes).map_err(|_| {
-                r.invalid(
-                    &path,
-                    "does not decode to PEM text (tlsgate reads PEM, as kubectl writes it)",
-                )
-            })?;
+                .map_err(|e| {
+                    r.error(
+                        &path,
+                        ObjectData::NotBase64 {
+                            reason: e.to_string(),
+                        },
+                    )
+                })?;
+            let text = String::from_utf8(bytes).map_err(|_| r.error(&path, ObjectData::NotText))?;
             return Ok((text, path));
         }
         let present: Vec<String> = fields
@@ -488,16 +463,12 @@ impl<'a> Manifests<'a> {
             .filter_map(|(f, _)| r.value.get(f).and_then(Value::as_object))
             .flat_map(|m| m.keys().cloned())
             .collect();
-        Err(r.invalid(
+        Err(r.error(
             &FieldPath::root().key(fields[1].0),
-            format!(
-                "has no key `{key}` (it has: {})",
-                if present.is_empty() {
-                    "none".to_owned()
-                } else {
-                    present.join(", ")
-                }
-            ),
+            ObjectData::NoKey {
+                key: key.into(),
+                present,
+            },
         ))
     }
 
@@ -513,13 +484,16 @@ impl<'a> Manifests<'a> {
         let mut out = Vec::new();
         for (i, reference) in refs.iter().enumerate() {
             let path = at.index(i);
-            let kind = reference.kind.as_deref().unwrap_or("ConfigMap");
-            if kind != "ConfigMap" && kind != "Secret" {
-                return Err(self.resources[from].invalid(
-                    &path.key("kind"),
-                    format!("CA certificates come from a ConfigMap (key ca.crt), not a {kind}"),
-                ));
-            }
+            let kind = match reference.kind.as_deref() {
+                None | Some("ConfigMap") => "ConfigMap",
+                Some("Secret") => "Secret",
+                Some(other) => {
+                    return Err(self.resources[from].error(
+                        &path.key("kind"),
+                        Reference::AuthorityKind { kind: other.into() },
+                    ))
+                }
+            };
             let target = self.lookup(
                 from,
                 &path,
@@ -571,13 +545,10 @@ pub(crate) enum PathMatch {
 
 impl PathMatch {
     /// Checks a path a manifest gives, so it can be written into a CEL string literal.
-    pub fn new(exact: bool, path: &str) -> Result<Self, String> {
+    pub fn new(exact: bool, path: &str) -> Result<Self, ConfigErrorKind> {
         let allowed = |c: char| c.is_ascii_alphanumeric() || "/-._~%!$&()*+,;=:@".contains(c);
         if !path.starts_with('/') || !path.chars().all(allowed) {
-            return Err(format!(
-                "`{path}` is not a path tlsgate can match: it starts with / and holds only \
-                 letters, digits and -._~%!$&()*+,;=:@"
-            ));
+            return Err(ConfigErrorKind::BadPath { path: path.into() });
         }
         Ok(if exact {
             Self::Exact(path.to_owned())
@@ -611,7 +582,11 @@ pub(crate) fn unrouted_paths_rule(paths: &[PathMatch]) -> Option<Value> {
 
 /// An endpoint URL as the operator reads it (`https://host[:port]`, `tls://host:port` or a
 /// bare domain) → (scheme, host, port).
-pub(crate) fn endpoint_url(url: &str) -> Result<(&'static str, String, u16), String> {
+pub(crate) fn endpoint_url(url: &str) -> Result<(&'static str, String, u16), ConfigErrorKind> {
+    let bad = |problem| ConfigErrorKind::BadUrl {
+        url: url.into(),
+        problem,
+    };
     let (scheme, rest) = match url.split_once("://") {
         Some((scheme, rest)) => (scheme.to_ascii_lowercase(), rest),
         None => ("https".to_owned(), url),
@@ -619,16 +594,16 @@ pub(crate) fn endpoint_url(url: &str) -> Result<(&'static str, String, u16), Str
     let scheme = match scheme.as_str() {
         "https" => "https",
         "tls" => "tls",
-        "http" | "tcp" => {
-            return Err(format!(
-                "`{url}`: tlsgate terminates TLS, so it serves https:// and tls:// endpoints"
-            ))
+        "http" | "tcp" => return Err(bad(UrlProblem::OperatorPlainEndpoint)),
+        other => {
+            return Err(bad(UrlProblem::UnknownScheme {
+                scheme: other.into(),
+            }))
         }
-        other => return Err(format!("`{url}`: unknown scheme `{other}`")),
     };
     let authority = rest.trim_end_matches('/');
     if authority.contains('/') {
-        return Err(format!("`{url}`: an endpoint URL names a host, not a path"));
+        return Err(bad(UrlProblem::OperatorPath));
     }
     let (host, port) = match authority.rsplit_once(':') {
         Some((host, port)) => (
@@ -636,15 +611,12 @@ pub(crate) fn endpoint_url(url: &str) -> Result<(&'static str, String, u16), Str
             port.parse::<u16>()
                 .ok()
                 .filter(|p| *p != 0)
-                .ok_or_else(|| format!("`{url}`: `{port}` is not a port number"))?,
+                .ok_or_else(|| bad(UrlProblem::OperatorPort { port: port.into() }))?,
         ),
         None => (authority, 443),
     };
     if host.is_empty() {
-        return Err(format!(
-            "`{url}` names no host; tlsgate serves the names you give it (ngrok's randomly \
-             assigned addresses do not exist here)"
-        ));
+        return Err(bad(UrlProblem::AssignedHost));
     }
     Ok((scheme, host.to_ascii_lowercase(), port))
 }

@@ -5,6 +5,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::*;
+use crate::error::{Conflict, ForwardInternal, Unsupported};
 
 /// The upstream-trust annotations tlsgate adds to an AgentEndpoint: ngrok has no field for the
 /// CAs an HTTPS upstream's certificate must chain to (its cloud trusts public roots).
@@ -62,7 +63,7 @@ pub(super) fn agent_endpoint(m: &Manifests<'_>, i: usize) -> Result<Option<Synth
     let r = &m.resources[i];
     let spec: AgentEndpointSpec = r.spec()?;
     let url_path = path(&["spec", "url"]);
-    let (scheme, host, port) = endpoint_url(&spec.url).map_err(|e| r.invalid(&url_path, e))?;
+    let (scheme, host, port) = endpoint_url(&spec.url).map_err(|e| r.error(&url_path, e))?;
     if host.ends_with(".internal") {
         return Ok(None);
     }
@@ -109,13 +110,11 @@ fn agent_upstream(
         [reference] => {
             let ref_path = path(&["spec", "clientCertificateRefs", "0"]);
             if !encrypted {
-                return Err(r.invalid(
+                return Err(r.error(
                     &ref_path,
-                    format!(
-                        "a client certificate is presented in a TLS handshake, but the \
-                         upstream `{}` is not TLS; use https:// (or tls://)",
-                        spec.upstream.url
-                    ),
+                    Conflict::ClientCertificateUnencrypted {
+                        upstream: (&spec.upstream.url).into(),
+                    },
                 ));
             }
             let secret = m.lookup(
@@ -135,12 +134,11 @@ fn agent_upstream(
             );
         }
         [_, second, ..] => {
-            return Err(r.invalid(
+            return Err(r.error(
                 &path(&["spec", "clientCertificateRefs", "1"]),
-                format!(
-                    "tlsgate presents one client certificate to an upstream; remove `{}`",
-                    second.name
-                ),
+                Unsupported::SecondClientCertificate {
+                    name: (&second.name).into(),
+                },
             ))
         }
     }
@@ -167,13 +165,12 @@ fn agent_upstream(
     }
     if !tls.is_empty() {
         if !encrypted {
-            return Err(r.invalid(
+            return Err(r.error(
                 &annotations,
-                format!(
-                    "upstream TLS annotations ({UPSTREAM_CA}, …) apply to an https:// or \
-                     tls:// upstream, and `{}` is neither",
-                    spec.upstream.url
-                ),
+                Conflict::UpstreamAnnotationsUnencrypted {
+                    annotation: UPSTREAM_CA,
+                    upstream: (&spec.upstream.url).into(),
+                },
             ));
         }
         upstream.insert("tls".into(), Value::Object(tls));
@@ -227,9 +224,12 @@ fn traffic_policy(
     let r = &m.resources[i];
     let at = path(&["spec", "trafficPolicy"]);
     if source.is_some() && by_name.is_some() {
-        return Err(r.invalid(
+        return Err(r.error(
             &at,
-            "give the policy once: trafficPolicy or trafficPolicyName, not both",
+            Conflict::PolicyTwice {
+                ways: "once: trafficPolicy or trafficPolicyName",
+                note: "",
+            },
         ));
     }
     let reference = match (source, by_name) {
@@ -238,15 +238,22 @@ fn traffic_policy(
                 (Some(v), None) => ("inline", v),
                 (None, Some(v)) => ("policy", v),
                 _ => {
-                    return Err(
-                        r.invalid(&at, "give the policy once: `inline` or `policy`, not both")
-                    )
+                    return Err(r.error(
+                        &at,
+                        Conflict::PolicyTwice {
+                            ways: "once: `inline` or `policy`",
+                            note: "",
+                        },
+                    ))
                 }
             };
             if s.target_ref.is_some() {
-                return Err(r.invalid(
+                return Err(r.error(
                     &at,
-                    "give the policy inline or by targetRef, not both (as the operator requires)",
+                    Conflict::PolicyTwice {
+                        ways: "inline or by targetRef",
+                        note: " (as the operator requires)",
+                    },
                 ));
             }
             synth.from(FieldPath::root().key("traffic_policy"), i, at.key(field));
@@ -282,7 +289,9 @@ pub(super) fn policy_by_name(
         .value
         .pointer("/spec/policy")
         .cloned()
-        .ok_or_else(|| m.resources[target].invalid(&path(&["spec"]), "has no spec.policy"))?;
+        .ok_or_else(|| {
+            m.resources[target].error(&path(&["spec"]), Missing::HasNo("spec.policy"))
+        })?;
     synth.from(FieldPath::root().key("traffic_policy"), target, policy_path);
     Ok(value)
 }
@@ -294,7 +303,7 @@ pub(super) fn cloud_endpoint(m: &Manifests<'_>, i: usize) -> Result<Synth, Confi
     let r = &m.resources[i];
     let spec: CloudEndpointSpec = r.spec()?;
     let url_path = path(&["spec", "url"]);
-    let (scheme, host, port) = endpoint_url(&spec.url).map_err(|e| r.invalid(&url_path, e))?;
+    let (scheme, host, port) = endpoint_url(&spec.url).map_err(|e| r.error(&url_path, e))?;
     let mut synth = Synth::new(i);
     let mut policy = traffic_policy(
         m,
@@ -305,24 +314,19 @@ pub(super) fn cloud_endpoint(m: &Manifests<'_>, i: usize) -> Result<Synth, Confi
     )?;
     let target = take_forward_internal(&mut policy).map_err(|message| {
         synth.locate(
-            ConfigError::new(FieldPath::root().key("traffic_policy"), invalid(message)),
+            ConfigError::new(FieldPath::root().key("traffic_policy"), message.into()),
             m.resources,
         )
     })?;
     let Some((target_url, rule)) = target else {
-        return Err(r.invalid(
-            &path(&["spec", "trafficPolicy"]),
-            "a CloudEndpoint names no upstream: end its on_http_request with a rule whose \
-             action is `forward-internal` to an internal AgentEndpoint \
-             (`config: {url: https://NAME.internal}`), whose upstream tlsgate then uses",
-        ));
+        return Err(r.error(&path(&["spec", "trafficPolicy"]), ForwardInternal::Absent));
     };
     let rule_at = FieldPath::root()
         .key("traffic_policy")
         .key("on_http_request")
         .index(rule);
     let (_, internal_host, _) = endpoint_url(&target_url)
-        .map_err(|e| synth.locate(ConfigError::new(rule_at.clone(), invalid(e)), m.resources))?;
+        .map_err(|e| synth.locate(ConfigError::new(rule_at.clone(), e), m.resources))?;
     let agent = m
         .resources
         .iter()
@@ -338,20 +342,19 @@ pub(super) fn cloud_endpoint(m: &Manifests<'_>, i: usize) -> Result<Synth, Confi
             synth.locate(
                 ConfigError::new(
                     rule_at.clone(),
-                    invalid(format!(
-                        "forward-internal goes to `{target_url}`, but no AgentEndpoint in the \
-                         files given has that URL; add one with the upstream to reach"
-                    )),
+                    ForwardInternal::NoAgentEndpoint {
+                        url: (&target_url).into(),
+                    }
+                    .into(),
                 ),
                 m.resources,
             )
         })?;
     let agent_spec: AgentEndpointSpec = m.resources[agent].spec()?;
     if agent_spec.traffic_policy.is_some() {
-        return Err(m.resources[agent].invalid(
+        return Err(m.resources[agent].error(
             &path(&["spec", "trafficPolicy"]),
-            "an internal AgentEndpoint reached by forward-internal runs its CloudEndpoint's \
-             policy in tlsgate; move these rules there",
+            Conflict::InternalEndpointPolicy,
         ));
     }
     let upstream = agent_upstream(m, agent, &agent_spec, scheme, &mut synth)?;
@@ -364,7 +367,7 @@ pub(super) fn cloud_endpoint(m: &Manifests<'_>, i: usize) -> Result<Synth, Confi
 /// Removes the `forward-internal` action that ends `on_http_request` and returns its URL and
 /// rule position. It must be the last action of the last rule, with no expressions: tlsgate
 /// sends every request of an endpoint to one upstream.
-fn take_forward_internal(policy: &mut Value) -> Result<Option<(String, usize)>, String> {
+fn take_forward_internal(policy: &mut Value) -> Result<Option<(String, usize)>, ForwardInternal> {
     let Some(rules) = policy
         .get_mut("on_http_request")
         .and_then(Value::as_array_mut)
@@ -395,16 +398,12 @@ fn take_forward_internal(policy: &mut Value) -> Result<Option<(String, usize)>, 
         .and_then(Value::as_array)
         .is_some_and(|e| !e.is_empty());
     if found.len() > 1 || rule != last_rule || action + 1 != actions_len || conditional {
-        return Err(format!(
-            "on_http_request[{rule}]: tlsgate sends every request of an endpoint to one \
-             upstream, so forward-internal must be the last action of the last rule, without \
-             expressions"
-        ));
+        return Err(ForwardInternal::NotLast { rule });
     }
     let url = rules[rule]["actions"][action]
         .pointer("/config/url")
         .and_then(Value::as_str)
-        .ok_or_else(|| format!("on_http_request[{rule}]: forward-internal needs config.url"))?
+        .ok_or(ForwardInternal::NoUrl { rule })?
         .to_owned();
     if let Some(actions) = rules[rule].get_mut("actions").and_then(Value::as_array_mut) {
         actions.pop();
