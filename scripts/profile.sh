@@ -31,44 +31,11 @@ cargo build -q --profile profiling -p tlsgate --bin tlsgate --example loadgen
 TLSGATE=target/profiling/tlsgate
 LOADGEN=target/profiling/examples/loadgen
 
-work=$(mktemp -d /tmp/tlsgate-profile.XXXXXX)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 600); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "profile: nothing listens on $1" >&2; return 1; }
-
-alg=(-algorithm EC -pkeyopt ec_paramgen_curve:P-256)
-openssl genpkey "${alg[@]}" -out "$work/ca.key" 2>/dev/null
-openssl req -x509 -new -key "$work/ca.key" -subj "/CN=Profile CA" -days 30 -out "$work/ca.crt" 2>/dev/null
-for who in server client; do
-  openssl genpkey "${alg[@]}" -out "$work/$who.key" 2>/dev/null
-  openssl req -new -key "$work/$who.key" -subj "/CN=profile-$who" -out "$work/$who.csr" 2>/dev/null
-  if [ $who = server ]; then ext="subjectAltName=DNS:bench.test"; else ext="extendedKeyUsage=clientAuth"; fi
-  openssl x509 -req -in "$work/$who.csr" -CA "$work/ca.crt" -CAkey "$work/ca.key" \
-    -CAcreateserial -days 30 -extfile <(echo "$ext") -out "$work/$who.crt" 2>/dev/null
-done
-
-UP=$(free_port)
-cat > "$work/nginx.conf" <<EOF
-worker_processes 1; daemon off; user root;
-pid $work/nginx.pid; error_log $work/error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off; keepalive_requests 10000000; keepalive_timeout 300s;
-  client_body_temp_path $work; proxy_temp_path $work;
-  fastcgi_temp_path $work; uwsgi_temp_path $work; scgi_temp_path $work;
-  server { listen 127.0.0.1:$UP; location / { return 200 "ok"; } }
-}
-EOF
-nginx -p "$work" -c "$work/nginx.conf" &
-pids+=($!)
-wait_port "$UP"
+BENCH_NAME=profile
+# shellcheck source=scripts/bench-lib.sh
+. scripts/bench-lib.sh
+bench_pki ecdsa
+start_upstream
 
 PORT=$(free_port)
 cat > "$work/policy.yaml" <<EOF
@@ -82,9 +49,9 @@ endpoints:
             - type: terminate-tls
               config:
                 min_version: "1.3"
-                server_certificate: $work/server.crt
-                server_private_key: $work/server.key
-                mutual_tls_certificate_authorities: [$work/ca.crt]
+                server_certificate: $work/server-ecdsa.crt
+                server_private_key: $work/server-ecdsa.key
+                mutual_tls_certificate_authorities: [$work/ca-ecdsa.crt]
                 session_resumption: false
 EOF
 mkdir -p "$OUT"
@@ -93,11 +60,11 @@ valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.out" \
   "$TLSGATE" run -c "$work/policy.yaml" 2> "$work/tlsgate.log" &
 proxy=$!
 pids+=("$proxy")
-wait_port "$PORT"
+wait_port "$PORT" 600
 
 load() { # load SECONDS -> the load generator's summary line
-  "$LOADGEN" --addr "127.0.0.1:$PORT" --sni bench.test --ca "$work/ca.crt" \
-    --cert "$work/client.crt" --key "$work/client.key" --mode "$MODE" \
+  "$LOADGEN" --addr "127.0.0.1:$PORT" --sni bench.test --ca "$work/ca-ecdsa.crt" \
+    --cert "$work/client-ecdsa.crt" --key "$work/client-ecdsa.key" --mode "$MODE" \
     --connections "$CONNECTIONS" --seconds "$1"
 }
 load 3 >/dev/null

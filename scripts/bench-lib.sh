@@ -1,0 +1,58 @@
+# Sourced by bench-compare.sh and profile.sh: a work directory removed on exit together with
+# the processes started for the run, free loopback ports, the benchmark's certificates and its
+# upstream. Callers set BENCH_NAME (for messages) first.
+
+work=$(mktemp -d "/tmp/tlsgate-${BENCH_NAME}.XXXXXX")
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# wait_port PORT [TENTHS]: until something listens on 127.0.0.1:PORT (default 10 s).
+wait_port() {
+  for _ in $(seq "${2:-100}"); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done
+  echo "$BENCH_NAME: nothing listens on $1" >&2
+  return 1
+}
+
+# bench_pki KIND: in $work, ca-KIND.crt, server-KIND.{crt,key} (bench.test) and
+# client-KIND.{crt,key} (clientAuth), KIND being ecdsa (P-256) or rsa (2048).
+bench_pki() {
+  local kind=$1 alg who ext
+  if [ "$kind" = ecdsa ]; then alg=(-algorithm EC -pkeyopt ec_paramgen_curve:P-256); else alg=(-algorithm RSA -pkeyopt rsa_keygen_bits:2048); fi
+  openssl genpkey "${alg[@]}" -out "$work/ca-$kind.key" 2>/dev/null
+  openssl req -x509 -new -key "$work/ca-$kind.key" -subj "/CN=Bench CA $kind" -days 30 -out "$work/ca-$kind.crt" 2>/dev/null
+  for who in server client; do
+    openssl genpkey "${alg[@]}" -out "$work/$who-$kind.key" 2>/dev/null
+    openssl req -new -key "$work/$who-$kind.key" -subj "/CN=bench-$who" -out "$work/$who.csr" 2>/dev/null
+    if [ $who = server ]; then ext="subjectAltName=DNS:bench.test"; else ext="extendedKeyUsage=clientAuth"; fi
+    openssl x509 -req -in "$work/$who.csr" -CA "$work/ca-$kind.crt" -CAkey "$work/ca-$kind.key" \
+      -CAcreateserial -days 30 -extfile <(echo "$ext") -out "$work/$who-$kind.crt" 2>/dev/null
+  done
+}
+
+# start_upstream [COMMAND PREFIX...]: an nginx on 127.0.0.1:$UP answering 200 "ok", run under
+# the prefix (e.g. taskset -c 1); sets UP.
+start_upstream() {
+  UP=$(free_port)
+  mkdir -p "$work/upstream"
+  cat > "$work/upstream/nginx.conf" <<CONF
+worker_processes 1; daemon off; user root;
+pid $work/upstream/nginx.pid; error_log $work/upstream/error.log warn;
+events { worker_connections 8192; }
+http {
+  access_log off; keepalive_requests 10000000; keepalive_timeout 300s;
+  client_body_temp_path $work/upstream; proxy_temp_path $work/upstream;
+  fastcgi_temp_path $work/upstream; uwsgi_temp_path $work/upstream; scgi_temp_path $work/upstream;
+  server { listen 127.0.0.1:$UP; location / { return 200 "ok"; } }
+}
+CONF
+  "$@" nginx -p "$work/upstream" -c "$work/upstream/nginx.conf" &
+  pids+=($!)
+  wait_port "$UP"
+}
