@@ -380,9 +380,9 @@ impl Session {
     }
 }
 
-/// Whether every expression is true; `Err` says which one failed to evaluate and why.
 /// Whether every expression holds (none: the rule always fires). Stops at the first false one,
-/// as ngrok does; an expression that cannot be evaluated is an error (the caller denies).
+/// as ngrok does; an expression that cannot be evaluated is an error saying which one and why
+/// (the caller denies).
 fn matches_all(
     expressions: &[crate::expr::Expression],
     vars: &Variables,
