@@ -27,7 +27,7 @@ pub fn endpoint_label(endpoint: &Endpoint) -> &str {
 }
 
 /// The counters both hosts export, with the same names and labels.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Counter {
     /// Connections after the handshake by `on_tcp_connect` verdict:
     /// `{endpoint, verdict, reason}`.
