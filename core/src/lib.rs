@@ -22,12 +22,14 @@ pub mod ocsp;
 pub mod pem;
 pub mod policy;
 pub mod proxy_protocol;
+pub mod quoted;
 pub mod raw;
 pub mod request;
 pub mod revocation;
 pub mod sni;
 pub mod source;
 pub mod trace;
+pub mod url;
 
 pub use config::{Config, Deployment, Endpoint, HostCrypto, KeyMode, Listen, LoadOptions, Resolve};
 pub use error::{ConfigError, ConfigErrorKind};

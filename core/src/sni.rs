@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use crate::error::Quoted;
+use crate::quoted::Quoted;
 
 /// A host an endpoint answers for: `api.example.com` or `*.example.com`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

@@ -4,87 +4,16 @@
 use std::net::SocketAddr;
 use std::path::Path;
 
-use crate::error::{ConfigError, ConfigErrorKind, Conflict, UrlProblem};
+use crate::error::{ConfigError, ConfigErrorKind, Conflict};
 use crate::pem::{load_anchors, load_chain, CertificateChain};
 use crate::sni::HostPattern;
 use crate::source::FieldPath;
+use crate::url::{parse_url, UrlProblem};
 
 use super::load::*;
 use super::rules::*;
 use super::tls::*;
 use super::*;
-
-/// `scheme://host[:port][/…]`, with `[v6]` hosts.
-pub(crate) struct ParsedUrl {
-    scheme: String,
-    host: String,
-    port: Option<u16>,
-    path: String,
-}
-
-pub(crate) fn parse_url(url: &str) -> Result<ParsedUrl, UrlProblem> {
-    let (scheme, rest) = url.split_once("://").ok_or(UrlProblem::NoScheme)?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, ""),
-    };
-    if authority.contains('@') {
-        return Err(UrlProblem::Credentials);
-    }
-    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (h, after) = v6.split_once(']').ok_or(UrlProblem::UnclosedBracket)?;
-        let port = match after.strip_prefix(':') {
-            Some(p) => Some(p),
-            None if after.is_empty() => None,
-            None => {
-                return Err(UrlProblem::AfterHost {
-                    after: after.into(),
-                })
-            }
-        };
-        (h.to_owned(), port)
-    } else {
-        match authority.rsplit_once(':') {
-            Some((h, p)) => (h.to_owned(), Some(p)),
-            None => (authority.to_owned(), None),
-        }
-    };
-    if host.is_empty() {
-        return Err(UrlProblem::NoHost);
-    }
-    let port = port
-        .map(|p| {
-            p.parse::<u16>()
-                .ok()
-                .filter(|p| *p != 0)
-                .ok_or_else(|| UrlProblem::BadPort { port: p.into() })
-        })
-        .transpose()?;
-    Ok(ParsedUrl {
-        scheme: scheme.to_ascii_lowercase(),
-        host,
-        port,
-        path: path.to_owned(),
-    })
-}
-
-impl ParsedUrl {
-    pub(crate) fn scheme(&self) -> &str {
-        &self.scheme
-    }
-
-    pub(crate) fn host(&self) -> &str {
-        &self.host
-    }
-
-    pub(crate) fn port(&self) -> Option<u16> {
-        self.port
-    }
-
-    pub(crate) fn path(&self) -> &str {
-        &self.path
-    }
-}
 
 impl Endpoint {
     pub(super) fn from_raw(

@@ -28,7 +28,6 @@ mod tls;
 pub use options::{Deployment, HostCrypto, KeyMode, Listen, LoadOptions, Resolve};
 pub use tls::{DEFAULT_SESSION_LIFETIME, MAX_SESSION_LIFETIME};
 
-pub(crate) use endpoint::parse_url;
 pub(crate) use load::deserialize;
 
 /// A loaded policy: every endpoint of every file given.

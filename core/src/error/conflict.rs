@@ -1,7 +1,7 @@
 //! Settings that contradict each other: one family of
 //! [`ConfigErrorKind`](super::ConfigErrorKind).
 
-use super::Quoted;
+use crate::quoted::Quoted;
 
 /// Settings that contradict each other, or a setting that would do nothing where it is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -2,7 +2,7 @@
 //! features, missing fields, references that cannot be followed, Secret/ConfigMap data and
 //! ngrok's forward-internal.
 
-use super::Quoted;
+use crate::quoted::Quoted;
 
 /// A feature or value of a Kubernetes resource kind that tlsgate does not implement. Refused,
 /// not dropped: a manifest must not be served with less than it says.

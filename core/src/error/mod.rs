@@ -7,13 +7,11 @@ use crate::source::{FieldPath, Location};
 
 mod conflict;
 mod kube;
-mod quoted;
-mod url;
 
+pub use crate::quoted::Quoted;
+pub use crate::url::UrlProblem;
 pub use conflict::Conflict;
 pub use kube::{ForwardInternal, Missing, ObjectData, Reference, Unsupported};
-pub use quoted::Quoted;
-pub use url::UrlProblem;
 
 /// A policy that cannot be loaded. Printed as
 /// `policy.yaml:12:9: endpoints[0]...min_version: TLS 1.1 is not supported; use "1.2" or "1.3"`.

@@ -148,10 +148,10 @@ impl Responder {
     }
 
     /// [`Responder::parse`], saying what is wrong with the URL (printed after it).
-    pub(crate) fn parse_checked(url: &str) -> Result<Self, crate::error::UrlProblem> {
-        let parsed = crate::config::parse_url(url)?;
+    pub(crate) fn parse_checked(url: &str) -> Result<Self, crate::url::UrlProblem> {
+        let parsed = crate::url::parse_url(url)?;
         if parsed.scheme() != "http" {
-            return Err(crate::error::UrlProblem::OcspNotHttp);
+            return Err(crate::url::UrlProblem::OcspNotHttp);
         }
         Ok(Self {
             host: parsed.host().to_owned(),
