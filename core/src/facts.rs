@@ -14,7 +14,6 @@ use x509_parser::prelude::FromDer;
 use x509_parser::x509::X509Name;
 
 use crate::encoding::hex;
-use crate::revocation::{Revocation, RevocationStatus};
 
 /// A TLS protocol version tlsgate speaks. Older versions are refused at load time and by both
 /// hosts' handshakes; there is no variant for them on purpose.
@@ -136,44 +135,6 @@ pub enum ChainCheck {
 }
 
 impl ClientCert {
-    /// Classifies a presented certificate the same way in every host; `now` is seconds since
-    /// the Unix epoch.
-    ///
-    /// With CRLs configured, a certificate they list is [`Unverified::Revoked`] whatever the
-    /// TLS stack found (its chain check fails too, and a resumed session's does not run), and
-    /// one whose issuer has no current CRL is [`Unverified::RevocationUnknown`] unless its
-    /// chain was not trusted anyway.
-    pub fn presented(
-        facts: Box<ClientCertFacts>,
-        chain: ChainCheck,
-        now: i64,
-        revocation: Option<&Revocation>,
-    ) -> Self {
-        if facts.is_ca || facts.legacy_v1 {
-            return Self::Unverified(facts, Unverified::NotEndEntity);
-        }
-        if let (Some(revocation), ChainCheck::Trusted | ChainCheck::Untrusted) = (revocation, chain)
-        {
-            match revocation.status(&facts, now) {
-                RevocationStatus::Revoked => return Self::Unverified(facts, Unverified::Revoked),
-                RevocationStatus::Unknown
-                    if chain == ChainCheck::Trusted || revocation.covers(&facts) =>
-                {
-                    return Self::Unverified(facts, Unverified::RevocationUnknown)
-                }
-                RevocationStatus::Unknown | RevocationStatus::Good => {}
-            }
-        }
-        match chain {
-            ChainCheck::Trusted if now < facts.not_before || now > facts.not_after => {
-                Self::Unverified(facts, Unverified::OutsideValidity)
-            }
-            ChainCheck::Trusted => Self::Verified(facts),
-            ChainCheck::Untrusted => Self::Unverified(facts, Unverified::UntrustedIssuer),
-            ChainCheck::NotChecked => Self::Unverified(facts, Unverified::NotChecked),
-        }
-    }
-
     /// Why the certificate is or is not an identity, as `conn.tls.client.verification` and
     /// logs spell it.
     pub fn verification(&self) -> &'static str {
@@ -334,7 +295,7 @@ impl ClientCertFacts {
             issuer: distinguished_name(cert.issuer()),
             issuer_der: cert.issuer().as_raw().to_vec(),
             san,
-            serial_number: crate::revocation::serial_spelling(cert.raw_serial()),
+            serial_number: serial_spelling(cert.raw_serial()),
             signature_algorithm: signature_algorithm_name(
                 &cert.signature_algorithm.algorithm.to_id_string(),
             ),
@@ -353,6 +314,12 @@ impl ClientCertFacts {
     pub fn pem(&self) -> String {
         crate::encoding::pem("CERTIFICATE", &self.der)
     }
+}
+
+/// A serial number as [`ClientCertFacts::serial_number`] spells it: lowercase hex, leading
+/// zero bytes dropped.
+pub(crate) fn serial_spelling(bytes: &[u8]) -> String {
+    hex(bytes).trim_start_matches("00").to_owned()
 }
 
 /// `text` with every control character written as `\u{…}`.

@@ -24,7 +24,7 @@ use x509_parser::prelude::FromDer;
 use x509_parser::revocation_list::CertificateRevocationList;
 
 use crate::encoding::hex;
-use crate::facts::ClientCertFacts;
+use crate::facts::{serial_spelling, ChainCheck, ClientCert, ClientCertFacts, Unverified};
 use crate::pem::Origin;
 
 /// Which certificates of a client's chain are checked against the CRLs.
@@ -168,10 +168,46 @@ impl Revocation {
     }
 }
 
-/// A serial number as [`ClientCertFacts::serial_number`] spells it: lowercase hex, leading
-/// zero bytes dropped.
-pub(crate) fn serial_spelling(bytes: &[u8]) -> String {
-    hex(bytes).trim_start_matches("00").to_owned()
+// Classifying a presented certificate consults its CRLs, so it is defined here, above both
+// facts (the data) and the lists; it stays `ClientCert::presented` for every caller.
+impl ClientCert {
+    /// Classifies a presented certificate the same way in every host; `now` is seconds since
+    /// the Unix epoch.
+    ///
+    /// With CRLs configured, a certificate they list is [`Unverified::Revoked`] whatever the
+    /// TLS stack found (its chain check fails too, and a resumed session's does not run), and
+    /// one whose issuer has no current CRL is [`Unverified::RevocationUnknown`] unless its
+    /// chain was not trusted anyway.
+    pub fn presented(
+        facts: Box<ClientCertFacts>,
+        chain: ChainCheck,
+        now: i64,
+        revocation: Option<&Revocation>,
+    ) -> Self {
+        if facts.is_ca || facts.legacy_v1 {
+            return Self::Unverified(facts, Unverified::NotEndEntity);
+        }
+        if let (Some(revocation), ChainCheck::Trusted | ChainCheck::Untrusted) = (revocation, chain)
+        {
+            match revocation.status(&facts, now) {
+                RevocationStatus::Revoked => return Self::Unverified(facts, Unverified::Revoked),
+                RevocationStatus::Unknown
+                    if chain == ChainCheck::Trusted || revocation.covers(&facts) =>
+                {
+                    return Self::Unverified(facts, Unverified::RevocationUnknown)
+                }
+                RevocationStatus::Unknown | RevocationStatus::Good => {}
+            }
+        }
+        match chain {
+            ChainCheck::Trusted if now < facts.not_before || now > facts.not_after => {
+                Self::Unverified(facts, Unverified::OutsideValidity)
+            }
+            ChainCheck::Trusted => Self::Verified(facts),
+            ChainCheck::Untrusted => Self::Unverified(facts, Unverified::UntrustedIssuer),
+            ChainCheck::NotChecked => Self::Unverified(facts, Unverified::NotChecked),
+        }
+    }
 }
 
 /// Every CRL in `bytes`: PEM (`X509 CRL` blocks, any number) or a single DER CRL.
