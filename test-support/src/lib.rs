@@ -20,6 +20,7 @@
 //! | certificate and key that do not match | [`Issued::with_mismatched_key`] |
 //! | RSA instead of ECDSA | [`LeafSpec::with_key`] / [`KeyKind::Rsa2048`] |
 //! | the seed document's files | [`write_seed_style_set`] (rcgen) or [`seed_openssl_certs`] (the real openssl commands) |
+//! | a policy document for them | [`PolicyBuilder`] with [`Endpoint`], [`TerminateTls`], [`Rule`]; the seed's own: [`seed_endpoint`] |
 //!
 //! Every certificate carries basicConstraints (explicit `CA:FALSE` on leaves), key usage and,
 //! when issued by an authority, an authority key identifier; serial numbers are random. Keys are
@@ -49,6 +50,7 @@
 
 mod authority;
 mod key;
+mod policy;
 mod seed;
 mod spec;
 
@@ -56,9 +58,12 @@ use std::path::{Path, PathBuf};
 
 pub use authority::{pem_to_der, Authority, Issued};
 pub use key::KeyKind;
+pub use policy::{
+    emit, Action, Endpoint, PolicyBuilder, Rule, TerminateTls, Upstream, UpstreamTls, Verification,
+};
 pub use seed::{
-    seed_openssl_certs, seed_policy, write_seed_style_set, SeedFiles, SEED_OPENSSL_COMMANDS,
-    SEED_SERVER_NAME,
+    seed_endpoint, seed_openssl_certs, seed_policy, write_seed_style_set, SeedFiles,
+    SEED_OPENSSL_COMMANDS, SEED_SERVER_NAME,
 };
 pub use spec::{Eku, LeafSpec, Validity};
 

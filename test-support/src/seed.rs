@@ -5,7 +5,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::{Authority, Issued};
+use crate::{Action, Authority, Endpoint, Issued, PolicyBuilder, Rule, TerminateTls};
 
 /// The eight commands of the seed document, verbatim and in order.
 ///
@@ -124,23 +124,27 @@ pub(crate) fn seed_openssl_certs_with(dir: &Path, search_path: &OsStr) -> io::Re
 /// `ExampleClient` — for the files [`seed_openssl_certs`] writes beside it, bound to `bind`, in
 /// front of `upstream`.
 pub fn seed_policy(bind: &str, upstream: &str) -> String {
-    format!(
-        "endpoints:
-  - url: https://{SEED_SERVER_NAME}
-    bind: {bind}
-    upstream: {{ url: \"{upstream}\" }}
-    traffic_policy:
-      on_tcp_connect:
-        - actions:
-            - type: terminate-tls
-              config:
-                min_version: \"1.3\"
-                max_version: \"1.3\"
-                server_private_key: server.key
-                server_certificate: server.crt
-                mutual_tls_certificate_authorities: [ca.crt]
-        - expressions: [\"conn.tls.client.subject.common_name != 'ExampleClient'\"]
-          actions: [{{ type: deny }}]
-"
-    )
+    PolicyBuilder::new()
+        .endpoint(seed_endpoint(bind, upstream))
+        .to_yaml()
+}
+
+/// The endpoint of [`seed_policy`], to add rules to or to put beside others.
+pub fn seed_endpoint(bind: &str, upstream: &str) -> Endpoint {
+    Endpoint::https(SEED_SERVER_NAME)
+        .bind(bind)
+        .upstream(upstream)
+        .terminate_tls(
+            TerminateTls::new()
+                .min_version("1.3")
+                .max_version("1.3")
+                .server_private_key("server.key")
+                .server_certificate("server.crt")
+                .client_ca("ca.crt"),
+        )
+        .on_tcp_connect(
+            Rule::new()
+                .when("conn.tls.client.subject.common_name != 'ExampleClient'")
+                .then(Action::deny()),
+        )
 }

@@ -20,6 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 use table::{render, Expect, Ports, Scenario, Table};
 use tlsgate_e2e::{run_bounded, tlsgate_bin};
+use tlsgate_test_support::{seed_endpoint, Action, PolicyBuilder, Rule};
 
 const PORT: u16 = 18443;
 const PORTS: Ports = Ports {
@@ -449,12 +450,16 @@ fn eval_agrees_with_both_hosts_on_the_conformance_table() {
 fn eval_refuses_a_private_key_and_explains_the_seed_walk_through() {
     let dir = tempfile::tempdir().unwrap();
     tlsgate_test_support::seed_openssl_certs(dir.path()).unwrap();
-    let policy = tlsgate_test_support::seed_policy("127.0.0.1:8443", "http://127.0.0.1:8080")
-        + "      on_http_request:
-        - actions:
-            - type: add-headers
-              config: { headers: { x-client-cn: '${conn.tls.client.subject.common_name}' } }
-";
+    let policy = PolicyBuilder::new()
+        .endpoint(
+            seed_endpoint("127.0.0.1:8443", "http://127.0.0.1:8080").on_http_request(
+                Rule::new().then(Action::add_headers(&[(
+                    "x-client-cn",
+                    "${conn.tls.client.subject.common_name}",
+                )])),
+            ),
+        )
+        .to_yaml();
     std::fs::write(dir.path().join("policy.yaml"), policy).unwrap();
     let eval = |args: &[&str]| {
         let mut cmd = Command::new(tlsgate_bin());
