@@ -333,8 +333,8 @@ fn classify(
              so a certificate shown as verified here is refused if the responder says revoked{}",
             ocsp.mode.as_str(),
             match ocsp.mode {
-                crate::config::OcspMode::Require => " or gives no valid answer",
-                crate::config::OcspMode::Prefer => "",
+                crate::ocsp::OcspMode::Require => " or gives no valid answer",
+                crate::ocsp::OcspMode::Prefer => "",
             }
         ));
     }

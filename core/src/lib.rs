@@ -9,6 +9,8 @@
 //! `panic`, and the decision functions are total.
 
 pub mod config;
+pub mod crypto;
+mod der;
 pub mod encoding;
 pub mod error;
 pub mod eval;

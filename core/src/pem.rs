@@ -12,6 +12,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::prelude::FromDer;
 
+use crate::crypto::{verify_certificate_signature, HostCrypto};
 use crate::encoding::sha256;
 use crate::error::ConfigErrorKind;
 
@@ -159,7 +160,7 @@ impl TrustAnchors {
     /// endpoint issued and signed it. The proxy-wasm filter sees only the leaf, and behind
     /// Istio the Gateway's trust store, not the policy, decides what Envoy verified; this is
     /// how the filter makes "verified" mean "by this endpoint's CAs" itself.
-    pub fn signed(&self, leaf: &[u8], crypto: &dyn crate::HostCrypto) -> AnchorSignature {
+    pub fn signed(&self, leaf: &[u8], crypto: &dyn HostCrypto) -> AnchorSignature {
         let Ok((_, parsed)) = X509Certificate::from_der(leaf) else {
             return AnchorSignature::NotSigned("the certificate cannot be parsed".into());
         };
@@ -173,7 +174,7 @@ impl TrustAnchors {
                 continue;
             }
             // Several CAs may share a name (a key rollover): any one of them will do.
-            match crate::ocsp::verify_certificate_signature(leaf, ca.public_key().raw, crypto) {
+            match verify_certificate_signature(leaf, ca.public_key().raw, crypto) {
                 Ok(()) => return AnchorSignature::Signed,
                 Err(e) => last_error = Some(e),
             }

@@ -25,7 +25,9 @@ mod options;
 mod rules;
 mod tls;
 
-pub use options::{Deployment, HostCrypto, KeyMode, Listen, LoadOptions, Resolve};
+pub use crate::crypto::HostCrypto;
+pub use crate::ocsp::OcspMode;
+pub use options::{Deployment, KeyMode, Listen, LoadOptions, Resolve};
 pub use tls::{DEFAULT_SESSION_LIFETIME, MAX_SESSION_LIFETIME};
 
 pub(crate) use load::deserialize;
@@ -232,24 +234,6 @@ pub struct OcspCheck {
     pub responder: Option<String>,
     /// How long a connection waits for an answer.
     pub timeout: std::time::Duration,
-}
-
-/// What a missing, late or invalid answer means.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OcspMode {
-    /// The certificate is no identity (require-and-verify refuses the connection).
-    Require,
-    /// The connection goes on as if the certificate were good; the log says why.
-    Prefer,
-}
-
-impl OcspMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Require => "require",
-            Self::Prefer => "prefer",
-        }
-    }
 }
 
 impl ClientAuth {

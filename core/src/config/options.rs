@@ -5,37 +5,8 @@
 use std::fmt;
 use std::net::SocketAddr;
 
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-
+use crate::crypto::HostCrypto;
 use crate::pem::MaterialReader;
-
-/// The cryptographic checks a policy needs at load time. Core has no signature code (it builds
-/// for proxy-wasm and stays free of TLS libraries), so the host that will use the material
-/// supplies them with its own crypto provider.
-pub trait HostCrypto {
-    /// That a private key belongs to a certificate.
-    fn check_key_pair(
-        &self,
-        leaf: &CertificateDer<'_>,
-        key: &PrivateKeyDer<'_>,
-    ) -> Result<(), String>;
-
-    /// That a CRL (DER) is signed by the key of `issuer_spki` (a SubjectPublicKeyInfo, DER).
-    fn check_crl_signature(&self, crl: &[u8], issuer_spki: &[u8]) -> Result<(), String>;
-
-    /// That `signature` over `message` is by the key of `spki` (a SubjectPublicKeyInfo, DER)
-    /// with `algorithm` (an AlgorithmIdentifier, DER): what an OCSP response needs. A host
-    /// that cannot check signatures says so, and nothing that needs one passes.
-    fn verify_signature(
-        &self,
-        _spki: &[u8],
-        _algorithm: &[u8],
-        _message: &[u8],
-        _signature: &[u8],
-    ) -> Result<(), String> {
-        Err("this host cannot check signatures".into())
-    }
-}
 
 /// What to do with private keys named in a policy.
 #[derive(Clone, Copy)]

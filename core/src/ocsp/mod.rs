@@ -11,13 +11,13 @@ use rustls_pki_types::SignatureVerificationAlgorithm;
 use sha1_smol::Sha1;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use crate::config::{HostCrypto, OcspMode};
+use crate::crypto::{verify_certificate_signature, HostCrypto};
+use crate::der::{tlv, Reader};
 use crate::facts::{ClientCert, Unverified};
+use crate::quoted::Quoted;
 
-mod der;
 mod response;
 
-use der::{tlv, Reader};
 use response::basic_response;
 
 /// `id-ad-ocsp` in an Authority Information Access extension.
@@ -125,6 +125,24 @@ pub struct Answer {
     pub valid_until: i64,
 }
 
+/// What a missing, late or invalid answer means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OcspMode {
+    /// The certificate is no identity (require-and-verify refuses the connection).
+    Require,
+    /// The connection goes on as if the certificate were good; the log says why.
+    Prefer,
+}
+
+impl OcspMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Require => "require",
+            Self::Prefer => "prefer",
+        }
+    }
+}
+
 /// An OCSP responder's `http://host[:port][/path]` URL, parsed once for every host: the
 /// native client, the filter's `dispatch_http_call`, and the cluster the generator declares.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,13 +156,8 @@ pub struct Responder {
 
 impl Responder {
     pub fn parse(url: &str) -> Result<Self, String> {
-        Self::parse_checked(url).map_err(|problem| {
-            crate::error::ConfigErrorKind::BadUrl {
-                url: url.into(),
-                problem,
-            }
-            .to_string()
-        })
+        // As `ConfigErrorKind::BadUrl` prints it: the URL quoted, then what is wrong with it.
+        Self::parse_checked(url).map_err(|problem| format!("`{}`{problem}", Quoted::from(url)))
     }
 
     /// [`Responder::parse`], saying what is wrong with the URL (printed after it).
@@ -414,27 +427,9 @@ fn delegated_signer(
     Ok(cert.public_key().raw.to_vec())
 }
 
-/// Checks that the certificate `der` carries a valid signature by the key `issuer_spki`
-/// (SubjectPublicKeyInfo, DER).
-pub(crate) fn verify_certificate_signature(
-    der: &[u8],
-    issuer_spki: &[u8],
-    crypto: &dyn HostCrypto,
-) -> Result<(), String> {
-    // Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signatureValue }
-    let mut parts = Reader::new(der).sequence().ok_or("not a certificate")?;
-    let (tbs, algorithm) = (parts.raw(0x30), parts.raw(0x30));
-    let (Some(tbs), Some(algorithm), Some([0, signature @ ..])) =
-        (tbs, algorithm, parts.expect(0x03))
-    else {
-        return Err("not a certificate".into());
-    };
-    crypto.verify_signature(issuer_spki, algorithm, tbs, signature)
-}
-
 #[cfg(test)]
 mod tests {
-    use super::der::generalized_time;
+    use crate::der::generalized_time;
     use super::*;
 
     #[test]

@@ -1,8 +1,8 @@
 //! Parsing an OCSP response (RFC 6960 §4.2.1): the `BasicOCSPResponse` and its
 //! `SingleResponse`s, before any judgement of them.
 
-use super::der::{generalized_time, Reader};
 use super::*;
+use crate::der::{generalized_time, Reader};
 
 pub(super) struct Basic<'a> {
     pub(super) tbs: &'a [u8],

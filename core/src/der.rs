@@ -1,7 +1,8 @@
-//! The DER underneath OCSP: a bounds-checked reader, TLV encoding and GeneralizedTime.
+//! The DER underneath OCSP and certificate signatures: a bounds-checked reader, TLV encoding
+//! and GeneralizedTime.
 
 /// `YYYYMMDDHHMMSS[.fff]Z` as seconds since the epoch.
-pub(super) fn generalized_time(bytes: &[u8]) -> Option<i64> {
+pub(crate) fn generalized_time(bytes: &[u8]) -> Option<i64> {
     let text = std::str::from_utf8(bytes).ok()?;
     let text = text.strip_suffix('Z')?;
     let whole = text.split('.').next()?;
@@ -9,7 +10,7 @@ pub(super) fn generalized_time(bytes: &[u8]) -> Option<i64> {
     Some(t.and_utc().timestamp())
 }
 
-pub(super) fn tlv(tag: u8, contents: &[u8]) -> Vec<u8> {
+pub(crate) fn tlv(tag: u8, contents: &[u8]) -> Vec<u8> {
     let mut out = vec![tag];
     let len = contents.len();
     if len < 0x80 {
@@ -26,17 +27,17 @@ pub(super) fn tlv(tag: u8, contents: &[u8]) -> Vec<u8> {
 
 /// A DER reader over a sequence of elements; every read is bounds-checked and returns `None`
 /// on anything malformed.
-pub(super) struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     rest: &'a [u8],
 }
 
 impl<'a> Reader<'a> {
-    pub(super) fn new(der: &'a [u8]) -> Self {
+    pub(crate) fn new(der: &'a [u8]) -> Self {
         Self { rest: der }
     }
 
     /// The next element as (tag, contents) and its whole encoding.
-    pub(super) fn next_raw(&mut self) -> Option<(u8, &'a [u8], &'a [u8])> {
+    pub(crate) fn next_raw(&mut self) -> Option<(u8, &'a [u8], &'a [u8])> {
         let all = self.rest;
         let (&tag, after) = all.split_first()?;
         let (&first, mut after) = after.split_first()?;
@@ -61,12 +62,12 @@ impl<'a> Reader<'a> {
         Some((tag, &after[..len], &all[..header + len]))
     }
 
-    pub(super) fn next(&mut self) -> Option<(u8, &'a [u8])> {
+    pub(crate) fn next(&mut self) -> Option<(u8, &'a [u8])> {
         self.next_raw().map(|(tag, contents, _)| (tag, contents))
     }
 
     /// The contents of the next element, which must have `tag`.
-    pub(super) fn expect(&mut self, tag: u8) -> Option<&'a [u8]> {
+    pub(crate) fn expect(&mut self, tag: u8) -> Option<&'a [u8]> {
         match self.next()? {
             (t, contents) if t == tag => Some(contents),
             _ => None,
@@ -74,7 +75,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The whole encoding of the next element, which must have `tag`.
-    pub(super) fn raw(&mut self, tag: u8) -> Option<&'a [u8]> {
+    pub(crate) fn raw(&mut self, tag: u8) -> Option<&'a [u8]> {
         let saved = self.rest;
         match self.next_raw() {
             Some((t, _, all)) if t == tag => Some(all),
@@ -86,7 +87,7 @@ impl<'a> Reader<'a> {
     }
 
     /// The contents of the next element if it has `tag`; otherwise nothing is consumed.
-    pub(super) fn optional(&mut self, tag: u8) -> Option<&'a [u8]> {
+    pub(crate) fn optional(&mut self, tag: u8) -> Option<&'a [u8]> {
         let saved = self.rest;
         match self.next() {
             Some((t, contents)) if t == tag => Some(contents),
@@ -98,7 +99,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A reader over the contents of the SEQUENCE this is.
-    pub(super) fn sequence(mut self) -> Option<Reader<'a>> {
+    pub(crate) fn sequence(mut self) -> Option<Reader<'a>> {
         self.expect(0x30).map(Reader::new)
     }
 }
