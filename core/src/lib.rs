@@ -19,6 +19,7 @@ pub mod facts;
 pub mod ja4;
 mod kube;
 pub mod limits;
+mod load;
 pub mod net;
 pub mod ocsp;
 pub mod pem;

@@ -10,13 +10,13 @@ use crate::sni::HostPattern;
 use crate::source::FieldPath;
 use crate::url::{parse_url, UrlProblem};
 
-use super::load::*;
+use super::de::*;
 use super::rules::*;
 use super::tls::*;
 use super::*;
 
 impl Endpoint {
-    pub(super) fn from_raw(
+    pub(crate) fn from_raw(
         raw: RawEndpoint,
         index: usize,
         file: Option<&Path>,

@@ -12,15 +12,15 @@ use ipnet::IpNet;
 use crate::error::ConfigError;
 use crate::expr::{Expression, Template};
 use crate::facts::TlsVersion;
-use crate::pem::{CertificateChain, MaterialReader, PrivateKey, TrustAnchors};
+use crate::pem::{CertificateChain, PrivateKey, TrustAnchors};
 pub use crate::proxy_protocol::Version as ProxyProtocolVersion;
 use crate::raw::*;
 use crate::revocation::Revocation;
 use crate::sni::HostPattern;
 
+mod de;
 mod endpoint;
 mod filter_policy;
-mod load;
 mod options;
 mod rules;
 mod tls;
@@ -30,7 +30,7 @@ pub use crate::ocsp::OcspMode;
 pub use options::{Deployment, KeyMode, Listen, LoadOptions, Resolve};
 pub use tls::{DEFAULT_SESSION_LIFETIME, MAX_SESSION_LIFETIME};
 
-pub(crate) use load::deserialize;
+pub(crate) use de::deserialize;
 
 /// A loaded policy: every endpoint of every file given.
 #[derive(Debug, Clone)]

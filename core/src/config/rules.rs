@@ -9,7 +9,7 @@ use crate::error::{ConfigError, ConfigErrorKind, Conflict};
 use crate::expr::{Expression, Phase, Template};
 use crate::source::FieldPath;
 
-use super::load::*;
+use super::de::*;
 use super::tls::*;
 use super::*;
 

@@ -13,7 +13,7 @@ use crate::revocation::{
 };
 use crate::source::FieldPath;
 
-use super::load::*;
+use super::de::*;
 use super::*;
 
 pub(super) fn certificate_pair(

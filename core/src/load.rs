@@ -1,16 +1,18 @@
-//! Reading policy files: documents, endpoints across files, and the errors that name the file,
-//! the field path and the line.
+//! Reading policy files and Kubernetes manifests: documents, endpoints across files, and the
+//! errors that name the file, the field path and the line. Above both [`crate::config`] (what a
+//! policy means) and `kube` (manifests translated into policy endpoints); the methods
+//! are [`Config`]'s (`Config::load_files`, `Config::load_sources`, `Config::load_str`).
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-
-use serde::de::DeserializeOwned;
-use serde_json::Value;
 
 use crate::error::{ConfigError, ConfigErrorKind, Conflict};
 use crate::kube;
+use crate::pem::MaterialReader;
+use crate::raw::{RawConfig, RawEndpoint, RawListener, RawProxyProtocolIn};
 use crate::source::{self, Document, FieldPath};
 
-use super::*;
+use crate::config::*;
 
 impl Config {
     /// Loads policy files and Kubernetes manifests; the endpoints of all of them form one
@@ -330,7 +332,7 @@ fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ConfigError> {
 }
 
 /// Rewrites `endpoints[N]…` to `endpoints[first]…` numbering.
-pub(super) fn relative_path(path: &FieldPath, first: usize) -> FieldPath {
+fn relative_path(path: &FieldPath, first: usize) -> FieldPath {
     let mut out = FieldPath::root();
     for (n, segment) in path.segments().iter().enumerate() {
         out = match segment {
@@ -358,7 +360,7 @@ fn listener_options(
     {
         let at = FieldPath::root().key("listeners").index(i);
         let bind: SocketAddr = bind.parse().map_err(|_| {
-            err(
+            ConfigError::new(
                 at.key("bind"),
                 ConfigErrorKind::BadAddress {
                     value: (&bind).into(),
@@ -367,7 +369,7 @@ fn listener_options(
             )
         })?;
         if !endpoints.iter().any(|e| e.bind == bind) {
-            return Err(err(
+            return Err(ConfigError::new(
                 at.key("bind"),
                 ConfigErrorKind::ListenerWithoutEndpoint {
                     bind: bind.to_string(),
@@ -376,7 +378,7 @@ fn listener_options(
             ));
         }
         if out.iter().any(|l| l.bind == bind) {
-            return Err(err(
+            return Err(ConfigError::new(
                 at.key("bind"),
                 ConfigErrorKind::ListenerRepeated {
                     bind: bind.to_string(),
@@ -388,14 +390,14 @@ fn listener_options(
             Some(RawProxyProtocolIn { trusted_sources }) => {
                 let pp = at.key("proxy_protocol").key("trusted_sources");
                 if trusted_sources.is_empty() {
-                    return Err(err(pp, ConfigErrorKind::NoTrustedSources));
+                    return Err(ConfigError::new(pp, ConfigErrorKind::NoTrustedSources));
                 }
                 let trusted_sources = trusted_sources
                     .iter()
                     .enumerate()
                     .map(|(j, text)| {
                         crate::net::parse_range(text).ok_or_else(|| {
-                            err(
+                            ConfigError::new(
                                 pp.clone().index(j),
                                 ConfigErrorKind::BadAddress {
                                     value: text.into(),
@@ -419,7 +421,7 @@ fn listener_options(
 
 /// Two endpoints on one bind may not claim the same host, nor mix https and tls (one listener
 /// speaks one protocol after the handshake). Returns the position of the offending endpoint.
-pub(super) fn check_unique_hosts(endpoints: &[Endpoint]) -> Result<(), (usize, ConfigError)> {
+fn check_unique_hosts(endpoints: &[Endpoint]) -> Result<(), (usize, ConfigError)> {
     for (i, a) in endpoints.iter().enumerate() {
         for b in &endpoints[..i] {
             let at = |key: &str| FieldPath::root().key("endpoints").index(i).key(key);
@@ -448,45 +450,4 @@ pub(super) fn check_unique_hosts(endpoints: &[Endpoint]) -> Result<(), (usize, C
         }
     }
     Ok(())
-}
-
-pub(crate) fn deserialize<T: DeserializeOwned>(
-    value: &Value,
-    at: FieldPath,
-) -> Result<T, ConfigError> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let mut path = at;
-        for segment in e.path().iter() {
-            match segment {
-                serde_path_to_error::Segment::Seq { index } => path = path.index(*index),
-                serde_path_to_error::Segment::Map { key } => path = path.key(key),
-                serde_path_to_error::Segment::Enum { variant } => path = path.key(variant),
-                serde_path_to_error::Segment::Unknown => {}
-            }
-        }
-        ConfigError::new(
-            path,
-            ConfigErrorKind::Shape(redact(e.into_inner().to_string())),
-        )
-    })
-}
-
-/// serde quotes the offending value (`invalid type: string "…", expected …`). A long or
-/// multi-line value may be PEM, a key among them: keep the shape of the message, drop the value.
-pub(super) fn redact(message: String) -> String {
-    for prefix in ["invalid type: string \"", "invalid value: string \""] {
-        if let Some(rest) = message.strip_prefix(prefix) {
-            if let Some(end) = rest.rfind("\", expected") {
-                let value = &rest[..end];
-                if value.len() > 64 || value.contains('\n') {
-                    return format!("{prefix}<{} bytes, not shown>{}", value.len(), &rest[end..]);
-                }
-            }
-        }
-    }
-    message
-}
-
-pub(super) fn err(path: FieldPath, kind: ConfigErrorKind) -> ConfigError {
-    ConfigError::new(path, kind)
 }
