@@ -429,8 +429,8 @@ fn delegated_signer(
 
 #[cfg(test)]
 mod tests {
-    use crate::der::generalized_time;
     use super::*;
+    use crate::der::generalized_time;
 
     #[test]
     fn the_reader_refuses_lengths_past_the_end() {
