@@ -1,12 +1,22 @@
 //! Log output: `tracing` to stderr, as text or JSON lines. `RUST_LOG` overrides the default
 //! level (`info`). Nothing logged carries key material or raw policy text.
+//!
+//! Access lines can be buffered (`--access-log-buffer`, nginx's `access_log … buffer= flush=`):
+//! they are collected in memory and written together when the buffer fills, when the flush
+//! interval passes, when any other line is logged (so the stream keeps its order and warnings
+//! are never late) and when the process exits.
 
 use std::fmt::{self, Write as _};
+use std::io::{self, Write as _};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::Duration;
 
 use tracing::field::{Field, Visit};
+use tracing::Metadata;
 use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::fmt::format::{FormatFields, Writer};
 use tracing_subscriber::fmt::time::FormatTime;
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
 /// `--log-format`.
@@ -16,11 +26,52 @@ pub enum LogFormat {
     Json,
 }
 
-pub fn init(format: LogFormat) {
+/// The `tracing` target of access lines, the one kind of line that may wait in a buffer.
+pub const ACCESS_TARGET: &str = "tlsgate::access";
+
+/// `--access-log-buffer SIZE --access-log-flush TIME`: access lines wait in memory until `size`
+/// bytes are pending or `flush` has passed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Buffering {
+    pub size: usize,
+    pub flush: Duration,
+}
+
+/// Writes what is still buffered when dropped: hold it until the process is about to exit.
+#[must_use = "dropping the guard flushes the access-log buffer; hold it until exit"]
+#[derive(Debug)]
+pub struct LogGuard(());
+
+impl Drop for LogGuard {
+    fn drop(&mut self) {
+        if let Some(buffer) = BUFFER.get() {
+            buffer.flush();
+        }
+    }
+}
+
+static BUFFER: OnceLock<Buffered> = OnceLock::new();
+
+/// Installs the global subscriber. With `buffering`, access lines go through a buffer that a
+/// background thread flushes every `flush`, and a panic flushes it before the panic message.
+pub fn init(format: LogFormat, buffering: Option<Buffering>) -> LogGuard {
+    let writer = match buffering {
+        Some(b) if b.size > 0 => {
+            let buffer = BUFFER.get_or_init(|| Buffered::new(b.size, Box::new(io::stderr())));
+            start_flusher(buffer, b.flush);
+            let previous = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                buffer.flush();
+                previous(info);
+            }));
+            Output::Buffered(buffer)
+        }
+        _ => Output::Stderr,
+    };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_timer(Clock)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     // A second initialisation (only possible in tests) keeps the first subscriber.
@@ -28,6 +79,168 @@ pub fn init(format: LogFormat) {
         LogFormat::Text => builder.fmt_fields(TextFields).try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+    LogGuard(())
+}
+
+fn start_flusher(buffer: &'static Buffered, every: Duration) {
+    let every = every.max(Duration::from_millis(1));
+    let spawned = std::thread::Builder::new()
+        .name("access-log-flush".into())
+        .spawn(move || loop {
+            std::thread::sleep(every);
+            buffer.flush();
+        });
+    if let Err(e) = spawned {
+        // Without the timer, lines still leave when the buffer fills, another line is logged
+        // or the process exits; say so rather than fail to start.
+        eprintln!("warning: no access-log flush thread ({e}); lines wait for a full buffer");
+    }
+}
+
+/// Where the subscriber writes: straight to stderr, or through the access-line buffer.
+#[derive(Clone, Copy)]
+enum Output {
+    Stderr,
+    Buffered(&'static Buffered),
+}
+
+impl<'a> MakeWriter<'a> for Output {
+    type Writer = LineWriter<'a>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        match self {
+            Output::Stderr => LineWriter::Stderr(io::stderr()),
+            Output::Buffered(buffer) => LineWriter::Now(buffer),
+        }
+    }
+
+    fn make_writer_for(&'a self, meta: &Metadata<'_>) -> Self::Writer {
+        match self {
+            Output::Buffered(buffer) if meta.target() == ACCESS_TARGET => LineWriter::Later(buffer),
+            _ => self.make_writer(),
+        }
+    }
+}
+
+/// One line's writer (tracing-subscriber writes each formatted line with one `write_all`).
+enum LineWriter<'a> {
+    Stderr(io::Stderr),
+    /// An access line: appended to the buffer.
+    Later(&'a Buffered),
+    /// Any other line: what is buffered goes first, then the line, at once.
+    Now(&'a Buffered),
+}
+
+impl io::Write for LineWriter<'_> {
+    fn write(&mut self, line: &[u8]) -> io::Result<usize> {
+        match self {
+            LineWriter::Stderr(out) => out.write(line),
+            LineWriter::Later(buffer) => buffer.append(line).map(|()| line.len()),
+            LineWriter::Now(buffer) => buffer.write_through(line).map(|()| line.len()),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            LineWriter::Stderr(out) => out.flush(),
+            LineWriter::Later(_) | LineWriter::Now(_) => Ok(()),
+        }
+    }
+}
+
+/// Pending access lines and the sink they go to, under one lock so lines never interleave or
+/// reorder.
+struct Buffered {
+    size: usize,
+    state: Mutex<Pending>,
+}
+
+struct Pending {
+    bytes: Vec<u8>,
+    sink: Box<dyn io::Write + Send>,
+}
+
+impl Buffered {
+    fn new(size: usize, sink: Box<dyn io::Write + Send>) -> Self {
+        Buffered {
+            size,
+            state: Mutex::new(Pending {
+                bytes: Vec::with_capacity(size),
+                sink,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Pending> {
+        // A panic while holding the lock leaves at worst a partly written batch: keep logging.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn append(&self, line: &[u8]) -> io::Result<()> {
+        let mut pending = self.lock();
+        if pending.bytes.len() + line.len() > self.size {
+            pending.write_out()?;
+        }
+        if line.len() >= self.size {
+            return pending.sink.write_all(line);
+        }
+        pending.bytes.extend_from_slice(line);
+        Ok(())
+    }
+
+    fn write_through(&self, line: &[u8]) -> io::Result<()> {
+        let mut pending = self.lock();
+        if pending.bytes.is_empty() {
+            return pending.sink.write_all(line);
+        }
+        // One write for both, as the buffer would have done.
+        pending.bytes.extend_from_slice(line);
+        pending.write_out()
+    }
+
+    /// Writes out whatever is pending; errors are dropped as stderr's are.
+    fn flush(&self) {
+        let _ = self.lock().write_out();
+    }
+}
+
+impl Pending {
+    fn write_out(&mut self) -> io::Result<()> {
+        if self.bytes.is_empty() {
+            return Ok(());
+        }
+        let result = self.sink.write_all(&self.bytes);
+        // A failed write loses the batch, as an unbuffered one would lose its line; the next
+        // lines still get their chance.
+        self.bytes.clear();
+        result.and_then(|()| self.sink.flush())
+    }
+}
+
+/// `--access-log-buffer`: a size in bytes, `k` (KiB) or `m` (MiB), e.g. `64k`; at most 16m.
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text, ""),
+    };
+    let scale: usize = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        _ => return Err(format!("`{text}` is not a size; write e.g. 64k or 1m")),
+    };
+    let size = number
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .ok_or_else(|| format!("`{text}` is not a size; write e.g. 64k or 1m"))?;
+    if size > 16 << 20 {
+        return Err(format!(
+            "`{text}` is more than the 16m an access-log buffer may hold"
+        ));
+    }
+    Ok(size)
 }
 
 /// The lines' timestamp, as tracing-subscriber writes it (`2026-11-30T01:08:38.123456Z`, UTC),
@@ -305,5 +518,103 @@ mod tests {
         );
         // A tab is text, not a control sequence.
         assert!(line(true, "a\tb", "").contains("client=a\tb "));
+    }
+
+    /// A sink that records each write(2) it would have made.
+    #[derive(Clone, Default)]
+    struct Writes(Arc<Mutex<Vec<Vec<u8>>>>);
+
+    impl std::io::Write for Writes {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(buf.to_vec());
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Writes {
+        fn all(&self) -> Vec<String> {
+            let writes = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            writes
+                .iter()
+                .map(|w| String::from_utf8_lossy(w).into_owned())
+                .collect()
+        }
+    }
+
+    fn buffered(size: usize) -> (&'static Buffered, Writes) {
+        let sink = Writes::default();
+        (
+            Box::leak(Box::new(Buffered::new(size, Box::new(sink.clone())))),
+            sink,
+        )
+    }
+
+    #[test]
+    fn access_lines_wait_and_any_other_line_takes_them_out_first_in_one_write() {
+        let (buffer, sink) = buffered(1024);
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(Output::Buffered(buffer))
+            .with_ansi(false)
+            .without_time()
+            .fmt_fields(TextFields)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(target: "tlsgate::access", "first");
+            tracing::info!(target: "tlsgate::access", "second");
+            assert!(sink.all().is_empty(), "{:?}", sink.all());
+            tracing::warn!("reloaded");
+        });
+        let writes = sink.all();
+        assert_eq!(writes.len(), 1, "{writes:?}");
+        let lines: Vec<&str> = writes[0].lines().collect();
+        assert_eq!(lines.len(), 3, "{writes:?}");
+        assert!(
+            lines[0].ends_with("first") && lines[1].ends_with("second"),
+            "{lines:?}"
+        );
+        assert!(
+            lines[2].contains("WARN") && lines[2].ends_with("reloaded"),
+            "{lines:?}"
+        );
+    }
+
+    #[test]
+    fn a_full_buffer_is_written_before_the_line_that_would_overflow_it() {
+        let (buffer, sink) = buffered(10);
+        buffer.append(b"aaaa\n").unwrap();
+        buffer.append(b"bbbb\n").unwrap();
+        assert!(sink.all().is_empty());
+        buffer.append(b"cccc\n").unwrap();
+        assert_eq!(sink.all(), ["aaaa\nbbbb\n"]);
+        buffer.flush();
+        assert_eq!(sink.all(), ["aaaa\nbbbb\n", "cccc\n"]);
+        buffer.flush();
+        assert_eq!(sink.all().len(), 2, "an empty buffer writes nothing");
+    }
+
+    #[test]
+    fn a_line_longer_than_the_buffer_goes_out_whole_after_what_was_pending() {
+        let (buffer, sink) = buffered(8);
+        buffer.append(b"ab\n").unwrap();
+        buffer.append(b"0123456789\n").unwrap();
+        assert_eq!(sink.all(), ["ab\n", "0123456789\n"]);
+    }
+
+    #[test]
+    fn buffer_sizes_are_read_as_people_write_them() {
+        assert_eq!(parse_size("64k"), Ok(64 << 10));
+        assert_eq!(parse_size("1m"), Ok(1 << 20));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("0"), Ok(0));
+        assert!(parse_size("64q").unwrap_err().contains("not a size"));
+        assert!(parse_size("k").is_err());
+        assert!(parse_size("17m").unwrap_err().contains("16m"));
+        assert!(parse_size("99999999999999999999k").is_err());
     }
 }

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use tlsgate::certs::{CertsOptions, KeyType};
@@ -39,6 +40,14 @@ enum Command {
         metrics: Option<std::net::SocketAddr>,
         #[arg(long, value_enum, default_value = "text")]
         log_format: LogFormat,
+        /// Hold access lines in a buffer of this size (e.g. 64k) and write them together, as
+        /// nginx's `access_log … buffer=`; any other line, a full buffer, the flush interval
+        /// and exit write them out. 0 (the default) writes each line as it is made.
+        #[arg(long, value_name = "SIZE", default_value = "0", value_parser = tlsgate::logging::parse_size)]
+        access_log_buffer: usize,
+        /// With --access-log-buffer: the longest an access line waits in the buffer.
+        #[arg(long, value_name = "TIME", default_value_t = HumanDuration(Duration::from_secs(1)))]
+        access_log_flush: HumanDuration,
         #[command(flatten)]
         limits: LimitsArgs,
         #[command(flatten)]
@@ -288,10 +297,18 @@ fn main() -> ExitCode {
             config,
             metrics,
             log_format,
+            access_log_buffer,
+            access_log_flush,
             limits,
             deployment,
         } => {
-            tlsgate::logging::init(log_format);
+            let _log = tlsgate::logging::init(
+                log_format,
+                Some(tlsgate::logging::Buffering {
+                    size: access_log_buffer,
+                    flush: access_log_flush.0,
+                }),
+            );
             run(RunOptions {
                 files: config,
                 deployment: deployment.into(),
@@ -316,7 +333,7 @@ fn main() -> ExitCode {
         }),
         Command::Check { config, deployment } => check(&config, &deployment.into()),
         Command::Playground { listen, dir } => {
-            tlsgate::logging::init(LogFormat::Text);
+            let _log = tlsgate::logging::init(LogFormat::Text, None);
             let runtime = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()

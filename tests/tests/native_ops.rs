@@ -713,3 +713,71 @@ fn the_staples_expiry_is_a_gauge_and_zero_while_there_is_none() {
     );
     assert_eq!(gauge("down.staple.test"), Some(0), "{}", gate.log());
 }
+
+/// `--access-log-buffer` (nginx's `access_log … buffer= flush=`): access lines wait in memory
+/// while the buffer and the flush interval have room, the next other line (here SIGTERM's)
+/// takes them out first, in order, and nothing is lost at exit; with a short interval they
+/// leave on their own.
+#[test]
+fn buffered_access_lines_wait_in_memory_and_all_reach_the_log_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Authority::root("CA");
+    let (ca_crt, _) = ca.write(dir.path(), "ca");
+    ca.server(&["buf.test"]).write(dir.path(), "server");
+    let upstream = echo_upstream();
+    let get = |port: u16, path: &str| {
+        curl(&[
+            "--resolve",
+            &resolve("buf.test", port),
+            "--cacert",
+            &ca_crt.display().to_string(),
+            &format!("https://buf.test:{port}{path}"),
+        ])
+    };
+
+    let port = free_port();
+    let policy = one_endpoint("buf.test", port, &upstream.url(), "");
+    let flags = ["--access-log-buffer", "64k", "--access-log-flush", "1h"];
+    // start_gate waits for the "serving" line: lines other than access lines are not held.
+    let mut gate = start_gate(dir.path(), "buffered", &policy, &flags);
+    for path in ["/one", "/two", "/three"] {
+        assert_eq!(get(port, path).status, Some(200), "{}", gate.log());
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !gate.log().contains("upstream_status"),
+        "an access line left a 64k buffer with an hour to go:\n{}",
+        gate.log()
+    );
+    gate.signal(Signal::Term).unwrap();
+    let status = gate
+        .wait_exit(Duration::from_secs(10))
+        .expect("no exit after SIGTERM");
+    assert_eq!(status.code(), Some(0), "{}", gate.log());
+    let log = gate.log();
+    let at = |needle: &str| {
+        log.find(needle)
+            .unwrap_or_else(|| panic!("{needle:?} is not in the log:\n{log}"))
+    };
+    let (one, two, three) = (
+        at(r#"path="/one""#),
+        at(r#"path="/two""#),
+        at(r#"path="/three""#),
+    );
+    assert!(
+        one < two && two < three,
+        "access lines out of order:\n{log}"
+    );
+    assert!(
+        three < at("SIGTERM"),
+        "access lines after the line that followed them:\n{log}"
+    );
+
+    let port = free_port();
+    let policy = one_endpoint("buf.test", port, &upstream.url(), "");
+    let flags = ["--access-log-buffer", "64k", "--access-log-flush", "200ms"];
+    let gate = start_gate(dir.path(), "flushed", &policy, &flags);
+    assert_eq!(get(port, "/timer").status, Some(200), "{}", gate.log());
+    gate.wait_for_log(r#"path="/timer""#, Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("the flush interval did not write the line: {e}"));
+}
