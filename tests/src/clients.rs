@@ -1,6 +1,7 @@
-//! Real clients: curl and `openssl s_client`, each run under a deadline.
+//! Real clients: curl ([`Curl`], [`curl`]) and `openssl s_client`, each run under a deadline.
 
 use std::io::{Read, Write};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
@@ -118,6 +119,9 @@ pub struct CurlResult {
     /// The HTTP status of the last response; `None` when there was none (connection refused,
     /// handshake failure, timeout).
     pub status: Option<u16>,
+    /// The HTTP version of the last response as curl names it (`1.1`, `2`); `None` when there
+    /// was no response.
+    pub http_version: Option<String>,
     /// Headers of the last response, names lowercased, in order.
     pub headers: Vec<(String, String)>,
     /// The response body, lossily decoded.
@@ -146,32 +150,168 @@ impl CurlResult {
 }
 
 /// Runs the real curl with `args` appended to
-/// `-q --noproxy * --max-time 10 -sS -o <tmp> -D <tmp> -w %{http_code}`.
+/// `-q --noproxy * --max-time 10 -sS -o <tmp> -D <tmp> -w '%{http_code} %{http_version}\n'`.
 ///
 /// `-q` ignores `~/.curlrc` and `--noproxy *` ignores `*_proxy` variables, so only the test
 /// decides where a request goes. Point hostnames at 127.0.0.1 with
 /// `--resolve name:port:127.0.0.1` rather than `-k`: tests never pass `--insecure` casually.
+/// [`Curl`] builds the usual arguments; this takes any.
 pub fn curl(args: &[&str]) -> CurlResult {
+    run_curl(args, CURL_MAX_TIME)
+}
+
+/// One curl request, built from what the tests set: the URL (with `--resolve` to loopback),
+/// the CA to trust, a client certificate, headers, the HTTP version, a deadline.
+///
+/// It is the one way the end-to-end tests call curl (with [`curl`] for argument lists built
+/// elsewhere, such as a conformance scenario's). [`Curl::run`] returns status, headers and
+/// body; curl's `--max-time` bounds it (10 s unless [`Curl::max_time`] says otherwise), and
+/// a curl that is missing fails the test naming `make setup` (see [`tool`]).
+///
+/// ```no_run
+/// use tlsgate_e2e::Curl;
+///
+/// let res = Curl::https("app.example.com", 8443, "/hello")
+///     .ca("ca.crt")
+///     .client_cert("client.crt", "client.key")
+///     .header("x-trace: 1")
+///     .http2()
+///     .run();
+/// assert_eq!(res.status, Some(200), "{res:?}");
+/// ```
+#[derive(Debug, Clone)]
+pub struct Curl {
+    urls: Vec<String>,
+    args: Vec<String>,
+    max_time: Duration,
+}
+
+impl Curl {
+    /// A request to `url`, e.g. `http://127.0.0.1:9901/metrics`.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            urls: vec![url.into()],
+            args: Vec::new(),
+            max_time: CURL_MAX_TIME,
+        }
+    }
+
+    /// `https://host:port<path>`, with `host:port` resolved to 127.0.0.1.
+    pub fn https(host: &str, port: u16, path: &str) -> Self {
+        Self::new(format!("https://{host}:{port}{path}")).resolve(host, port)
+    }
+
+    /// `--resolve host:port:127.0.0.1`.
+    pub fn resolve(self, host: &str, port: u16) -> Self {
+        self.arg("--resolve")
+            .arg(format!("{host}:{port}:127.0.0.1"))
+    }
+
+    /// Another URL, fetched after the others on the same connection where curl can reuse it.
+    /// The result's status and headers are the last response's; the body is the first's (the
+    /// others are discarded).
+    pub fn then_url(mut self, url: impl Into<String>) -> Self {
+        self.urls.push(url.into());
+        self.arg("-o").arg("/dev/null")
+    }
+
+    /// `--cacert <file>`: the only CA trusted for the server's certificate.
+    pub fn ca(self, file: impl AsRef<Path>) -> Self {
+        self.arg("--cacert")
+            .arg(file.as_ref().display().to_string())
+    }
+
+    /// `--cert <cert> --key <key>`: the client certificate.
+    pub fn client_cert(self, cert: impl AsRef<Path>, key: impl AsRef<Path>) -> Self {
+        self.arg("--cert")
+            .arg(cert.as_ref().display().to_string())
+            .arg("--key")
+            .arg(key.as_ref().display().to_string())
+    }
+
+    /// [`Curl::client_cert`] when `pair` is given.
+    pub fn client_cert_if<C: AsRef<Path>, K: AsRef<Path>>(self, pair: Option<(C, K)>) -> Self {
+        match pair {
+            Some((cert, key)) => self.client_cert(cert, key),
+            None => self,
+        }
+    }
+
+    /// `-H "<name>: <value>"` (or `"Name:"` to remove one curl would send).
+    pub fn header(self, line: &str) -> Self {
+        self.arg("-H").arg(line)
+    }
+
+    /// `--http1.1`.
+    pub fn http1_1(self) -> Self {
+        self.arg("--http1.1")
+    }
+
+    /// `--http2`.
+    pub fn http2(self) -> Self {
+        self.arg("--http2")
+    }
+
+    /// `--tls-max <version>`, e.g. `1.2`.
+    pub fn tls_max(self, version: &str) -> Self {
+        self.arg("--tls-max").arg(version)
+    }
+
+    /// `--interface <addr>`: the source address, e.g. `127.0.0.2`.
+    pub fn interface(self, addr: &str) -> Self {
+        self.arg("--interface").arg(addr)
+    }
+
+    /// `--max-time`: how long curl may take (10 s by default).
+    pub fn max_time(mut self, max_time: Duration) -> Self {
+        self.max_time = max_time;
+        self
+    }
+
+    /// Any other curl argument, e.g. `--data-binary`.
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    /// Runs curl.
+    pub fn run(&self) -> CurlResult {
+        let args: Vec<&str> = self
+            .args
+            .iter()
+            .chain(&self.urls)
+            .map(String::as_str)
+            .collect();
+        run_curl(&args, self.max_time)
+    }
+}
+
+fn run_curl(args: &[&str], max_time: Duration) -> CurlResult {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir for curl output: {e}"));
     let body_path = dir.path().join("body");
     let headers_path = dir.path().join("headers");
     let mut cmd = Command::new(tool("curl"));
     cmd.args(["-q", "--noproxy", "*", "--max-time"])
-        .arg(CURL_MAX_TIME.as_secs().to_string())
+        .arg(max_time.as_secs_f64().to_string())
         .arg("-sS")
         .arg("-o")
         .arg(&body_path)
         .arg("-D")
         .arg(&headers_path)
-        .args(["-w", "%{http_code}"])
+        .args(["-w", "%{http_code} %{http_version}\\n"])
         .args(args);
     // curl enforces --max-time itself; the outer bound only catches a curl that is stuck.
-    let run = run_bounded(cmd, &[], CURL_MAX_TIME + Duration::from_secs(5));
-    let status = run.stdout.trim().parse::<u16>().ok().filter(|&s| s != 0);
+    let run = run_bounded(cmd, &[], max_time + Duration::from_secs(5));
+    // One line per URL: the last one is the last response's.
+    let last = run.stdout.lines().last().unwrap_or_default();
+    let (code, version) = last.split_once(' ').unwrap_or((last, ""));
+    let status = code.trim().parse::<u16>().ok().filter(|&s| s != 0);
+    let http_version = Some(version.trim().to_owned()).filter(|v| !v.is_empty() && v != "0");
     let body = std::fs::read(&body_path).unwrap_or_default();
     let headers = std::fs::read(&headers_path).unwrap_or_default();
     CurlResult {
         status,
+        http_version,
         headers: last_header_block(&String::from_utf8_lossy(&headers)),
         body: String::from_utf8_lossy(&body).into_owned(),
         stderr: run.stderr,

@@ -38,7 +38,7 @@ mod process;
 mod upstream;
 
 pub use artifacts::{filter_wasm, repo_root, target_dir, tlsgate_bin, tool};
-pub use clients::{curl, openssl_s_client, run_bounded, CurlResult, RunResult};
+pub use clients::{curl, openssl_s_client, run_bounded, Curl, CurlResult, RunResult};
 pub use metrics::{prometheus_series, prometheus_value};
 pub use net::{free_port, localhost, wait_port};
 pub use process::{Proc, Signal};

@@ -215,9 +215,31 @@ fn echo_upstream_keeps_connections_alive() {
 }
 
 #[test]
+fn the_curl_builder_sends_headers_and_reports_status_version_and_the_last_response() {
+    let upstream = echo_upstream();
+    let res = Curl::new(format!("{}/first", upstream.url()))
+        .header("x-test: built")
+        .http1_1()
+        .run();
+    assert_eq!(res.status, Some(200), "{res:?}");
+    assert_eq!(res.http_version.as_deref(), Some("1.1"), "{res:?}");
+    assert_eq!(res.json()["path"], "/first", "{res:?}");
+    assert_eq!(res.json()["headers"]["x-test"], "built", "{res:?}");
+
+    // Two URLs on one connection: both arrive, the result is the last response's.
+    let two = Curl::new(format!("{}/a", upstream.url()))
+        .then_url(format!("{}/b", upstream.url()))
+        .run();
+    assert_eq!((two.exit_code, two.status), (0, Some(200)), "{two:?}");
+    let paths: Vec<_> = upstream.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(paths, ["/first", "/a", "/b"]);
+}
+
+#[test]
 fn curl_reports_a_refused_connection_without_a_status() {
     let res = curl(&[&format!("http://127.0.0.1:{}/", free_port())]);
     assert_eq!(res.status, None);
+    assert_eq!(res.http_version, None);
     assert_eq!(res.exit_code, 7, "{res:?}");
     assert!(!res.stderr.is_empty());
 }
