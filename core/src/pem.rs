@@ -14,7 +14,39 @@ use x509_parser::prelude::FromDer;
 
 use crate::crypto::{verify_certificate_signature, HostCrypto};
 use crate::encoding::sha256;
-use crate::error::ConfigErrorKind;
+
+/// What is wrong with certificate or key material, named by `what` (the policy field). The
+/// loader wraps it in a [`ConfigError`](crate::error::ConfigError) that says where.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PemError {
+    /// As [`ConfigErrorKind::Unreadable`](crate::error::ConfigErrorKind::Unreadable), which it
+    /// becomes.
+    #[error("cannot read {path}: {reason}")]
+    Unreadable { path: PathBuf, reason: String },
+    #[error("the value is neither PEM (`-----BEGIN …`) nor a file path")]
+    NeitherPemNorPath,
+    #[error("{what} holds no PEM `{label}` block{hint}")]
+    NoPem {
+        what: &'static str,
+        label: &'static str,
+        hint: &'static str,
+    },
+    #[error("{what} is not valid PEM: {reason}")]
+    BadPem { what: &'static str, reason: String },
+    #[error("certificate #{index} in {what} cannot be parsed: {reason}")]
+    BadCertificate {
+        what: &'static str,
+        /// Position in the PEM value or file, counting from 1.
+        index: usize,
+        reason: String,
+    },
+    #[error(
+        "{subject} is not a CA certificate (basicConstraints CA=true is missing): \
+         list the certificate of the authority that issued your clients, not a client certificate"
+    )]
+    NotACa { subject: String },
+}
 
 /// Where a piece of material came from; the Envoy generator references files by path so Envoy
 /// can watch them, and the native host watches them for reloads.
@@ -196,7 +228,7 @@ impl TrustAnchors {
 pub(crate) fn read_value(
     value: &str,
     reader: &dyn MaterialReader,
-) -> Result<(Origin, Vec<u8>), ConfigErrorKind> {
+) -> Result<(Origin, Vec<u8>), PemError> {
     // Inline PEM may be preceded by text (openssl's "Bag Attributes"); anything holding a PEM
     // header is inline, and a multi-line value is never a path. Neither is echoed in errors:
     // it may be a key.
@@ -204,20 +236,20 @@ pub(crate) fn read_value(
         return Ok((Origin::Inline, value.as_bytes().to_vec()));
     }
     if value.contains('\n') || value.len() > 4096 {
-        return Err(ConfigErrorKind::NeitherPemNorPath);
+        return Err(PemError::NeitherPemNorPath);
     }
     let path = PathBuf::from(value);
     reader
         .read(&path)
         .map(|bytes| (Origin::File(reader.resolve(&path)), bytes))
-        .map_err(|reason| ConfigErrorKind::Unreadable { path, reason })
+        .map_err(|reason| PemError::Unreadable { path, reason })
 }
 
 pub(crate) fn load_chain(
     value: &str,
     what: &'static str,
     reader: &dyn MaterialReader,
-) -> Result<CertificateChain, ConfigErrorKind> {
+) -> Result<CertificateChain, PemError> {
     let (origin, bytes) = read_value(value, reader)?;
     let certs = parse_certs(&bytes, what)?;
     let (subject, names, version, is_ca) = describe(&certs[0], what, 1)?;
@@ -240,17 +272,17 @@ pub(crate) fn load_key(
     value: &str,
     what: &'static str,
     reader: &dyn MaterialReader,
-) -> Result<PrivateKey, ConfigErrorKind> {
+) -> Result<PrivateKey, PemError> {
     let (origin, bytes) = read_value(value, reader)?;
     match PrivateKeyDer::from_pem_slice(&bytes) {
         Ok(der) => Ok(PrivateKey { origin, der }),
-        Err(rustls_pki_types::pem::Error::NoItemsFound) => Err(ConfigErrorKind::NoPem {
+        Err(rustls_pki_types::pem::Error::NoItemsFound) => Err(PemError::NoPem {
             what,
             label: "PRIVATE KEY",
             hint: " (expected PKCS#8 `PRIVATE KEY`, PKCS#1 `RSA PRIVATE KEY` or SEC1 `EC PRIVATE KEY`)",
         }),
         // The error text of a PEM parser never contains key bytes, only the structure problem.
-        Err(e) => Err(ConfigErrorKind::BadPem {
+        Err(e) => Err(PemError::BadPem {
             what,
             reason: e.to_string(),
         }),
@@ -262,7 +294,7 @@ pub(crate) fn load_anchors(
     values: &[String],
     what: &'static str,
     reader: &dyn MaterialReader,
-) -> Result<TrustAnchors, (usize, ConfigErrorKind)> {
+) -> Result<TrustAnchors, (usize, PemError)> {
     let mut anchors = TrustAnchors {
         certs: Vec::new(),
         origins: Vec::new(),
@@ -277,7 +309,7 @@ pub(crate) fn load_anchors(
         {
             let (subject, _, _, is_ca) = describe(&cert, what, n + 1).map_err(|e| (i, e))?;
             if !is_ca {
-                return Err((i, ConfigErrorKind::NotACa { subject }));
+                return Err((i, PemError::NotACa { subject }));
             }
             anchors.certs.push(cert);
             anchors.origins.push(origin.clone());
@@ -287,18 +319,15 @@ pub(crate) fn load_anchors(
     Ok(anchors)
 }
 
-fn parse_certs(
-    bytes: &[u8],
-    what: &'static str,
-) -> Result<Vec<CertificateDer<'static>>, ConfigErrorKind> {
+fn parse_certs(bytes: &[u8], what: &'static str) -> Result<Vec<CertificateDer<'static>>, PemError> {
     let certs = CertificateDer::pem_slice_iter(bytes)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| ConfigErrorKind::BadPem {
+        .map_err(|e| PemError::BadPem {
             what,
             reason: e.to_string(),
         })?;
     if certs.is_empty() {
-        return Err(ConfigErrorKind::NoPem {
+        return Err(PemError::NoPem {
             what,
             label: "CERTIFICATE",
             hint: "",
@@ -312,15 +341,15 @@ fn describe(
     der: &CertificateDer<'_>,
     what: &'static str,
     index: usize,
-) -> Result<(String, Vec<String>, u32, bool), ConfigErrorKind> {
+) -> Result<(String, Vec<String>, u32, bool), PemError> {
     let (_, cert) =
-        X509Certificate::from_der(der.as_ref()).map_err(|e| ConfigErrorKind::BadCertificate {
+        X509Certificate::from_der(der.as_ref()).map_err(|e| PemError::BadCertificate {
             what,
             index,
             reason: e.to_string(),
         })?;
     let facts = crate::facts::ClientCertFacts::from_der(der.as_ref()).map_err(|e| {
-        ConfigErrorKind::BadCertificate {
+        PemError::BadCertificate {
             what,
             index,
             reason: e.0,

@@ -273,8 +273,9 @@ impl Upstream {
                         .iter()
                         .enumerate()
                         .map(|(i, value)| {
-                            load_chain(value, "pinned_certificates", options.reader)
-                                .map_err(|k| err(tls_path.key("pinned_certificates").index(i), k))
+                            load_chain(value, "pinned_certificates", options.reader).map_err(|k| {
+                                err(tls_path.key("pinned_certificates").index(i), k.into())
+                            })
                         })
                         .collect::<Result<_, _>>()?,
                 };
@@ -316,7 +317,9 @@ impl Upstream {
                     }
                     Some(list) => Some(
                         load_anchors(&list, "certificate_authorities", options.reader).map_err(
-                            |(i, k)| err(tls_path.key("certificate_authorities").index(i), k),
+                            |(i, k)| {
+                                err(tls_path.key("certificate_authorities").index(i), k.into())
+                            },
                         )?,
                     ),
                 };

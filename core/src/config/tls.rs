@@ -23,8 +23,8 @@ pub(super) fn certificate_pair(
     names: (&'static str, &'static str),
     options: &LoadOptions<'_>,
 ) -> Result<(CertificateChain, Option<PrivateKey>), ConfigError> {
-    let chain =
-        load_chain(certificate, names.0, options.reader).map_err(|k| err(path.key(names.0), k))?;
+    let chain = load_chain(certificate, names.0, options.reader)
+        .map_err(|k| err(path.key(names.0), k.into()))?;
     let key = match (options.keys, key) {
         (KeyMode::Skip, _) => None,
         (KeyMode::Load(_), None) => {
@@ -37,8 +37,8 @@ pub(super) fn certificate_pair(
             ))
         }
         (KeyMode::Load(check), Some(value)) => {
-            let key =
-                load_key(value, names.1, options.reader).map_err(|k| err(path.key(names.1), k))?;
+            let key = load_key(value, names.1, options.reader)
+                .map_err(|k| err(path.key(names.1), k.into()))?;
             check
                 .check_key_pair(chain.leaf(), key.der())
                 .map_err(|reason| {
@@ -224,7 +224,12 @@ pub(super) fn terminate_tls(
         Some(list) => {
             let authorities =
                 load_anchors(&list, "mutual_tls_certificate_authorities", options.reader).map_err(
-                    |(i, k)| err(path.key("mutual_tls_certificate_authorities").index(i), k),
+                    |(i, k)| {
+                        err(
+                            path.key("mutual_tls_certificate_authorities").index(i),
+                            k.into(),
+                        )
+                    },
                 )?;
             let revocation = revocation(
                 mutual_tls_certificate_revocation_lists,
@@ -513,7 +518,8 @@ fn revocation(
     let mut out = Vec::new();
     for (i, value) in values.iter().enumerate() {
         let at = path.key(FIELD).index(i);
-        let (origin, bytes) = read_value(value, options.reader).map_err(|k| err(at.clone(), k))?;
+        let (origin, bytes) =
+            read_value(value, options.reader).map_err(|k| err(at.clone(), k.into()))?;
         let parsed = parse_lists(&bytes, &origin)
             .map_err(|reason| err(at.clone(), ConfigErrorKind::BadRevocationList { reason }))?;
         for list in parsed {

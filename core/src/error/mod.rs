@@ -3,6 +3,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use crate::pem::PemError;
 use crate::source::{FieldPath, Location};
 
 mod conflict;
@@ -97,31 +98,14 @@ pub enum ConfigErrorKind {
         "min_version {min} is above max_version {max}; lower min_version or raise max_version"
     )]
     VersionRange { min: String, max: String },
-    #[error("{what} holds no PEM `{label}` block{hint}")]
-    NoPem {
-        what: &'static str,
-        label: &'static str,
-        hint: &'static str,
-    },
-    #[error("{what} is not valid PEM: {reason}")]
-    BadPem { what: &'static str, reason: String },
-    #[error("certificate #{index} in {what} cannot be parsed: {reason}")]
-    BadCertificate {
-        what: &'static str,
-        /// Position in the PEM value or file, counting from 1.
-        index: usize,
-        reason: String,
-    },
     #[error(
         "the private key does not match the certificate {subject}: \
          use the key that was generated with this certificate's request ({reason})"
     )]
     KeyMismatch { subject: String, reason: String },
-    #[error(
-        "{subject} is not a CA certificate (basicConstraints CA=true is missing): \
-         list the certificate of the authority that issued your clients, not a client certificate"
-    )]
-    NotACa { subject: String },
+    /// Certificate or key material that cannot be read as what it should be.
+    #[error("{0}")]
+    Pem(PemError),
     #[error("{reason}")]
     BadRevocationList { reason: String },
     #[error(
@@ -253,8 +237,6 @@ pub enum ConfigErrorKind {
          CA is trusted as an anchor of its own, so its revocation would not be checked)"
     )]
     RevokedAuthority { subject: String, issuer: String },
-    #[error("the value is neither PEM (`-----BEGIN …`) nor a file path")]
-    NeitherPemNorPath,
     #[error("the certificate's public key cannot be read")]
     UnreadablePublicKey,
     /// A URL that does not parse or cannot be used where it is.
@@ -422,6 +404,17 @@ macro_rules! kind_from {
 }
 
 kind_from!(Unsupported, Missing, Reference, ObjectData, ForwardInternal);
+
+/// A file that cannot be read is [`ConfigErrorKind::Unreadable`], whoever read it; the rest of
+/// the material's problems are [`ConfigErrorKind::Pem`].
+impl From<PemError> for ConfigErrorKind {
+    fn from(error: PemError) -> Self {
+        match error {
+            PemError::Unreadable { path, reason } => Self::Unreadable { path, reason },
+            error => Self::Pem(error),
+        }
+    }
+}
 
 impl From<crate::sni::HostError> for ConfigErrorKind {
     fn from(error: crate::sni::HostError) -> Self {
