@@ -1,4 +1,4 @@
-//! URLs as a policy writes them (`scheme://host[:port][/…]`): [`parse_url`], and what is
+//! URLs as a policy writes them (`scheme://host[:port][/…]`): `parse_url`, and what is
 //! wrong with one ([`UrlProblem`], the `problem` of
 //! [`ConfigErrorKind::BadUrl`](crate::error::ConfigErrorKind::BadUrl)).
 
