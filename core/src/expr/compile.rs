@@ -272,6 +272,50 @@ fn check_cidr_literals(call: &cel::common::ast::CallExpr) -> Result<(), CompileE
     Ok(())
 }
 
+/// The timestamp accessors that take a time zone: `t.getHours("Europe/Paris")`.
+const ZONED_ACCESSORS: [&str; 10] = [
+    "getDate",
+    "getDayOfMonth",
+    "getDayOfWeek",
+    "getDayOfYear",
+    "getFullYear",
+    "getHours",
+    "getMilliseconds",
+    "getMinutes",
+    "getMonth",
+    "getSeconds",
+];
+
+/// Whether the time zone `zone` can be applied without a time-zone database: empty or `UTC`
+/// (what cel reads as UTC), or a `[+-]HH:MM` offset (cel reads anything with a colon as one
+/// and checks its range when evaluated).
+pub(crate) fn zone_without_database(zone: &str) -> bool {
+    zone.is_empty() || zone == "UTC" || zone.contains(':')
+}
+
+/// `t.getHours('America/New_York')` would fail on every evaluation (the build has no zone
+/// database: `.cargo/config.toml` keeps only UTC) and deny every request; a literal zone is
+/// checked once, here.
+fn check_time_zone_literal(call: &cel::common::ast::CallExpr) -> Result<(), CompileError> {
+    use cel::common::ast::LiteralValue;
+    if !ZONED_ACCESSORS.contains(&call.func_name.as_str()) {
+        return Ok(());
+    }
+    let zone = match (&call.target, call.args.as_slice()) {
+        (Some(_), [zone]) | (None, [_, zone]) => zone,
+        _ => return Ok(()),
+    };
+    if let Expr::Literal(LiteralValue::String(zone)) = &zone.expr {
+        if !zone_without_database(zone.inner()) {
+            return Err(CompileError::NamedTimeZone {
+                zone: zone.inner().to_owned(),
+                function: call.func_name.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
 fn check_references(e: &IdedExpr, w: &mut Walk) -> Result<(), CompileError> {
     match &e.expr {
         Expr::Ident(name) => w.path(&[name.as_str()]),
@@ -305,6 +349,7 @@ fn check_references(e: &IdedExpr, w: &mut Walk) -> Result<(), CompileError> {
             }
             check_regex_literal(call)?;
             check_cidr_literals(call)?;
+            check_time_zone_literal(call)?;
             if let Some(target) = &call.target {
                 check_references(target, w)?;
             }

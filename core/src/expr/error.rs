@@ -43,6 +43,13 @@ pub enum CompileError {
     BadRegex { reason: String },
     #[error("`{range}` in {function}() is not a CIDR (10.0.0.0/8, 2001:db8::/32) or address")]
     BadCidr { range: String, function: String },
+    /// tlsgate carries no time-zone database (it was a quarter of the filter's `.wasm`); a
+    /// timestamp accessor takes `UTC` or a fixed offset.
+    #[error(
+        "time zone `{zone}` in {function}(): tlsgate knows no named zones; write \"UTC\" or an \
+         offset such as \"+01:00\" or \"-05:30\""
+    )]
+    NamedTimeZone { zone: String, function: String },
     #[error("message construction is not supported")]
     MessageConstruction,
     /// Found by evaluating against sample facts (`cel` has no type checker).

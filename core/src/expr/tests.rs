@@ -266,3 +266,48 @@ fn templates_interpolate() {
         Some("plain")
     );
 }
+
+#[test]
+fn timestamps_take_utc_or_an_offset_and_a_named_zone_is_refused_at_load() {
+    let facts = TlsFacts {
+        version: crate::facts::TlsVersion::Tls13,
+        cipher_suite: "x".into(),
+        sni: None,
+        alpn: None,
+        client_ip: std::net::IpAddr::from([127, 0, 0, 1]),
+        client_port: 50_000,
+        server: std::net::SocketAddr::from(([127, 0, 0, 1], 443)),
+        started: std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000),
+        resumed: false,
+        key_exchange_group: "",
+        ja4: String::new(),
+        client_cert: ClientCert::Absent,
+    };
+    let vars = Variables::for_connection(&facts, None);
+    let eval = |source: &str| {
+        Expression::compile(source, Phase::TcpConnect)
+            .unwrap_or_else(|e| panic!("{source}: {e}"))
+            .matches(&vars)
+    };
+    // 1,700,000,000 s is 2023-11-14T22:13:20Z.
+    assert_eq!(eval("conn.ts.start.getHours() == 22"), Ok(true));
+    assert_eq!(eval("conn.ts.start.getHours('UTC') == 22"), Ok(true));
+    assert_eq!(eval("conn.ts.start.getHours('+01:00') == 23"), Ok(true));
+    assert_eq!(eval("conn.ts.start.getDayOfWeek('-05:30') == 2"), Ok(true));
+    for zone in ["America/New_York", "Europe/Paris", "Etc/UTC", "utc"] {
+        let source = format!("conn.ts.start.getHours('{zone}') == 1");
+        let err = Expression::compile(&source, Phase::TcpConnect).expect_err(&source);
+        assert!(
+            matches!(&err, CompileError::NamedTimeZone { zone: z, function } if z == zone && function == "getHours"),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("write \"UTC\" or an offset"), "{err}");
+    }
+    // A zone that only arrives at run time cannot be checked at load: it fails the rule
+    // (and so denies), as any run-time error does.
+    let zone_from_sni = Expression::compile(
+        "conn.ts.start.getHours(conn.tls.sni) == 1",
+        Phase::TcpConnect,
+    );
+    assert!(zone_from_sni.is_ok(), "{zone_from_sni:?}");
+}
