@@ -380,7 +380,7 @@ impl Verification {
 
 /// The `config:` of a terminate-tls action. Keys are written in the order they were set.
 ///
-/// File fields take paths, relative (to the policy file) or absolute; [`TerminateTls::inline`]
+/// File fields take paths, relative (to the policy file) or absolute; [`TerminateTls::inline_pem`]
 /// puts PEM text in their place.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TerminateTls {
@@ -413,11 +413,10 @@ impl TerminateTls {
     }
 
     /// `server_certificate` and `server_private_key` as PEM text instead of files.
-    pub fn inline(cert_pem: &str, key_pem: &str) -> Self {
-        let mut tls = Self::new();
-        tls.fields.set("server_certificate", cert_pem);
-        tls.fields.set("server_private_key", key_pem);
-        tls
+    pub fn inline_pem(mut self, cert_pem: &str, key_pem: &str) -> Self {
+        self.fields.set("server_certificate", cert_pem);
+        self.fields.set("server_private_key", key_pem);
+        self
     }
 
     /// `min_version:` `"1.2"` or `"1.3"` (always a quoted string, as the policy requires).
@@ -839,7 +838,7 @@ mod tests {
             .endpoint(
                 Endpoint::tls("tcp.example.com")
                     .upstream("tcp://127.0.0.1:9000")
-                    .terminate_tls(TerminateTls::inline(pem, pem).client_ca_pem(pem)),
+                    .terminate_tls(TerminateTls::new().inline_pem(pem, pem).client_ca_pem(pem)),
             )
             .to_yaml();
         let doc = parse(&yaml);

@@ -10,13 +10,10 @@ use std::time::Duration;
 
 use envoy_harness::{generate, ports, validate};
 use tlsgate_e2e::{free_port, tool, Proc};
-use tlsgate_test_support::Authority;
-
-fn indent(pem: &str, by: usize) -> String {
-    pem.lines()
-        .map(|l| format!("{}{l}\n", " ".repeat(by)))
-        .collect()
-}
+use tlsgate_test_support::{
+    Action, Authority, Endpoint, PolicyBuilder, Rule, TerminateTls, Upstream, UpstreamTls,
+    Verification,
+};
 
 #[test]
 fn envoy_accepts_every_shape_of_generated_configuration() {
@@ -29,47 +26,41 @@ fn envoy_accepts_every_shape_of_generated_configuration() {
     ca.client("edge").write(d, "edge");
     let (https, admin) = ports();
     let tls = free_port();
-    let policy = format!(
-        r#"endpoints:
-  - url: https://*.apps.example.com
-    bind: 127.0.0.1:{https}
-    upstream:
-      url: https://example.com
-      protocol: http2
-    traffic_policy:
-      on_tcp_connect:
-        - actions:
-            - type: terminate-tls
-              config:
-                min_version: "1.2"
-                server_certificate: |
-{cert}                server_private_key: |
-{key}                mutual_tls_certificate_authorities:
-                  - |
-{ca_pem}                mutual_tls_verification_strategy: request
-  - url: tls://tcp.example.com
-    bind: 127.0.0.1:{tls}
-    upstream:
-      url: tls://localhost:9443
-      tls:
-        client_certificate: {{ certificate: edge.crt, private_key: edge.key }}
-        certificate_authorities: [ca.crt]
-    traffic_policy:
-      on_tcp_connect:
-        - actions:
-            - type: terminate-tls
-              config:
-                server_certificate: tcp.crt
-                server_private_key: tcp.key
-                mutual_tls_certificate_authorities: [ca.crt]
-                mutual_tls_verification_strategy: require-any
-        - expressions: ["conn.tls.client.subject.common_name == 'blocked'"]
-          actions: [{{ type: deny }}]
-"#,
-        cert = indent(&wildcard.cert_pem, 18),
-        key = indent(&wildcard.key_pem, 18),
-        ca_pem = indent(&ca.cert_pem(), 20),
-    );
+    let policy = PolicyBuilder::new()
+        .endpoint(
+            Endpoint::https("*.apps.example.com")
+                .on_loopback(https)
+                .upstream(Upstream::new("https://example.com").http2())
+                .terminate_tls(
+                    TerminateTls::new()
+                        .min_version("1.2")
+                        .inline_pem(&wildcard.cert_pem, &wildcard.key_pem)
+                        .client_ca_pem(&ca.cert_pem())
+                        .verification(Verification::Request),
+                ),
+        )
+        .endpoint(
+            Endpoint::tls("tcp.example.com")
+                .on_loopback(tls)
+                .upstream(
+                    Upstream::new("tls://localhost:9443").tls(
+                        UpstreamTls::new()
+                            .client_certificate("edge.crt", "edge.key")
+                            .certificate_authority("ca.crt"),
+                    ),
+                )
+                .terminate_tls(
+                    TerminateTls::files("tcp.crt", "tcp.key")
+                        .client_ca("ca.crt")
+                        .verification(Verification::RequireAny),
+                )
+                .on_tcp_connect(
+                    Rule::new()
+                        .when("conn.tls.client.subject.common_name == 'blocked'")
+                        .then(Action::deny()),
+                ),
+        )
+        .to_yaml();
     let config = generate(d, &policy, admin);
     validate(&config);
     let yaml = std::fs::read_to_string(&config).expect("envoy.yaml");
@@ -114,23 +105,19 @@ fn envoy_refuses_a_malformed_plugin_configuration_and_says_why() {
     let ca = Authority::root("Example Root");
     ca.server(&["api.example.com"]).write(d, "server");
     let (port, admin) = ports();
-    let policy = format!(
-        r#"endpoints:
-  - url: https://api.example.com
-    bind: 127.0.0.1:{port}
-    upstream:
-      url: http://127.0.0.1:{upstream}
-    traffic_policy:
-      on_tcp_connect:
-        - actions:
-            - type: terminate-tls
-              config:
-                min_version: "1.3"
-                server_certificate: server.crt
-                server_private_key: server.key
-"#,
-        upstream = free_port()
-    );
+    let policy = PolicyBuilder::new()
+        .endpoint(
+            Endpoint::https("api.example.com")
+                .on_loopback(port)
+                .upstream(format!("http://127.0.0.1:{}", free_port()))
+                .terminate_tls(
+                    TerminateTls::new()
+                        .min_version("1.3")
+                        .server_certificate("server.crt")
+                        .server_private_key("server.key"),
+                ),
+        )
+        .to_yaml();
     let config = generate(d, &policy, admin);
     // Someone edits the embedded policy by hand: TLS 1.1 is not allowed.
     let yaml = std::fs::read_to_string(&config).expect("envoy.yaml");

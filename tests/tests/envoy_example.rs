@@ -8,8 +8,8 @@
 
 mod envoy_harness;
 
-use envoy_harness::{echoed_header, generate, get, ports, validate, Client, Envoy};
-use tlsgate_e2e::{echo_upstream, filter_wasm, repo_root};
+use envoy_harness::{echoed_header, generate, ports, validate, Envoy};
+use tlsgate_e2e::{echo_upstream, filter_wasm, repo_root, Curl};
 use tlsgate_test_support::{seed_openssl_certs, SEED_SERVER_NAME};
 
 /// Paths and certificate bodies differ per machine and per run; the rest is the contract.
@@ -67,23 +67,15 @@ fn envoy_example_runs_and_its_committed_bootstrap_is_current() {
         .replace("http://127.0.0.1:8080", &upstream.url());
     let config = generate(d, &policy, admin);
     let _envoy = Envoy::start(&config, admin, &[port]);
-    let client = Client {
-        cert: &d.join("client.crt"),
-        key: &d.join("client.key"),
-    };
-    let res = get(
-        SEED_SERVER_NAME,
-        port,
-        "/",
-        &d.join("ca.crt"),
-        Some(&client),
-        &[],
-    );
+    let get = || Curl::https(SEED_SERVER_NAME, port, "/").ca(d.join("ca.crt"));
+    let res = get()
+        .client_cert(d.join("client.crt"), d.join("client.key"))
+        .run();
     assert_eq!(res.status, Some(200), "{res:?}");
     assert_eq!(
         echoed_header(&res, "x-client-cn").as_deref(),
         Some("ExampleClient")
     );
-    let anonymous = get(SEED_SERVER_NAME, port, "/", &d.join("ca.crt"), None, &[]);
+    let anonymous = get().run();
     assert_eq!(anonymous.status, None, "{anonymous:?}");
 }

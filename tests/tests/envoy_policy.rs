@@ -6,9 +6,13 @@
 
 mod envoy_harness;
 
-use envoy_harness::{echoed_header, generate, get, ports, validate, Client, Envoy};
-use tlsgate_e2e::echo_upstream;
-use tlsgate_test_support::{Authority, LeafSpec};
+use std::path::PathBuf;
+
+use envoy_harness::{echoed_header, generate, ports, validate, Envoy};
+use tlsgate_e2e::{echo_upstream, Curl};
+use tlsgate_test_support::{
+    Action, Authority, Endpoint, LeafSpec, PolicyBuilder, Rule, TerminateTls,
+};
 
 #[test]
 fn envoy_rules_on_certificate_fields_admit_one_client_and_deny_another() {
@@ -28,93 +32,72 @@ fn envoy_rules_on_certificate_fields_admit_one_client_and_deny_another() {
     let (mallory_crt, mallory_key) = issue("mallory", "Sales");
     let upstream = echo_upstream();
     let (port, admin) = ports();
-    let policy = format!(
-        r#"endpoints:
-  - url: https://api.example.com
-    bind: 127.0.0.1:{port}
-    upstream:
-      url: {upstream}
-    traffic_policy:
-      on_tcp_connect:
-        - actions:
-            - type: terminate-tls
-              config:
-                server_certificate: server.crt
-                server_private_key: server.key
-                mutual_tls_certificate_authorities: [ca.crt]
-        - name: engineering only
-          expressions: ["!('Engineering' in conn.tls.client.subject.organizational_unit)"]
-          actions: [{{ type: deny }}]
-      on_http_request:
-        - expressions: ["req.path.startsWith('/admin') && conn.tls.client.subject.common_name != 'alice'"]
-          actions: [{{ type: deny, config: {{ status_code: 403 }} }}]
-        - expressions: ["req.path == '/teapot'"]
-          actions:
-            - type: custom-response
-              config: {{ status_code: 418, body: "short and stout", headers: {{ x-kind: teapot }} }}
-        - actions:
-            - type: add-headers
-              config:
-                headers:
-                  x-client-cn: "${{conn.tls.client.subject.common_name}}"
-                  x-client-serial: "${{conn.tls.client.serial_number}}"
-"#,
-        upstream = upstream.url()
-    );
+    let policy = PolicyBuilder::new()
+        .endpoint(
+            Endpoint::https("api.example.com")
+                .on_loopback(port)
+                .upstream(upstream.url())
+                .terminate_tls(TerminateTls::files("server.crt", "server.key").client_ca("ca.crt"))
+                .on_tcp_connect(
+                    Rule::new()
+                        .named("engineering only")
+                        .when("!('Engineering' in conn.tls.client.subject.organizational_unit)")
+                        .then(Action::deny()),
+                )
+                .on_http_requests([
+                    Rule::new()
+                        .when(
+                            "req.path.startsWith('/admin') && \
+                             conn.tls.client.subject.common_name != 'alice'",
+                        )
+                        .then(Action::deny_with(403)),
+                    Rule::new().when("req.path == '/teapot'").then(
+                        Action::custom_response(418, "short and stout").header("x-kind", "teapot"),
+                    ),
+                    Rule::new().then(Action::add_headers(&[
+                        ("x-client-cn", "${conn.tls.client.subject.common_name}"),
+                        ("x-client-serial", "${conn.tls.client.serial_number}"),
+                    ])),
+                ]),
+        )
+        .to_yaml();
     let config = generate(d, &policy, admin);
     validate(&config);
     let envoy = Envoy::start(&config, admin, &[port]);
-    let ca_crt = d.join("ca.crt");
-    let alice = Client {
-        cert: &alice_crt,
-        key: &alice_key,
+    let alice = Some((&alice_crt, &alice_key));
+    let bob = Some((&bob_crt, &bob_key));
+    let mallory = Some((&mallory_crt, &mallory_key));
+    let get = |path: &str, client: Option<(&PathBuf, &PathBuf)>| {
+        Curl::https("api.example.com", port, path)
+            .ca(d.join("ca.crt"))
+            .client_cert_if(client)
     };
-    let bob = Client {
-        cert: &bob_crt,
-        key: &bob_key,
-    };
-    let mallory = Client {
-        cert: &mallory_crt,
-        key: &mallory_key,
-    };
-    let host = "api.example.com";
 
     // on_tcp_connect: the OU rule closes mallory's connection before any request.
-    let denied = get(host, port, "/", &ca_crt, Some(&mallory), &[]);
+    let denied = get("/", mallory).run();
     assert_eq!(denied.status, None, "{denied:?}");
-    let admitted = get(host, port, "/", &ca_crt, Some(&bob), &[]);
+    let admitted = get("/", bob).run();
     assert_eq!(admitted.status, Some(200), "{admitted:?}");
 
     // on_http_request: a path rule on the certificate's CN.
-    let alice_admin = get(host, port, "/admin", &ca_crt, Some(&alice), &[]);
+    let alice_admin = get("/admin", alice).run();
     assert_eq!(alice_admin.status, Some(200), "{alice_admin:?}");
-    let bob_admin = get(host, port, "/admin", &ca_crt, Some(&bob), &[]);
+    let bob_admin = get("/admin", bob).run();
     assert_eq!(bob_admin.status, Some(403), "{bob_admin:?}");
     assert!(bob_admin.body.contains("policy_deny"), "{bob_admin:?}");
 
-    let teapot = get(host, port, "/teapot", &ca_crt, Some(&bob), &[]);
+    let teapot = get("/teapot", bob).run();
     assert_eq!(teapot.status, Some(418), "{teapot:?}");
     assert_eq!(teapot.body, "short and stout");
     assert_eq!(teapot.header("x-kind"), Some("teapot"));
 
     // add-headers reach the upstream; identity headers a client sends do not.
-    let spoofed = get(
-        host,
-        port,
-        "/hello",
-        &ca_crt,
-        Some(&alice),
-        &[
-            "-H",
-            "x-forwarded-client-cert: Hash=evil;Subject=\"CN=admin\"",
-            "-H",
-            "client-cert: :ZXZpbA==:",
-            "-H",
-            "client-cert-chain: :ZXZpbA==:",
-            "-H",
-            "x-tlsgate-endpoint: evil.example.com",
-        ],
-    );
+    let spoofed = get("/hello", alice)
+        .header("x-forwarded-client-cert: Hash=evil;Subject=\"CN=admin\"")
+        .header("client-cert: :ZXZpbA==:")
+        .header("client-cert-chain: :ZXZpbA==:")
+        .header("x-tlsgate-endpoint: evil.example.com")
+        .run();
     assert_eq!(spoofed.status, Some(200), "{spoofed:?}");
     assert_eq!(
         echoed_header(&spoofed, "x-client-cn").as_deref(),

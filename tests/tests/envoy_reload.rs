@@ -11,15 +11,13 @@
 #![allow(clippy::panic, clippy::expect_used)]
 
 mod envoy_harness;
-mod native_common;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use envoy_harness::{generate, hot_epoch, ports, wait_ready};
-use native_common::{http_upstream, https_endpoint, path, tls_config};
-use tlsgate_e2e::{curl, echo_upstream, tool, wait_port, Proc};
-use tlsgate_test_support::Authority;
+use tlsgate_e2e::{echo_upstream, tool, wait_port, Curl, Proc};
+use tlsgate_test_support::{Authority, Endpoint, PolicyBuilder, TerminateTls};
 
 /// A client that keeps one TLS connection: a request, then (once `go` exists) another on the
 /// same connection, then it reads until the server closes. It prints what happened.
@@ -73,23 +71,26 @@ fn a_hot_restart_that_removes_a_ca_drains_its_clients() {
     std::fs::write(d.join("retired.crt"), retired.cert_pem()).expect("write");
     let upstream = echo_upstream();
     let (port, admin) = ports();
-    let policy = |cas: &str| {
-        let tls = tls_config(&[
-            ("server_certificate", &path(&d.join("server.crt"))),
-            ("server_private_key", &path(&d.join("server.key"))),
-            ("mutual_tls_certificate_authorities", &format!("[{cas}]")),
-        ]);
-        let upstream = http_upstream(&upstream.url());
-        let endpoint = https_endpoint("app.example.com", port, &upstream, &tls, "");
-        format!("endpoints:\n{endpoint}")
+    let policy = |cas: &[&str]| {
+        let tls = cas.iter().fold(
+            TerminateTls::files(d.join("server.crt"), d.join("server.key")),
+            |tls, ca| tls.client_ca(d.join(ca)),
+        );
+        PolicyBuilder::new()
+            .endpoint(
+                Endpoint::https("app.example.com")
+                    .on_loopback(port)
+                    .upstream(upstream.url())
+                    .terminate_tls(tls),
+            )
+            .to_yaml()
     };
     let file = |f: &str| d.join(f).display().to_string();
     let (before, after) = (d.join("before"), d.join("after"));
     std::fs::create_dir(&before).expect("mkdir");
     std::fs::create_dir(&after).expect("mkdir");
-    let both = format!("{}, {}", file("ca.crt"), file("retired.crt"));
-    let v1 = generate(&before, &policy(&both), admin);
-    let v2 = generate(&after, &policy(&file("ca.crt")), admin);
+    let v1 = generate(&before, &policy(&["ca.crt", "retired.crt"]), admin);
+    let v2 = generate(&after, &policy(&["ca.crt"]), admin);
 
     let base_id = d.join("base-id");
     let old = hot_epoch(&v1, admin, 0, &base_id, 4);
@@ -121,17 +122,10 @@ fn a_hot_restart_that_removes_a_ca_drains_its_clients() {
 
     // New connections meet the new policy at once.
     let call = |who: &str| {
-        curl(&[
-            "--resolve",
-            &format!("app.example.com:{port}:127.0.0.1"),
-            "--cacert",
-            &file("ca.crt"),
-            "--cert",
-            &file(&format!("{who}.crt")),
-            "--key",
-            &file(&format!("{who}.key")),
-            &format!("https://app.example.com:{port}/"),
-        ])
+        Curl::https("app.example.com", port, "/")
+            .ca(d.join("ca.crt"))
+            .client_cert(d.join(format!("{who}.crt")), d.join(format!("{who}.key")))
+            .run()
     };
     assert_eq!(call("alice").status, Some(200), "{}", new.log());
     assert_eq!(

@@ -6,37 +6,36 @@
 
 mod envoy_harness;
 
-use envoy_harness::{echoed_header, generate, get, ports, validate, Client, Envoy};
-use tlsgate_e2e::{echo_upstream, openssl_s_client};
-use tlsgate_test_support::{seed_openssl_certs, Authority, SEED_SERVER_NAME};
+use envoy_harness::{echoed_header, generate, ports, validate, Envoy};
+use tlsgate_e2e::{echo_upstream, openssl_s_client, Curl};
+use tlsgate_test_support::{
+    seed_openssl_certs, Action, Authority, Endpoint, PolicyBuilder, Rule, TerminateTls,
+    Verification, SEED_SERVER_NAME,
+};
 
+/// The seed document's policy (TLS 1.3 only, mTLS require-and-verify against ca.crt) with
+/// headers that show the upstream what the handshake established.
 fn seed_policy(port: u16, upstream: &str) -> String {
-    format!(
-        r#"endpoints:
-  - url: https://{SEED_SERVER_NAME}
-    bind: 127.0.0.1:{port}
-    upstream:
-      url: {upstream}
-    traffic_policy:
-      on_tcp_connect:
-        - actions:
-            - type: terminate-tls
-              config:
-                min_version: "1.3"
-                max_version: "1.3"
-                server_certificate: server.crt
-                server_private_key: server.key
-                mutual_tls_certificate_authorities: [ca.crt]
-                mutual_tls_verification_strategy: require-and-verify
-      on_http_request:
-        - actions:
-            - type: add-headers
-              config:
-                headers:
-                  x-client-cn: "${{conn.tls.client.subject.common_name}}"
-                  x-tls-version: "${{conn.tls.version}}"
-"#
-    )
+    PolicyBuilder::new()
+        .endpoint(
+            Endpoint::https(SEED_SERVER_NAME)
+                .on_loopback(port)
+                .upstream(upstream)
+                .terminate_tls(
+                    TerminateTls::new()
+                        .min_version("1.3")
+                        .max_version("1.3")
+                        .server_certificate("server.crt")
+                        .server_private_key("server.key")
+                        .client_ca("ca.crt")
+                        .verification(Verification::RequireAndVerify),
+                )
+                .on_http_request(Rule::new().then(Action::add_headers(&[
+                    ("x-client-cn", "${conn.tls.client.subject.common_name}"),
+                    ("x-tls-version", "${conn.tls.version}"),
+                ]))),
+        )
+        .to_yaml()
 }
 
 #[test]
@@ -48,14 +47,11 @@ fn envoy_runs_the_seed_walkthrough() {
     let config = generate(dir.path(), &seed_policy(port, &upstream.url()), admin);
     validate(&config);
     let envoy = Envoy::start(&config, admin, &[port]);
-    let ca = dir.path().join("ca.crt");
-    let client = Client {
-        cert: &dir.path().join("client.crt"),
-        key: &dir.path().join("client.key"),
-    };
+    let (client_crt, client_key) = (dir.path().join("client.crt"), dir.path().join("client.key"));
+    let hello = || Curl::https(SEED_SERVER_NAME, port, "/hello").ca(dir.path().join("ca.crt"));
 
     // The document's final step: curl --cert client.crt --key client.key --cacert ca.crt.
-    let ok = get(SEED_SERVER_NAME, port, "/hello", &ca, Some(&client), &[]);
+    let ok = hello().client_cert(&client_crt, &client_key).run();
     assert_eq!(ok.status, Some(200), "{ok:?}\n{}", envoy.proc.log());
     assert_eq!(
         echoed_header(&ok, "x-client-cn").as_deref(),
@@ -79,7 +75,7 @@ fn envoy_runs_the_seed_walkthrough() {
         .unwrap_or_else(|e| panic!("{e}"));
 
     // No client certificate: Envoy's TLS context refuses the handshake.
-    let anonymous = get(SEED_SERVER_NAME, port, "/hello", &ca, None, &[]);
+    let anonymous = hello().run();
     assert_eq!(anonymous.status, None, "{anonymous:?}");
 
     // A certificate from another CA: refused.
@@ -87,22 +83,14 @@ fn envoy_runs_the_seed_walkthrough() {
     let (cert, key) = stranger_ca
         .client("ExampleClient")
         .write(dir.path(), "stranger");
-    let stranger = Client {
-        cert: &cert,
-        key: &key,
-    };
-    let refused = get(SEED_SERVER_NAME, port, "/hello", &ca, Some(&stranger), &[]);
+    let refused = hello().client_cert(&cert, &key).run();
     assert_eq!(refused.status, None, "{refused:?}");
 
     // TLS 1.2 against min_version "1.3": protocol_version alert.
-    let old = get(
-        SEED_SERVER_NAME,
-        port,
-        "/hello",
-        &ca,
-        Some(&client),
-        &["--tls-max", "1.2"],
-    );
+    let old = hello()
+        .client_cert(&client_crt, &client_key)
+        .tls_max("1.2")
+        .run();
     assert_eq!(old.status, None, "{old:?}");
     assert!(old.stderr.contains("protocol version"), "{old:?}");
     let (_, _, stderr) = openssl_s_client(
@@ -113,9 +101,9 @@ fn envoy_runs_the_seed_walkthrough() {
             SEED_SERVER_NAME,
             "-tls1_2",
             "-cert",
-            &client.cert.display().to_string(),
+            &client_crt.display().to_string(),
             "-key",
-            &client.key.display().to_string(),
+            &client_key.display().to_string(),
         ],
         b"",
     );

@@ -7,8 +7,8 @@
 mod envoy_harness;
 
 use envoy_harness::{generate, ports, Envoy};
-use tlsgate_e2e::{curl, echo_upstream};
-use tlsgate_test_support::Authority;
+use tlsgate_e2e::{echo_upstream, Curl};
+use tlsgate_test_support::{Action, Authority, Endpoint, PolicyBuilder, Rule, TerminateTls};
 
 #[test]
 fn requests_on_one_connection_share_its_session() {
@@ -19,50 +19,29 @@ fn requests_on_one_connection_share_its_session() {
     std::fs::write(dir.path().join("ca.crt"), ca.cert_pem()).expect("write");
     let upstream = echo_upstream();
     let (port, admin) = ports();
-    let policy = format!(
-        "endpoints:
-  - url: https://app.example.com
-    bind: 127.0.0.1:{port}
-    upstream: {{ url: '{}' }}
-    traffic_policy:
-      on_tcp_connect:
-        - actions:
-            - type: terminate-tls
-              config:
-                server_certificate: server.crt
-                server_private_key: server.key
-                mutual_tls_certificate_authorities: [ca.crt]
-      on_http_request:
-        - actions: [{{ type: add-headers, config: {{ headers: {{ x-cn: '${{conn.tls.client.subject.common_name}}' }} }} }}]
-",
-        upstream.url()
-    );
+    let policy = PolicyBuilder::new()
+        .endpoint(
+            Endpoint::https("app.example.com")
+                .on_loopback(port)
+                .upstream(upstream.url())
+                .terminate_tls(TerminateTls::files("server.crt", "server.key").client_ca("ca.crt"))
+                .on_http_request(Rule::new().then(Action::add_headers(&[(
+                    "x-cn",
+                    "${conn.tls.client.subject.common_name}",
+                )]))),
+        )
+        .to_yaml();
     let config = generate(dir.path(), &policy, admin);
     let envoy = Envoy::start(&config, admin, &[port]);
-    let dir_path = |f: &str| dir.path().join(f).display().to_string();
     let url = |p: &str| format!("https://app.example.com:{port}{p}");
-    let (ca_file, cert, key) = (
-        dir_path("ca.crt"),
-        dir_path("client.crt"),
-        dir_path("client.key"),
-    );
-    let resolve = format!("app.example.com:{port}:127.0.0.1");
-    let (a, b, c) = (url("/a"), url("/b"), url("/c"));
     // One curl, three URLs: curl reuses the connection.
-    let res = curl(&[
-        "--resolve",
-        &resolve,
-        "--cacert",
-        &ca_file,
-        "--cert",
-        &cert,
-        "--key",
-        &key,
-        &a,
-        &b,
-        &c,
-    ]);
-    // (curl prints one status per URL, so judge by its exit code and by what arrived.)
+    let res = Curl::https("app.example.com", port, "/a")
+        .then_url(url("/b"))
+        .then_url(url("/c"))
+        .ca(dir.path().join("ca.crt"))
+        .client_cert(dir.path().join("client.crt"), dir.path().join("client.key"))
+        .run();
+    // Judge by curl's exit code and by what arrived, not by the last status alone.
     assert_eq!(res.exit_code, 0, "{res:?}\n{}", envoy.proc.log());
     let seen = upstream.requests();
     assert_eq!(seen.len(), 3, "{seen:?}");

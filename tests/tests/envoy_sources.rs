@@ -4,15 +4,13 @@
 #![allow(clippy::panic, clippy::expect_used)]
 
 mod envoy_harness;
-mod native_common;
 
 use std::process::Command;
 use std::time::Duration;
 
 use envoy_harness::{generate_with, ports, Envoy};
-use native_common::{http_upstream, https_endpoint, tls_config};
-use tlsgate_e2e::{curl, echo_upstream, tool, Proc};
-use tlsgate_test_support::Authority;
+use tlsgate_e2e::{echo_upstream, tool, Curl, Proc};
+use tlsgate_test_support::{Authority, Endpoint, PolicyBuilder, TerminateTls};
 
 /// Opens `n` TLS connections to the port, completes each handshake, says so, and holds them.
 const HOLDER: &str = r#"
@@ -36,20 +34,17 @@ fn one_address_cannot_hold_more_than_its_share_behind_envoy() {
     let (ca_crt, _) = ca.write(dir.path(), "ca");
     let upstream = echo_upstream();
     let (port, admin) = ports();
-    let tls = tls_config(&[
-        ("server_certificate", "server.crt"),
-        ("server_private_key", "server.key"),
-    ]);
-    let endpoint = https_endpoint(
-        "slots.test",
-        port,
-        &http_upstream(&upstream.url()),
-        &tls,
-        "",
-    );
+    let policy = PolicyBuilder::new()
+        .endpoint(
+            Endpoint::https("slots.test")
+                .on_loopback(port)
+                .upstream(upstream.url())
+                .terminate_tls(TerminateTls::files("server.crt", "server.key")),
+        )
+        .to_yaml();
     let config = generate_with(
         dir.path(),
-        &format!("endpoints:\n{endpoint}"),
+        &policy,
         admin,
         &["--max-connections-per-source", "2"],
     );
@@ -68,15 +63,10 @@ fn one_address_cannot_hold_more_than_its_share_behind_envoy() {
         .wait_for_log("holding 2", Duration::from_secs(20))
         .unwrap_or_else(|e| panic!("{e}\n{}", envoy.proc.log()));
     let ask = |interface: &str| {
-        curl(&[
-            "--interface",
-            interface,
-            "--resolve",
-            &format!("slots.test:{port}:127.0.0.1"),
-            "--cacert",
-            &ca_crt.display().to_string(),
-            &format!("https://slots.test:{port}/"),
-        ])
+        Curl::https("slots.test", port, "/")
+            .interface(interface)
+            .ca(&ca_crt)
+            .run()
     };
     // A third from the same address is closed before its handshake completes...
     let third = ask("127.0.0.1");

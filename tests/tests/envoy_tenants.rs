@@ -5,9 +5,11 @@
 
 mod envoy_harness;
 
-use envoy_harness::{echoed_header, generate, get, ports, validate, Client, Envoy};
-use tlsgate_e2e::echo_upstream;
-use tlsgate_test_support::Authority;
+use std::path::PathBuf;
+
+use envoy_harness::{echoed_header, generate, ports, validate, Envoy};
+use tlsgate_e2e::{echo_upstream, Curl};
+use tlsgate_test_support::{Authority, Endpoint, PolicyBuilder, TerminateTls};
 
 #[test]
 fn envoy_serves_two_tenants_on_one_listener() {
@@ -30,71 +32,54 @@ fn envoy_serves_two_tenants_on_one_listener() {
     let upstream_a = echo_upstream();
     let upstream_b = echo_upstream();
     let (port, admin) = ports();
-    let tenant = |host: &str, stem: &str, upstream: &str| {
-        format!(
-            r#"  - url: https://{host}
-    bind: 127.0.0.1:{port}
-    upstream:
-      url: {upstream}
-    traffic_policy:
-      on_tcp_connect:
-        - actions:
-            - type: terminate-tls
-              config:
-                server_certificate: {stem}.crt
-                server_private_key: {stem}.key
-                mutual_tls_certificate_authorities: [client-ca-{stem}.crt]
-"#
-        )
+    let tenant = |host: &str, stem: &str, upstream: String| {
+        Endpoint::https(host)
+            .on_loopback(port)
+            .upstream(upstream)
+            .terminate_tls(
+                TerminateTls::files(format!("{stem}.crt"), format!("{stem}.key"))
+                    .client_ca(format!("client-ca-{stem}.crt")),
+            )
     };
-    let policy = format!(
-        "endpoints:\n{}{}",
-        tenant("a.example.com", "a", &upstream_a.url()),
-        tenant("*.b.example.com", "b", &upstream_b.url())
-    );
+    let policy = PolicyBuilder::new()
+        .endpoint(tenant("a.example.com", "a", upstream_a.url()))
+        .endpoint(tenant("*.b.example.com", "b", upstream_b.url()))
+        .to_yaml();
     let config = generate(d, &policy, admin);
     validate(&config);
     let envoy = Envoy::start(&config, admin, &[port]);
-    let alice = Client {
-        cert: &alice_crt,
-        key: &alice_key,
-    };
-    let bob = Client {
-        cert: &bob_crt,
-        key: &bob_key,
-    };
+    let alice = Some((&alice_crt, &alice_key));
+    let bob = Some((&bob_crt, &bob_key));
     let (ca_a, ca_b) = (d.join("server-ca-a.crt"), d.join("server-ca-b.crt"));
+    let get = |host: &str, ca: &PathBuf, client: Option<(&PathBuf, &PathBuf)>| {
+        Curl::https(host, port, "/").ca(ca).client_cert_if(client)
+    };
 
     // Each tenant: its own certificate (verified against its own server CA), its own client.
-    let a = get("a.example.com", port, "/", &ca_a, Some(&alice), &[]);
+    let a = get("a.example.com", &ca_a, alice).run();
     assert_eq!(a.status, Some(200), "{a:?}");
-    let b = get("x.b.example.com", port, "/", &ca_b, Some(&bob), &[]);
+    let b = get("x.b.example.com", &ca_b, bob).run();
     assert_eq!(b.status, Some(200), "{b:?}");
     assert_eq!(
         echoed_header(&b, "x-tlsgate-endpoint").as_deref(),
         Some("*.b.example.com")
     );
     // Tenant A's certificate is not B's: a client trusting only B's server CA refuses A.
-    let wrong_server = get("a.example.com", port, "/", &ca_b, Some(&alice), &[]);
+    let wrong_server = get("a.example.com", &ca_b, alice).run();
     assert_eq!(wrong_server.status, None, "{wrong_server:?}");
 
     // The other tenant's client certificate is refused at the handshake.
-    let crossed = get("a.example.com", port, "/", &ca_a, Some(&bob), &[]);
+    let crossed = get("a.example.com", &ca_a, bob).run();
     assert_eq!(crossed.status, None, "{crossed:?}");
 
     // An unknown server name matches no filter chain.
-    let unknown = get("c.example.com", port, "/", &ca_a, Some(&alice), &[]);
+    let unknown = get("c.example.com", &ca_a, alice).run();
     assert_eq!(unknown.status, None, "{unknown:?}");
 
     // Domain fronting: SNI a.example.com, Host x.b.example.com.
-    let fronted = get(
-        "a.example.com",
-        port,
-        "/",
-        &ca_a,
-        Some(&alice),
-        &["-H", "Host: x.b.example.com"],
-    );
+    let fronted = get("a.example.com", &ca_a, alice)
+        .header("Host: x.b.example.com")
+        .run();
     assert_eq!(fronted.status, Some(421), "{fronted:?}");
 
     assert_eq!(upstream_a.requests().len(), 1);

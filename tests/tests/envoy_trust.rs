@@ -11,12 +11,12 @@
 #![allow(clippy::panic, clippy::expect_used)]
 
 mod envoy_harness;
-mod native_common;
 
 use envoy_harness::{generate, ports, Envoy};
-use native_common::{http_upstream, https_endpoint, tls_config};
-use tlsgate_e2e::{curl, echo_upstream};
-use tlsgate_test_support::Authority;
+use tlsgate_e2e::{echo_upstream, Curl};
+use tlsgate_test_support::{
+    Action, Authority, Endpoint, PolicyBuilder, Rule, TerminateTls, Verification,
+};
 
 #[test]
 fn a_ca_envoy_trusts_but_the_policy_does_not_gives_no_identity() {
@@ -31,27 +31,27 @@ fn a_ca_envoy_trusts_but_the_policy_does_not_gives_no_identity() {
     std::fs::write(dir.path().join("ca.crt"), ca.cert_pem()).expect("write");
     let upstream = echo_upstream();
     let (port, admin) = ports();
-    let endpoint = |name: &str, strategy: &str| {
-        let tls = tls_config(&[
-            ("server_certificate", &format!("{name}.crt")),
-            ("server_private_key", &format!("{name}.key")),
-            ("mutual_tls_certificate_authorities", "[ca.crt]"),
-            ("mutual_tls_verification_strategy", strategy),
-        ]);
-        let rules = "        - actions:
-            - type: add-headers
-              config:
-                headers:
-                  x-cn: '${conn.tls.client.subject.common_name}'
-                  x-verified: '${conn.tls.client.verified}'
-";
-        https_endpoint(name, port, &http_upstream(&upstream.url()), &tls, rules)
+    let endpoint = |name: &str, strategy: Verification| {
+        Endpoint::https(name)
+            .on_loopback(port)
+            .upstream(upstream.url())
+            .terminate_tls(
+                TerminateTls::files(format!("{name}.crt"), format!("{name}.key"))
+                    .client_ca("ca.crt")
+                    .verification(strategy),
+            )
+            .on_http_request(Rule::new().then(Action::add_headers(&[
+                ("x-cn", "${conn.tls.client.subject.common_name}"),
+                ("x-verified", "${conn.tls.client.verified}"),
+            ])))
     };
-    let policy = format!(
-        "endpoints:\n{}{}",
-        endpoint("verify.example.com", "require-and-verify"),
-        endpoint("request.example.com", "request")
-    );
+    let policy = PolicyBuilder::new()
+        .endpoint(endpoint(
+            "verify.example.com",
+            Verification::RequireAndVerify,
+        ))
+        .endpoint(endpoint("request.example.com", Verification::Request))
+        .to_yaml();
     let config = generate(dir.path(), &policy, admin);
     // Envoy reads the CA file when it starts; the filter holds the policy's CAs as generated.
     std::fs::write(
@@ -60,21 +60,14 @@ fn a_ca_envoy_trusts_but_the_policy_does_not_gives_no_identity() {
     )
     .expect("write");
     let envoy = Envoy::start(&config, admin, &[port]);
-    let path = |f: &str| dir.path().join(f).display().to_string();
     let call = |host: &str, client: &str| {
-        let resolve = format!("{host}:{port}:127.0.0.1");
-        let url = format!("https://{host}:{port}/{client}");
-        curl(&[
-            "--resolve",
-            &resolve,
-            "--cacert",
-            &path("ca.crt"),
-            "--cert",
-            &path(&format!("{client}.crt")),
-            "--key",
-            &path(&format!("{client}.key")),
-            &url,
-        ])
+        Curl::https(host, port, &format!("/{client}"))
+            .ca(dir.path().join("ca.crt"))
+            .client_cert(
+                dir.path().join(format!("{client}.crt")),
+                dir.path().join(format!("{client}.key")),
+            )
+            .run()
     };
 
     // The policy's own client: verified on both endpoints.

@@ -9,9 +9,12 @@ mod envoy_harness;
 use std::process::Command;
 use std::time::Duration;
 
-use envoy_harness::{generate, get, ports, validate, Envoy};
-use tlsgate_e2e::{echo_upstream, free_port, tool, wait_port, Proc};
-use tlsgate_test_support::{seed_openssl_certs, Authority, SEED_SERVER_NAME};
+use envoy_harness::{generate, ports, validate, Envoy};
+use tlsgate_e2e::{echo_upstream, free_port, tool, wait_port, Curl, Proc};
+use tlsgate_test_support::{
+    seed_openssl_certs, Authority, Endpoint, PolicyBuilder, TerminateTls, Upstream, UpstreamTls,
+    SEED_SERVER_NAME,
+};
 
 #[test]
 fn envoy_presents_the_configured_client_certificate_to_the_upstream() {
@@ -45,52 +48,40 @@ fn envoy_presents_the_configured_client_certificate_to_the_upstream() {
     let echo = echo_upstream();
     let (port, admin) = ports();
     let tcp_port = free_port();
-    let https_endpoint = |host: &str, client_certificate: &str| {
-        format!(
-            r#"  - url: https://{host}
-    bind: 127.0.0.1:{port}
-    upstream:
-      url: https://localhost:{upstream_port}
-      tls:
-        {client_certificate}
-        certificate_authorities: [ca.crt]
-        server_name: {SEED_SERVER_NAME}
-        # server.crt has no subjectAltName: Envoy can only know it by its pinned key.
-        pinned_certificates: [server.crt]
-    traffic_policy:
-      on_tcp_connect:
-        - actions:
-            - type: terminate-tls
-              config: {{ server_certificate: edge.crt, server_private_key: edge.key }}
-"#
-        )
+    let edge_tls = || TerminateTls::files("edge.crt", "edge.key");
+    let https_endpoint = |host: &str, client_certificate: bool| {
+        let mut tls = UpstreamTls::new();
+        if client_certificate {
+            tls = tls.client_certificate("client.crt", "client.key");
+        }
+        // server.crt has no subjectAltName: Envoy can only know it by its pinned key.
+        let tls = tls
+            .certificate_authority("ca.crt")
+            .server_name(SEED_SERVER_NAME)
+            .pinned_certificate("server.crt");
+        Endpoint::https(host)
+            .on_loopback(port)
+            .upstream(Upstream::new(format!("https://localhost:{upstream_port}")).tls(tls))
+            .terminate_tls(edge_tls())
     };
-    let policy = format!(
-        r#"endpoints:
-{}{}  - url: tls://tcp.example.com
-    bind: 127.0.0.1:{tcp_port}
-    upstream:
-      url: tcp://127.0.0.1:{echo_port}
-    traffic_policy:
-      on_tcp_connect:
-        - actions:
-            - type: terminate-tls
-              config: {{ server_certificate: edge.crt, server_private_key: edge.key }}
-"#,
-        https_endpoint(
-            "gw.example.com",
-            "client_certificate: { certificate: client.crt, private_key: client.key }"
-        ),
-        https_endpoint("anon.example.com", ""),
-        echo_port = echo.port()
-    );
+    let policy = PolicyBuilder::new()
+        .endpoint(https_endpoint("gw.example.com", true))
+        .endpoint(https_endpoint("anon.example.com", false))
+        .endpoint(
+            Endpoint::tls("tcp.example.com")
+                .on_loopback(tcp_port)
+                .upstream(format!("tcp://127.0.0.1:{}", echo.port()))
+                .terminate_tls(edge_tls()),
+        )
+        .to_yaml();
     let config = generate(d, &policy, admin);
     validate(&config);
     let envoy = Envoy::start(&config, admin, &[port, tcp_port]);
-    let edge_ca_crt = d.join("edge-ca.crt");
+    let get =
+        |host: &str, port: u16, path: &str| Curl::https(host, port, path).ca(d.join("edge-ca.crt"));
 
     // s_server -www answers with a page that prints the client certificate it verified.
-    let res = get("gw.example.com", port, "/", &edge_ca_crt, None, &[]);
+    let res = get("gw.example.com", port, "/").run();
     assert_eq!(res.status, Some(200), "{res:?}\n{}", upstream.log());
     assert!(
         res.body.contains("Client certificate") && res.body.contains("Subject: CN=ExampleClient"),
@@ -101,19 +92,14 @@ fn envoy_presents_the_configured_client_certificate_to_the_upstream() {
 
     // Without a client certificate the upstream refuses the handshake: 502, as from the native
     // host (the generator maps Envoy's upstream-failure 503 to 502).
-    let anon = get("anon.example.com", port, "/", &edge_ca_crt, None, &[]);
+    let anon = get("anon.example.com", port, "/").run();
     assert_eq!(anon.status, Some(502), "{anon:?}");
 
     // A tls:// endpoint: TLS terminated by Envoy, the bytes proxied as they are. The echo
     // upstream speaks HTTP/1.1, so curl through the TCP proxy gets its answer.
-    let tcp = get(
-        "tcp.example.com",
-        tcp_port,
-        "/through-tcp",
-        &edge_ca_crt,
-        None,
-        &["--http1.1"],
-    );
+    let tcp = get("tcp.example.com", tcp_port, "/through-tcp")
+        .http1_1()
+        .run();
     assert_eq!(tcp.status, Some(200), "{tcp:?}");
     assert_eq!(tcp.json()["path"], "/through-tcp");
     assert_eq!(

@@ -7,53 +7,50 @@
 mod envoy_harness;
 mod native_common;
 
-use envoy_harness::{generate, get, ports, validate, Client, Envoy};
+use envoy_harness::{generate, ports, validate, Envoy};
 use native_common::start_gate;
-use tlsgate_e2e::{curl, echo_upstream, free_port, prometheus_series, prometheus_value};
-use tlsgate_test_support::{seed_openssl_certs, SEED_SERVER_NAME};
+use tlsgate_e2e::{echo_upstream, free_port, prometheus_series, prometheus_value, Curl};
+use tlsgate_test_support::{
+    seed_openssl_certs, Action, Endpoint, PolicyBuilder, Rule, TerminateTls, Verification,
+    SEED_SERVER_NAME,
+};
 
 fn policy(port: u16, upstream: &str) -> String {
-    format!(
-        r#"endpoints:
-  - url: https://{SEED_SERVER_NAME}
-    bind: 127.0.0.1:{port}
-    upstream:
-      url: {upstream}
-    traffic_policy:
-      on_tcp_connect:
-        - actions:
-            - type: terminate-tls
-              config:
-                server_certificate: server.crt
-                server_private_key: server.key
-                mutual_tls_certificate_authorities: [ca.crt]
-                mutual_tls_verification_strategy: require-and-verify
-      on_http_request:
-        - expressions: ["req.path.startsWith('/admin')"]
-          actions: [{{ type: deny }}]
-        - expressions: ["req.path == '/teapot'"]
-          actions:
-            - type: custom-response
-              config: {{ status_code: 418, body: "short and stout" }}
-"#
-    )
+    PolicyBuilder::new()
+        .endpoint(
+            Endpoint::https(SEED_SERVER_NAME)
+                .on_loopback(port)
+                .upstream(upstream)
+                .terminate_tls(
+                    TerminateTls::files("server.crt", "server.key")
+                        .client_ca("ca.crt")
+                        .verification(Verification::RequireAndVerify),
+                )
+                .on_http_requests([
+                    Rule::new()
+                        .when("req.path.startsWith('/admin')")
+                        .then(Action::deny()),
+                    Rule::new()
+                        .when("req.path == '/teapot'")
+                        .then(Action::custom_response(418, "short and stout")),
+                ]),
+        )
+        .to_yaml()
 }
 
 /// Plays the same four connections against `port`: forwarded, denied, custom response,
 /// forwarded.
 fn play(dir: &std::path::Path, port: u16) {
-    let ca = dir.join("ca.crt");
-    let client = Client {
-        cert: &dir.join("client.crt"),
-        key: &dir.join("client.key"),
-    };
     for (path, status) in [
         ("/hello", 200),
         ("/admin", 403),
         ("/teapot", 418),
         ("/", 200),
     ] {
-        let res = get(SEED_SERVER_NAME, port, path, &ca, Some(&client), &[]);
+        let res = Curl::https(SEED_SERVER_NAME, port, path)
+            .ca(dir.join("ca.crt"))
+            .client_cert(dir.join("client.crt"), dir.join("client.key"))
+            .run();
         assert_eq!(res.status, Some(status), "{path}: {res:?}");
     }
 }
@@ -112,7 +109,7 @@ fn both_hosts_print_the_same_verdict_lines() {
         &["--metrics", &metrics_addr],
     );
     play(d, port);
-    let native = curl(&[&format!("http://{metrics_addr}/metrics")]);
+    let native = Curl::new(format!("http://{metrics_addr}/metrics")).run();
     assert_eq!(native.status, Some(200), "{native:?}");
     let native_log = gate.log();
     assert!(

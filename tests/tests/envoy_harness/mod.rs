@@ -1,6 +1,6 @@
 //! Shared by the `envoy_*` end-to-end tests: generate a bootstrap with the real
 //! `tlsgate envoy-config`, check it with `envoy --mode validate`, run Envoy with the built
-//! filter, and talk to it with curl.
+//! filter, and read what the echo upstream saw (requests go through `tlsgate_e2e::Curl`).
 
 #![allow(clippy::panic, clippy::expect_used, dead_code)]
 
@@ -9,8 +9,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use tlsgate_e2e::{
-    curl, filter_wasm, free_port, prometheus_series, prometheus_value, run_bounded, tlsgate_bin,
-    tool, wait_port, CurlResult, Proc,
+    filter_wasm, free_port, prometheus_series, prometheus_value, run_bounded, tlsgate_bin, tool,
+    wait_port, Curl, CurlResult, Proc,
 };
 
 /// Envoy compiles the filter with V8 on start; on a loaded 2-core machine that takes seconds.
@@ -104,7 +104,7 @@ impl Envoy {
 
     /// Envoy's `/stats` (text), e.g. to find the filter's `wasmcustom.tlsgate.*` counters.
     pub fn stats(&self) -> String {
-        let res = curl(&[&format!("http://127.0.0.1:{}/stats", self.admin)]);
+        let res = Curl::new(format!("http://127.0.0.1:{}/stats", self.admin)).run();
         assert_eq!(res.status, Some(200), "{res:?}");
         res.body
     }
@@ -112,7 +112,7 @@ impl Envoy {
     /// Envoy's `/stats/prometheus`: the filter's counters as the native host's `/metrics` prints
     /// them (the generated bootstrap's stats tags turn the labels in their names into labels).
     pub fn prometheus(&self) -> String {
-        let res = curl(&[&format!("http://127.0.0.1:{}/stats/prometheus", self.admin)]);
+        let res = Curl::new(format!("http://127.0.0.1:{}/stats/prometheus", self.admin)).run();
         assert_eq!(res.status, Some(200), "{res:?}");
         res.body
     }
@@ -174,7 +174,11 @@ pub fn hot_epoch(
 /// initialized: listening, and its parent told to drain).
 pub fn wait_ready(admin: u16, proc: &Proc) {
     let ready = std::time::Instant::now() + START_TIMEOUT;
-    while curl(&[&format!("http://127.0.0.1:{admin}/ready")]).status != Some(200) {
+    while Curl::new(format!("http://127.0.0.1:{admin}/ready"))
+        .run()
+        .status
+        != Some(200)
+    {
         assert!(
             std::time::Instant::now() < ready,
             "Envoy never became ready: {}",
@@ -187,43 +191,6 @@ pub fn wait_ready(admin: u16, proc: &Proc) {
 /// Two free ports: (listener, admin).
 pub fn ports() -> (u16, u16) {
     (free_port(), free_port())
-}
-
-/// A client identity for curl.
-pub struct Client<'a> {
-    pub cert: &'a Path,
-    pub key: &'a Path,
-}
-
-/// `curl https://host:port/path`, resolving `host` to 127.0.0.1 and trusting `ca`.
-pub fn get(
-    host: &str,
-    port: u16,
-    path: &str,
-    ca: &Path,
-    client: Option<&Client<'_>>,
-    extra: &[&str],
-) -> CurlResult {
-    let resolve = format!("{host}:{port}:127.0.0.1");
-    let url = format!("https://{host}:{port}{path}");
-    let mut args: Vec<String> = vec![
-        "--resolve".into(),
-        resolve,
-        "--cacert".into(),
-        ca.display().to_string(),
-    ];
-    if let Some(c) = client {
-        args.extend([
-            "--cert".into(),
-            c.cert.display().to_string(),
-            "--key".into(),
-            c.key.display().to_string(),
-        ]);
-    }
-    args.extend(extra.iter().map(|s| (*s).to_owned()));
-    args.push(url);
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    curl(&refs)
 }
 
 /// The JSON the echo upstream answered with: what it received.
