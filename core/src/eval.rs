@@ -266,7 +266,7 @@ pub fn evaluate(
             let why = response
                 .reason
                 .map(|r| r.as_str().to_owned())
-                .or(response.detail);
+                .or(response.detail.map(|detail| detail.to_string()));
             eval.outcome = Outcome::Status(response.status, why);
         }
         RequestVerdict::Close(reason) => {

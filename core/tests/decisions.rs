@@ -9,6 +9,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use support::{policy, Fixture};
+use tlsgate_core::expr::RuntimeError;
 use tlsgate_core::facts::Unverified;
 use tlsgate_core::policy::DenyReason;
 use tlsgate_core::{
@@ -490,8 +491,81 @@ fn an_expression_that_fails_at_run_time_denies() {
     );
     // Why, for the logs (never in the body the client gets).
     let detail = r.detail.expect("a detail");
-    assert!(detail.contains("req.headers['x-role'][0]"), "{detail}");
+    assert!(
+        matches!(
+            &detail,
+            RuntimeError::Failed { expression, function: None, .. }
+                if &**expression == "req.headers['x-role'][0] == 'admin'"
+        ),
+        "{detail:?}"
+    );
+    // The text hosts log.
+    assert_eq!(
+        detail.to_string(),
+        "`req.headers['x-role'][0] == 'admin'` failed: No such key: x-role"
+    );
     assert!(!r.body.contains("x-role"), "{}", r.body);
+}
+
+#[test]
+fn run_time_errors_say_which_expression_failed_and_why() {
+    let f = Fixture::new(HOST);
+    let tcp = |rule: &str| {
+        session(
+            &f,
+            &policy(HOST, &mtls("require-and-verify"), rule),
+            ClientCert::Verified(facts(&f.client.cert_der)),
+        )
+        .on_tcp_connect_explained()
+    };
+    // A boolean for the loader's sample client, a string for alice.
+    let source = "conn.tls.client.subject.common_name == 'alice' ? 'yes' : true";
+    let (verdict, detail) = tcp(&format!(
+        "        - expressions: [\"{source}\"]\n          actions: [{{type: deny}}]\n"
+    ));
+    assert_eq!(verdict, deny(DenyReason::ExpressionFailed { rule: 1 }));
+    let detail = detail.expect("a detail");
+    assert!(
+        matches!(&detail, RuntimeError::NotBoolean { expression, found: "a string" } if &**expression == source),
+        "{detail:?}"
+    );
+    assert_eq!(detail.to_string(), format!("`{source}` gave a string"));
+    assert_eq!(detail.expression(), Some(source));
+
+    // A range known only at run time: cel names the function that failed.
+    let source = "inCidrRange(conn.client_ip, conn.tls.client.subject.common_name)";
+    let (verdict, detail) = tcp(&format!(
+        "        - expressions: [\"{source}\"]\n          actions: [{{type: deny}}]\n"
+    ));
+    assert_eq!(verdict, deny(DenyReason::ExpressionFailed { rule: 1 }));
+    let detail = detail.expect("a detail");
+    assert!(
+        matches!(&detail, RuntimeError::Failed { function: Some(function), .. } if function == "inCidrRange"),
+        "{detail:?}"
+    );
+    assert_eq!(
+        detail.to_string(),
+        format!("`{source}` failed: Error executing function 'inCidrRange': `alice` is not a CIDR")
+    );
+
+    // A `${…}` part says so.
+    let rule = "        - actions: [{type: add-headers, config: {headers: {x-role: \"${req.headers['x-role'][0]}\"}}}]\n";
+    let s = session(
+        &f,
+        &http(rule),
+        ClientCert::Verified(facts(&f.client.cert_der)),
+    );
+    let r = responded(s.on_http_request(&get(HOST)));
+    assert_eq!(r.reason, Some(DenyReason::ExpressionFailed { rule: 0 }));
+    let detail = r.detail.expect("a detail");
+    assert!(
+        matches!(&detail, RuntimeError::InterpolationFailed { expression, function: None, .. } if &**expression == "req.headers['x-role'][0]"),
+        "{detail:?}"
+    );
+    assert_eq!(
+        detail.to_string(),
+        "`${req.headers['x-role'][0]}` failed: No such key: x-role"
+    );
 }
 
 #[test]
@@ -662,6 +736,17 @@ fn a_rendered_control_character_fails_the_rule() {
             (r.status, r.reason),
             (403, Some(DenyReason::ExpressionFailed { rule: 0 })),
             "{bad:?}"
+        );
+        let detail = r.detail.expect("a detail");
+        assert_eq!(
+            detail,
+            RuntimeError::ControlCharacter {
+                header: "x-echo".into()
+            }
+        );
+        assert_eq!(
+            detail.to_string(),
+            "the value for `x-echo` holds a control character"
         );
     }
     let sent = [("x-in", "fine")];

@@ -207,8 +207,8 @@ impl HttpFilter {
                             response.status,
                             response
                                 .detail
-                                .as_deref()
-                                .map(|d| format!(": {}", escape_control(d)))
+                                .as_ref()
+                                .map(|why| format!(": {}", escape_control(&why.to_string())))
                                 .unwrap_or_default()
                         ),
                     );

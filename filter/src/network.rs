@@ -306,7 +306,7 @@ fn decide(endpoint: Arc<EndpointPolicy>, mut facts: TlsFacts, ocsp: Option<Outco
                     session.facts().client_ip,
                     endpoint_label(session.endpoint()),
                     detail
-                        .map(|d| format!(": {}", escape_control(&d)))
+                        .map(|why| format!(": {}", escape_control(&why.to_string())))
                         .unwrap_or_default()
                 ),
             );

@@ -64,3 +64,78 @@ pub enum CompileError {
     #[error("`${{` without a closing `}}` in `{text}`")]
     UnclosedInterpolation { text: String },
 }
+
+/// Why an expression or a `${…}` template failed at run time. The policy fails closed (a deny
+/// counts as matched, anything else as failed: [`crate::policy`]); hosts log this as the
+/// verdict's detail, so each variant prints the text those logs have always carried.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RuntimeError {
+    /// A rule expression gave a value that is not a boolean; `found` names its type
+    /// (`a string`), as [`CompileError::NotBoolean`] does.
+    #[error("`{expression}` gave {found}")]
+    NotBoolean {
+        expression: std::sync::Arc<str>,
+        found: &'static str,
+    },
+    /// CEL could not evaluate a rule expression: `reason` is cel's message, `function` the
+    /// function or method cel names, when it names one.
+    #[error("`{expression}` failed: {reason}")]
+    Failed {
+        expression: std::sync::Arc<str>,
+        function: Option<String>,
+        reason: String,
+    },
+    /// The same for the `expression` of a `${expression}` in a template or `set-vars` value.
+    #[error("`${{{expression}}}` failed: {reason}")]
+    InterpolationFailed {
+        expression: std::sync::Arc<str>,
+        function: Option<String>,
+        reason: String,
+    },
+    /// An `add-headers` value rendered to text HTTP cannot carry (a control character): the
+    /// rule fails rather than the header being dropped or mangled.
+    #[error("the value for `{header}` holds a control character")]
+    ControlCharacter { header: String },
+}
+
+impl RuntimeError {
+    /// A failure of `expression` as cel reported it; `interpolated` for a `${…}` part.
+    pub(super) fn cel(
+        expression: &std::sync::Arc<str>,
+        error: &cel::ExecutionError,
+        interpolated: bool,
+    ) -> Self {
+        let expression = std::sync::Arc::clone(expression);
+        let function = match error {
+            cel::ExecutionError::FunctionError { function, .. } => Some(function.clone()),
+            cel::ExecutionError::NoSuchOverload(overload) => Some(overload.function().to_owned()),
+            cel::ExecutionError::NotSupportedAsMethod { method, .. } => Some(method.clone()),
+            _ => None,
+        };
+        let reason = error.to_string();
+        if interpolated {
+            Self::InterpolationFailed {
+                expression,
+                function,
+                reason,
+            }
+        } else {
+            Self::Failed {
+                expression,
+                function,
+                reason,
+            }
+        }
+    }
+
+    /// The expression that failed (`None` for [`Self::ControlCharacter`]).
+    pub fn expression(&self) -> Option<&str> {
+        match self {
+            Self::NotBoolean { expression, .. }
+            | Self::Failed { expression, .. }
+            | Self::InterpolationFailed { expression, .. } => Some(expression),
+            Self::ControlCharacter { .. } => None,
+        }
+    }
+}

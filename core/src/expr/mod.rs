@@ -21,7 +21,7 @@ mod values;
 mod variables;
 
 use compile::{compile_checked, Program};
-pub use error::CompileError;
+pub use error::{CompileError, RuntimeError};
 pub use template::{Template, VarValue};
 use variables::samples;
 pub use variables::Variables;
@@ -159,12 +159,16 @@ impl Expression {
         self.reads.undefined_var(defined)
     }
 
-    /// Evaluates against a prepared context. `Err` carries a reason for logs.
-    pub fn matches(&self, vars: &Variables) -> Result<bool, String> {
+    /// Evaluates against a prepared context. `Err` says which expression failed and why, for
+    /// logs.
+    pub fn matches(&self, vars: &Variables) -> Result<bool, RuntimeError> {
         match vars.eval(&self.program) {
             Ok(Value::Bool(b)) => Ok(b),
-            Ok(other) => Err(format!("`{}` gave {}", self.source, type_name(&other))),
-            Err(e) => Err(format!("`{}` failed: {e}", self.source)),
+            Ok(other) => Err(RuntimeError::NotBoolean {
+                expression: Arc::clone(&self.source),
+                found: type_name(&other),
+            }),
+            Err(e) => Err(RuntimeError::cel(&self.source, &e, false)),
         }
     }
 }

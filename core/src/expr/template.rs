@@ -9,7 +9,7 @@ use cel::Value;
 
 use super::compile::{compile_checked, Program};
 use super::variables::{samples, Variables};
-use super::{is_type_error, CompileError, Phase, Reads};
+use super::{is_type_error, CompileError, Phase, Reads, RuntimeError};
 
 /// One `set-vars` value, as ngrok has them: a constant of any type (string, number, boolean,
 /// null, list, map), a string with `${…}` parts (a string), or exactly `${expression}` (the
@@ -101,13 +101,13 @@ impl VarValue {
         self.reads().and_then(|r| r.undefined_var(defined))
     }
 
-    pub(super) fn value(&self, vars: &Variables) -> Result<Value, String> {
+    pub(super) fn value(&self, vars: &Variables) -> Result<Value, RuntimeError> {
         match &self.kind {
             VarKind::Constant(value) => Ok(value.clone()),
             VarKind::Template(t) => t.render(vars).map(|s| Value::from(s.as_str())),
             VarKind::Expr(source, program, _) => vars
                 .eval(program)
-                .map_err(|e| format!("`${{{source}}}` failed: {e}")),
+                .map_err(|e| RuntimeError::cel(source, &e, true)),
         }
     }
 }
@@ -244,14 +244,15 @@ impl Template {
         }
     }
 
-    pub fn render(&self, vars: &Variables) -> Result<String, String> {
+    /// The text, each `${…}` replaced by its value; `Err` says which one failed and why.
+    pub fn render(&self, vars: &Variables) -> Result<String, RuntimeError> {
         let mut out = String::new();
         for part in &self.parts {
             match part {
                 Part::Text(t) => out.push_str(t),
                 Part::Expr(source, program) => match vars.eval(program) {
                     Ok(value) => render_value(&value, &mut out),
-                    Err(e) => return Err(format!("`${{{source}}}` failed: {e}")),
+                    Err(e) => return Err(RuntimeError::cel(source, &e, true)),
                 },
             }
         }

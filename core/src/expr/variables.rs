@@ -13,7 +13,7 @@ use super::compile::Program;
 use super::functions::stdlib;
 use super::template::{render_value, VarValue};
 use super::values::{conn_value, req_value};
-use super::Phase;
+use super::{Phase, RuntimeError};
 use crate::facts::{ClientCert, ClientCertFacts, DistinguishedName, TlsFacts};
 use crate::request::Request;
 
@@ -57,7 +57,10 @@ impl Variables {
     /// Runs one `set-vars` action: each value in order, each seeing the ones before it (and
     /// those of earlier actions in the phase). Returns the new variables and each value as
     /// text, for traces.
-    pub fn set_vars(&self, set: &[(String, VarValue)]) -> Result<(Self, Vec<String>), String> {
+    pub fn set_vars(
+        &self,
+        set: &[(String, VarValue)],
+    ) -> Result<(Self, Vec<String>), RuntimeError> {
         let mut next = Self {
             conn: self.conn.clone(),
             req: self.req.clone(),

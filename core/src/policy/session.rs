@@ -10,7 +10,7 @@ use super::{
     Verdict,
 };
 use crate::config::{ClientAuth, ForwardClientCert, HttpAction, TcpAction};
-use crate::expr::Variables;
+use crate::expr::{RuntimeError, Variables};
 use crate::facts::{ClientCert, TlsFacts};
 use crate::request::{Forward, Request, Target, ENDPOINT_HEADER};
 use crate::trace::{Step, Tracer};
@@ -59,22 +59,22 @@ impl Session {
         self.on_tcp_connect_explained().0
     }
 
-    /// [`Session::on_tcp_connect`], with what went wrong in more words when an expression
-    /// failed to evaluate (for logs: hosts deny with `expression_failed` and say why).
-    pub fn on_tcp_connect_explained(&self) -> (Verdict, Option<String>) {
+    /// [`Session::on_tcp_connect`], with why, when an expression failed to evaluate (for logs:
+    /// hosts deny with `expression_failed` and say why).
+    pub fn on_tcp_connect_explained(&self) -> (Verdict, Option<RuntimeError>) {
         self.on_tcp_connect_traced(&mut Tracer::off())
     }
 
     /// [`Session::on_tcp_connect_explained`], with what the policy's `log` actions recorded,
     /// formatted for the connection's access line ([`Tracer::logged`]), whatever the verdict.
-    pub fn on_tcp_connect_logged(&self) -> (Verdict, Option<String>, Option<String>) {
+    pub fn on_tcp_connect_logged(&self) -> (Verdict, Option<RuntimeError>, Option<String>) {
         let mut trace = Tracer::off();
         let (verdict, detail) = self.on_tcp_connect_traced(&mut trace);
         (verdict, detail, trace.logged())
     }
 
     /// [`Session::on_tcp_connect_explained`], recording each step in `trace`.
-    pub fn on_tcp_connect_traced(&self, trace: &mut Tracer) -> (Verdict, Option<String>) {
+    pub fn on_tcp_connect_traced(&self, trace: &mut Tracer) -> (Verdict, Option<RuntimeError>) {
         let deny = |reason| (Verdict::Deny(reason), None);
         if let Some(sni) = &self.facts.sni {
             let served = self.endpoint.host.matches(&crate::sni::normalize(sni));
@@ -339,7 +339,9 @@ impl Session {
                                 Ok(_) => {
                                     return expression_failed(
                                         i,
-                                        format!("the value for `{name}` holds a control character"),
+                                        RuntimeError::ControlCharacter {
+                                            header: name.clone(),
+                                        },
                                     )
                                 }
                                 Err(why) => return expression_failed(i, why),
@@ -387,12 +389,13 @@ fn matches_all(
     expressions: &[crate::expr::Expression],
     vars: &Variables,
     trace: &mut Tracer,
-) -> Result<bool, String> {
+) -> Result<bool, RuntimeError> {
     for e in expressions {
         let value = e.matches(vars);
+        // A trace holds text (it is shown, and serialized for the playground).
         trace.step(|| Step::Expression {
             source: e.source().to_owned(),
-            value: value.clone(),
+            value: value.clone().map_err(|why| why.to_string()),
         });
         if !value? {
             trace.step(|| Step::NotFired);
@@ -426,7 +429,7 @@ fn restrict_step(ip: std::net::IpAddr, admitted: bool) -> Step {
 }
 
 /// A refusal for an expression that failed at run time, with why in `detail` (for logs).
-fn expression_failed(rule: usize, why: String) -> RequestVerdict {
+fn expression_failed(rule: usize, why: RuntimeError) -> RequestVerdict {
     let reason = DenyReason::ExpressionFailed { rule };
     RequestVerdict::Respond(LocalResponse {
         detail: Some(why),

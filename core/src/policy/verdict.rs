@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use crate::expr::RuntimeError;
 use crate::request::{BadTarget, Forward};
 
 /// Why a connection or request was refused. `as_str` is the stable label used in logs and
@@ -111,8 +112,8 @@ pub struct LocalResponse {
     pub headers: Vec<(String, String)>,
     /// Why the request was not forwarded; `None` for a `custom-response` that is not a refusal.
     pub reason: Option<DenyReason>,
-    /// For logs only, never sent: what went wrong in more words (why an expression failed).
-    pub detail: Option<String>,
+    /// For logs only, never sent: why an expression failed.
+    pub detail: Option<RuntimeError>,
 }
 
 /// The answer for a request.

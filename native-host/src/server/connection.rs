@@ -242,7 +242,9 @@ pub(super) async fn connection(
             // core's word for it, as the filter's metrics and logs use
             verdict = label,
             reason = %denied.as_ref().map_or_else(|| "-".to_owned(), ToString::to_string),
-            detail = %detail.as_deref().map_or_else(|| "-".to_owned(), escape_control),
+            detail = %detail
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), |why| escape_control(&why.to_string())),
             log = %logged.as_deref().unwrap_or("-"),
             "{}",
             if denied.is_some() { "connection denied" } else { "connection" }
