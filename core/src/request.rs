@@ -23,7 +23,7 @@ pub struct Request<'a> {
     /// The request target as received: path and query (`/a/../b?x=1`), not yet normalized.
     pub target: &'a str,
     /// Only needed when a rule reads `req.headers`; see
-    /// [`crate::config::Endpoint::reads_request_headers`].
+    /// [`crate::policy::EndpointPolicy::reads_request_headers`].
     pub headers: &'a [(&'a str, &'a str)],
 }
 
