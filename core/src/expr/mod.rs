@@ -7,7 +7,8 @@
 //! type errors such as `conn.tls.version > 2` and results that are not booleans.
 //!
 //! At run time an expression that fails to evaluate counts as a match of a deny and as a
-//! failure of everything else: the policy fails closed (see [`crate::policy`]).
+//! failure of everything else: the policy fails closed (see [`crate::policy`]), and a
+//! [`RuntimeError`] says why.
 
 use std::sync::Arc;
 
