@@ -237,7 +237,7 @@ impl HttpConnection {
                         peer = %self.peer,
                         reason,
                         "a rule failed to evaluate: {}",
-                        escape_control(&detail.to_string())
+                        escape_control(detail)
                     );
                 }
                 log.emit(label, reason, local.status, None);
@@ -298,22 +298,20 @@ impl AccessLine<'_> {
         upstream_status: Option<u16>,
     ) {
         let facts = self.conn.session.facts();
-        tracing::info!(
-            target: "tlsgate::access",
-            endpoint = %self.conn.endpoint.label(),
-            peer = %self.conn.peer,
-            sni = facts.sni.as_deref().unwrap_or("-"),
-            tls = facts.version.as_str(),
-            client = %self.conn.client,
-            method = self.method,
-            path = self.path,
+        crate::logging::access(&crate::logging::AccessRecord {
+            endpoint: &self.conn.endpoint.label(),
+            peer: &self.conn.peer,
+            sni: facts.sni.as_deref().unwrap_or("-"),
+            tls: facts.version.as_str(),
+            client: &self.conn.client,
+            method: self.method,
+            path: self.path,
             verdict,
-            reason = if reason.is_empty() { "-" } else { reason },
+            reason: if reason.is_empty() { "-" } else { reason },
             status,
-            upstream_status = upstream_status.map_or_else(|| "-".to_owned(), |s| s.to_string()),
-            duration_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
-            log = %self.logged.as_deref().unwrap_or("-"),
-            "request"
-        );
+            upstream_status,
+            duration_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            log: self.logged.as_deref().unwrap_or("-"),
+        });
     }
 }
