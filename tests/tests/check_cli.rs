@@ -8,7 +8,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use tlsgate_e2e::{run_bounded, tlsgate_bin, RunResult};
-use tlsgate_test_support::{seed_openssl_certs, Authority};
+use tlsgate_test_support::{
+    seed_openssl_certs, Authority, Endpoint, PolicyBuilder, TerminateTls, Upstream,
+    SEED_SERVER_NAME,
+};
 
 fn check(dir: &Path, files: &[&str]) -> RunResult {
     let mut cmd = Command::new(tlsgate_bin());
@@ -20,26 +23,31 @@ fn check(dir: &Path, files: &[&str]) -> RunResult {
 }
 
 /// The seed document's terminate-tls block, with file paths instead of inline PEM.
+fn seed_tls(key: &str) -> TerminateTls {
+    TerminateTls::new()
+        .min_version("1.3")
+        .max_version("1.3")
+        .server_private_key(key)
+        .server_certificate("server.crt")
+        .client_ca("ca.crt")
+}
+
+/// The seed document's endpoint on 127.0.0.1:8443 (in front of 127.0.0.1:8080) under another
+/// name, terminating with `tls`.
+fn seed_endpoint(host: &str, tls: TerminateTls) -> Endpoint {
+    Endpoint::https(host)
+        .bind("127.0.0.1:8443")
+        .upstream("http://127.0.0.1:8080")
+        .terminate_tls(tls)
+}
+
+/// The seed document's endpoint alone, with `key` as its private key. Its layout is fixed (the
+/// key on line 13, the certificate on line 14, values at column 37): the tests below assert on
+/// the positions `check` reports.
 fn seed_policy(key: &str) -> String {
-    format!(
-        "endpoints:
-  - url: https://terminate-tls-example.ngrok.app
-    bind: 127.0.0.1:8443
-    upstream:
-      url: http://127.0.0.1:8080
-    traffic_policy:
-      on_tcp_connect:
-        - actions:
-            - type: terminate-tls
-              config:
-                min_version: \"1.3\"
-                max_version: \"1.3\"
-                server_private_key: {key}
-                server_certificate: server.crt
-                mutual_tls_certificate_authorities:
-                  - ca.crt
-"
-    )
+    PolicyBuilder::new()
+        .endpoint(seed_endpoint(SEED_SERVER_NAME, seed_tls(key)))
+        .to_yaml()
 }
 
 #[test]
@@ -128,19 +136,18 @@ fn two_files_may_not_mix_https_and_tls_on_one_bind() {
     seed_openssl_certs(dir.path()).unwrap();
     // The second file's first endpoint is the third of the config: the message names the one
     // it clashes with by file, as the duplicate-host message does, not by a global index.
-    let tls = seed_policy("server.key")
-        .replace(
-            "https://terminate-tls-example.ngrok.app",
-            "tls://other.ngrok.app",
+    let tls = PolicyBuilder::new()
+        .endpoint(
+            Endpoint::tls("other.ngrok.app")
+                .bind("127.0.0.1:8443")
+                .upstream("tcp://127.0.0.1:8080")
+                .terminate_tls(seed_tls("server.key")),
         )
-        .replace("http://127.0.0.1:8080", "tcp://127.0.0.1:8080");
-    let mut first = seed_policy("server.key");
-    first.push_str(
-        &seed_policy("server.key")
-            .trim_start_matches("endpoints:\n")
-            .replace("terminate-tls-example", "second")
-            .replace("127.0.0.1:8443", "127.0.0.1:9443"),
-    );
+        .to_yaml();
+    let first = PolicyBuilder::new()
+        .endpoint(seed_endpoint(SEED_SERVER_NAME, seed_tls("server.key")))
+        .endpoint(seed_endpoint("second.ngrok.app", seed_tls("server.key")).bind("127.0.0.1:9443"))
+        .to_yaml();
     std::fs::write(dir.path().join("a.yaml"), first).unwrap();
     std::fs::write(dir.path().join("b.yaml"), tls).unwrap();
     let out = check(dir.path(), &["a.yaml", "b.yaml"]);
@@ -175,12 +182,13 @@ fn two_files_may_not_claim_the_same_host_on_one_bind() {
 fn shows_proxy_protocol_both_ways_and_names_the_file_that_configures_a_bind_twice() {
     let dir = tempfile::tempdir().unwrap();
     seed_openssl_certs(dir.path()).unwrap();
-    let listeners =
-        "listeners:\n  - bind: 127.0.0.1:8443\n    proxy_protocol: {trusted_sources: [10.0.0.0/8]}\n";
-    let policy = seed_policy("server.key").replace(
-        "      url: http://127.0.0.1:8080\n",
-        "      url: http://127.0.0.1:8080\n      proxy_protocol: 2\n",
-    ) + listeners;
+    let policy = PolicyBuilder::new()
+        .endpoint(
+            seed_endpoint(SEED_SERVER_NAME, seed_tls("server.key"))
+                .upstream(Upstream::new("http://127.0.0.1:8080").proxy_protocol(2)),
+        )
+        .proxy_protocol_listener("127.0.0.1:8443", &["10.0.0.0/8"])
+        .to_yaml();
     std::fs::write(dir.path().join("a.yaml"), &policy).unwrap();
     let out = check(dir.path(), &["a.yaml"]);
     assert_eq!(out.exit_code, 0, "{out:?}");
@@ -198,8 +206,10 @@ fn shows_proxy_protocol_both_ways_and_names_the_file_that_configures_a_bind_twic
         out.stdout
     );
     // A second file with its own endpoint on the same bind may not configure it again.
-    let other = seed_policy("server.key").replace("terminate-tls-example.ngrok.app", "other.test")
-        + listeners;
+    let other = PolicyBuilder::new()
+        .endpoint(seed_endpoint("other.test", seed_tls("server.key")))
+        .proxy_protocol_listener("127.0.0.1:8443", &["10.0.0.0/8"])
+        .to_yaml();
     std::fs::write(dir.path().join("b.yaml"), other).unwrap();
     let out = check(dir.path(), &["a.yaml", "b.yaml"]);
     assert_eq!(out.exit_code, 2, "{out:?}");
@@ -217,10 +227,6 @@ fn shows_proxy_protocol_both_ways_and_names_the_file_that_configures_a_bind_twic
 fn shows_each_endpoints_ocsp_check_and_staple_source() {
     let dir = tempfile::tempdir().unwrap();
     seed_openssl_certs(dir.path()).unwrap();
-    let policy = seed_policy("server.key").replace(
-        "                  - ca.crt\n",
-        "                  - ca.crt\n                mutual_tls_ocsp: {mode: prefer, responder: 'http://127.0.0.1:8888/'}\n",
-    );
     // A full-chain file whose leaf names a responder: staples.
     let ca = Authority::root("Stapling CA");
     let leaf = ca.issue(
@@ -233,15 +239,14 @@ fn shows_each_endpoints_ocsp_check_and_staple_source() {
     )
     .unwrap();
     std::fs::write(dir.path().join("full.key"), &leaf.key_pem).unwrap();
-    let policy = policy
-        .replace(
-            "server_private_key: server.key",
-            "server_private_key: full.key",
-        )
-        .replace(
-            "server_certificate: server.crt",
-            "server_certificate: full.crt",
-        );
+    let policy = PolicyBuilder::new()
+        .endpoint(seed_endpoint(
+            SEED_SERVER_NAME,
+            seed_tls("full.key")
+                .server_certificate("full.crt")
+                .client_ocsp("prefer", "http://127.0.0.1:8888/"),
+        ))
+        .to_yaml();
     std::fs::write(dir.path().join("policy.yaml"), policy).unwrap();
     let out = check(dir.path(), &["policy.yaml"]);
     assert_eq!(out.exit_code, 0, "{out:?}");
@@ -459,10 +464,14 @@ fn shows_each_crl_with_its_issuer_revocations_and_next_update() {
     cmd.arg(script).arg(dir.path()).arg("client.crt");
     let made = run_bounded(cmd, b"", Duration::from_secs(30));
     assert_eq!(made.exit_code, 0, "{made:?}");
-    let policy = seed_policy("server.key").replace(
-        "                  - ca.crt\n",
-        "                  - ca.crt\n                mutual_tls_certificate_revocation_lists: [ca.crl]\n                mutual_tls_revocation_check: leaf\n",
-    );
+    let policy = PolicyBuilder::new()
+        .endpoint(seed_endpoint(
+            SEED_SERVER_NAME,
+            seed_tls("server.key")
+                .client_crl("ca.crl")
+                .revocation_check("leaf"),
+        ))
+        .to_yaml();
     std::fs::write(dir.path().join("policy.yaml"), policy).unwrap();
     let out = check(dir.path(), &["policy.yaml"]);
     assert_eq!(out.exit_code, 0, "{out:?}");

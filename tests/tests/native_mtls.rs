@@ -10,28 +10,15 @@ mod native_common;
 
 use std::path::{Path, PathBuf};
 
-use native_common::{http_upstream, https_endpoint, path, resolve, start_gate, tls_config};
-use tlsgate_e2e::{curl, echo_upstream, free_port, openssl_s_client, CurlResult};
-use tlsgate_test_support::Authority;
+use native_common::start_gate;
+use tlsgate_e2e::{echo_upstream, free_port, openssl_s_client, Curl, CurlResult};
+use tlsgate_test_support::{Authority, Endpoint, PolicyBuilder, TerminateTls};
 
 fn get(host: &str, port: u16, ca: &Path, cert: Option<&(PathBuf, PathBuf)>) -> CurlResult {
-    let mut args = vec![
-        "--resolve".to_owned(),
-        resolve(host, port),
-        "--cacert".to_owned(),
-        ca.display().to_string(),
-    ];
-    if let Some((crt, key)) = cert {
-        args.extend([
-            "--cert".to_owned(),
-            crt.display().to_string(),
-            "--key".to_owned(),
-            key.display().to_string(),
-        ]);
-    }
-    args.push(format!("https://{host}:{port}/"));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    curl(&args)
+    Curl::https(host, port, "/")
+        .ca(ca)
+        .client_cert_if(cert.map(|(crt, key)| (crt, key)))
+        .run()
 }
 
 #[test]
@@ -54,26 +41,15 @@ fn two_tenants_on_one_listener_get_their_own_certificates_and_cas() {
     let upstream = echo_upstream();
     let port = free_port();
     let endpoint = |host: &str, crt: &Path, key: &Path, ca: &Path| {
-        https_endpoint(
-            host,
-            port,
-            &http_upstream(&upstream.url()),
-            &tls_config(&[
-                ("server_certificate", &path(crt)),
-                ("server_private_key", &path(key)),
-                (
-                    "mutual_tls_certificate_authorities",
-                    &format!("[{}]", path(ca)),
-                ),
-            ]),
-            "",
-        )
+        Endpoint::https(host)
+            .on_loopback(port)
+            .upstream(upstream.url())
+            .terminate_tls(TerminateTls::files(crt, key).client_ca(ca))
     };
-    let policy = format!(
-        "endpoints:\n{}{}",
-        endpoint("a.tenant.test", &crt_a, &key_a, &ca_a_crt),
-        endpoint("b.tenant.test", &crt_b, &key_b, &ca_b_crt)
-    );
+    let policy = PolicyBuilder::new()
+        .endpoint(endpoint("a.tenant.test", &crt_a, &key_a, &ca_a_crt))
+        .endpoint(endpoint("b.tenant.test", &crt_b, &key_b, &ca_b_crt))
+        .to_yaml();
     let gate = start_gate(dir.path(), "tenants", &policy, &[]);
 
     // Each name gets its own certificate: each verifies only against its own CA.
@@ -97,13 +73,7 @@ fn two_tenants_on_one_listener_get_their_own_certificates_and_cas() {
     assert_eq!(crossed.status, None, "{crossed:?}");
 
     // An unknown server name, and none at all, are refused in the handshake.
-    let unknown = curl(&[
-        "--resolve",
-        &resolve("c.tenant.test", port),
-        "--cacert",
-        &ca_a_crt.display().to_string(),
-        &format!("https://c.tenant.test:{port}/"),
-    ]);
+    let unknown = get("c.tenant.test", port, &ca_a_crt, None);
     assert_eq!(unknown.status, None, "{unknown:?}");
     assert!(unknown.stderr.contains("unrecognized name"), "{unknown:?}");
     let (_, out, _) = openssl_s_client(&["-connect", &connect, "-noservername"], b"");
@@ -114,19 +84,11 @@ fn two_tenants_on_one_listener_get_their_own_certificates_and_cas() {
     assert!(gate.log().contains("unknown_server_name"));
 
     // A request whose Host names the other tenant is misdirected (no domain fronting).
-    let fronted = curl(&[
-        "--resolve",
-        &resolve("a.tenant.test", port),
-        "--cacert",
-        &ca_a_crt.display().to_string(),
-        "--cert",
-        &client_a.0.display().to_string(),
-        "--key",
-        &client_a.1.display().to_string(),
-        "-H",
-        "Host: b.tenant.test",
-        &format!("https://a.tenant.test:{port}/"),
-    ]);
+    let fronted = Curl::https("a.tenant.test", port, "/")
+        .ca(&ca_a_crt)
+        .client_cert(&client_a.0, &client_a.1)
+        .header("Host: b.tenant.test")
+        .run();
     assert_eq!(fronted.status, Some(421), "{fronted:?}");
     assert_eq!(upstream.requests().len(), 2);
 }

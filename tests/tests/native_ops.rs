@@ -12,9 +12,9 @@ use std::process::{Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use native_common::{http_upstream, https_endpoint, resolve, start_gate, tls_config};
-use tlsgate_e2e::{curl, echo_upstream, free_port, tlsgate_bin, tool, Proc, Signal};
-use tlsgate_test_support::Authority;
+use native_common::start_gate;
+use tlsgate_e2e::{echo_upstream, free_port, tlsgate_bin, tool, Curl, Proc, Signal};
+use tlsgate_test_support::{Action, Authority, Endpoint, PolicyBuilder, Rule, TerminateTls};
 
 #[test]
 fn a_client_that_sends_nothing_is_cut_at_the_client_hello_deadline() {
@@ -23,7 +23,7 @@ fn a_client_that_sends_nothing_is_cut_at_the_client_hello_deadline() {
     ca.server(&["idle.test"]).write(dir.path(), "server");
     let upstream = echo_upstream();
     let port = free_port();
-    let policy = one_endpoint("idle.test", port, &upstream.url(), "");
+    let policy = one_endpoint("idle.test", port, &upstream.url(), &[]);
     // The ClientHello deadline, not the (longer) handshake deadline, cuts a silent socket.
     let gate = start_gate(
         dir.path(),
@@ -65,7 +65,7 @@ fn silent_sockets_from_one_address_cannot_take_every_slot() {
     let (ca_crt, _) = ca.write(dir.path(), "ca");
     let upstream = echo_upstream();
     let port = free_port();
-    let policy = one_endpoint("slots.test", port, &upstream.url(), "");
+    let policy = one_endpoint("slots.test", port, &upstream.url(), &[]);
     let gate = start_gate(
         dir.path(),
         "slots",
@@ -105,15 +105,10 @@ fn silent_sockets_from_one_address_cannot_take_every_slot() {
         started.elapsed()
     );
     // Another address is served while they wait.
-    let other = curl(&[
-        "--interface",
-        "127.0.0.2",
-        "--resolve",
-        &resolve("slots.test", port),
-        "--cacert",
-        &ca_crt.display().to_string(),
-        &format!("https://slots.test:{port}/"),
-    ]);
+    let other = Curl::https("slots.test", port, "/")
+        .interface("127.0.0.2")
+        .ca(&ca_crt)
+        .run();
     assert_eq!(other.status, Some(200), "{other:?}\n{}", gate.log());
     gate.wait_for_log("source_connection_limit", Duration::from_secs(5))
         .unwrap();
@@ -122,20 +117,16 @@ fn silent_sockets_from_one_address_cannot_take_every_slot() {
 
 /// A policy with one https endpoint for `host` on `port`, terminating with the `server.crt` and
 /// `server.key` written beside it, in front of `upstream`, with `rules` as on_http_request.
-fn one_endpoint(host: &str, port: u16, upstream: &str, rules: &str) -> String {
-    format!(
-        "endpoints:\n{}",
-        https_endpoint(
-            host,
-            port,
-            &http_upstream(upstream),
-            &tls_config(&[
-                ("server_certificate", "server.crt"),
-                ("server_private_key", "server.key")
-            ]),
-            rules
+fn one_endpoint(host: &str, port: u16, upstream: &str, rules: &[Rule]) -> String {
+    PolicyBuilder::new()
+        .endpoint(
+            Endpoint::https(host)
+                .on_loopback(port)
+                .upstream(upstream)
+                .terminate_tls(TerminateTls::files("server.crt", "server.key"))
+                .on_http_requests(rules.iter().cloned()),
         )
-    )
+        .to_yaml()
 }
 
 /// `openssl s_client` holding one connection open, fed from the test.
@@ -215,17 +206,9 @@ fn sighup_serves_a_rotated_certificate_to_new_connections_while_an_open_one_comp
     let (crt, key) = old_ca.server(&["rot.test"]).write(dir.path(), "server");
     let upstream = echo_upstream();
     let port = free_port();
-    let policy = one_endpoint("rot.test", port, &upstream.url(), "");
+    let policy = one_endpoint("rot.test", port, &upstream.url(), &[]);
     let gate = start_gate(dir.path(), "rotate", &policy, &[]);
-    let get = |ca: &std::path::Path| {
-        curl(&[
-            "--resolve",
-            &resolve("rot.test", port),
-            "--cacert",
-            &ca.display().to_string(),
-            &format!("https://rot.test:{port}/"),
-        ])
-    };
+    let get = |ca: &std::path::Path| Curl::https("rot.test", port, "/").ca(ca).run();
     assert_eq!(get(&old_ca_crt).status, Some(200));
     let mut held = HeldConnection::open(port, "rot.test", &old_ca_crt);
 
@@ -261,11 +244,11 @@ fn a_reload_that_adds_a_deny_rule_drains_kept_alive_connections() {
     ca.server(&["drain-rule.test"]).write(dir.path(), "server");
     let upstream = echo_upstream();
     let port = free_port();
-    let policy = |rules: &str| one_endpoint("drain-rule.test", port, &upstream.url(), rules);
+    let policy = |rules: &[Rule]| one_endpoint("drain-rule.test", port, &upstream.url(), rules);
     let gate = start_gate(
         dir.path(),
         "drain-rule",
-        &policy(""),
+        &policy(&[]),
         &["--drain-timeout", "2s"],
     );
     let mut held = HeldConnection::open(port, "drain-rule.test", &ca_crt);
@@ -275,7 +258,7 @@ fn a_reload_that_adds_a_deny_rule_drains_kept_alive_connections() {
     let offset = gate.log_len();
     std::fs::write(
         dir.path().join("drain-rule.yaml"),
-        policy("        - actions: [{type: deny, config: {status_code: 403}}]\n"),
+        policy(&[Rule::new().then(Action::deny_with(403))]),
     )
     .unwrap();
     gate.signal(Signal::Hup).unwrap();
@@ -307,13 +290,7 @@ fn a_reload_that_adds_a_deny_rule_drains_kept_alive_connections() {
         "a request after the reload reached the upstream"
     );
     // New connections get the new rule.
-    let denied = curl(&[
-        "--resolve",
-        &resolve("drain-rule.test", port),
-        "--cacert",
-        &ca_crt.display().to_string(),
-        &format!("https://drain-rule.test:{port}/"),
-    ]);
+    let denied = Curl::https("drain-rule.test", port, "/").ca(&ca_crt).run();
     assert_eq!(denied.status, Some(403), "{denied:?}");
 }
 
@@ -325,7 +302,7 @@ fn a_bad_reload_is_logged_and_the_previous_configuration_keeps_serving() {
     ca.server(&["keep.test"]).write(dir.path(), "server");
     let upstream = echo_upstream();
     let port = free_port();
-    let policy = one_endpoint("keep.test", port, &upstream.url(), "");
+    let policy = one_endpoint("keep.test", port, &upstream.url(), &[]);
     let gate = start_gate(dir.path(), "keep", &policy, &[]);
     let offset = gate.log_len();
     std::fs::write(
@@ -345,13 +322,7 @@ fn a_bad_reload_is_logged_and_the_previous_configuration_keeps_serving() {
         "{}",
         gate.log()
     );
-    let res = curl(&[
-        "--resolve",
-        &resolve("keep.test", port),
-        "--cacert",
-        &ca_crt.display().to_string(),
-        &format!("https://keep.test:{port}/"),
-    ]);
+    let res = Curl::https("keep.test", port, "/").ca(&ca_crt).run();
     assert_eq!(res.status, Some(200), "{res:?}");
 }
 
@@ -396,7 +367,7 @@ fn sigterm_drains_an_in_flight_request_and_exits_zero() {
         "drain.test",
         port,
         &format!("http://127.0.0.1:{upstream_port}"),
-        "",
+        &[],
     );
     let mut gate = start_gate(dir.path(), "drain", &policy, &["--log-format", "json"]);
     // JSON logs: one object per line.
@@ -411,16 +382,8 @@ fn sigterm_drains_an_in_flight_request_and_exits_zero() {
         "{first}"
     );
 
-    let ca_arg = ca_crt.display().to_string();
-    let request = std::thread::spawn(move || {
-        curl(&[
-            "--resolve",
-            &resolve("drain.test", port),
-            "--cacert",
-            &ca_arg,
-            &format!("https://drain.test:{port}/"),
-        ])
-    });
+    let request = Curl::https("drain.test", port, "/").ca(&ca_crt);
+    let request = std::thread::spawn(move || request.run());
     arrived.recv_timeout(Duration::from_secs(10)).unwrap();
     gate.signal(Signal::Term).unwrap();
     let res = request.join().unwrap();
@@ -476,15 +439,7 @@ fn a_manifest_added_to_a_watched_directory_is_served_without_a_signal() {
     let gate = Proc::spawn("k8s-dir", cmd);
     gate.wait_for_log("serving ", Duration::from_secs(60))
         .unwrap();
-    let get = |host: &str| {
-        curl(&[
-            "--resolve",
-            &resolve(host, port),
-            "--cacert",
-            &ca_crt.display().to_string(),
-            &format!("https://{host}:{port}/"),
-        ])
-    };
+    let get = |host: &str| Curl::https(host, port, "/").ca(&ca_crt).run();
     assert_eq!(get("a.k8s.test").status, Some(200), "{}", gate.log());
     assert_eq!(get("b.k8s.test").status, None, "b is not served yet");
 
@@ -516,21 +471,18 @@ fn a_certificate_revoked_while_running_is_refused_and_its_connections_drained() 
     let upstream = echo_upstream();
     let port = free_port();
     let host = "terminate-tls-example.ngrok.app";
-    let policy = format!(
-        "endpoints:\n{}",
-        https_endpoint(
-            host,
-            port,
-            &http_upstream(&upstream.url()),
-            &tls_config(&[
-                ("server_certificate", "server.crt"),
-                ("server_private_key", "server.key"),
-                ("mutual_tls_certificate_authorities", "[ca.crt]"),
-                ("mutual_tls_certificate_revocation_lists", "[ca.crl]"),
-            ]),
-            ""
+    let policy = PolicyBuilder::new()
+        .endpoint(
+            Endpoint::https(host)
+                .on_loopback(port)
+                .upstream(upstream.url())
+                .terminate_tls(
+                    TerminateTls::files("server.crt", "server.key")
+                        .client_ca("ca.crt")
+                        .client_crl("ca.crl"),
+                ),
         )
-    );
+        .to_yaml();
     let metrics_addr = format!("127.0.0.1:{}", free_port());
     let gate = start_gate(
         dir.path(),
@@ -539,17 +491,10 @@ fn a_certificate_revoked_while_running_is_refused_and_its_connections_drained() 
         &["--drain-timeout", "2s", "--metrics", &metrics_addr],
     );
     let get = || {
-        curl(&[
-            "--resolve",
-            &resolve(host, port),
-            "--cacert",
-            &dir.path().join("ca.crt").display().to_string(),
-            "--cert",
-            &dir.path().join("client.crt").display().to_string(),
-            "--key",
-            &dir.path().join("client.key").display().to_string(),
-            &format!("https://{host}:{port}/"),
-        ])
+        Curl::https(host, port, "/")
+            .ca(dir.path().join("ca.crt"))
+            .client_cert(dir.path().join("client.crt"), dir.path().join("client.key"))
+            .run()
     };
     assert_eq!(get().status, Some(200), "{}", gate.log());
 
@@ -574,7 +519,7 @@ fn a_certificate_revoked_while_running_is_refused_and_its_connections_drained() 
         .unwrap();
     let refused = get();
     assert_eq!(refused.status, None, "a revoked certificate got an answer");
-    let metrics = curl(&[&format!("http://{metrics_addr}/metrics")]);
+    let metrics = Curl::new(format!("http://{metrics_addr}/metrics")).run();
     for needle in [
         "tlsgate_client_crl_next_update_timestamp_seconds{endpoint=\"https://terminate-tls-example.ngrok.app\",issuer=\"CN=ExampleCA\"}",
         "reason=\"client_certificate_revoked\"",
@@ -665,26 +610,24 @@ fn the_staples_expiry_is_a_gauge_and_zero_while_there_is_none() {
     let upstream = echo_upstream();
     let port = free_port();
     let endpoint = |host: &str, stem: &str| {
-        https_endpoint(
-            host,
-            port,
-            &http_upstream(&upstream.url()),
-            &tls_config(&[
-                ("server_certificate", &format!("{stem}.crt")),
-                ("server_private_key", &format!("{stem}.key")),
-            ]),
-            "",
-        )
+        Endpoint::https(host)
+            .on_loopback(port)
+            .upstream(upstream.url())
+            .terminate_tls(TerminateTls::files(
+                format!("{stem}.crt"),
+                format!("{stem}.key"),
+            ))
     };
-    let policy = format!(
-        "endpoints:\n{}{}",
-        endpoint("up.staple.test", "up"),
-        endpoint("down.staple.test", "down")
-    );
+    let policy = PolicyBuilder::new()
+        .endpoint(endpoint("up.staple.test", "up"))
+        .endpoint(endpoint("down.staple.test", "down"))
+        .to_yaml();
     let metrics_addr = format!("127.0.0.1:{}", free_port());
     let gate = start_gate(d, "staples", &policy, &["--metrics", &metrics_addr]);
     let gauge = |host: &str| -> Option<i64> {
-        let body = curl(&[&format!("http://{metrics_addr}/metrics")]).body;
+        let body = Curl::new(format!("http://{metrics_addr}/metrics"))
+            .run()
+            .body;
         let name = format!(
             "tlsgate_ocsp_staple_next_update_timestamp_seconds{{endpoint=\"https://{host}\"}} "
         );
@@ -725,18 +668,10 @@ fn buffered_access_lines_wait_in_memory_and_all_reach_the_log_in_order() {
     let (ca_crt, _) = ca.write(dir.path(), "ca");
     ca.server(&["buf.test"]).write(dir.path(), "server");
     let upstream = echo_upstream();
-    let get = |port: u16, path: &str| {
-        curl(&[
-            "--resolve",
-            &resolve("buf.test", port),
-            "--cacert",
-            &ca_crt.display().to_string(),
-            &format!("https://buf.test:{port}{path}"),
-        ])
-    };
+    let get = |port: u16, path: &str| Curl::https("buf.test", port, path).ca(&ca_crt).run();
 
     let port = free_port();
-    let policy = one_endpoint("buf.test", port, &upstream.url(), "");
+    let policy = one_endpoint("buf.test", port, &upstream.url(), &[]);
     let flags = ["--access-log-buffer", "64k", "--access-log-flush", "1h"];
     // start_gate waits for the "serving" line: lines other than access lines are not held.
     let mut gate = start_gate(dir.path(), "buffered", &policy, &flags);
@@ -774,7 +709,7 @@ fn buffered_access_lines_wait_in_memory_and_all_reach_the_log_in_order() {
     );
 
     let port = free_port();
-    let policy = one_endpoint("buf.test", port, &upstream.url(), "");
+    let policy = one_endpoint("buf.test", port, &upstream.url(), &[]);
     let flags = ["--access-log-buffer", "64k", "--access-log-flush", "200ms"];
     let gate = start_gate(dir.path(), "flushed", &policy, &flags);
     assert_eq!(get(port, "/timer").status, Some(200), "{}", gate.log());

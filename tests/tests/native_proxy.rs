@@ -9,12 +9,13 @@ mod native_common;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
-use native_common::{http_upstream, https_endpoint, path, resolve, start_gate, tls_config};
-use tlsgate_e2e::{curl, echo_upstream, free_port, run_bounded, tool};
-use tlsgate_test_support::Authority;
+use native_common::start_gate;
+use tlsgate_e2e::{echo_upstream, free_port, Curl};
+use tlsgate_test_support::{
+    Action, Authority, Endpoint, PolicyBuilder, Rule, TerminateTls, Upstream, UpstreamTls,
+};
 
 struct Pki {
     ca: PathBuf,
@@ -36,36 +37,31 @@ fn pki(dir: &Path, hosts: &[&str]) -> Pki {
     }
 }
 
-fn terminate(p: &Pki) -> String {
-    tls_config(&[
-        ("server_certificate", &path(&p.crt)),
-        ("server_private_key", &path(&p.key)),
-        (
-            "mutual_tls_certificate_authorities",
-            &format!("[{}]", path(&p.ca)),
-        ),
-    ])
+/// terminate-tls with the server certificate, client certificates from the CA.
+fn terminate(p: &Pki) -> TerminateTls {
+    TerminateTls::files(&p.crt, &p.key).client_ca(&p.ca)
 }
 
-fn base_args(p: &Pki, host: &str, port: u16) -> Vec<String> {
-    vec![
-        "--resolve".into(),
-        resolve(host, port),
-        "--cacert".into(),
-        p.ca.display().to_string(),
-        "--cert".into(),
-        p.client.0.display().to_string(),
-        "--key".into(),
-        p.client.1.display().to_string(),
-    ]
+/// A policy of one https endpoint per `(host, upstream)`, all on `port`.
+fn policy(p: &Pki, port: u16, endpoints: &[(&str, Upstream)]) -> String {
+    endpoints
+        .iter()
+        .fold(PolicyBuilder::new(), |policy, (host, upstream)| {
+            policy.endpoint(
+                Endpoint::https(host)
+                    .on_loopback(port)
+                    .upstream(upstream.clone())
+                    .terminate_tls(terminate(p)),
+            )
+        })
+        .to_yaml()
 }
 
-fn call(p: &Pki, host: &str, port: u16, extra: &[&str]) -> tlsgate_e2e::CurlResult {
-    let mut args = base_args(p, host, port);
-    args.extend(extra.iter().map(|s| s.to_string()));
-    args.push(format!("https://{host}:{port}/some/path?q=1"));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    curl(&args)
+/// `https://host:port/some/path?q=1` with alice's certificate.
+fn call(p: &Pki, host: &str, port: u16) -> Curl {
+    Curl::https(host, port, "/some/path?q=1")
+        .ca(&p.ca)
+        .client_cert(&p.client.0, &p.client.1)
 }
 
 #[test]
@@ -74,53 +70,35 @@ fn forwards_http1_and_http2_with_clean_identity_headers() {
     let p = pki(dir.path(), &["app.test"]);
     let upstream = echo_upstream();
     let port = free_port();
-    let rules = "        - actions:\n            - type: add-headers\n              config:\n                headers:\n                  x-client-cn: \"${conn.tls.client.subject.common_name}\"\n";
-    let policy = format!(
-        "endpoints:\n{}",
-        https_endpoint(
-            "app.test",
-            port,
-            &http_upstream(&upstream.url()),
-            &terminate(&p),
-            rules
+    let policy = PolicyBuilder::new()
+        .endpoint(
+            Endpoint::https("app.test")
+                .on_loopback(port)
+                .upstream(upstream.url())
+                .terminate_tls(terminate(&p))
+                .on_http_request(Rule::new().then(Action::add_headers(&[(
+                    "x-client-cn",
+                    "${conn.tls.client.subject.common_name}",
+                )]))),
         )
-    );
+        .to_yaml();
     let gate = start_gate(dir.path(), "proxy", &policy, &[]);
 
-    for version in ["--http1.1", "--http2"] {
-        let mut args = base_args(&p, "app.test", port);
-        args.extend(
-            [
-                "-q",
-                "--noproxy",
-                "*",
-                "--max-time",
-                "10",
-                "-sS",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_version} %{http_code}",
-                version,
-                "-H",
-                "x-forwarded-client-cert: Subject=\"CN=admin\"",
-                "-H",
-                "client-cert: :Zm9yZ2Vk:",
-                "-H",
-                "x-forwarded-for: 6.6.6.6",
-            ]
-            .map(String::from),
+    for (version, request) in [
+        ("1.1", call(&p, "app.test", port).http1_1()),
+        ("2", call(&p, "app.test", port).http2()),
+    ] {
+        let res = request
+            .header("x-forwarded-client-cert: Subject=\"CN=admin\"")
+            .header("client-cert: :Zm9yZ2Vk:")
+            .header("x-forwarded-for: 6.6.6.6")
+            .run();
+        assert_eq!(
+            (res.http_version.as_deref(), res.status),
+            (Some(version), Some(200)),
+            "{res:?}\n{}",
+            gate.log()
         );
-        args.push(format!("https://app.test:{port}/some/path?q=1"));
-        let mut cmd = Command::new(tool("curl"));
-        cmd.args(&args);
-        let run = run_bounded(cmd, b"", Duration::from_secs(15));
-        let expected = if version == "--http2" {
-            "2 200"
-        } else {
-            "1.1 200"
-        };
-        assert_eq!(run.stdout.trim(), expected, "{run:?}\n{}", gate.log());
     }
     let seen = upstream
         .wait_for_requests(2, Duration::from_secs(5))
@@ -212,26 +190,23 @@ fn streams_a_large_upload_without_holding_it_in_memory() {
     let p = pki(dir.path(), &["big.test"]);
     let upstream_port = counting_upstream();
     let port = free_port();
-    let policy = format!(
-        "endpoints:\n{}",
-        https_endpoint(
+    let policy = policy(
+        &p,
+        port,
+        &[(
             "big.test",
-            port,
-            &http_upstream(&format!("http://127.0.0.1:{upstream_port}")),
-            &terminate(&p),
-            ""
-        )
+            format!("http://127.0.0.1:{upstream_port}").into(),
+        )],
     );
     let gate = start_gate(dir.path(), "big", &policy, &[]);
     let file = dir.path().join("upload.bin");
     std::fs::File::create(&file).unwrap().set_len(SIZE).unwrap();
     let data = format!("@{}", file.display());
-    let res = call(
-        &p,
-        "big.test",
-        port,
-        &["--data-binary", &data, "-H", "Expect:"],
-    );
+    let res = call(&p, "big.test", port)
+        .arg("--data-binary")
+        .arg(data)
+        .header("Expect:")
+        .run();
     assert_eq!(res.status, Some(200), "{res:?}\n{}", gate.log());
     assert_eq!(res.body, SIZE.to_string());
     let peak = peak_rss_kib(gate.id());
@@ -248,18 +223,18 @@ fn tls_endpoints_proxy_bytes_to_a_tcp_upstream() {
     let p = pki(dir.path(), &["tcp.test"]);
     let upstream = echo_upstream();
     let port = free_port();
-    let policy = format!(
-        "endpoints:\n  - url: tls://tcp.test\n    bind: 127.0.0.1:{port}\n    upstream:\n      url: tcp://{}\n    traffic_policy:\n      on_tcp_connect:\n        - actions:\n            - type: terminate-tls\n              config:\n{}",
-        upstream.addr(),
-        terminate(&p)
-    );
+    let policy = PolicyBuilder::new()
+        .endpoint(
+            Endpoint::tls("tcp.test")
+                .on_loopback(port)
+                .upstream(format!("tcp://{}", upstream.addr()))
+                .terminate_tls(terminate(&p)),
+        )
+        .to_yaml();
     let gate = start_gate(dir.path(), "tcp", &policy, &[]);
-    let res = call(
-        &p,
-        "tcp.test",
-        port,
-        &["-H", "x-forwarded-client-cert: untouched"],
-    );
+    let res = call(&p, "tcp.test", port)
+        .header("x-forwarded-client-cert: untouched")
+        .run();
     assert_eq!(res.status, Some(200), "{res:?}\n{}", gate.log());
     // Bytes are bytes: nothing is added or removed on a tls:// endpoint.
     let seen = upstream
@@ -283,22 +258,16 @@ fn upstream_failures_answer_502_and_504_and_show_in_metrics() {
     let silent_port = silent.local_addr().unwrap().port();
     let port = free_port();
     let metrics_port = free_port();
-    let policy = format!(
-        "endpoints:\n{}{}",
-        https_endpoint(
-            "down.test",
-            port,
-            &http_upstream(&format!("http://127.0.0.1:{closed}")),
-            &terminate(&p),
-            ""
-        ),
-        https_endpoint(
-            "slow.test",
-            port,
-            &http_upstream(&format!("http://127.0.0.1:{silent_port}")),
-            &terminate(&p),
-            ""
-        ),
+    let policy = policy(
+        &p,
+        port,
+        &[
+            ("down.test", format!("http://127.0.0.1:{closed}").into()),
+            (
+                "slow.test",
+                format!("http://127.0.0.1:{silent_port}").into(),
+            ),
+        ],
     );
     let metrics_addr = format!("127.0.0.1:{metrics_port}");
     let gate = start_gate(
@@ -307,15 +276,15 @@ fn upstream_failures_answer_502_and_504_and_show_in_metrics() {
         &policy,
         &["--upstream-timeout", "1s", "--metrics", &metrics_addr],
     );
-    let down = call(&p, "down.test", port, &[]);
+    let down = call(&p, "down.test", port).run();
     assert_eq!(down.status, Some(502), "{down:?}");
-    let slow = call(&p, "slow.test", port, &[]);
+    let slow = call(&p, "slow.test", port).run();
     assert_eq!(slow.status, Some(504), "{slow:?}");
     let log = gate.log();
     assert!(log.contains("connection_refused"), "{log}");
     assert!(log.contains("upstream_response_timeout"), "{log}");
 
-    let metrics = curl(&[&format!("http://{metrics_addr}/metrics")]);
+    let metrics = Curl::new(format!("http://{metrics_addr}/metrics")).run();
     assert_eq!(metrics.status, Some(200), "{metrics:?}");
     for needle in [
         "tlsgate_tls_handshakes_total{endpoint=\"https://down.test\",outcome=\"ok\"",
@@ -336,29 +305,19 @@ fn reaches_an_http2_upstream_over_tls_with_a_client_certificate() {
     let echo = echo_upstream();
     let (front_port, inner_port) = (free_port(), free_port());
     // The inner hop is a second tlsgate that requires a client certificate and speaks h2.
-    let inner = format!(
-        "endpoints:\n{}",
-        https_endpoint(
-            "inner.test",
-            inner_port,
-            &http_upstream(&echo.url()),
-            &terminate(&p),
-            ""
-        )
-    );
+    let inner = policy(&p, inner_port, &[("inner.test", echo.url().into())]);
     let _inner = start_gate(dir.path(), "inner", &inner, &[]);
-    let upstream = format!(
-        "      url: https://127.0.0.1:{inner_port}\n      protocol: http2\n      tls:\n        server_name: inner.test\n        certificate_authorities: [{}]\n        client_certificate: {{ certificate: {}, private_key: {} }}\n",
-        path(&p.ca),
-        path(&p.client.0),
-        path(&p.client.1)
-    );
-    let front = format!(
-        "endpoints:\n{}",
-        https_endpoint("front.test", front_port, &upstream, &terminate(&p), "")
-    );
+    let upstream = Upstream::new(format!("https://127.0.0.1:{inner_port}"))
+        .http2()
+        .tls(
+            UpstreamTls::new()
+                .server_name("inner.test")
+                .certificate_authority(&p.ca)
+                .client_certificate(&p.client.0, &p.client.1),
+        );
+    let front = policy(&p, front_port, &[("front.test", upstream)]);
     let gate = start_gate(dir.path(), "front", &front, &[]);
-    let res = call(&p, "front.test", front_port, &[]);
+    let res = call(&p, "front.test", front_port).run();
     assert_eq!(res.status, Some(200), "{res:?}\n{}", gate.log());
     let seen = echo.wait_for_requests(1, Duration::from_secs(5)).unwrap();
     // The inner hop verified the front's client certificate and says so.

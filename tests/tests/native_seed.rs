@@ -8,9 +8,12 @@ mod native_common;
 
 use std::time::Duration;
 
-use native_common::{path, resolve, start_gate};
-use tlsgate_e2e::{curl, echo_upstream, free_port, repo_root};
-use tlsgate_test_support::{seed_openssl_certs, Authority, SEED_SERVER_NAME};
+use native_common::start_gate;
+use tlsgate_e2e::{echo_upstream, free_port, repo_root, Curl};
+use tlsgate_test_support::{
+    seed_openssl_certs, Authority, Endpoint, PolicyBuilder, TerminateTls, Upstream, UpstreamTls,
+    SEED_SERVER_NAME,
+};
 
 /// An example policy with its fixed loopback ports swapped for free ones.
 fn example(name: &str, ports: &[(&str, String)]) -> String {
@@ -24,26 +27,12 @@ fn example(name: &str, ports: &[(&str, String)]) -> String {
     text
 }
 
-fn seed_call(dir: &std::path::Path, port: u16, extra: &[&str]) -> tlsgate_e2e::CurlResult {
-    let (crt, key, ca) = (
-        dir.join("client.crt"),
-        dir.join("client.key"),
-        dir.join("ca.crt"),
-    );
-    let mut args: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-    args.extend([
-        "--resolve".into(),
-        resolve(SEED_SERVER_NAME, port),
-        "--cert".into(),
-        crt.display().to_string(),
-        "--key".into(),
-        key.display().to_string(),
-        "--cacert".into(),
-        ca.display().to_string(),
-        format!("https://{SEED_SERVER_NAME}:{port}/hello"),
-    ]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    curl(&args)
+/// The seed's call: `curl --cert client.crt --key client.key --cacert ca.crt
+/// https://terminate-tls-example.ngrok.app/hello`, on loopback.
+fn seed_call(dir: &std::path::Path, port: u16) -> Curl {
+    Curl::https(SEED_SERVER_NAME, port, "/hello")
+        .client_cert(dir.join("client.crt"), dir.join("client.key"))
+        .ca(dir.join("ca.crt"))
 }
 
 #[test]
@@ -62,7 +51,7 @@ fn seed_002_termination_walkthrough_with_the_seeds_openssl_certificates() {
     let _gate = start_gate(dir.path(), "seed-termination", &policy, &[]);
 
     // The seed's call, exactly: client certificate, key and CA.
-    let ok = seed_call(dir.path(), port, &[]);
+    let ok = seed_call(dir.path(), port).run();
     assert_eq!(ok.status, Some(200), "{ok:?}");
     let seen = upstream
         .wait_for_requests(1, Duration::from_secs(5))
@@ -73,18 +62,13 @@ fn seed_002_termination_walkthrough_with_the_seeds_openssl_certificates() {
     assert!(xfcc.contains("Subject=\"CN=ExampleClient\""), "{xfcc}");
 
     // Without a client certificate: refused in the handshake, nothing forwarded.
-    let ca = dir.path().join("ca.crt");
-    let none = curl(&[
-        "--resolve",
-        &resolve(SEED_SERVER_NAME, port),
-        "--cacert",
-        &ca.display().to_string(),
-        &format!("https://{SEED_SERVER_NAME}:{port}/hello"),
-    ]);
+    let none = Curl::https(SEED_SERVER_NAME, port, "/hello")
+        .ca(dir.path().join("ca.crt"))
+        .run();
     assert_eq!(none.status, None, "{none:?}");
 
     // TLS 1.2 against min_version 1.3.
-    let old = seed_call(dir.path(), port, &["--tls-max", "1.2"]);
+    let old = seed_call(dir.path(), port).tls_max("1.2").run();
     assert_eq!(old.status, None, "{old:?}");
     assert!(old.stderr.contains("protocol version"), "{old:?}");
     assert_eq!(upstream.requests().len(), 1);
@@ -115,7 +99,7 @@ fn seed_000_upstream_mtls_walkthrough_reaches_an_upstream_that_requires_a_client
     );
     let front = start_gate(dir.path(), "seed-mtls", &front_policy, &[]);
 
-    let ok = seed_call(dir.path(), front_port, &[]);
+    let ok = seed_call(dir.path(), front_port).run();
     assert_eq!(ok.status, Some(200), "{ok:?}\n{}", front.log());
     let seen = echo.wait_for_requests(1, Duration::from_secs(5)).unwrap();
     // The upstream verified tlsgate's client certificate (client.crt, CN=ExampleClient)...
@@ -163,43 +147,31 @@ fn upstream_without_our_client_certificate_or_with_an_untrusted_certificate_answ
     let (other_ca_crt, _) = other_ca.write(dir.path(), "other-ca");
     let ca = dir.path().join("ca.crt");
     let port = free_port();
-    let endpoint = |host: &str, tls: String| {
-        format!(
-            "  - url: https://{host}\n    bind: 127.0.0.1:{port}\n    upstream:\n      url: https://127.0.0.1:{upstream_port}\n      tls:\n{tls}        server_name: {SEED_SERVER_NAME}\n    traffic_policy:\n      on_tcp_connect:\n        - actions:\n            - type: terminate-tls\n              config:\n                server_certificate: {}\n                server_private_key: {}\n",
-            path(&server_crt),
-            path(&server_key)
-        )
+    let endpoint = |host: &str, tls: UpstreamTls| {
+        Endpoint::https(host)
+            .on_loopback(port)
+            .upstream(
+                Upstream::new(format!("https://127.0.0.1:{upstream_port}"))
+                    .tls(tls.server_name(SEED_SERVER_NAME)),
+            )
+            .terminate_tls(TerminateTls::files(&server_crt, &server_key))
     };
-    let policy = format!(
-        "endpoints:\n{}{}",
-        endpoint(
+    let policy = PolicyBuilder::new()
+        .endpoint(endpoint(
             "nocert.test",
-            format!(
-                "        certificate_authorities: [{}]\n        pinned_certificates: [{}]\n",
-                path(&ca),
-                path(&dir.path().join("server.crt"))
-            )
-        ),
-        endpoint(
+            UpstreamTls::new()
+                .certificate_authority(&ca)
+                .pinned_certificate(dir.path().join("server.crt")),
+        ))
+        .endpoint(endpoint(
             "untrusted.test",
-            format!(
-                "        certificate_authorities: [{}]\n        client_certificate: {{ certificate: {}, private_key: {} }}\n",
-                path(&other_ca_crt),
-                path(&dir.path().join("client.crt")),
-                path(&dir.path().join("client.key"))
-            )
-        ),
-    );
+            UpstreamTls::new()
+                .certificate_authority(&other_ca_crt)
+                .client_certificate(dir.path().join("client.crt"), dir.path().join("client.key")),
+        ))
+        .to_yaml();
     let front = start_gate(dir.path(), "front", &policy, &[]);
-    let call = |host: &str| {
-        curl(&[
-            "--resolve",
-            &resolve(host, port),
-            "--cacert",
-            &front_ca_crt.display().to_string(),
-            &format!("https://{host}:{port}/"),
-        ])
-    };
+    let call = |host: &str| Curl::https(host, port, "/").ca(&front_ca_crt).run();
     let refused = call("nocert.test");
     assert_eq!(refused.status, Some(502), "{refused:?}\n{}", front.log());
     let untrusted = call("untrusted.test");

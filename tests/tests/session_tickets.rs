@@ -17,23 +17,26 @@ use std::process::Command;
 use std::time::Duration;
 
 use envoy_harness::{generate, ports, Envoy};
-use native_common::{http_upstream, https_endpoint, path, start_gate, tls_config};
+use native_common::start_gate;
 use tlsgate_e2e::{free_port, run_bounded, tool, Proc};
-use tlsgate_test_support::Authority;
+use tlsgate_test_support::{Authority, Endpoint, PolicyBuilder, TerminateTls};
 
 const HOST: &str = "app.example.com";
 
 /// A policy with one https endpoint on `port` whose tickets use `keys` (files in `dir`).
 fn policy(dir: &Path, port: u16, upstream: &str, keys: &[&str]) -> String {
-    let keys: Vec<String> = keys.iter().map(|k| path(&dir.join(k))).collect();
-    let tls = tls_config(&[
-        ("server_certificate", &path(&dir.join("server.crt"))),
-        ("server_private_key", &path(&dir.join("server.key"))),
-        ("session_ticket_keys", &format!("[{}]", keys.join(", "))),
-        ("session_lifetime", "1h"),
-    ]);
-    let endpoint = https_endpoint(HOST, port, &http_upstream(upstream), &tls, "");
-    format!("endpoints:\n{endpoint}")
+    let tls = keys.iter().fold(
+        TerminateTls::files(dir.join("server.crt"), dir.join("server.key")),
+        |tls, key| tls.session_ticket_key(dir.join(key)),
+    );
+    PolicyBuilder::new()
+        .endpoint(
+            Endpoint::https(HOST)
+                .on_loopback(port)
+                .upstream(upstream)
+                .terminate_tls(tls.session_lifetime("1h")),
+        )
+        .to_yaml()
 }
 
 /// One TLS 1.3 connection with a request (so the tickets arrive), its session saved to or
