@@ -237,7 +237,7 @@ impl HttpConnection {
                         peer = %self.peer,
                         reason,
                         "a rule failed to evaluate: {}",
-                        escape_control(detail)
+                        escape_control(&detail.to_string())
                     );
                 }
                 log.emit(label, reason, local.status, None);
