@@ -791,7 +791,10 @@ mod tests {
         };
         let (stock, ours) = both_ways(&clean);
         assert_eq!(stock, ours);
-        assert!(ours.contains(r#" path="/a/b?c=d" verdict="forward""#), "{ours}");
+        assert!(
+            ours.contains(r#" path="/a/b?c=d" verdict="forward""#),
+            "{ours}"
+        );
         let hostile = AccessRecord {
             sni: "a.test\n2026-01-01T00:00:00Z  INFO forged",
             client: &"CN=a\u{1b}[31mred\"quoted\\",

@@ -301,7 +301,10 @@ fn timestamps_take_utc_or_an_offset_and_a_named_zone_is_refused_at_load() {
             matches!(&err, CompileError::NamedTimeZone { zone: z, function } if z == zone && function == "getHours"),
             "{err:?}"
         );
-        assert!(err.to_string().contains("write \"UTC\" or an offset"), "{err}");
+        assert!(
+            err.to_string().contains("write \"UTC\" or an offset"),
+            "{err}"
+        );
     }
     // A zone that only arrives at run time cannot be checked at load: it fails the rule
     // (and so denies), as any run-time error does.
