@@ -89,7 +89,7 @@ echo "profile: reports in $OUT/inclusive.txt and $OUT/exclusive.txt; open $dump 
 echo
 # The thread roots (clone, start_thread, tokio's task poll) carry everything; skip them.
 echo "top inclusive, tlsgate's own code:"
-grep -E '^ *[0-9,]+ .*(native-host|core)/src/' "$OUT/inclusive.txt" | head -15
+grep -E '^ *[0-9,]+ .*(native-host|core)/src/' "$OUT/inclusive.txt" | sed -n '1,15p'
 echo
 echo "top exclusive:"
-grep -E '^ *[0-9,]+ ' "$OUT/exclusive.txt" | grep -vE 'PROGRAM TOTALS|clone\.S|pthread_create|thread_start|call_once|__rust_begin_short_backtrace' | head -25
+grep -E '^ *[0-9,]+ ' "$OUT/exclusive.txt" | grep -vE 'PROGRAM TOTALS|clone\.S|pthread_create|thread_start|call_once|__rust_begin_short_backtrace' | sed -n '1,25p'
