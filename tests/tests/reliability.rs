@@ -21,13 +21,16 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
-use native_common::{http_upstream, https_endpoint, path, start_gate, tls_config};
+use native_common::start_gate;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tlsgate_e2e::{
-    curl, echo_upstream, free_port, run_bounded, tool, wait_port, EchoUpstream, Proc, Signal,
+    echo_upstream, free_port, run_bounded, tool, wait_port, Curl, EchoUpstream, Proc, Signal,
 };
-use tlsgate_test_support::Authority;
+use tlsgate_test_support::{
+    Action, Authority, Endpoint, PolicyBuilder, Rule, TerminateTls, Upstream, UpstreamTls,
+    Verification,
+};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsConnector;
 
@@ -172,20 +175,19 @@ fn pki() -> Pki {
 }
 
 /// The policy: one endpoint on `port`, `strategy` for client certificates, to `upstream`.
-fn policy(p: &Pki, port: u16, upstream: &EchoUpstream, strategy: &str) -> String {
-    let tls = tls_config(&[
-        ("server_certificate", &path(&p.crt)),
-        ("server_private_key", &path(&p.key)),
-        (
-            "mutual_tls_certificate_authorities",
-            &format!("[{}]", path(&p.ca)),
-        ),
-        ("mutual_tls_verification_strategy", strategy),
-    ]);
-    format!(
-        "endpoints:\n{}",
-        https_endpoint(HOST, port, &http_upstream(&upstream.url()), &tls, "")
-    )
+fn policy(p: &Pki, port: u16, upstream: &EchoUpstream, strategy: Verification) -> String {
+    PolicyBuilder::new()
+        .endpoint(
+            Endpoint::https(HOST)
+                .on_loopback(port)
+                .upstream(upstream.url())
+                .terminate_tls(
+                    TerminateTls::files(&p.crt, &p.key)
+                        .client_ca(&p.ca)
+                        .verification(strategy),
+                ),
+        )
+        .to_yaml()
 }
 
 /// An edge of `kind` with one endpoint on `port` (`strategy` for client certificates, `limits`
@@ -198,7 +200,7 @@ struct Bed {
     _upstream: EchoUpstream,
 }
 
-fn bed(kind: &str, strategy: &str, limits: &[&str]) -> Bed {
+fn bed(kind: &str, strategy: Verification, limits: &[&str]) -> Bed {
     let p = pki();
     let upstream = echo_upstream();
     let port = free_port();
@@ -315,31 +317,16 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
-/// `curl` with alice's certificate: the status of a new connection's request.
-fn curl_status(p: &Pki, port: u16) -> Option<u16> {
-    curl_get(port, &p.ca, &p.client_crt, &p.client_key)
+/// `curl https://HOST:port/` on a new connection, trusting `p`'s CA, presenting `cert` and `key`.
+fn curl_with(p: &Pki, port: u16, cert: &Path, key: &Path) -> Curl {
+    Curl::https(HOST, port, "/")
+        .ca(&p.ca)
+        .client_cert(cert, key)
 }
 
-/// `curl https://HOST:port/` on a new connection, trusting `ca`, presenting `crt` and `key`:
-/// the status, if any.
-fn curl_get(port: u16, ca: &Path, crt: &Path, key: &Path) -> Option<u16> {
-    let resolve = format!("{HOST}:{port}:127.0.0.1");
-    let url = format!("https://{HOST}:{port}/");
-    let [ca, crt, key] = [ca, crt, key].map(|p| p.display().to_string());
-    curl(&[
-        "--resolve",
-        &resolve,
-        "--cacert",
-        &ca,
-        "--cert",
-        &crt,
-        "--key",
-        &key,
-        "--max-time",
-        "10",
-        &url,
-    ])
-    .status
+/// [`curl_with`] alice's certificate.
+fn curl_alice(p: &Pki, port: u16) -> Curl {
+    curl_with(p, port, &p.client_crt, &p.client_key)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -357,7 +344,7 @@ fn idle_connections_are_held(kind: &str) {
         _upstream,
     } = bed(
         kind,
-        "require-and-verify",
+        Verification::RequireAndVerify,
         &[
             "--idle-timeout",
             "10m",
@@ -368,7 +355,12 @@ fn idle_connections_are_held(kind: &str) {
         ],
     );
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-    assert_eq!(curl_status(&p, port), Some(200), "{}", edge.log());
+    assert_eq!(
+        curl_alice(&p, port).run().status,
+        Some(200),
+        "{}",
+        edge.log()
+    );
     let before = rss_kib(edge.pid());
 
     let rt = runtime();
@@ -411,7 +403,7 @@ fn idle_connections_are_held(kind: &str) {
 
     // A newcomer is still served while all of them are held.
     assert_eq!(
-        curl_status(&p, port),
+        curl_alice(&p, port).run().status,
         Some(200),
         "a new connection was not served with {n} held\n{}",
         edge.log()
@@ -487,7 +479,7 @@ fn kept_alive_connection_survives_the_request_deadlines(kind: &str) {
         _upstream,
     } = bed(
         kind,
-        "require-and-verify",
+        Verification::RequireAndVerify,
         &[
             "--first-request-timeout",
             "1s",
@@ -640,7 +632,7 @@ fn slow_clients_are_cut(kind: &str) {
         _upstream,
     } = bed(
         kind,
-        "require-and-verify",
+        Verification::RequireAndVerify,
         &[
             "--client-hello-timeout",
             "2s",
@@ -663,19 +655,14 @@ fn slow_clients_are_cut(kind: &str) {
     // The fast client: a new mTLS connection and request every 200 ms, for the whole test.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let fast = {
-        let (stop, ca, crt, key) = (
-            stop.clone(),
-            p.ca.clone(),
-            p.client_crt.clone(),
-            p.client_key.clone(),
-        );
+        let (stop, alice) = (stop.clone(), curl_alice(&p, port));
         std::thread::spawn(move || {
             let mut slowest = Duration::ZERO;
             let mut failures = Vec::new();
             let mut count = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let start = Instant::now();
-                let status = curl_get(port, &ca, &crt, &key);
+                let status = alice.run().status;
                 slowest = slowest.max(start.elapsed());
                 count += 1;
                 if status != Some(200) {
@@ -821,9 +808,13 @@ fn control_frame_floods_are_bounded(kind: &str) {
         port,
         edge,
         _upstream,
-    } = bed(kind, "require-and-verify", &[]);
+    } = bed(kind, Verification::RequireAndVerify, &[]);
     let pid = edge.pid();
-    assert_eq!(curl_status(&p, port), Some(200), "{kind}: the edge serves");
+    assert_eq!(
+        curl_alice(&p, port).run().status,
+        Some(200),
+        "{kind}: the edge serves"
+    );
     let before = rss_kib(pid);
     let ping = h2_frame(0x6, 0, 0, &[7; 8]);
     let settings = h2_frame(0x4, 0, 0, &[]);
@@ -858,7 +849,7 @@ fn control_frame_floods_are_bounded(kind: &str) {
         };
         // The flooding connection is still open (or just closed): others are served.
         assert_eq!(
-            curl_status(&p, port),
+            curl_alice(&p, port).run().status,
             Some(200),
             "{kind}: a new client during a {name} flood"
         );
@@ -977,7 +968,7 @@ fn reloads_under_load_lose_no_allowed_request() {
     let upstream = echo_upstream();
     let port = free_port();
     // `request`: h2load presents no certificate, and the policy admits it.
-    let good = policy(&p, port, &upstream, "request");
+    let good = policy(&p, port, &upstream, Verification::Request);
     let gate = start_gate(p.dir.path(), "gate", &good, &[]);
     let config = p.dir.path().join("gate.yaml");
     let first = sha256_of_served_certificate(port, &p.ca);
@@ -1049,39 +1040,41 @@ fn upstream_rotation_loses_no_request(kind: &str) {
     let echo = echo_upstream();
     let up_port = free_port();
     let (up_crt, up_key) = p.authority.server(&[HOST]).write(p.dir.path(), "upstream");
-    let up_tls = tls_config(&[
-        ("server_certificate", &path(&up_crt)),
-        ("server_private_key", &path(&up_key)),
-    ]);
     // A header naming the upstream's epoch: a new value is a changed endpoint, which a reload
     // drains (a rotated certificate alone needs no drain), so each reload closes the edge's
     // pooled connections beneath it.
     let up_policy = |epoch: u32| {
-        let rules = format!(
-            "        - actions:\n            - type: add-headers\n              config: {{ headers: {{ x-epoch: \"{epoch}\" }} }}\n"
-        );
-        format!(
-            "endpoints:\n{}",
-            https_endpoint(HOST, up_port, &http_upstream(&echo.url()), &up_tls, &rules)
-        )
+        PolicyBuilder::new()
+            .endpoint(
+                Endpoint::https(HOST)
+                    .on_loopback(up_port)
+                    .upstream(echo.url())
+                    .terminate_tls(TerminateTls::files(&up_crt, &up_key))
+                    .on_http_request(
+                        Rule::new().then(Action::add_headers(&[("x-epoch", &epoch.to_string())])),
+                    ),
+            )
+            .to_yaml()
     };
     let upstream = start_gate(p.dir.path(), "upstream", &up_policy(0), &[]);
     let up_config = p.dir.path().join("upstream.yaml");
     let first = sha256_of_served_certificate(up_port, &p.ca);
 
     let port = free_port();
-    let edge_tls = tls_config(&[
-        ("server_certificate", &path(&p.crt)),
-        ("server_private_key", &path(&p.key)),
-    ]);
-    let to_upstream = format!(
-        "      url: https://127.0.0.1:{up_port}\n      tls:\n        server_name: {HOST}\n        certificate_authorities: [{}]\n",
-        path(&p.ca)
-    );
-    let edge_policy = format!(
-        "endpoints:\n{}",
-        https_endpoint(HOST, port, &to_upstream, &edge_tls, "")
-    );
+    let edge_policy = PolicyBuilder::new()
+        .endpoint(
+            Endpoint::https(HOST)
+                .on_loopback(port)
+                .upstream(
+                    Upstream::new(format!("https://127.0.0.1:{up_port}")).tls(
+                        UpstreamTls::new()
+                            .server_name(HOST)
+                            .certificate_authority(&p.ca),
+                    ),
+                )
+                .terminate_tls(TerminateTls::files(&p.crt, &p.key)),
+        )
+        .to_yaml();
     let edge = Edge::start(kind, &p, port, &edge_policy, &[]);
 
     let loader = h2load_in_background(port, seconds);
@@ -1167,7 +1160,7 @@ fn envoy_hot_restarts_under_load_lose_no_allowed_request() {
     let upstream = echo_upstream();
     let port = free_port();
     let admin = free_port();
-    let good = policy(&p, port, &upstream, "request");
+    let good = policy(&p, port, &upstream, Verification::Request);
     let epoch_dir = |n: u32| {
         let dir = p.dir.path().join(format!("epoch{n}"));
         std::fs::create_dir_all(&dir).expect("epoch dir");
@@ -1285,9 +1278,14 @@ fn soak(kind: &str) {
         port,
         edge,
         _upstream,
-    } = bed(kind, "request", &[]);
+    } = bed(kind, Verification::Request, &[]);
     let pid = edge.pid();
-    assert_eq!(curl_status(&p, port), Some(200), "{}", edge.log());
+    assert_eq!(
+        curl_alice(&p, port).run().status,
+        Some(200),
+        "{}",
+        edge.log()
+    );
     let (rss0, fds0) = (rss_kib(pid), open_fds(pid));
     let seconds = duration.as_secs().to_string();
     let target = format!("https://{HOST}:{port}/");
@@ -1307,14 +1305,13 @@ fn soak(kind: &str) {
     ];
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let churn = {
-        let (stop, ca, crt, key, other) = (
+        let (mallory_crt, mallory_key) = Authority::root("Other CA")
+            .client("mallory")
+            .write(p.dir.path(), "mallory");
+        let (stop, alice, mallory) = (
             stop.clone(),
-            p.ca.clone(),
-            p.client_crt.clone(),
-            p.client_key.clone(),
-            Authority::root("Other CA")
-                .client("mallory")
-                .write(p.dir.path(), "mallory"),
+            curl_alice(&p, port),
+            curl_with(&p, port, &mallory_crt, &mallory_key),
         );
         std::thread::spawn(move || {
             let mut counts = [0u64; 4];
@@ -1324,12 +1321,12 @@ fn soak(kind: &str) {
                 match i % 4 {
                     // A full handshake with a trusted certificate.
                     0 => {
-                        let status = curl_get(port, &ca, &crt, &key);
+                        let status = alice.run().status;
                         counts[0] += u64::from(status == Some(200));
                     }
                     // A certificate from a CA nobody trusts: admitted unverified under `request`.
                     1 => {
-                        let status = curl_get(port, &ca, &other.0, &other.1);
+                        let status = mallory.run().status;
                         counts[1] += u64::from(status == Some(200));
                     }
                     // Hostile bytes where a ClientHello belongs.
