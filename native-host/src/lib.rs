@@ -17,6 +17,7 @@
 //! (case-insensitive); the handshake signature is always verified. See [`upstream_tls`].
 
 pub mod certs;
+pub mod clock;
 pub mod eval;
 pub mod files;
 pub mod http;

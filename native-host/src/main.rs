@@ -402,7 +402,7 @@ fn main() -> ExitCode {
                     client_ip,
                     request,
                     headers,
-                    now: tlsgate::tls::unix_now(),
+                    now: tlsgate::clock::unix_now(),
                 };
                 let verifier = tlsgate::eval::WebPki::default();
                 Ok(tlsgate_core::eval::evaluate(&policy, &input, &verifier)?)

@@ -19,8 +19,8 @@ use tlsgate_core::facts::ClientCert;
 use tlsgate_core::ocsp::{self, Cache, CertId, Outcome};
 use tokio::net::TcpStream;
 
+use crate::clock::unix_now;
 use crate::keys::RustlsKeyCheck;
-use crate::tls::unix_now;
 
 /// The largest answer read (a basic response with a responder certificate is a few KiB).
 const MAX_RESPONSE: usize = 64 * 1024;

@@ -127,7 +127,7 @@ impl Runtime {
 
 /// A CRL that goes stale within a day is about to refuse every certificate it covers.
 fn warn_of_stale_crls(config: &Config) {
-    let now = crate::tls::unix_now();
+    let now = crate::clock::unix_now();
     for endpoint in &config.endpoints {
         let Some(revocation) = endpoint.tls.client_auth.revocation() else {
             continue;

@@ -13,8 +13,8 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use tlsgate_core::ocsp::{self, CertId, Status};
 
+use crate::clock::unix_now;
 use crate::keys::RustlsKeyCheck;
-use crate::tls::unix_now;
 
 /// Retry after a failed fetch, and the shortest refresh interval.
 const RETRY: Duration = Duration::from_secs(60);

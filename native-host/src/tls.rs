@@ -35,6 +35,8 @@ use tlsgate_core::revocation::{Revocation, RevocationDepth};
 use tlsgate_core::{ClientCert, ClientCertFacts, Endpoint, TlsFacts, TlsVersion};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+use crate::clock::unix_now;
+
 /// Why an endpoint's TLS configuration could not be built. Core validated the policy, so these
 /// are material rustls refuses (a key type it cannot sign with, a CA webpki cannot parse).
 #[derive(Debug, thiserror::Error)]
@@ -339,11 +341,6 @@ pub fn client_verifier(
     builder
         .build()
         .map_err(|e| ("mutual_tls_certificate_revocation_lists", e.to_string()))
-}
-
-/// Seconds since the Unix epoch, as core takes time (certificate validity, CRL nextUpdate).
-pub fn unix_now() -> i64 {
-    i64::try_from(UnixTime::now().as_secs()).unwrap_or(i64::MAX)
 }
 
 /// The IANA name of a cipher suite (`TLS_AES_128_GCM_SHA256`); rustls spells TLS 1.3 suites

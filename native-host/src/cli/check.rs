@@ -78,7 +78,7 @@ fn crl_line(list: &tlsgate_core::revocation::RevocationList) -> String {
         tlsgate_core::pem::Origin::File(path) => path.display().to_string(),
         tlsgate_core::pem::Origin::Inline => "inline".to_owned(),
     };
-    let now = tlsgate::tls::unix_now();
+    let now = tlsgate::clock::unix_now();
     let left = list.next_update - now;
     format!(
         "CRL of {} ({source}): {} revoked, issued {}, next update {} (in {}h {}m)",
