@@ -22,6 +22,7 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::TypedMetric;
 use prometheus_client::registry::Registry;
 use tlsgate_core::policy::{endpoint_label, Counter as Verdicts};
+use tlsgate_core::Policy;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -127,10 +128,10 @@ impl Metrics {
         registry
     }
 
-    /// The CRLs of the configuration now served.
-    pub fn revocation(&self, runtime: &crate::runtime::Runtime) {
+    /// The CRLs of the policy now served (the caller passes the runtime's policy).
+    pub fn revocation(&self, policy: &Policy) {
         self.crl_next_update.clear();
-        for endpoint in runtime.policy.endpoints() {
+        for endpoint in policy.endpoints() {
             let Some(revocation) = endpoint.tls.client_auth.revocation() else {
                 continue;
             };

@@ -88,7 +88,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<()> {
     )
     .await?;
     let metrics = Arc::new(Metrics::default());
-    metrics.revocation(&runtime);
+    metrics.revocation(&runtime.policy);
     let shared = Arc::new(Shared {
         state: RwLock::new(Arc::new(runtime)),
         files: options.files.clone(),
@@ -283,7 +283,7 @@ async fn reload(
             retired += 1;
         }
     }
-    shared.metrics.revocation(&runtime);
+    shared.metrics.revocation(&runtime.policy);
     shared.replace(runtime);
     if retired > 0 {
         tracing::info!(
