@@ -59,7 +59,8 @@ use std::path::{Path, PathBuf};
 pub use authority::{pem_to_der, Authority, Issued};
 pub use key::KeyKind;
 pub use policy::{
-    emit, Action, Endpoint, PolicyBuilder, Rule, TerminateTls, Upstream, UpstreamTls, Verification,
+    emit, Action, Endpoint, Ocsp, PolicyBuilder, Rule, TerminateTls, Upstream, UpstreamTls,
+    Verification,
 };
 pub use seed::{
     seed_endpoint, seed_openssl_certs, seed_policy, write_seed_style_set, SeedFiles,

@@ -469,12 +469,9 @@ impl TerminateTls {
         self
     }
 
-    /// `mutual_tls_ocsp: { mode, responder }`.
-    pub fn client_ocsp(mut self, mode: &str, responder: &str) -> Self {
-        let mut ocsp = Map::new();
-        ocsp.set("mode", mode);
-        ocsp.set("responder", responder);
-        self.fields.set("mutual_tls_ocsp", ocsp);
+    /// `mutual_tls_ocsp:`, how to ask about client certificates' revocation.
+    pub fn client_ocsp(mut self, ocsp: Ocsp) -> Self {
+        self.fields.set("mutual_tls_ocsp", ocsp.fields);
         self
     }
 
@@ -496,6 +493,33 @@ impl TerminateTls {
         action.set("type", "terminate-tls");
         action.set("config", self.fields.clone());
         action.into()
+    }
+}
+
+/// A terminate-tls `mutual_tls_ocsp:` block. Keys are written in the order they were set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ocsp {
+    fields: Map,
+}
+
+impl Ocsp {
+    /// `mode:` (`prefer`, `require`).
+    pub fn new(mode: &str) -> Self {
+        let mut fields = Map::new();
+        fields.set("mode", mode);
+        Self { fields }
+    }
+
+    /// `responder:` the URL to ask instead of the one certificates name.
+    pub fn responder(mut self, url: &str) -> Self {
+        self.fields.set("responder", url);
+        self
+    }
+
+    /// `timeout:` a duration such as `2s`.
+    pub fn timeout(mut self, timeout: &str) -> Self {
+        self.fields.set("timeout", timeout);
+        self
     }
 }
 

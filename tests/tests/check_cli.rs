@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tlsgate_e2e::{run_bounded, tlsgate_bin, RunResult};
 use tlsgate_test_support::{
-    seed_openssl_certs, Authority, Endpoint, PolicyBuilder, TerminateTls, Upstream,
+    seed_openssl_certs, Authority, Endpoint, Ocsp, PolicyBuilder, TerminateTls, Upstream,
     SEED_SERVER_NAME,
 };
 
@@ -244,7 +244,7 @@ fn shows_each_endpoints_ocsp_check_and_staple_source() {
             SEED_SERVER_NAME,
             seed_tls("full.key")
                 .server_certificate("full.crt")
-                .client_ocsp("prefer", "http://127.0.0.1:8888/"),
+                .client_ocsp(Ocsp::new("prefer").responder("http://127.0.0.1:8888/")),
         ))
         .to_yaml();
     std::fs::write(dir.path().join("policy.yaml"), policy).unwrap();

@@ -12,7 +12,10 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use tlsgate_e2e::{repo_root, run_bounded, tlsgate_bin, RunResult};
-use tlsgate_test_support::{seed_openssl_certs, Authority};
+use tlsgate_test_support::{
+    seed_openssl_certs, Authority, Endpoint, Ocsp, PolicyBuilder, TerminateTls, Upstream,
+    UpstreamTls, Verification,
+};
 
 mod envoy_harness;
 
@@ -334,41 +337,43 @@ fn every_mapping_is_valid_for_istio_and_secrets_are_written_only_when_asked() {
         .write(d, "server");
     ca.client("gateway").write(d, "client");
     std::fs::write(d.join("ca.crl"), ca.crl(&[], -60, 86_400)).unwrap();
-    let policy = "endpoints:
-  - url: https://a.example.com
-    bind: 127.0.0.1:8443
-    upstream:
-      url: https://api.payments:8443
-      tls:
-        client_certificate: { certificate: client.crt, private_key: client.key }
-        certificate_authorities: [ca.crt]
-    traffic_policy:
-      on_tcp_connect:
-        - actions:
-            - type: terminate-tls
-              config:
-                server_certificate: server.crt
-                server_private_key: server.key
-                mutual_tls_certificate_authorities: [ca.crt]
-                mutual_tls_certificate_revocation_lists: [ca.crl]
-  - url: tls://*.example.org
-    bind: 127.0.0.1:9443
-    upstream:
-      url: tls://db.data:5432
-      tls:
-        certificate_authorities: [ca.crt]
-        server_name: db.data
-    traffic_policy:
-      on_tcp_connect:
-        - actions:
-            - type: terminate-tls
-              config:
-                min_version: \"1.2\"
-                server_certificate: server.crt
-                server_private_key: server.key
-                mutual_tls_certificate_authorities: [ca.crt]
-                mutual_tls_verification_strategy: request
-";
+    let policy = PolicyBuilder::new()
+        .endpoint(
+            Endpoint::https("a.example.com")
+                .bind("127.0.0.1:8443")
+                .upstream(
+                    Upstream::new("https://api.payments:8443").tls(
+                        UpstreamTls::new()
+                            .client_certificate("client.crt", "client.key")
+                            .certificate_authority("ca.crt"),
+                    ),
+                )
+                .terminate_tls(
+                    TerminateTls::files("server.crt", "server.key")
+                        .client_ca("ca.crt")
+                        .client_crl("ca.crl"),
+                ),
+        )
+        .endpoint(
+            Endpoint::tls("*.example.org")
+                .bind("127.0.0.1:9443")
+                .upstream(
+                    Upstream::new("tls://db.data:5432").tls(
+                        UpstreamTls::new()
+                            .certificate_authority("ca.crt")
+                            .server_name("db.data"),
+                    ),
+                )
+                .terminate_tls(
+                    TerminateTls::new()
+                        .min_version("1.2")
+                        .server_certificate("server.crt")
+                        .server_private_key("server.key")
+                        .client_ca("ca.crt")
+                        .verification(Verification::Request),
+                ),
+        )
+        .to_yaml();
     std::fs::write(d.join("policy.yaml"), policy).unwrap();
     let schemas = Schemas::load();
     let sha = "a".repeat(64);
@@ -464,32 +469,25 @@ fn ocsp_responders_become_gateway_clusters_through_an_envoy_filter() {
     ca.write(d, "ca");
     ca.server(&["a.example.com", "b.example.com"])
         .write(d, "server");
-    let endpoint = |host: &str, ocsp: &str| {
-        format!(
-            "  - url: https://{host}
-    bind: 127.0.0.1:8443
-    upstream:
-      url: http://api.payments:8080
-    traffic_policy:
-      on_tcp_connect:
-        - actions:
-            - type: terminate-tls
-              config:
-                server_certificate: server.crt
-                server_private_key: server.key
-                mutual_tls_certificate_authorities: [ca.crt]
-                mutual_tls_ocsp: {ocsp}
-"
-        )
+    let endpoint = |host: &str, ocsp: Ocsp| {
+        Endpoint::https(host)
+            .bind("127.0.0.1:8443")
+            .upstream("http://api.payments:8080")
+            .terminate_tls(
+                TerminateTls::files("server.crt", "server.key")
+                    .client_ca("ca.crt")
+                    .client_ocsp(ocsp),
+            )
     };
-    let policy = format!(
-        "endpoints:\n{}{}",
-        endpoint(
+    let policy = PolicyBuilder::new()
+        .endpoint(endpoint(
             "a.example.com",
-            "{mode: require, responder: 'http://ocsp.pki.example.com:8080/', timeout: 1s}"
-        ),
-        endpoint("b.example.com", "{mode: prefer, timeout: 3s}"),
-    );
+            Ocsp::new("require")
+                .responder("http://ocsp.pki.example.com:8080/")
+                .timeout("1s"),
+        ))
+        .endpoint(endpoint("b.example.com", Ocsp::new("prefer").timeout("3s")))
+        .to_yaml();
     std::fs::write(d.join("policy.yaml"), policy).unwrap();
     let out = istio(d, &["-c", "policy.yaml", "--wasm-url", WASM_URL]);
     assert_eq!(out.exit_code, 0, "{out:?}");
