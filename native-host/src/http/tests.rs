@@ -125,3 +125,25 @@ fn hop_by_hop_names_are_cores_list() {
     let ours: Vec<&str> = names.iter().map(HeaderName::as_str).collect();
     assert_eq!(ours, tlsgate_core::request::HOP_BY_HOP);
 }
+
+#[test]
+fn header_names_are_parsed_once_and_given_back_as_parsed() {
+    for _ in 0..2 {
+        assert_eq!(
+            super::header_name("x-forwarded-for").unwrap().as_str(),
+            "x-forwarded-for"
+        );
+        assert_eq!(
+            super::header_name("X-Client-CN").unwrap().as_str(),
+            "x-client-cn"
+        );
+        assert_eq!(super::header_name("host").unwrap(), http::header::HOST);
+        assert!(super::header_name("bad name").is_err());
+        assert!(super::header_name("").is_err());
+    }
+    // More names than the cache keeps are still parsed right.
+    for i in 0..100 {
+        let name = format!("x-n{i}");
+        assert_eq!(super::header_name(&name).unwrap().as_str(), name);
+    }
+}
