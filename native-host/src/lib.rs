@@ -37,3 +37,4 @@ pub mod tickets;
 pub mod tls;
 pub mod upstream;
 pub mod upstream_tls;
+pub mod watched;

@@ -21,6 +21,7 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use crate::limits::UPSTREAM_POOL_IDLE;
+use crate::watched::Watched;
 
 /// Why the upstream could not be reached. `as_str` labels logs and metrics.
 #[derive(Debug, thiserror::Error)]
@@ -267,13 +268,13 @@ impl AsyncWrite for UpstreamStream {
     }
 }
 
-/// The pooled HTTP client of one endpoint.
 /// A client request's body on its way upstream, cut if it stops moving.
 /// A request without a body goes as `Empty`, so it can be sent again
 /// (`http::closed_before_response`).
 pub type UploadBody =
-    crate::http::Watched<http_body_util::Either<Incoming, http_body_util::Empty<bytes::Bytes>>>;
+    Watched<http_body_util::Either<Incoming, http_body_util::Empty<bytes::Bytes>>>;
 
+/// The pooled HTTP client of one endpoint.
 pub type HttpClient = Client<Dialer, UploadBody>;
 
 pub fn http_client(dialer: Dialer, protocol: UpstreamProtocol) -> HttpClient {

@@ -16,13 +16,14 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
-use super::body::{error_response, local_response, Held, ProxyBody};
+use super::body::{error_response, local_response, ProxyBody};
 use super::request_host;
 use super::websocket::is_h2_websocket;
 use crate::io::{Activity, Tracked};
 use crate::limits::Limits;
 use crate::metrics::{Metrics, VerdictLabels};
 use crate::runtime::EndpointRuntime;
+use crate::watched::Held;
 
 /// A `close-connection` verdict, as the service error that makes hyper drop the connection.
 #[derive(Debug, thiserror::Error)]

@@ -11,11 +11,12 @@ use tlsgate_core::config::UpstreamProtocol;
 use tlsgate_core::policy::LocalResponse;
 use tlsgate_core::Forward;
 
-use super::body::{error_response, local_response, ProxyBody, Watched};
+use super::body::{error_response, local_response, ProxyBody};
 use super::connection::AccessLine;
 use super::websocket::{is_h2_websocket, is_websocket_upgrade, tunnel, websocket_accept};
 use super::{strip_hop_by_hop, upstream_headers, HttpConnection};
 use crate::upstream::{connect_error, ConnectError};
+use crate::watched::Watched;
 
 impl HttpConnection {
     pub(super) async fn forward(

@@ -22,7 +22,7 @@ mod connection;
 mod forward;
 mod websocket;
 
-pub use body::{ProxyBody, StreamIdle, Watched};
+pub use body::ProxyBody;
 pub use connection::{ClosedByPolicy, HttpConnection};
 
 /// `:authority` (HTTP/2, absolute-form) or `Host`; several Host fields joined with `,`, as

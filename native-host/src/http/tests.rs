@@ -1,18 +1,9 @@
-//! What can be checked without a connection: WebSocket's accept key, bodies that hold or cut
-//! their exchange, and the headers the upstream receives.
+//! What can be checked without a connection: WebSocket's accept key and the headers the
+//! upstream receives (bodies that hold or cut their exchange: `crate::watched`).
 
 use super::*;
-use http_body_util::BodyExt;
-use std::pin::Pin;
-use std::task::Poll;
-use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{Either, Full};
-
-use super::body::Held;
 use super::websocket::websocket_accept;
-use crate::io::Activity;
 
 /// RFC 6455 section 1.3's own example.
 #[test]
@@ -22,20 +13,6 @@ fn the_websocket_accept_proves_the_clients_key() {
         websocket_accept(&key),
         Some(HeaderValue::from_static("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="))
     );
-}
-
-#[tokio::test]
-async fn the_exchange_stays_open_until_the_response_body_is_sent() {
-    let activity = Activity::new();
-    let body =
-        ProxyBody::new(Either::Right(Full::new(Bytes::from_static(b"hello")))).holding(Held {
-            exchange: activity.request(),
-            _upstream_slot: None,
-        });
-    assert_eq!(activity.open_exchanges(), 1);
-    let collected = body.collect().await.map(|c| c.to_bytes());
-    assert_eq!(collected.ok(), Some(Bytes::from_static(b"hello")));
-    assert_eq!(activity.open_exchanges(), 0);
 }
 
 /// What `tlsgate eval` shows the upstream receives (core's list) is what this host sends.
@@ -85,38 +62,6 @@ fn upstream_headers_match_cores_list_that_eval_shows() {
         cores.sort();
         assert_eq!(ours, cores, "h2 = {h2}");
     }
-}
-
-/// A body that never yields a frame.
-struct Stalled;
-
-impl http_body::Body for Stalled {
-    type Data = Bytes;
-    type Error = std::convert::Infallible;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        _cx: &mut std::task::Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
-        Poll::Pending
-    }
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_body_that_stops_moving_is_cut_at_the_stream_idle_deadline() {
-    let activity = Activity::new();
-    let body = Watched::new(Stalled)
-        .idle_after(Duration::from_secs(30))
-        .holding(Held {
-            exchange: activity.request(),
-            _upstream_slot: None,
-        });
-    let started = tokio::time::Instant::now();
-    let result = body.collect().await;
-    let error = result.expect_err("cut");
-    assert!(error.is::<StreamIdle>(), "{error}");
-    assert_eq!(started.elapsed(), Duration::from_secs(30));
-    assert_eq!(activity.open_exchanges(), 0, "the exchange is released");
 }
 
 #[test]
