@@ -32,8 +32,8 @@ playground: setup ## build the browser playground (docs/playground/); serve it w
 wasm: setup ## build only the proxy-wasm filter
 	$(CARGO) build -p tlsgate-filter --target $(WASM_TARGET) --profile release-wasm
 
-lint: setup ## core's modules form no cycle; rustfmt and clippy (-D warnings) for the native and wasm targets
-	python3 scripts/module-cycles.py core/src
+lint: setup ## core's and native-host's modules form no cycle; rustfmt and clippy (-D warnings) for the native and wasm targets
+	python3 scripts/module-cycles.py core/src native-host/src
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy -p tlsgate-core -p tlsgate-filter --target $(WASM_TARGET) -- -D warnings
