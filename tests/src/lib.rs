@@ -2,8 +2,8 @@
 //!
 //! The tests in `tests/tests/*.rs` start the `tlsgate` binary ([`tlsgate_bin`]) or Envoy with the
 //! built filter ([`tool`]`("envoy")`, [`filter_wasm`]) as [`Proc`]esses on [`free_port`]s, put an
-//! [`echo_upstream`] behind them, and talk to them with [`curl`] and [`openssl_s_client`].
-//! Certificates come from [`tlsgate_test_support`].
+//! [`echo_upstream`] behind them, and talk to them with [`Curl`] and [`openssl_s_client`].
+//! Certificates and policies (`PolicyBuilder`) come from [`tlsgate_test_support`].
 //!
 //! Two rules hold everywhere:
 //!
@@ -14,7 +14,7 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use tlsgate_e2e::{curl, echo_upstream, free_port, tlsgate_bin, wait_port, Proc};
+//! use tlsgate_e2e::{echo_upstream, free_port, tlsgate_bin, wait_port, Curl, Proc};
 //!
 //! let upstream = echo_upstream();
 //! let port = free_port();
@@ -22,7 +22,7 @@
 //! cmd.args(["--config", "tlsgate.yaml"]); // whatever the CLI expects
 //! let gate = Proc::spawn("tlsgate", cmd);
 //! wait_port(([127, 0, 0, 1], port).into(), Duration::from_secs(10)).unwrap_or_else(|e| panic!("{e}\n{}", gate.log()));
-//! let res = curl(&["--cacert", "ca.crt", &format!("https://localhost:{port}/hello")]);
+//! let res = Curl::https("localhost", port, "/hello").ca("ca.crt").run();
 //! assert_eq!(res.status, Some(200), "{res:?}");
 //! # let _ = upstream;
 //! ```
