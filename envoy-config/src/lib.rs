@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 
 use tlsgate_core::config::{
     ClientAuth, ProxyProtocolIn, ProxyProtocolVersion, Scheme, TcpAction, Upstream,
-    UpstreamProtocol, UpstreamScheme, VerificationStrategy,
+    UpstreamProtocol, UpstreamScheme,
 };
 use tlsgate_core::limits::Limits;
 use tlsgate_core::revocation::RevocationDepth;

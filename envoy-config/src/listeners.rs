@@ -71,11 +71,8 @@ pub(crate) fn filter_chain(
             let leaf_only = revocation
                 .as_ref()
                 .is_some_and(|r| r.depth == RevocationDepth::Leaf);
-            let (require, untrusted) = match strategy {
-                VerificationStrategy::RequireAndVerify => (true, false),
-                VerificationStrategy::RequireAny => (true, true),
-                VerificationStrategy::Request => (false, true),
-            };
+            let handshake = strategy.handshake();
+            let (require, untrusted) = (handshake.certificate_required, !handshake.chain_enforced);
             (
                 Some(boolean(require)),
                 Some(map([

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::Status;
-use tlsgate_core::config::{ClientAuth, VerificationStrategy};
+use tlsgate_core::config::ClientAuth;
 use tlsgate_core::facts::ChainCheck;
 use tlsgate_core::pem::AnchorSignature;
 use tlsgate_core::{
@@ -285,7 +285,7 @@ fn client_cert(host: &dyn Host, endpoint: &Endpoint) -> Result<ClientCert, Unava
             authorities,
             strategy,
             ..
-        } if verified || *strategy == VerificationStrategy::RequireAndVerify => {
+        } if verified || strategy.handshake().chain_enforced => {
             match crate::trust::signed(endpoint.index, authorities, &der, &facts.fingerprint_sha256)
             {
                 AnchorSignature::Signed => ChainCheck::Trusted,

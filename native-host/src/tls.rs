@@ -27,7 +27,7 @@ use rustls::{
     CertificateError, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig,
     SignatureScheme, SupportedProtocolVersion,
 };
-use tlsgate_core::config::{ClientAuth, Scheme, TerminateTls, VerificationStrategy};
+use tlsgate_core::config::{ClientAuth, Scheme, TerminateTls};
 use tlsgate_core::facts::ChainCheck;
 use tlsgate_core::pem::TrustAnchors;
 use tlsgate_core::policy::endpoint_label;
@@ -179,18 +179,16 @@ impl ServerTls {
             } => {
                 let webpki = client_verifier(authorities, revocation.as_ref(), provider)
                     .map_err(|(what, reason)| rejected(what, reason))?;
-                match strategy {
-                    VerificationStrategy::RequireAndVerify => {
-                        (Some(webpki), PostHandshake::VerifiedByHandshake)
-                    }
-                    VerificationStrategy::RequireAny | VerificationStrategy::Request => {
-                        let any: Arc<dyn ClientCertVerifier> = Arc::new(AnyClientCert {
-                            mandatory: *strategy == VerificationStrategy::RequireAny,
-                            hints: webpki.root_hint_subjects().to_vec(),
-                            algorithms: provider.signature_verification_algorithms,
-                        });
-                        (Some(any), PostHandshake::CheckChain(webpki))
-                    }
+                let handshake = strategy.handshake();
+                if handshake.chain_enforced {
+                    (Some(webpki), PostHandshake::VerifiedByHandshake)
+                } else {
+                    let any: Arc<dyn ClientCertVerifier> = Arc::new(AnyClientCert {
+                        mandatory: handshake.certificate_required,
+                        hints: webpki.root_hint_subjects().to_vec(),
+                        algorithms: provider.signature_verification_algorithms,
+                    });
+                    (Some(any), PostHandshake::CheckChain(webpki))
                 }
             }
         };

@@ -266,7 +266,33 @@ pub enum VerificationStrategy {
     Request,
 }
 
+/// What a TLS handshake must do for a [`VerificationStrategy`]: the one definition both hosts'
+/// TLS set-ups (rustls natively, the generated `DownstreamTlsContext` behind Envoy) read, so
+/// neither maps the strategies itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HandshakeRequirement {
+    /// The handshake fails without a client certificate.
+    pub certificate_required: bool,
+    /// The handshake fails when the certificate does not chain to the endpoint's CAs (with
+    /// its CRLs); otherwise the chain is checked after it and its result is a fact the rules
+    /// see (`conn.tls.client.verification`).
+    pub chain_enforced: bool,
+}
+
 impl VerificationStrategy {
+    /// What the handshake enforces; the rest is judged on the facts afterwards.
+    pub fn handshake(self) -> HandshakeRequirement {
+        let (certificate_required, chain_enforced) = match self {
+            Self::RequireAndVerify => (true, true),
+            Self::RequireAny => (true, false),
+            Self::Request => (false, false),
+        };
+        HandshakeRequirement {
+            certificate_required,
+            chain_enforced,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::RequireAndVerify => "require-and-verify",
@@ -538,5 +564,31 @@ impl fmt::Display for Endpoint {
             if rules == 1 { "" } else { "s" },
             self.upstream.url
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::VerificationStrategy as S;
+
+    /// The strategies' meaning (ngrok's docs): only require-and-verify refuses an untrusted
+    /// chain at the handshake, and only request lets a client in without a certificate.
+    #[test]
+    fn each_strategy_asks_the_handshake_for_what_ngrok_documents() {
+        let table = [S::RequireAndVerify, S::RequireAny, S::Request].map(|s| {
+            (
+                s.as_str(),
+                s.handshake().certificate_required,
+                s.handshake().chain_enforced,
+            )
+        });
+        assert_eq!(
+            table,
+            [
+                ("require-and-verify", true, true),
+                ("require-any", true, false),
+                ("request", false, false),
+            ]
+        );
     }
 }
