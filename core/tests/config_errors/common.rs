@@ -1,4 +1,5 @@
-//! Helpers the load-error tests share: the endpoint host, a TLS block from lines, and the error a policy fails with.
+//! Helpers the load-error tests share: the endpoint host, a TLS block from lines, and the error a
+//! policy fails with.
 
 use super::*;
 

@@ -1,4 +1,5 @@
-//! The input as a whole: duplicate keys, JSON, garbage, key material never echoed, a broken certificate in a bundle.
+//! The input as a whole: duplicate keys, JSON, garbage, key material never echoed, a broken
+//! certificate in a bundle.
 
 use super::*;
 

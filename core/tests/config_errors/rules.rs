@@ -1,4 +1,5 @@
-//! Endpoints, actions and expressions: host conflicts, unknown or misplaced actions, CEL errors, URLs, binds, upstreams and restrict-ips.
+//! Endpoints, actions and expressions: host conflicts, unknown or misplaced actions, CEL errors,
+//! URLs, binds, upstreams and restrict-ips.
 
 use super::*;
 

@@ -1,4 +1,5 @@
-//! Listener and session settings: PROXY protocol, session ticket keys, key exchange groups, set-vars and log metadata.
+//! Listener and session settings: PROXY protocol, session ticket keys, key exchange groups, set-
+//! vars and log metadata.
 
 use super::*;
 

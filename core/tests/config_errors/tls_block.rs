@@ -1,4 +1,5 @@
-//! The policy's shape and its TLS block: unknown fields, versions, key and certificate material, verification strategies.
+//! The policy's shape and its TLS block: unknown fields, versions, key and certificate material,
+//! verification strategies.
 
 use super::*;
 

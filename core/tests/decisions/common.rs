@@ -1,4 +1,5 @@
-//! Helpers the decision tests share: sessions built from a policy, requests, and verdict unwrappers.
+//! Helpers the decision tests share: sessions built from a policy, requests, and verdict
+//! unwrappers.
 
 use super::*;
 

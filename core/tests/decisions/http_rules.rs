@@ -1,4 +1,5 @@
-//! `on_http_request` rules: host routing, deny, custom responses, headers and run-time expression errors.
+//! `on_http_request` rules: host routing, deny, custom responses, headers and run-time expression
+//! errors.
 
 use super::*;
 

@@ -1,4 +1,5 @@
-//! `on_tcp_connect` rules: CEL, SAN/organization and restrict-ips, each admitting one client and refusing another.
+//! `on_tcp_connect` rules: CEL, SAN/organization and restrict-ips, each admitting one client and
+//! refusing another.
 
 use super::*;
 

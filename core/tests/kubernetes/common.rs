@@ -1,4 +1,5 @@
-//! Manifest builders and loaders the Kubernetes tests share: Secrets, ConfigMaps, AgentEndpoints, NgrokTrafficPolicies and Gateways.
+//! Manifest builders and loaders the Kubernetes tests share: Secrets, ConfigMaps, AgentEndpoints,
+//! NgrokTrafficPolicies and Gateways.
 
 use super::*;
 

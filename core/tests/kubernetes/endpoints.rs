@@ -1,4 +1,5 @@
-//! AgentEndpoint and CloudEndpoint manifests: the seed loads as written, and their mistakes name their line.
+//! AgentEndpoint and CloudEndpoint manifests: the seed loads as written, and their mistakes name
+//! their line.
 
 use super::*;
 

@@ -1,4 +1,5 @@
-//! Gateway API: the seed Gateway and route, listener options, and reference grants across namespaces.
+//! Gateway API: the seed Gateway and route, listener options, and reference grants across
+//! namespaces.
 
 use super::*;
 

@@ -1,4 +1,5 @@
-//! Manifests beyond one kind: lists and skipped kinds, BackendTLSPolicy, what tlsgate cannot enforce, other classes.
+//! Manifests beyond one kind: lists and skipped kinds, BackendTLSPolicy, what tlsgate cannot
+//! enforce, other classes.
 
 use super::*;
 

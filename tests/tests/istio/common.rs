@@ -1,4 +1,5 @@
-//! What the istio tests share: the CRD schemas, running `tlsgate istio`, and checking and normalizing its output.
+//! What the istio tests share: the CRD schemas, running `tlsgate istio`, and checking and
+//! normalizing its output.
 
 use super::*;
 

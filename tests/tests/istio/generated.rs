@@ -1,4 +1,5 @@
-//! What `tlsgate istio` writes: the example, every mapping valid for Istio, OCSP responders as gateway clusters.
+//! What `tlsgate istio` writes: the example, every mapping valid for Istio, OCSP responders as
+//! gateway clusters.
 
 use super::*;
 

@@ -1,4 +1,5 @@
-//! What is refused: the schema check refuses what Istio would, and tlsgate istio names the file, endpoint and field.
+//! What is refused: the schema check refuses what Istio would, and tlsgate istio names the file,
+//! endpoint and field.
 
 use super::*;
 

@@ -1,4 +1,5 @@
-//! Deadlines and slots: a silent client cut at the ClientHello deadline, and silent sockets from one address.
+//! Deadlines and slots: a silent client cut at the ClientHello deadline, and silent sockets from
+//! one address.
 
 use super::*;
 

@@ -1,4 +1,5 @@
-//! Reloads and signals: SIGHUP with a rotated certificate, a reload adding a deny rule, a bad reload, SIGTERM's drain, a watched directory.
+//! Reloads and signals: SIGHUP with a rotated certificate, a reload adding a deny rule, a bad
+//! reload, SIGTERM's drain, a watched directory.
 
 use super::*;
 

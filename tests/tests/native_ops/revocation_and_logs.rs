@@ -1,4 +1,5 @@
-//! Revocation while running, the OCSP staple's expiry gauge, and buffered access lines reaching the log in order.
+//! Revocation while running, the OCSP staple's expiry gauge, and buffered access lines reaching the
+//! log in order.
 
 use super::*;
 

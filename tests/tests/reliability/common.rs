@@ -1,4 +1,5 @@
-//! What the reliability tests share: the run's scale, the PKI and test bed per host, TLS and HTTP clients, and process figures (RSS, descriptors).
+//! What the reliability tests share: the run's scale, the PKI and test bed per host, TLS and HTTP
+//! clients, and process figures (RSS, descriptors).
 
 use super::*;
 

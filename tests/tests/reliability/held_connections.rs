@@ -1,4 +1,5 @@
-//! Connections held: many idle mTLS connections while newcomers are served, and a kept-alive connection past the request deadlines.
+//! Connections held: many idle mTLS connections while newcomers are served, and a kept-alive
+//! connection past the request deadlines.
 
 use super::*;
 

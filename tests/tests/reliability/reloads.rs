@@ -1,4 +1,5 @@
-//! Changes under load: reloads (native), the upstream rotating its certificate, and Envoy hot restarts, losing no allowed request.
+//! Changes under load: reloads (native), the upstream rotating its certificate, and Envoy hot
+//! restarts, losing no allowed request.
 
 use super::*;
 

@@ -1,4 +1,5 @@
-//! Slow and abusive clients: slow clients cut at their deadlines while others are served, and HTTP/2 control-frame floods bounded.
+//! Slow and abusive clients: slow clients cut at their deadlines while others are served, and
+//! HTTP/2 control-frame floods bounded.
 
 use super::*;
 

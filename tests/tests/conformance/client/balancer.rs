@@ -1,4 +1,5 @@
-//! The L4 load balancer a scenario's client can sit behind: it connects from the scenario's source, writes the PROXY header by hand and relays.
+//! The L4 load balancer a scenario's client can sit behind: it connects from the scenario's source,
+//! writes the PROXY header by hand and relays.
 
 use super::*;
 

@@ -1,4 +1,5 @@
-//! The openssl clients (old TLS versions, no SNI, OCSP stapling, resumption, an HTTP/2 PING flood) and raw bytes over TCP.
+//! The openssl clients (old TLS versions, no SNI, OCSP stapling, resumption, an HTTP/2 PING flood)
+//! and raw bytes over TCP.
 
 use super::*;
 
