@@ -4,6 +4,24 @@
 use super::*;
 use crate::facts::{ClientCert, TlsFacts};
 
+/// A connection from 127.0.0.1 with no certificate, for a test to change what it is about.
+fn connection() -> TlsFacts {
+    TlsFacts {
+        version: crate::facts::TlsVersion::Tls13,
+        cipher_suite: String::new(),
+        sni: None,
+        alpn: None,
+        client_ip: std::net::IpAddr::from([127, 0, 0, 1]),
+        client_port: 50_000,
+        server: std::net::SocketAddr::from(([127, 0, 0, 1], 443)),
+        started: std::time::UNIX_EPOCH,
+        resumed: false,
+        key_exchange_group: "",
+        ja4: String::new(),
+        client_cert: ClientCert::Absent,
+    }
+}
+
 #[test]
 fn accepts_known_variables() {
     for e in [
@@ -190,18 +208,8 @@ fn refuses_type_errors_and_non_booleans() {
 #[test]
 fn ngrok_ip_macros_match_ranges() {
     let facts = TlsFacts {
-        version: crate::facts::TlsVersion::Tls13,
-        cipher_suite: String::new(),
-        sni: None,
-        alpn: None,
         client_ip: std::net::IpAddr::from([10, 1, 2, 3]),
-        client_port: 50_000,
-        server: std::net::SocketAddr::from(([127, 0, 0, 1], 443)),
-        started: std::time::UNIX_EPOCH,
-        resumed: false,
-        key_exchange_group: "",
-        ja4: String::new(),
-        client_cert: ClientCert::Absent,
+        ..connection()
     };
     let vars = Variables::for_connection(&facts, None);
     let eval = |source: &str| {
@@ -241,16 +249,7 @@ fn templates_interpolate() {
     let facts = TlsFacts {
         version: crate::facts::TlsVersion::Tls12,
         cipher_suite: "x".into(),
-        sni: None,
-        alpn: None,
-        client_ip: std::net::IpAddr::from([127, 0, 0, 1]),
-        client_port: 50_000,
-        server: std::net::SocketAddr::from(([127, 0, 0, 1], 443)),
-        started: std::time::UNIX_EPOCH,
-        resumed: false,
-        key_exchange_group: "",
-        ja4: String::new(),
-        client_cert: ClientCert::Absent,
+        ..connection()
     };
     assert_eq!(
         t.render(&Variables::for_connection(&facts, None))
@@ -270,18 +269,9 @@ fn templates_interpolate() {
 #[test]
 fn timestamps_take_utc_or_an_offset_and_a_named_zone_is_refused_at_load() {
     let facts = TlsFacts {
-        version: crate::facts::TlsVersion::Tls13,
         cipher_suite: "x".into(),
-        sni: None,
-        alpn: None,
-        client_ip: std::net::IpAddr::from([127, 0, 0, 1]),
-        client_port: 50_000,
-        server: std::net::SocketAddr::from(([127, 0, 0, 1], 443)),
         started: std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000),
-        resumed: false,
-        key_exchange_group: "",
-        ja4: String::new(),
-        client_cert: ClientCert::Absent,
+        ..connection()
     };
     let vars = Variables::for_connection(&facts, None);
     let eval = |source: &str| {
