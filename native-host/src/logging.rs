@@ -120,7 +120,7 @@ pub(crate) fn access(r: &AccessRecord<'_>) {
     let Some(output) = PLAIN_TEXT.get() else {
         return access_event(r);
     };
-    if !tracing::enabled!(target: "tlsgate::access", tracing::Level::INFO) {
+    if !tracing::enabled!(target: ACCESS_TARGET, tracing::Level::INFO) {
         return;
     }
     thread_local! {
@@ -148,7 +148,7 @@ pub(crate) fn access(r: &AccessRecord<'_>) {
 /// The access line through tracing: JSON, colours, or a subscriber of the tests'.
 fn access_event(r: &AccessRecord<'_>) {
     tracing::info!(
-        target: "tlsgate::access",
+        target: ACCESS_TARGET,
         endpoint = %r.endpoint,
         peer = %r.peer,
         sni = r.sni,
@@ -203,7 +203,9 @@ fn write_access_line(out: &mut String, r: &AccessRecord<'_>, time: bool) -> fmt:
         Clock.format_time(&mut Writer::new(out))?;
         out.push(' ');
     }
-    out.push_str(" INFO tlsgate::access: request");
+    out.push_str(" INFO ");
+    out.push_str(ACCESS_TARGET);
+    out.push_str(": request");
     shown(out, "endpoint", r.endpoint)?;
     shown(out, "peer", r.peer)?;
     quoted(out, "sni", r.sni)?;
