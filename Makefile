@@ -3,6 +3,10 @@ SHELL := /bin/bash
 CARGO ?= cargo
 WASM_TARGET := wasm32-wasip1
 WASM := target/$(WASM_TARGET)/release-wasm/tlsgate_filter.wasm
+# Unexports the proxy-wasm callbacks the filter does not implement: each would be a VM entry
+# per request or chunk for nothing (docs/design-notes.md, "The filter exports only the
+# callbacks it implements").
+WASM_CALLBACKS := python3 scripts/wasm-callbacks.py $(WASM) filter/src
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 
 .PHONY: help setup build wasm playground lint test fuzz soak demo bench bench-compare profile conformance image compose-demo clean
@@ -17,6 +21,7 @@ build: setup ## build the native workspace and core + filter for wasm32-wasip1
 	$(CARGO) build --workspace --all-targets
 	$(CARGO) build -p tlsgate-core --target $(WASM_TARGET)
 	$(CARGO) build -p tlsgate-filter --target $(WASM_TARGET) --profile release-wasm
+	@$(WASM_CALLBACKS)
 	@ls -l $(WASM) | awk '{printf "filter: %s (%d bytes)\n", $$9, $$5}'
 	@$(MAKE) --no-print-directory playground
 
@@ -31,6 +36,7 @@ playground: setup ## build the browser playground (docs/playground/); serve it w
 
 wasm: setup ## build only the proxy-wasm filter
 	$(CARGO) build -p tlsgate-filter --target $(WASM_TARGET) --profile release-wasm
+	@$(WASM_CALLBACKS)
 
 lint: setup ## core's and native-host's modules form no cycle; rustfmt and clippy (-D warnings) for the native and wasm targets
 	python3 scripts/module-cycles.py core/src native-host/src

@@ -109,15 +109,40 @@ pub fn filter_wasm() -> PathBuf {
             "release-wasm",
         ])
         .map_err(|e| format!("{e}\n(if the wasm32-wasip1 target is missing: run `make setup`)"))?;
-        built(
+        let wasm = built(
             target_dir()
                 .join("wasm32-wasip1")
                 .join("release-wasm")
                 .join("tlsgate_filter.wasm"),
-        )
+        )?;
+        unexport_unused_callbacks(&wasm)?;
+        Ok(wasm)
     })
     .clone()
     .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// What `make wasm` does after cargo: the module keeps only the proxy-wasm callbacks the filter
+/// implements (scripts/wasm-callbacks.py), so the tests run the filter users deploy.
+fn unexport_unused_callbacks(wasm: &Path) -> Result<(), String> {
+    let root = repo_root();
+    let out = Command::new("python3")
+        .arg(root.join("scripts").join("wasm-callbacks.py"))
+        .arg(wasm)
+        .arg(root.join("filter").join("src"))
+        .output()
+        .map_err(|e| format!("running python3 scripts/wasm-callbacks.py: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "scripts/wasm-callbacks.py {} failed ({}):\n{}{}",
+            wasm.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
 }
 
 /// `path` if the build really produced it: a renamed crate or target must not surface later as

@@ -151,3 +151,42 @@ fn envoy_refuses_a_malformed_plugin_configuration_and_says_why() {
         "{log}"
     );
 }
+
+/// The filter the tests (and `make wasm`) give Envoy exports only the callbacks it implements:
+/// Envoy enters the VM for each exported callback on every request, chunk or connection, and
+/// the SDK's default callbacks do nothing (docs/design-notes.md, "The filter exports only the
+/// callbacks it implements"). A callback the filter starts implementing appears here.
+#[test]
+fn the_filter_exports_only_the_callbacks_it_implements() {
+    let root = tlsgate_e2e::repo_root();
+    let out = Command::new("python3")
+        .arg(root.join("scripts/wasm-callbacks.py"))
+        .arg(tlsgate_e2e::filter_wasm())
+        .arg(root.join("filter/src"))
+        .arg("--list")
+        .output()
+        .expect("python3 scripts/wasm-callbacks.py");
+    assert!(out.status.success(), "{out:?}");
+    let exported: Vec<&str> = std::str::from_utf8(&out.stdout)
+        .expect("utf-8")
+        .lines()
+        .collect();
+    assert_eq!(
+        exported,
+        [
+            // The SDK's machinery.
+            "proxy_on_configure",
+            "proxy_on_context_create",
+            "proxy_on_delete",
+            // The network role: the decision, held until the first decrypted byte.
+            "proxy_on_downstream_data",
+            // The network role's OCSP query.
+            "proxy_on_http_call_response",
+            "proxy_on_memory_allocate",
+            "proxy_on_new_connection",
+            // The HTTP role: one decision per request, on its headers.
+            "proxy_on_request_headers",
+            "proxy_on_vm_start",
+        ]
+    );
+}
