@@ -21,6 +21,9 @@ const CAPACITY: usize = 1024;
 pub(crate) struct Cached {
     pub(crate) session: Session,
     pub(crate) tcp_verdict: Verdict,
+    /// The network role published the endpoint's filter state on the connection, so requests
+    /// need not (`http::connection_carries_metadata`).
+    pub(crate) metadata_on_connection: bool,
 }
 
 #[derive(Default)]
@@ -87,6 +90,7 @@ mod tests {
                     crate::tests::sample_facts(),
                 ),
                 tcp_verdict: Verdict::Continue,
+                metadata_on_connection: true,
             })
         };
         for id in 0..(CAPACITY as u64 + 10) {

@@ -132,3 +132,85 @@ fn envoy_runs_the_seed_walkthrough() {
         envoy.prometheus()
     );
 }
+
+/// `config` without the filter's network role: the shape of an HTTP-only deployment (an Istio
+/// WasmPlugin of type HTTP alone). Cuts the `envoy.filters.network.wasm` item out of its filter
+/// list: the YAML block from that item to the next item at the same indentation.
+fn without_network_role(config: &std::path::Path) {
+    let text = std::fs::read_to_string(config).expect("reading the bootstrap");
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| l.trim_start() == "- name: envoy.filters.network.wasm")
+        .expect("the generated bootstrap has the network role");
+    let indent = lines[start].len() - lines[start].trim_start().len();
+    let end = (start + 1..lines.len())
+        .find(|&i| {
+            let l = lines[i];
+            l.len() - l.trim_start().len() <= indent && !l.trim().is_empty()
+        })
+        .expect("another filter follows the network role");
+    assert!(
+        lines[end]
+            .trim_start()
+            .starts_with("- name: envoy.filters.network.http_connection_manager"),
+        "{}",
+        lines[end]
+    );
+    let kept: Vec<&str> = lines[..start]
+        .iter()
+        .chain(&lines[end..])
+        .copied()
+        .collect();
+    std::fs::write(config, kept.join("\n") + "\n").expect("writing the bootstrap");
+}
+
+/// Every request's access line names the endpoint and its certificate (`wasm.tlsgate.*` filter
+/// state), also the second request of a kept-alive connection: with the network role the
+/// connection carries that state, published once, and the HTTP role publishes nothing per
+/// request; with the HTTP role alone, each request publishes its own.
+#[test]
+fn every_request_logs_its_endpoint_with_and_without_the_network_role() {
+    for network_role in [true, false] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        seed_openssl_certs(dir.path()).expect("the seed's openssl commands");
+        let upstream = echo_upstream();
+        let (port, admin) = ports();
+        let config = generate(dir.path(), &seed_policy(port, &upstream.url()), admin);
+        if !network_role {
+            without_network_role(&config);
+        }
+        validate(&config);
+        let roles: &[&str] = if network_role {
+            &["network", "HTTP"]
+        } else {
+            &["HTTP"]
+        };
+        let envoy = Envoy::start_roles(&config, admin, &[port], roles);
+        let url = format!("https://{SEED_SERVER_NAME}:{port}/again");
+        let twice = Curl::https(SEED_SERVER_NAME, port, "/hello")
+            .ca(dir.path().join("ca.crt"))
+            .client_cert(dir.path().join("client.crt"), dir.path().join("client.key"))
+            .then_url(&url)
+            .arg("-v")
+            .run();
+        assert_eq!(twice.status, Some(200), "{twice:?}\n{}", envoy.proc.log());
+        assert_eq!(upstream.requests().len(), 2, "network role {network_role}");
+        let line = format!("tlsgate endpoint=https://{SEED_SERVER_NAME} server_cert=sha256:");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while envoy.proc.log().matches(&line).count() < 2 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let log = envoy.proc.log();
+        assert_eq!(
+            log.matches(&line).count(),
+            2,
+            "network role {network_role}: two access lines with the endpoint:\n{log}"
+        );
+        assert!(
+            twice.stderr.contains("Re-using existing"),
+            "network role {network_role}: curl must send both requests on one connection: {}",
+            twice.stderr
+        );
+    }
+}

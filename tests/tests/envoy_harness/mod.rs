@@ -80,6 +80,12 @@ impl Envoy {
     /// Starts Envoy on `config` and waits until every port in `listeners` accepts connections
     /// and both filter roles have loaded the policy.
     pub fn start(config: &Path, admin: u16, listeners: &[u16]) -> Envoy {
+        Self::start_roles(config, admin, listeners, &["network", "HTTP"])
+    }
+
+    /// [`Envoy::start`] for a configuration with only some of the filter's roles (`network`,
+    /// `HTTP`): waits until each of those has loaded the policy.
+    pub fn start_roles(config: &Path, admin: u16, listeners: &[u16], roles: &[&str]) -> Envoy {
         let mut cmd = Command::new(tool("envoy"));
         cmd.args([
             "--use-dynamic-base-id",
@@ -93,8 +99,10 @@ impl Envoy {
         ])
         .arg(config);
         let proc = Proc::spawn("envoy", cmd);
-        proc.wait_for_log("network filter loaded the policy", START_TIMEOUT)
-            .unwrap_or_else(|e| panic!("{e}"));
+        for role in roles {
+            proc.wait_for_log(&format!("{role} filter loaded the policy"), START_TIMEOUT)
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
         for port in listeners.iter().chain([&admin]) {
             wait_port(([127, 0, 0, 1], *port).into(), START_TIMEOUT)
                 .unwrap_or_else(|e| panic!("{e}\n{}", proc.log()));
