@@ -9,7 +9,7 @@ WASM := target/$(WASM_TARGET)/release-wasm/tlsgate_filter.wasm
 WASM_CALLBACKS := python3 scripts/wasm-callbacks.py $(WASM) filter/src
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 
-.PHONY: help setup build wasm playground lint test fuzz soak demo bench bench-compare profile conformance image compose-demo clean
+.PHONY: help setup build wasm playground lint test fuzz soak demo bench bench-compare bench-filter profile conformance image compose-demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -87,6 +87,9 @@ bench: ## benchmarks: policy decisions (core), then the native edge end to end (
 
 profile: ## callgrind over the native host: instructions per kept-alive request (MODE=handshake: per new mTLS connection) and where they go (docs/performance.md)
 	scripts/profile.sh
+
+bench-filter: ## what the filter costs Envoy, paired: two Envoys on one core at once, with and without it (BASELINE=x.wasm: two builds) (docs/performance.md)
+	scripts/bench-filter.sh
 
 bench-compare: ## native tlsgate vs nginx vs Envoy (with and without the filter), proxy CPU per request and handshake, same machine, same run (docs/performance.md)
 	scripts/bench-compare.sh

@@ -61,31 +61,12 @@ bench_pki rsa
 start_upstream taskset -c 1
 
 # --- the proxies -------------------------------------------------------------------------
-policy() { # policy KIND PORT
-  cat <<EOF
-endpoints:
-  - url: https://bench.test
-    bind: 127.0.0.1:$2
-    upstream: { url: "http://127.0.0.1:$UP" }
-    traffic_policy:
-      on_tcp_connect:
-        - actions:
-            - type: terminate-tls
-              config:
-                min_version: "1.3"
-                server_certificate: $work/server-$1.crt
-                server_private_key: $work/server-$1.key
-                mutual_tls_certificate_authorities: [$work/ca-$1.crt]
-                session_resumption: false
-EOF
-}
-
 start_proxy() { # start_proxy NAME KIND PORT -> pid in $proxy_pid
   local name=$1 kind=$2 port=$3 dir="$work/$1-$2"
   mkdir -p "$dir"
   case $name in
     tlsgate)
-      policy "$kind" "$port" > "$dir/policy.yaml"
+      bench_policy "$kind" "$port" > "$dir/policy.yaml"
       RUST_LOG=$tlsgate_level taskset -c 0 "$TLSGATE" run -c "$dir/policy.yaml" "${tlsgate_log[@]}" \
         2> "$dir/access.log" &
       proxy_pid=$! ;;
@@ -117,25 +98,11 @@ EOF
       taskset -c 0 nginx -p "$dir" -c "$dir/nginx.conf" &
       proxy_pid=$! ;;
     envoy|envoy-filter)
-      policy "$kind" "$port" > "$dir/policy.yaml"
+      bench_policy "$kind" "$port" > "$dir/policy.yaml"
       "$TLSGATE" envoy-config -c "$dir/policy.yaml" --wasm "$WASM" -o "$dir/envoy.yaml" \
         --admin "127.0.0.1:$(free_port)" >/dev/null 2>&1
       if [ "$name" = envoy ]; then
-        # The same generated configuration with the tlsgate filter taken out: what the
-        # filter costs, everything else equal. (It then enforces nothing but Envoy's TLS.)
-        python3 - "$dir/envoy.yaml" <<'PY'
-import sys, yaml
-path = sys.argv[1]
-doc = yaml.safe_load(open(path))
-for listener in doc["static_resources"]["listeners"]:
-    for chain in listener["filter_chains"]:
-        chain["filters"] = [f for f in chain["filters"] if "wasm" not in f["name"]]
-        for f in chain["filters"]:
-            tc = f.get("typed_config", {})
-            if "http_filters" in tc:
-                tc["http_filters"] = [h for h in tc["http_filters"] if "wasm" not in h["name"]]
-yaml.safe_dump(doc, open(path, "w"))
-PY
+        without_filter "$dir/envoy.yaml"
       fi
       taskset -c 0 "$ENVOY" --concurrency 1 -l error --use-dynamic-base-id -c "$dir/envoy.yaml" \
         > "$dir/access.log" 2> "$dir/envoy.err" &

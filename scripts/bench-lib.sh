@@ -1,6 +1,7 @@
-# Sourced by bench-compare.sh and profile.sh: a work directory removed on exit together with
-# the processes started for the run, free loopback ports, the benchmark's certificates and its
-# upstream. Callers set BENCH_NAME (for messages) first.
+# Sourced by bench-compare.sh, bench-filter.sh and profile.sh: a work directory removed on exit
+# together with the processes started for the run, free loopback ports, the benchmark's
+# certificates, its upstream, its policy and the generated Envoy bootstrap with the filter
+# taken out. Callers set BENCH_NAME (for messages) first.
 
 work=$(mktemp -d "/tmp/tlsgate-${BENCH_NAME}.XXXXXX")
 pids=()
@@ -55,4 +56,44 @@ CONF
   "$@" nginx -p "$work/upstream" -c "$work/upstream/nginx.conf" &
   pids+=($!)
   wait_port "$UP"
+}
+
+# bench_policy KIND PORT: the benchmark's policy (after bench_pki KIND and start_upstream): TLS
+# 1.3, a client certificate required and verified, no session resumption, HTTP to $UP.
+bench_policy() {
+  cat <<EOF
+endpoints:
+  - url: https://bench.test
+    bind: 127.0.0.1:$2
+    upstream: { url: "http://127.0.0.1:$UP" }
+    traffic_policy:
+      on_tcp_connect:
+        - actions:
+            - type: terminate-tls
+              config:
+                min_version: "1.3"
+                server_certificate: $work/server-$1.crt
+                server_private_key: $work/server-$1.key
+                mutual_tls_certificate_authorities: [$work/ca-$1.crt]
+                session_resumption: false
+EOF
+}
+
+# without_filter BOOTSTRAP: the generated bootstrap with the tlsgate filter taken out of every
+# filter chain (network and HTTP), everything else equal: what the filter costs. (It then
+# enforces nothing but Envoy's TLS.) Needs PyYAML.
+without_filter() {
+  python3 - "$1" <<'PY'
+import sys, yaml
+path = sys.argv[1]
+doc = yaml.safe_load(open(path))
+for listener in doc["static_resources"]["listeners"]:
+    for chain in listener["filter_chains"]:
+        chain["filters"] = [f for f in chain["filters"] if "wasm" not in f["name"]]
+        for f in chain["filters"]:
+            tc = f.get("typed_config", {})
+            if "http_filters" in tc:
+                tc["http_filters"] = [h for h in tc["http_filters"] if "wasm" not in h["name"]]
+yaml.safe_dump(doc, open(path, "w"))
+PY
 }

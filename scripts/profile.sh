@@ -38,22 +38,7 @@ bench_pki ecdsa
 start_upstream
 
 PORT=$(free_port)
-cat > "$work/policy.yaml" <<EOF
-endpoints:
-  - url: https://bench.test
-    bind: 127.0.0.1:$PORT
-    upstream: { url: "http://127.0.0.1:$UP" }
-    traffic_policy:
-      on_tcp_connect:
-        - actions:
-            - type: terminate-tls
-              config:
-                min_version: "1.3"
-                server_certificate: $work/server-ecdsa.crt
-                server_private_key: $work/server-ecdsa.key
-                mutual_tls_certificate_authorities: [$work/ca-ecdsa.crt]
-                session_resumption: false
-EOF
+bench_policy ecdsa "$PORT" > "$work/policy.yaml"
 mkdir -p "$OUT"
 rm -f "$OUT"/callgrind.out*
 valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.out" \
