@@ -1,5 +1,6 @@
-//! What the network role learned of a connection, for the HTTP role: when it started, and
-//! what the client certificate's OCSP check concluded.
+//! What the network role learned of a connection, for the HTTP role: when it started, what
+//! the client certificate's OCSP check concluded, and the endpoint and facts it admitted the
+//! connection with.
 //!
 //! Envoy has no attribute for a connection's start, and the network role asks the OCSP
 //! responder once per connection, holding the connection's bytes until the answer, so by a
@@ -15,9 +16,12 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::time::SystemTime;
 
+use std::sync::Arc;
+
 use tlsgate_core::config::OcspCheck;
 use tlsgate_core::facts::ClientCert;
 use tlsgate_core::ocsp::Outcome;
+use tlsgate_core::{EndpointPolicy, Policy, TlsFacts};
 
 /// Whether the network role must note connections for the HTTP role: some endpoint checks
 /// OCSP or reads `conn.ts.start`. Decided once per policy, so a policy without either pays no
@@ -36,6 +40,32 @@ struct Seen {
 
 thread_local! {
     static SEEN: RefCell<HashMap<u64, Seen>> = RefCell::new(HashMap::new());
+    /// Admitted HTTPS connections whose first request has not come yet.
+    static ADMITTED: RefCell<HashMap<u64, (Arc<EndpointPolicy>, TlsFacts)>> =
+        RefCell::new(HashMap::new());
+}
+
+/// The network role admitted `connection` to `endpoint` with `facts` (its certificate as the
+/// OCSP check left it). The connection's first request takes them ([`take_admitted`]) instead
+/// of reading Envoy's attributes (about a dozen hostcalls) and parsing the client certificate
+/// again; the network context's end removes what no request took ([`forget`]).
+pub(crate) fn admitted(connection: u64, endpoint: Arc<EndpointPolicy>, facts: TlsFacts) {
+    ADMITTED.with(|a| a.borrow_mut().insert(connection, (endpoint, facts)));
+}
+
+/// What the network role admitted `connection` with, if it chose the endpoint from `policy`
+/// itself: both roles hold the same compiled policy when their configurations are the same
+/// text (crate::root), and an endpoint of any other policy (one of the roles was reconfigured
+/// since) is left for the HTTP role to choose again from Envoy's attributes.
+pub(crate) fn take_admitted(
+    connection: u64,
+    policy: &Policy,
+) -> Option<(Arc<EndpointPolicy>, TlsFacts)> {
+    let (endpoint, facts) = ADMITTED.with(|a| a.borrow_mut().remove(&connection))?;
+    policy
+        .endpoint(endpoint.index)
+        .is_some_and(|own| Arc::ptr_eq(own, &endpoint))
+        .then_some((endpoint, facts))
 }
 
 /// The network role accepted `connection` at `started` (until [`forget`]).
@@ -68,6 +98,7 @@ pub(crate) fn checked(connection: u64, outcome: Outcome) {
 /// The connection closed.
 pub(crate) fn forget(connection: u64) {
     SEEN.with(|s| s.borrow_mut().remove(&connection));
+    ADMITTED.with(|a| a.borrow_mut().remove(&connection));
 }
 
 /// The certificate as `connection`'s check left it. Only a recorded outcome is applied with

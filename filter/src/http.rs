@@ -9,10 +9,11 @@ use tlsgate_core::facts::escape_control;
 use tlsgate_core::policy::{endpoint_label, request_denied, request_labels, LocalResponse};
 use tlsgate_core::request::{EDGE_HEADERS, JA4_HEADER};
 use tlsgate_core::{
-    ClientCert, Endpoint, Forward, Policy, Request, RequestVerdict, Session, Verdict,
+    ClientCert, Endpoint, Forward, Policy, Request, RequestVerdict, Session, TlsFacts, Verdict,
 };
 
-use crate::attributes::{read_connection, Envoy, Unavailable};
+use crate::attributes::{read_connection, Connection, Envoy, Unavailable};
+use crate::connections::take_admitted;
 use crate::metrics::{self, log};
 use crate::sessions::{connection_id, Cached, SharedSessions};
 
@@ -68,12 +69,29 @@ impl HttpFilter {
             .and_then(crate::connections::started)
             .or_else(|| hostcalls::get_current_time().ok())
             .unwrap_or(std::time::UNIX_EPOCH);
-        let mut connection = read_connection(&Envoy, policy, started)?;
+        // What the network role admitted the connection with (its OCSP check applied), else
+        // Envoy's attributes.
+        let (mut connection, checked) = match id.and_then(|id| take_admitted(id, policy)) {
+            Some((endpoint, facts)) => (
+                Connection {
+                    endpoint,
+                    facts: TlsFacts { started, ..facts },
+                },
+                true,
+            ),
+            None => (read_connection(&Envoy, policy, started)?, false),
+        };
         connection.facts.alpn = negotiated_alpn();
         if connection.endpoint.reads_ja4() {
             connection.facts.ja4 = ja4_from_envoy()?;
         }
-        if let Some(check) = connection.endpoint.tls.client_auth.ocsp() {
+        if let Some(check) = connection
+            .endpoint
+            .tls
+            .client_auth
+            .ocsp()
+            .filter(|_| !checked)
+        {
             // The certificate as the network role's OCSP check left it.
             let cert = std::mem::replace(&mut connection.facts.client_cert, ClientCert::Absent);
             let (cert, unchecked) = crate::connections::apply_ocsp(id, check, cert);

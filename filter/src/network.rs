@@ -8,7 +8,7 @@ use std::sync::Arc;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, StreamContext};
 use proxy_wasm::types::{Action, LogLevel};
-use tlsgate_core::config::ClientAuth;
+use tlsgate_core::config::{ClientAuth, Scheme};
 use tlsgate_core::facts::{escape_control, ClientCert};
 use tlsgate_core::ocsp::{self, Cache, CertId, Outcome};
 use tlsgate_core::policy::{
@@ -141,10 +141,10 @@ impl NetworkFilter {
             ..
         } = &endpoint.tls.client_auth
         else {
-            return decide(endpoint, facts, None);
+            return self.decide(endpoint, facts, None);
         };
         let ClientCert::Verified(cert) = &facts.client_cert else {
-            return decide(endpoint, facts, None);
+            return self.decide(endpoint, facts, None);
         };
         // Envoy shows filters the leaf only: the issuer is one of the endpoint's CAs.
         let candidates = authorities.certs.iter().map(AsRef::as_ref);
@@ -222,7 +222,8 @@ impl NetworkFilter {
     }
 
     /// `on_tcp_connect` over the facts, after what the OCSP responder said (if it was asked),
-    /// which the HTTP role then finds under the connection's id.
+    /// which the HTTP role then finds under the connection's id. An admitted HTTPS connection's
+    /// endpoint and facts wait there too, for its first request (crate::connections::admitted).
     fn decide(
         &mut self,
         endpoint: Arc<EndpointPolicy>,
@@ -232,7 +233,23 @@ impl NetworkFilter {
         if let (Some(outcome), Some(id)) = (&ocsp, self.connection) {
             crate::connections::checked(id, outcome.clone());
         }
-        decide(endpoint, facts, ocsp)
+        let (state, admitted) = decide(endpoint, facts, ocsp);
+        if let Some(session) = admitted.filter(|s| s.endpoint().scheme == Scheme::Https) {
+            if self.connection.is_none() {
+                self.connection = hostcalls::get_property(vec!["connection", "id"])
+                    .ok()
+                    .flatten()
+                    .and_then(|raw| crate::sessions::connection_id(&raw));
+            }
+            if let Some(id) = self.connection {
+                crate::connections::admitted(
+                    id,
+                    Arc::clone(session.endpoint()),
+                    session.facts().clone(),
+                );
+            }
+        }
+        state
     }
 
     /// Closes, or lets the held bytes through, once decided.
@@ -264,8 +281,13 @@ fn now() -> i64 {
         .unwrap_or(0)
 }
 
-/// `on_tcp_connect` over the facts, after what the OCSP responder said (if it was asked).
-fn decide(endpoint: Arc<EndpointPolicy>, mut facts: TlsFacts, ocsp: Option<Outcome>) -> State {
+/// `on_tcp_connect` over the facts, after what the OCSP responder said (if it was asked); the
+/// session too when it admits the connection.
+fn decide(
+    endpoint: Arc<EndpointPolicy>,
+    mut facts: TlsFacts,
+    ocsp: Option<Outcome>,
+) -> (State, Option<Session>) {
     if let (Some(outcome), Some(check)) = (&ocsp, endpoint.tls.client_auth.ocsp()) {
         metrics::ocsp(&endpoint, outcome.reason());
         if let Outcome::Unavailable { reason, detail } = outcome {
@@ -297,7 +319,7 @@ fn decide(endpoint: Arc<EndpointPolicy>, mut facts: TlsFacts, ocsp: Option<Outco
     let (label, reason) = connection_labels(&verdict);
     metrics::connection(Some(session.endpoint()), label, reason);
     match verdict {
-        Verdict::Continue => State::Allowed,
+        Verdict::Continue => (State::Allowed, Some(session)),
         Verdict::Deny(reason) => {
             log(
                 LogLevel::Info,
@@ -310,7 +332,7 @@ fn decide(endpoint: Arc<EndpointPolicy>, mut facts: TlsFacts, ocsp: Option<Outco
                         .unwrap_or_default()
                 ),
             );
-            State::Denied
+            (State::Denied, None)
         }
     }
 }

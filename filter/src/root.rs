@@ -1,7 +1,8 @@
 //! The root context: loads the policy from the plugin configuration once per plugin and hands
 //! it to every connection or request context.
 
-use std::rc::Rc;
+use std::cell::RefCell;
+use std::rc::{Rc, Weak};
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext, StreamContext};
@@ -58,7 +59,7 @@ impl RootContext for Root {
                 self.role = Some(role);
                 self.per_source = per_source;
                 self.track_connections = crate::connections::needed_by(&policy);
-                self.policy = Some(Rc::new(policy));
+                self.policy = Some(policy);
                 self.sessions.borrow_mut().clear();
                 crate::trust::forget();
                 true
@@ -101,7 +102,7 @@ impl RootContext for Root {
 }
 
 impl Root {
-    fn configure(&self, size: usize) -> Result<(Role, Policy, usize, Option<usize>), String> {
+    fn configure(&self, size: usize) -> Result<(Role, Rc<Policy>, usize, Option<usize>), String> {
         let root_id = match hostcalls::get_property(vec!["plugin_root_id"]) {
             Ok(Some(bytes)) => String::from_utf8(bytes).unwrap_or_default(),
             Ok(None) => String::new(),
@@ -133,11 +134,38 @@ impl Root {
         };
         let text = String::from_utf8(bytes)
             .map_err(|_| "the plugin configuration is not UTF-8 text".to_owned())?;
-        let policy = load(&text)?;
+        let policy = compiled(text)?;
         let endpoints = policy.endpoints().len();
         let per_source = crate::sources::cap()?;
         Ok((role, policy, endpoints, per_source))
     }
+}
+
+thread_local! {
+    /// The policies this VM compiled, by configuration text, while a root context holds them.
+    static COMPILED: RefCell<Vec<(String, Weak<Policy>)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The policy for a plugin configuration: the one another root context of this VM compiled
+/// from the same text (the network and HTTP roles of a generated configuration, and the
+/// filter chains of several endpoints, all embed the one policy), else newly compiled. One
+/// compiled policy per VM, not one per role and filter chain; and an endpoint the network
+/// role admitted a connection to is, by identity, the HTTP role's own
+/// (crate::connections::take_admitted).
+fn compiled(text: String) -> Result<Rc<Policy>, String> {
+    let known = COMPILED.with(|c| {
+        let mut c = c.borrow_mut();
+        c.retain(|(_, policy)| policy.strong_count() > 0);
+        c.iter()
+            .find(|(known, _)| *known == text)
+            .and_then(|(_, policy)| policy.upgrade())
+    });
+    if let Some(policy) = known {
+        return Ok(policy);
+    }
+    let policy = Rc::new(load(&text)?);
+    COMPILED.with(|c| c.borrow_mut().push((text, Rc::downgrade(&policy))));
+    Ok(policy)
 }
 
 /// Compiles a policy given inline. The error names the field path and line of the problem
