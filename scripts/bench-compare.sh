@@ -32,17 +32,10 @@ case $ACCESS_LOG in
   *) echo "bench-compare: ACCESS_LOG is on or off, not '$ACCESS_LOG'" >&2; exit 1 ;;
 esac
 
-if [ "$(nproc)" -lt 2 ]; then
-  echo "bench-compare: needs 2 cores (the proxy on one, load and upstream on the other)" >&2
-  exit 1
-fi
-missing=()
-command -v nginx >/dev/null 2>&1 || missing+=(nginx)
-python3 -c 'import yaml' 2>/dev/null || missing+=(python3-yaml)
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "bench-compare: installing ${missing[*]}" >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+BENCH_NAME=bench-compare
+# shellcheck source=scripts/bench-lib.sh
+. scripts/bench-lib.sh
+bench_prerequisites "the proxy"
 scripts/setup.sh >/dev/null
 cargo build -q --release -p tlsgate --bin tlsgate --example loadgen
 make -s wasm >/dev/null
@@ -51,9 +44,6 @@ LOADGEN=target/release/examples/loadgen
 ENVOY=$(command -v envoy || echo .tools/bin/envoy)
 WASM=$(ls target/wasm32-wasip1/release-wasm/tlsgate_filter.wasm)
 
-BENCH_NAME=bench-compare
-# shellcheck source=scripts/bench-lib.sh
-. scripts/bench-lib.sh
 
 # --- certificates (a CA, server and client per key type) and the upstream on core 1 ------
 bench_pki ecdsa

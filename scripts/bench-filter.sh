@@ -27,17 +27,10 @@ if [ "$BASELINE" != none ] && [ ! -f "$BASELINE" ]; then
   echo "bench-filter: BASELINE is none or a built filter (.wasm); '$BASELINE' is neither" >&2
   exit 1
 fi
-if [ "$(nproc)" -lt 2 ]; then
-  echo "bench-filter: needs 2 cores (the Envoys on one, load and upstream on the other)" >&2
-  exit 1
-fi
-missing=()
-command -v nginx >/dev/null 2>&1 || missing+=(nginx)
-python3 -c 'import yaml' 2>/dev/null || missing+=(python3-yaml)
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "bench-filter: installing ${missing[*]}" >&2
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+BENCH_NAME=bench-filter
+# shellcheck source=scripts/bench-lib.sh
+. scripts/bench-lib.sh
+bench_prerequisites "the Envoys"
 scripts/setup.sh >/dev/null
 cargo build -q --release -p tlsgate --bin tlsgate --example loadgen
 if [ -z "${WASM:-}" ]; then
@@ -48,9 +41,6 @@ TLSGATE=target/release/tlsgate
 LOADGEN=target/release/examples/loadgen
 ENVOY=$(command -v envoy || echo .tools/bin/envoy)
 
-BENCH_NAME=bench-filter
-# shellcheck source=scripts/bench-lib.sh
-. scripts/bench-lib.sh
 bench_pki ecdsa
 start_upstream taskset -c 1
 

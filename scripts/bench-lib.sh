@@ -12,6 +12,22 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# bench_prerequisites WHAT: 2+ cores (WHAT on core 0; load and upstream on core 1), nginx and
+# PyYAML (installed from Debian when missing).
+bench_prerequisites() {
+  if [ "$(nproc)" -lt 2 ]; then
+    echo "$BENCH_NAME: needs 2 cores ($1 on one, load and upstream on the other)" >&2
+    exit 1
+  fi
+  local missing=()
+  command -v nginx >/dev/null 2>&1 || missing+=(nginx)
+  python3 -c 'import yaml' 2>/dev/null || missing+=(python3-yaml)
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "$BENCH_NAME: installing ${missing[*]}" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # wait_port PORT [TENTHS]: until something listens on 127.0.0.1:PORT (default 10 s).
