@@ -268,13 +268,32 @@ fn apply(
     for name in removals(forward, received) {
         hostcalls::remove_map_value(MapType::HttpRequestHeaders, name)?;
     }
-    for (name, value) in &forward.set_headers {
+    for (name, value) in sets(forward, received) {
         hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value))?;
     }
     if forward.target != received_target {
         hostcalls::set_map_value(MapType::HttpRequestHeaders, ":path", Some(&forward.target))?;
     }
     Ok(())
+}
+
+/// The headers to set on the request before it is forwarded: core's, except those Envoy
+/// already holds with exactly that value (once). Envoy's connection manager sets
+/// `x-forwarded-proto: https` and, for a client that sent none, `x-forwarded-for: <client>`
+/// itself before any filter runs; setting them again was a write into Envoy's header map per
+/// request (about 1% of the filter's CPU each) for the same bytes.
+fn sets<'a>(
+    forward: &'a Forward,
+    received: &'a [(String, Vec<u8>)],
+) -> impl Iterator<Item = (&'a str, &'a str)> {
+    forward.set_headers.iter().filter_map(move |(name, value)| {
+        let mut held = received.iter().filter(|(n, _)| n == name);
+        let unchanged = matches!(
+            (held.next(), held.next()),
+            (Some((_, v)), None) if v.as_slice() == value.as_bytes()
+        );
+        (!unchanged).then_some((name.as_str(), value.as_str()))
+    })
 }
 
 /// The names to remove from the request before it is forwarded: the edge's own headers
@@ -410,6 +429,38 @@ mod tests {
         );
         let removed: Vec<&str> = removals(&fwd, &got).collect();
         assert_eq!(removed, ["x-forwarded-client-cert", "x-real-ip", "cookie"]);
+    }
+
+    #[test]
+    fn a_header_envoy_already_holds_with_the_same_value_is_not_set_again() {
+        let got = received(&[
+            (":path", b"/"),
+            // As Envoy's connection manager set them.
+            ("x-forwarded-proto", b"https"),
+            ("x-forwarded-for", b"192.0.2.1"),
+            // Twice: the set must replace both.
+            ("x-tlsgate-endpoint", b"app.test"),
+            ("x-tlsgate-endpoint", b"app.test"),
+        ]);
+        let fwd = forward(
+            "/",
+            &[
+                ("x-forwarded-proto", "https"),
+                ("x-forwarded-for", "198.51.100.7"),
+                ("x-tlsgate-endpoint", "app.test"),
+                ("x-forwarded-host", "app.test"),
+            ],
+            &[],
+        );
+        let set: Vec<(&str, &str)> = sets(&fwd, &got).collect();
+        assert_eq!(
+            set,
+            [
+                ("x-forwarded-for", "198.51.100.7"),
+                ("x-tlsgate-endpoint", "app.test"),
+                ("x-forwarded-host", "app.test"),
+            ]
+        );
     }
 
     #[test]
