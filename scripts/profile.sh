@@ -4,18 +4,21 @@
 # gives the same answer on a busy shared machine as on a quiet one.
 #
 # The set-up is make bench-compare's (TLS 1.3, a client certificate required, X25519, no
-# resumption, ECDSA P-256, HTTP/1.1 to an nginx upstream answering 200, access log on); the
+# resumption, ECDSA P-256 unless KIND=rsa, HTTP/1.1 to an nginx upstream answering 200, access log on); the
 # proxy runs under callgrind, the load generator warms it up, callgrind's counters are zeroed,
 # then the measured window runs and is dumped. Prints instructions per request (or per
 # handshake) and the functions that cost the most, inclusive and exclusive.
 #
-# Environment: MODE (keepalive | handshake; default keepalive), SECONDS_PER_RUN (default 20),
+# Environment: MODE (keepalive | handshake; default keepalive), KIND (the certificates' keys:
+# ecdsa, P-256, the default, or rsa, 2048 bits), SECONDS_PER_RUN (default 20),
 # CONNECTIONS (default 4), OUT (directory for callgrind.out and the reports; default
 # target/profile). Installs valgrind and nginx from Debian if they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 MODE=${MODE:-keepalive}
+KIND=${KIND:-ecdsa}
+case $KIND in ecdsa|rsa) ;; *) echo "profile: KIND is ecdsa or rsa, not '$KIND'" >&2; exit 1 ;; esac
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-20}
 CONNECTIONS=${CONNECTIONS:-4}
 OUT=${OUT:-target/profile}
@@ -34,11 +37,11 @@ LOADGEN=target/profiling/examples/loadgen
 BENCH_NAME=profile
 # shellcheck source=scripts/bench-lib.sh
 . scripts/bench-lib.sh
-bench_pki ecdsa
+bench_pki "$KIND"
 start_upstream
 
 PORT=$(free_port)
-bench_policy ecdsa "$PORT" > "$work/policy.yaml"
+bench_policy "$KIND" "$PORT" > "$work/policy.yaml"
 mkdir -p "$OUT"
 rm -f "$OUT"/callgrind.out*
 valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.out" \
@@ -48,8 +51,8 @@ pids+=("$proxy")
 wait_port "$PORT" 600
 
 load() { # load SECONDS -> the load generator's summary line
-  "$LOADGEN" --addr "127.0.0.1:$PORT" --sni bench.test --ca "$work/ca-ecdsa.crt" \
-    --cert "$work/client-ecdsa.crt" --key "$work/client-ecdsa.key" --mode "$MODE" \
+  "$LOADGEN" --addr "127.0.0.1:$PORT" --sni bench.test --ca "$work/ca-$KIND.crt" \
+    --cert "$work/client-$KIND.crt" --key "$work/client-$KIND.key" --mode "$MODE" \
     --connections "$CONNECTIONS" --seconds "$1"
 }
 load 3 >/dev/null
@@ -69,7 +72,7 @@ if [ -z "$count" ] || [ "$count" = 0 ] || [ -z "$total" ]; then
 fi
 callgrind_annotate --inclusive=yes --threshold=100 --auto=no "$dump" > "$OUT/inclusive.txt" 2>/dev/null
 callgrind_annotate --threshold=100 --auto=no "$dump" > "$OUT/exclusive.txt" 2>/dev/null
-echo "profile: $MODE, $count in ${SECONDS_PER_RUN} s under callgrind: $((total / count)) instructions each ($total in all)"
+echo "profile: $MODE ($KIND), $count in ${SECONDS_PER_RUN} s under callgrind: $((total / count)) instructions each ($total in all)"
 echo "profile: reports in $OUT/inclusive.txt and $OUT/exclusive.txt; open $dump with kcachegrind for the call graph"
 echo
 # The thread roots (clone, start_thread, tokio's task poll) carry everything; skip them.
